@@ -1,0 +1,106 @@
+"""The `pathways` command. Thin: each command calls the library and prints.
+
+Exit codes: 0 success; 1 problems in the input (listed as file:line:col: CODE message (hint));
+2 wrong usage of the command itself. Commands that do not orchestrate never import Prefect.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from pathways.errors import Problem, ProblemsFound
+
+app = typer.Typer(
+    name="pathways",
+    help="Personal care pathways (persoonlijke zorgtrajecten): author, validate, show and run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        err.print(str(problem), markup=False)
+
+
+def _fail(problems: list[Problem]) -> None:
+    _print_problems(problems)
+    noun = "problem" if len(problems) == 1 else "problems"
+    err.print(f"{len(problems)} {noun} found", markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
+) -> None:
+    """Check pathway and shared library files; report every problem as file:line:col."""
+    from pathways.definition.loader import validate_paths
+
+    result = validate_paths(paths or [Path("pathways")])
+    if result.problems:
+        _fail(result.problems)
+    steps = sum(len(d.model.steps) for d in result.pathways)
+    names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
+    out.print(
+        f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
+        f"{len(result.libraries)} shared libraries, {steps} steps",
+        markup=False,
+    )
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="Pathway name (e.g. diabetes) or path")]) -> None:
+    """Stages, steps, gates and disciplines of a pathway as a readable table."""
+    from pathways.definition.loader import load_pathway
+    from pathways.views.show import render_show
+
+    try:
+        loaded = load_pathway(name)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    render_show(loaded, out)
+
+
+@app.command()
+def diagram(
+    name: Annotated[str, typer.Argument(help="Pathway name (e.g. diabetes) or path")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained page that renders the diagram offline")] = None,
+) -> None:
+    """Print the pathway as a Mermaid flowchart; --html OUT writes an offline page."""
+    from pathways.definition.loader import load_pathway
+    from pathways.views.diagram import DiagramError, mermaid, write_html
+
+    try:
+        loaded = load_pathway(name)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    text = mermaid(loaded)
+    if html is None:
+        out.print(text, markup=False)
+        return
+    try:
+        write_html(loaded, text, html)
+    except DiagramError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"wrote {html}", markup=False)
+
+
+def main() -> None:  # console script entry point
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,472 @@
+"""Checks beyond the schema: references, cycles, reachability, stage order, types and units,
+timings and citations. Pure functions over loaded documents; they return every problem found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+from pathways.definition import expr as E
+from pathways.definition.model import (
+    STAGES,
+    Evidence,
+    Library,
+    PathwaySpec,
+    Step,
+)
+from pathways.definition.typecheck import Checker, Symbol, T, derived_type, fact_type, parameter_type, thresholds, unsatisfiable
+from pathways.definition.yamlsource import PathKey, Source
+from pathways.errors import Location, Problem, did_you_mean
+
+NON_CLINICAL_SOURCES = {"indication"}
+FINANCING_NEEDS_RULE = {"zvw_wijkverpleging", "wlz", "wmo", "pgb"}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A validated model with the YAML it came from, so problems can name a place."""
+
+    source: Source
+    model: Union[PathwaySpec, Library]
+    step_paths: tuple[PathKey, ...] = ()  # YAML path of each model step (entries may have been dropped)
+    broken: frozenset[str] = frozenset()  # names and ids whose entries failed the schema
+
+    def at(self, path: PathKey, key: bool = False) -> Location:
+        return self.source.at(path, key)
+
+
+@dataclass
+class _Context:
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, location: Location, code: str, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(location, code, message, hint))
+
+    def reporter(self, doc: Document, path: PathKey):
+        def report(span: E.Span, code: str, message: str, hint: str) -> None:
+            self.add(doc.source.in_scalar(path, span.start), code, message, hint)
+
+        return report
+
+
+# -- symbols ------------------------------------------------------------------------------
+
+@dataclass
+class Symbols:
+    table: dict[str, Symbol] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+    origin: dict[str, tuple[Document, PathKey]] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+
+
+def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
+    """Every fact, derived fact, parameter and rule of these documents, duplicates reported."""
+    symbols = Symbols()
+    for doc in docs:
+        model = doc.model
+        symbols.broken |= set(doc.broken)
+        sections = (("facts", model.facts), ("derived", model.derived), ("parameters", model.parameters), ("rules", model.rules))
+        for section, entries in sections:
+            for name in entries:
+                path = (section, name)
+                if name in symbols.origin:
+                    other_doc, other_path = symbols.origin[name]
+                    where = other_doc.at(other_path, key=True)
+                    ctx.add(doc.at(path, key=True), "PW030", f"'{name}' is defined twice", f"also under {other_path[0]} at {where}; rename one")
+                    continue
+                symbols.origin[name] = (doc, path)
+                if section == "facts":
+                    symbols.facts[name] = entries[name]
+    for name, (doc, path) in symbols.origin.items():
+        section = path[0]
+        entry = getattr(doc.model, section)[name]
+        if section == "facts":
+            symbols.table[name] = Symbol("fact", fact_type(entry), entry.source not in NON_CLINICAL_SOURCES)
+        elif section == "parameters":
+            symbols.table[name] = Symbol("parameter", parameter_type(entry), False)
+        elif section == "rules":
+            symbols.table[name] = Symbol("rule", T("boolean"), False)
+    for name, (doc, path) in symbols.origin.items():
+        if path[0] != "derived":
+            continue
+        derived = doc.model.derived[name]
+        base = symbols.facts.get(derived.of)
+        if base is None:
+            if derived.of not in symbols.broken:
+                hint = did_you_mean(derived.of, symbols.facts) or "derived facts are computed from facts declared under facts"
+                ctx.add(doc.at(path + ("of",)), "PW040", f"derived fact '{name}' is computed from unknown fact '{derived.of}'", hint)
+            symbols.table[name] = Symbol("derived", T("unknown"), True)
+            continue
+        base_type = fact_type(base)
+        if derived.function in ("change", "pct_change", "min", "max") and base_type.kind != "number":
+            ctx.add(doc.at(path + ("function",)), "PW024", f"{derived.function} needs a numeric fact; '{derived.of}' is {base_type.describe()}", "use count or value_ago")
+        if derived.function == "age" and base_type.kind != "date":
+            ctx.add(doc.at(path + ("function",)), "PW024", f"age is computed from a date fact; '{derived.of}' is {base_type.describe()}", "name the birth date fact")
+        if derived.window is not None and derived.window.amount <= 0:
+            ctx.add(doc.at(path + ("window",)), "PW035", f"a window of {derived.window} is empty", "use a window longer than 0")
+        symbols.table[name] = Symbol("derived", derived_type(derived, base_type), base.source not in NON_CLINICAL_SOURCES)
+    return symbols
+
+
+# -- expressions --------------------------------------------------------------------------
+
+def _check_condition(
+    ctx: _Context, checker_for, doc: Document, path: PathKey, expression: E.Expr, what: str, cited: bool, symbols: Symbols
+) -> bool:
+    """Type-check a condition; report uncited thresholds. Returns False when it can never be true."""
+    checker: Checker = checker_for(doc, path)
+    checker.condition(expression.ast, what)
+    if not cited:
+        for literal in thresholds(expression.ast, symbols.table)[:1]:
+            ctx.add(
+                doc.source.in_scalar(path, literal.span.start),
+                "PW036",
+                f"threshold {_literal(literal)} in {what} has no evidence citation",
+                "add evidence: {source: ..., section: ..., confidence: P|S|M}, or use a cited parameter",
+            )
+    if unsatisfiable(expression.ast):
+        ctx.add(doc.source.in_scalar(path, 0), "PW041", f"{what} can never be true", "check the bounds: they exclude each other")
+        return False
+    return True
+
+
+def _literal(node: E.Num) -> str:
+    value = node.value
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text} {node.unit}" if node.unit else text
+
+
+def _checker_factory(ctx: _Context, symbols: Symbols):
+    def checker_for(doc: Document, path: PathKey) -> Checker:
+        return Checker(symbols.table, symbols.facts, ctx.reporter(doc, path), symbols.broken)
+
+    return checker_for
+
+
+def _check_evidence(ctx: _Context, doc: Document, path: PathKey, evidence: Evidence | None) -> None:
+    if evidence is None:
+        return
+    declared = [s.id for s in doc.model.sources]
+    if evidence.source not in declared:
+        kind = "pathway" if isinstance(doc.model, PathwaySpec) else "library"
+        hint = did_you_mean(evidence.source, declared) or f"declare it under sources of this {kind}"
+        ctx.add(doc.at(path + ("source",)), "PW037", f"unknown source '{evidence.source}'", hint)
+
+
+def _check_definitions(ctx: _Context, doc: Document, symbols: Symbols, checker_for) -> None:
+    """Sources, parameters and named rules of one document."""
+    model = doc.model
+    seen: dict[str, int] = {}
+    for i, source in enumerate(model.sources):
+        if source.id in seen:
+            ctx.add(doc.at(("sources", i, "id")), "PW030", f"source '{source.id}' is declared twice", f"first at {doc.at(('sources', seen[source.id], 'id'))}")
+        seen.setdefault(source.id, i)
+    for name, parameter in model.parameters.items():
+        _check_evidence(ctx, doc, ("parameters", name, "evidence"), parameter.evidence)
+        for j, alternative in enumerate(parameter.alternatives):
+            _check_evidence(ctx, doc, ("parameters", name, "alternatives", j, "evidence"), alternative.evidence)
+            if type(alternative.value) is not type(parameter.value) and not (
+                isinstance(alternative.value, (int, float)) and isinstance(parameter.value, (int, float))
+                and not isinstance(alternative.value, bool) and not isinstance(parameter.value, bool)
+            ):
+                ctx.add(doc.at(("parameters", name, "alternatives", j, "value")), "PW024", f"alternative value of '{name}' is not of the same kind as its value", "give a value of the same kind")
+    for name, rule in model.rules.items():
+        path = ("rules", name)
+        _check_evidence(ctx, doc, path + ("evidence",), rule.evidence)
+        _check_condition(ctx, checker_for, doc, path + ("when",), rule.when, f"rule '{name}'", rule.evidence is not None, symbols)
+        if rule.effective_from and rule.effective_until and rule.effective_until <= rule.effective_from:
+            ctx.add(doc.at(path + ("effective_until",)), "PW035", f"rule '{name}' ends ({rule.effective_until}) before it starts ({rule.effective_from})", "effective_until must come after effective_from")
+    _check_rule_cycles(ctx, doc, symbols)
+
+
+def _check_rule_cycles(ctx: _Context, doc: Document, symbols: Symbols) -> None:
+    rules = doc.model.rules
+    graph = {name: [n.name for n in E.names(rule.when.ast) if symbols.table.get(n.name, None) and symbols.table[n.name].kind == "rule"] for name, rule in rules.items()}
+    for cycle in _cycles(graph):
+        if cycle[0] in rules:
+            ctx.add(doc.at(("rules", cycle[0]), key=True), "PW042", f"rules refer to each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "break the cycle")
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Each elementary cycle once, reported from its alphabetically first member."""
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):]
+                key = frozenset(cycle)
+                if key not in seen:
+                    seen.add(key)
+                    start = cycle.index(min(cycle))
+                    found.append(cycle[start:] + cycle[:start])
+            elif state.get(nxt) is None:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            visit(node, [])
+    return found
+
+
+# -- libraries ----------------------------------------------------------------------------
+
+def check_library(doc: Document) -> list[Problem]:
+    ctx = _Context()
+    library: Library = doc.model  # type: ignore[assignment]
+    symbols = collect_symbols([doc], ctx)
+    checker_for = _checker_factory(ctx, symbols)
+    _check_definitions(ctx, doc, symbols, checker_for)
+    if library.effective_until and library.effective_until <= library.effective_from:
+        ctx.add(doc.at(("effective_until",)), "PW035", f"the library ends ({library.effective_until}) before it starts ({library.effective_from})", "effective_until must come after effective_from")
+    for route, rule in library.financing.items():
+        if rule not in library.rules and rule not in symbols.broken:
+            ctx.add(doc.at(("financing", route)), "PW021", f"financing route '{route}' names unknown rule '{rule}'", did_you_mean(rule, library.rules) or "define it under rules")
+    seen: set[str] = set()
+    for i, deadline in enumerate(library.deadlines):
+        path = ("deadlines", i)
+        if deadline.id in seen:
+            ctx.add(doc.at(path + ("id",)), "PW030", f"deadline '{deadline.id}' is declared twice", "rename one")
+        seen.add(deadline.id)
+        _check_evidence(ctx, doc, path + ("evidence",), deadline.evidence)
+        fact = symbols.facts.get(deadline.after)
+        if fact is None:
+            ctx.add(doc.at(path + ("after",)), "PW040", f"deadline '{deadline.id}' counts from unknown fact '{deadline.after}'", did_you_mean(deadline.after, symbols.facts) or "declare the date fact under facts")
+        elif fact.type != "date":
+            ctx.add(doc.at(path + ("after",)), "PW024", f"deadline '{deadline.id}' counts from '{deadline.after}', which is not a date", "name a date fact")
+        if deadline.within.amount <= 0:
+            ctx.add(doc.at(path + ("within",)), "PW035", f"deadline '{deadline.id}' is due {deadline.within} after its start", "use a positive duration")
+    return ctx.problems
+
+
+# -- pathways -----------------------------------------------------------------------------
+
+def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries: Iterable[str] = ()) -> list[Problem]:
+    """Every problem of one pathway; ``libraries`` are the loaded shared libraries by id."""
+    ctx = _Context()
+    spec: PathwaySpec = doc.model  # type: ignore[assignment]
+    used: list[Document] = []
+    for i, name in enumerate(spec.uses):
+        if name in libraries:
+            used.append(libraries[name])
+        else:
+            hint = did_you_mean(name, known_libraries) or "shared libraries live in the _shared folder next to the pathway folders"
+            ctx.add(doc.at(("uses", i)), "PW038", f"unknown shared library '{name}'", hint)
+    symbols = collect_symbols([doc, *used], ctx)
+    checker_for = _checker_factory(ctx, symbols)
+    _check_definitions(ctx, doc, symbols, checker_for)
+
+    _check_evidence(ctx, doc, ("indication", "evidence"), spec.indication.evidence)
+    _check_condition(ctx, checker_for, doc, ("indication", "when"), spec.indication.when, "the indication", True, symbols)
+    if spec.indication.exclude is not None:
+        _check_condition(ctx, checker_for, doc, ("indication", "exclude"), spec.indication.exclude, "the exclusion", True, symbols)
+
+    steps = {s.id: s for s in spec.steps}
+    index = {s.id: i for i, s in enumerate(spec.steps)}
+    step_path = lambda step_id: doc.step_paths[index[step_id]]  # noqa: E731
+    broken_steps = set(doc.broken)
+
+    _check_step_ids(ctx, doc, spec)
+    blocked: dict[str, str] = {}  # step id -> why it can never become due
+    for i, step in enumerate(spec.steps):
+        path = doc.step_paths[i]
+        why = _check_step(ctx, doc, path, step, steps, broken_steps, symbols, checker_for, used)
+        if why:
+            blocked[step.id] = why
+    _check_stage_order(ctx, doc, spec, steps, step_path)
+
+    graph = {s.id: [r for r in s.requires if r in steps] + ([s.timing.after] if s.timing and s.timing.after in steps else []) for s in spec.steps}
+    in_cycle: set[str] = set()
+    for cycle in _cycles(graph):
+        in_cycle |= set(cycle)
+        ctx.add(doc.at(step_path(cycle[0]) + ("requires",)), "PW032", f"steps require each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "remove one of the requirements")
+    _report_unreachable(ctx, doc, spec, graph, blocked, in_cycle, step_path)
+    return ctx.problems
+
+
+def _check_step_ids(ctx: _Context, doc: Document, spec: PathwaySpec) -> None:
+    first: dict[str, int] = {}
+    goal_first: dict[str, PathKey] = {}
+    for i, step in enumerate(spec.steps):
+        path = doc.step_paths[i]
+        if step.id in first:
+            ctx.add(doc.at(path + ("id",)), "PW030", f"step id '{step.id}' is used twice", f"first at {doc.at(doc.step_paths[first[step.id]] + ('id',))}; rename one")
+        first.setdefault(step.id, i)
+        for j, goal in enumerate(step.goals):
+            gpath = path + ("goals", j, "id")
+            if goal.id in goal_first:
+                ctx.add(doc.at(gpath), "PW030", f"goal id '{goal.id}' is used twice", f"first at {doc.at(goal_first[goal.id])}; rename one")
+            goal_first.setdefault(goal.id, gpath)
+
+
+def _check_step(ctx, doc, path, step: Step, steps, broken_steps, symbols: Symbols, checker_for, used) -> str:
+    """Check one step; return why it can never become due ('' when it can)."""
+    why = ""
+    cited = step.evidence is not None
+    _check_evidence(ctx, doc, path + ("evidence",), step.evidence)
+    for j, required in enumerate(step.requires):
+        if required not in steps and required not in broken_steps:
+            ctx.add(doc.at(path + ("requires", j)), "PW031", f"step '{step.id}' requires unknown step '{required}'", did_you_mean(required, steps) or "name a step id of this pathway")
+        if required == step.id:
+            ctx.add(doc.at(path + ("requires", j)), "PW032", f"step '{step.id}' requires itself", "remove it from requires")
+    if step.gate is not None:
+        if not _check_condition(ctx, checker_for, doc, path + ("gate",), step.gate, f"the gate of '{step.id}'", cited, symbols):
+            why = "its gate can never be true"
+    if step.stage == "escalation" and step.escalation is None:
+        ctx.add(doc.at(path + ("stage",)), "PW039", f"escalation step '{step.id}' has no escalation", "add escalation: {trigger, severity, action, notify}")
+    if step.escalation is not None:
+        if step.stage != "escalation":
+            ctx.add(doc.at(path + ("escalation",), key=True), "PW039", f"step '{step.id}' of stage '{step.stage}' has an escalation", "move it to stage: escalation")
+        if not _check_condition(ctx, checker_for, doc, path + ("escalation", "trigger"), step.escalation.trigger, f"the trigger of '{step.id}'", cited, symbols):
+            why = "its trigger can never be true"
+    why = _check_timing(ctx, doc, path, step, steps) or why
+    for j, output in enumerate(step.outputs):
+        if output.fact not in symbols.facts and output.fact not in symbols.broken:
+            hint = did_you_mean(output.fact, symbols.facts) or "declare it under facts"
+            if output.fact in symbols.table:
+                hint = f"'{output.fact}' is a {symbols.table[output.fact].kind}; outputs are facts people record"
+            ctx.add(doc.at(path + ("outputs", j, "fact")), "PW040", f"step '{step.id}' records unknown fact '{output.fact}'", hint)
+    for j, goal in enumerate(step.goals):
+        _check_goal(ctx, doc, path + ("goals", j), goal, cited, symbols, checker_for)
+    if step.financing in FINANCING_NEEDS_RULE and not any(step.financing in lib.model.financing for lib in used):
+        ctx.add(doc.at(path + ("financing",)), "PW043", f"financing route '{step.financing}' has no eligibility rule", "add `uses: [financing]` or a library that maps this route to a rule")
+    return why
+
+
+def _check_goal(ctx, doc, path, goal, step_cited: bool, symbols: Symbols, checker_for) -> None:
+    _check_evidence(ctx, doc, path + ("evidence",), goal.evidence)
+    fact = symbols.facts.get(goal.fact)
+    if fact is None:
+        if goal.fact not in symbols.broken:
+            ctx.add(doc.at(path + ("fact",)), "PW040", f"goal '{goal.id}' measures unknown fact '{goal.fact}'", did_you_mean(goal.fact, symbols.facts) or "declare it under facts")
+    elif fact.type not in ("quantity", "count"):
+        ctx.add(doc.at(path + ("fact",)), "PW024", f"goal '{goal.id}' measures '{goal.fact}', which is not measurable ({fact.type})", "a SMART goal measures a quantity or count")
+    if goal.when is not None:
+        _check_condition(ctx, checker_for, doc, path + ("when",), goal.when, f"the condition of goal '{goal.id}'", goal.evidence is not None or step_cited, symbols)
+    if goal.deadline.amount <= 0:
+        ctx.add(doc.at(path + ("deadline",)), "PW035", f"goal '{goal.id}' is due {goal.deadline} after it is agreed", "give a deadline after 0, e.g. 12w")
+    prefix = f"{goal.fact} "
+    try:
+        target = E.Expr.parse(prefix + goal.target)
+    except E.ExprSyntaxError as exc:
+        ctx.add(doc.source.in_scalar(path + ("target",), max(exc.offset - len(prefix), 0)), "PW020", exc.message, exc.hint)
+        return
+    if not isinstance(target.ast, (E.Compare, E.InList)) or (isinstance(target.ast, E.Compare) and target.ast.left != E.Name(goal.fact, E.Span(0, len(goal.fact)))):
+        ctx.add(doc.at(path + ("target",)), "PW020", f"goal target '{goal.target}' is not a comparison", "write e.g. '<= 53' or '<= hba1c_target'")
+        return
+    if fact is None:
+        return
+    shifted = _Shifted(ctx, doc, path + ("target",), len(prefix))
+    Checker(symbols.table, symbols.facts, shifted, symbols.broken).condition(target.ast, f"goal '{goal.id}'")
+    if goal.evidence is None and not step_cited:
+        for literal in thresholds(target.ast, symbols.table)[:1]:
+            shifted(literal.span, "PW036", f"target {_literal(literal)} of goal '{goal.id}' has no evidence citation", "add evidence to the goal or its step, or use a cited parameter")
+
+
+class _Shifted:
+    """Report positions of a goal target, which was parsed with the fact name in front."""
+
+    def __init__(self, ctx: _Context, doc: Document, path: PathKey, shift: int):
+        self.ctx, self.doc, self.path, self.shift = ctx, doc, path, shift
+
+    def __call__(self, span: E.Span, code: str, message: str, hint: str) -> None:
+        self.ctx.add(self.doc.source.in_scalar(self.path, max(span.start - self.shift, 0)), code, message, hint)
+
+
+def _check_timing(ctx: _Context, doc: Document, path: PathKey, step: Step, steps: dict[str, Step]) -> str:
+    timing = step.timing
+    tpath = path + ("timing",)
+    if timing is None:
+        if step.stage == "reviews":
+            ctx.add(doc.at(path + ("stage",)), "PW033", f"review step '{step.id}' has no timing, so it never becomes due", "add timing: {at: [4w, 12w], every: 13w}")
+            return "it has no timing"
+        return ""
+    if step.stage == "escalation":
+        ctx.add(doc.at(tpath, key=True), "PW035", f"escalation step '{step.id}' is triggered, not scheduled", "remove its timing")
+    why = ""
+    if timing.after != "enrollment":
+        if timing.after == step.id:
+            ctx.add(doc.at(tpath + ("after",)), "PW035", f"step '{step.id}' is timed after itself", "time it after enrollment or another step")
+            why = "it is timed after itself"
+        elif timing.after not in steps and timing.after not in doc.broken:
+            ctx.add(doc.at(tpath + ("after",)), "PW031", f"step '{step.id}' is timed after unknown step '{timing.after}'", did_you_mean(timing.after, [*steps, "enrollment"]) or "name 'enrollment' or a step id")
+            why = "its anchor does not exist"
+    if timing.offset.amount < 0:
+        ctx.add(doc.at(tpath + ("offset",)), "PW035", f"offset {timing.offset} puts step '{step.id}' before its anchor", "use an offset of 0 or more")
+    previous = None
+    for j, moment in enumerate(timing.at):
+        if moment.amount <= 0:
+            ctx.add(doc.at(tpath + ("at", j)), "PW035", f"review moment {moment} is not after the anchor", "review moments count from the anchor and must be after it")
+        elif previous is not None and moment.approx_days <= previous.approx_days:
+            ctx.add(doc.at(tpath + ("at", j)), "PW035", f"review moment {moment} does not come after {previous}", "list review moments in increasing order")
+        previous = moment
+    if timing.every is not None and timing.every.amount <= 0:
+        ctx.add(doc.at(tpath + ("every",)), "PW035", f"'every {timing.every}' never moves forward", "use a positive interval such as 13w")
+    if timing.until is not None:
+        last = max([timing.offset, *timing.at], key=lambda d: d.approx_days)
+        if timing.until.approx_days <= last.approx_days:
+            ctx.add(doc.at(tpath + ("until",)), "PW035", f"'until {timing.until}' ends before the first moment {last}", "make until later than every moment")
+    if timing.every is not None and not timing.at and timing.until is None and step.stage not in ("reviews", "interventions"):
+        ctx.add(doc.at(tpath + ("every",)), "PW035", f"step '{step.id}' of stage '{step.stage}' recurs forever", "recurring steps belong to reviews or interventions, or give until")
+    return why
+
+
+def _check_stage_order(ctx: _Context, doc: Document, spec: PathwaySpec, steps: dict[str, Step], step_path) -> None:
+    rank = {stage: i for i, stage in enumerate(STAGES)}
+    highest: Step | None = None
+    for step in spec.steps:
+        if highest is not None and rank[step.stage] < rank[highest.stage]:
+            ctx.add(
+                doc.at(step_path(step.id) + ("stage",)),
+                "PW034",
+                f"step '{step.id}' ({step.stage}) is listed after step '{highest.id}' ({highest.stage})",
+                f"list steps in stage order: {', '.join(STAGES)}",
+            )
+        elif highest is None or rank[step.stage] > rank[highest.stage]:
+            highest = step
+        for j, required in enumerate(step.requires):
+            other = steps.get(required)
+            if other is not None and rank[other.stage] > rank[step.stage]:
+                ctx.add(
+                    doc.at(step_path(step.id) + ("requires", j)),
+                    "PW034",
+                    f"{step.stage} step '{step.id}' requires '{required}' of the later stage {other.stage}",
+                    "a step can only require steps of its own or an earlier stage",
+                )
+
+
+def _report_unreachable(ctx, doc, spec, graph, blocked: dict[str, str], in_cycle: set[str], step_path) -> None:
+    done: dict[str, str] = {}
+
+    def reason(step_id: str, trail: tuple[str, ...]) -> str:
+        if step_id in done:
+            return done[step_id]
+        if step_id in trail:
+            return ""
+        why = ""
+        if step_id in in_cycle:
+            why = "it is part of a requirement cycle"
+        elif step_id in blocked:
+            why = blocked[step_id]
+        else:
+            for dep in graph.get(step_id, ()):
+                if reason(dep, trail + (step_id,)):
+                    why = f"it depends on '{dep}', which can never become due"
+                    break
+        done[step_id] = why
+        return why
+
+    for step in spec.steps:
+        why = reason(step.id, ())
+        # the root cause was reported already (cycle, gate, missing timing); report the knock-on
+        if why.startswith("it depends on"):
+            ctx.add(doc.at(step_path(step.id) + ("id",)), "PW033", f"step '{step.id}' can never become due: {why[3:]}", "fix the step it depends on")

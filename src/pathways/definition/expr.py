@@ -1,0 +1,422 @@
+"""The rule expression language: text in YAML -> a frozen AST. Parsed by lark, never eval'd.
+
+Examples::
+
+    hba1c_mmol_mol > 53 and age_years < 70
+    change(body_weight_kg, 3d) > 2 kg
+    pct_change(egfr_ml_min_1_73m2, 365d) < -20 %
+    simms_class in ["1", "2", "3"] or missing(simms_class)
+    count(copd_exacerbation, 1y) >= 2
+
+Grammar (lowest precedence first): ``or``, ``and``, ``not``, comparison
+(``< <= > >= == !=``, ``in [...]``, ``not in [...]``), ``+ -``, ``* /``, unary ``-``, atoms
+(numbers with an optional unit, durations such as ``3d``, strings, ``true``/``false``, names,
+function calls, parentheses). Every node keeps its character span in the source text so that
+problems point at the right column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterator, Union
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
+
+from pathways.definition.durations import Duration
+
+GRAMMAR = r"""
+?start: or_expr
+
+?or_expr: and_expr
+        | or_expr "or" and_expr          -> or_
+?and_expr: not_expr
+         | and_expr "and" not_expr       -> and_
+?not_expr: "not" not_expr                -> not_
+         | comparison
+?comparison: sum
+           | sum COMPOP sum              -> compare
+           | sum "in" list               -> in_
+           | sum "not" "in" list         -> not_in
+?sum: product
+    | sum ADDOP product                  -> arith
+?product: unary
+        | product MULOP unary            -> arith
+?unary: "-" unary                        -> neg
+      | atom
+?atom: NUMBER UNIT?                      -> number
+     | DURATION                          -> duration
+     | STRING                            -> string
+     | "true"                            -> true
+     | "false"                           -> false
+     | NAME "(" [arguments] ")"          -> call
+     | NAME                              -> name
+     | "(" or_expr ")"
+list: "[" [literal ("," literal)* ","?] "]"
+?literal: NUMBER UNIT?                   -> number
+        | "-" NUMBER UNIT?               -> negnumber
+        | STRING                         -> string
+        | DURATION                       -> duration
+        | "true"                         -> true
+        | "false"                        -> false
+arguments: or_expr ("," or_expr)*
+
+COMPOP: "<=" | ">=" | "==" | "!=" | "<" | ">"
+ADDOP: "+" | "-"
+MULOP: "*" | "/"
+DURATION.3: /\d+(mo|d|w|y)(?![A-Za-z0-9_])/
+NUMBER.2: /\d+(\.\d+)?/
+UNIT.1: "%" | /(?!(and|or|in|not)(?![A-Za-z0-9_]))[A-Za-zµ][A-Za-z0-9µ_.\/{}\[\]]*/
+NAME: /(?!(and|or|in|not|true|false)(?![A-Za-z0-9_.]))[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/
+STRING: /"[^"\n]*"/ | /'[^'\n]*'/
+
+%import common.WS
+%ignore WS
+"""
+
+FUNCTIONS = {
+    # name: (arguments, meaning)
+    "latest": ("fact", "the most recent value of a fact"),
+    "value_ago": ("fact, window", "the most recent value at least `window` before the evaluation date"),
+    "change": ("fact, window", "latest value minus the value at the start of the window"),
+    "pct_change": ("fact, window", "change over the window as a percentage of the value at its start"),
+    "count": ("fact, window", "how many values or events fall in the window"),
+    "min": ("fact, window", "the lowest value in the window"),
+    "max": ("fact, window", "the highest value in the window"),
+    "days_since": ("fact", "the time since a date fact (or since the latest value of a fact)"),
+    "exists": ("fact", "true when the fact has a value"),
+    "missing": ("fact", "true when the fact has no value"),
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    unit: str | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Dur:
+    value: Duration
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple["Node", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # "and" | "or"
+    operands: tuple["Node", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: "Node"
+    right: "Node"
+    span: Span
+
+
+@dataclass(frozen=True)
+class InList:
+    item: "Node"
+    values: tuple["Node", ...]
+    negated: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Arith:
+    op: str
+    left: "Node"
+    right: "Node"
+    span: Span
+
+
+Node = Union[Num, Str, Bool, Dur, Name, Call, Not, Neg, BoolOp, Compare, InList, Arith]
+
+
+def _span(meta: Any) -> Span:
+    return Span(meta.start_pos, meta.end_pos)
+
+
+def _tok_span(tok: Token) -> Span:
+    return Span(tok.start_pos or 0, tok.end_pos or 0)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def or_(self, meta, children):
+        return _flatten("or", children, _span(meta))
+
+    def and_(self, meta, children):
+        return _flatten("and", children, _span(meta))
+
+    def not_(self, meta, children):
+        return Not(children[0], _span(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return Compare(str(op), left, right, _span(meta))
+
+    def in_(self, meta, children):
+        return InList(children[0], tuple(children[1]), False, _span(meta))
+
+    def not_in(self, meta, children):
+        return InList(children[0], tuple(children[1]), True, _span(meta))
+
+    def arith(self, meta, children):
+        left, op, right = children
+        return Arith(str(op), left, right, _span(meta))
+
+    def neg(self, meta, children):
+        operand = children[0]
+        if isinstance(operand, Num):
+            return Num(-operand.value, operand.unit, _span(meta))
+        return Neg(operand, _span(meta))
+
+    def number(self, meta, children):
+        unit = str(children[1]) if len(children) > 1 and children[1] is not None else None
+        return Num(_number(children[0]), unit, _span(meta))
+
+    def negnumber(self, meta, children):
+        unit = str(children[1]) if len(children) > 1 and children[1] is not None else None
+        return Num(-_number(children[0]), unit, _span(meta))
+
+    def duration(self, meta, children):
+        return Dur(Duration.parse(str(children[0])), _span(meta))
+
+    def string(self, meta, children):
+        return Str(str(children[0])[1:-1], _span(meta))
+
+    def true(self, meta, children):
+        return Bool(True, _span(meta))
+
+    def false(self, meta, children):
+        return Bool(False, _span(meta))
+
+    def name(self, meta, children):
+        return Name(str(children[0]), _span(meta))
+
+    def call(self, meta, children):
+        func = children[0]
+        args = children[1] if len(children) > 1 and children[1] is not None else ()
+        return Call(str(func), tuple(args), _span(meta))
+
+    def arguments(self, meta, children):
+        return tuple(children)
+
+    def list(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+
+def _number(tok: Token) -> float:
+    text = str(tok)
+    return float(text) if "." in text else int(text)
+
+
+def _flatten(op: str, children: list, span: Span) -> BoolOp:
+    operands: list = []
+    for child in children:
+        if isinstance(child, BoolOp) and child.op == op:
+            operands.extend(child.operands)
+        else:
+            operands.append(child)
+    return BoolOp(op, tuple(operands), span)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+class ExprSyntaxError(ValueError):
+    def __init__(self, message: str, offset: int, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.hint = hint
+
+
+_TOKEN_WORDS = {
+    "COMPOP": "a comparison (<, <=, >, >=, ==, !=)",
+    "ADDOP": "+ or -",
+    "MULOP": "* or /",
+    "NUMBER": "a number",
+    "DURATION": "a duration such as 12w",
+    "STRING": "a quoted string",
+    "NAME": "a name",
+    "UNIT": "a unit",
+    "RPAR": "')'",
+    "LPAR": "'('",
+    "RSQB": "']'",
+    "LSQB": "'['",
+    "COMMA": "','",
+    "AND": "'and'",
+    "OR": "'or'",
+    "NOT": "'not'",
+    "IN": "'in'",
+    "TRUE": "'true'",
+    "FALSE": "'false'",
+    "MINUS": "'-'",
+    "$END": "the end",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in expected})
+    if len(words) > 6:
+        return ", ".join(words[:6]) + ", ..."
+    return ", ".join(words)
+
+
+def parse(text: str) -> Node:
+    """Parse an expression; raise ExprSyntaxError with a character offset on bad input."""
+    if not text.strip():
+        raise ExprSyntaxError("empty expression", 0, "write a condition such as `age_years >= 18`")
+    if "==" not in text and "=" in text.replace("<=", "").replace(">=", "").replace("!=", ""):
+        offset = _single_equals(text)
+        if offset is not None:
+            raise ExprSyntaxError("'=' is not a comparison", offset, "write '==' to compare")
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedEOF as exc:
+        raise ExprSyntaxError("the expression ends too early", len(text), f"expected {_describe_expected(set(exc.expected))}") from None
+    except UnexpectedToken as exc:
+        got = "the end" if exc.token.type == "$END" else f"'{exc.token}'"
+        offset = len(text) if exc.token.type == "$END" else (exc.token.start_pos or 0)
+        raise ExprSyntaxError(
+            f"unexpected {got}", offset, f"expected {_describe_expected(set(exc.expected))}"
+        ) from None
+    except UnexpectedCharacters as exc:
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        hint = "use 'and', 'or', 'not'" if char in "&|!" else ""
+        raise ExprSyntaxError(f"unexpected character '{char}'", exc.pos_in_stream, hint) from None
+    except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
+        raise ExprSyntaxError(str(exc).splitlines()[0], getattr(exc, "pos_in_stream", 0) or 0) from None
+    return _ToAst().transform(tree)
+
+
+def _single_equals(text: str) -> int | None:
+    in_string: str | None = None
+    for i, c in enumerate(text):
+        if in_string:
+            if c == in_string:
+                in_string = None
+            continue
+        if c in "\"'":
+            in_string = c
+        elif c == "=" and (i == 0 or text[i - 1] not in "<>!=") and (i + 1 >= len(text) or text[i + 1] != "="):
+            return i
+    return None
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents before children."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, (Not, Neg)):
+        return (node.operand,)
+    if isinstance(node, BoolOp):
+        return node.operands
+    if isinstance(node, (Compare, Arith)):
+        return (node.left, node.right)
+    if isinstance(node, InList):
+        return (node.item, *node.values)
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def names(node: Node) -> list[Name]:
+    return [n for n in walk(node) if isinstance(n, Name)]
+
+
+@dataclass(frozen=True)
+class Expr:
+    """An expression as written (``text``) with its parsed tree (``ast``); equal by text."""
+
+    text: str
+    ast: Node
+
+    @classmethod
+    def parse(cls, text: str) -> "Expr":
+        return cls(text, parse(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expr) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def from_str(value: str) -> Expr:
+            try:
+                return cls.parse(value)
+            except ExprSyntaxError as exc:
+                raise PydanticCustomError(
+                    "expr_syntax", "{message}", {"message": exc.message, "offset": exc.offset, "hint": exc.hint}
+                ) from None
+
+        from_text = core_schema.chain_schema(
+            [core_schema.str_schema(), core_schema.no_info_plain_validator_function(from_str)]
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=from_text,
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_text]),
+            serialization=core_schema.to_string_ser_schema(),
+        )

@@ -1,0 +1,389 @@
+"""Find, read and check pathway and library files; every problem of every file at once.
+
+``validate_paths`` is what ``pathways validate`` runs. ``load_pathway`` gives a checked
+pathway with its libraries, or raises ``ProblemsFound`` with all problems.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from pathways.definition.checks import Document, check_library, check_pathway
+from pathways.definition.model import Library, PathwaySpec
+from pathways.definition.yamlsource import PathKey, Source, read_yaml
+from pathways.errors import Location, Problem, ProblemsFound, did_you_mean
+
+PATHWAY_FILE = "pathway.yaml"
+SHARED_DIR = "_shared"
+_DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
+
+
+# -- one file -----------------------------------------------------------------------------
+
+def load_document(path: Path, display: str | None = None) -> tuple[Document | None, list[Problem]]:
+    """Read and schema-check one pathway or library file."""
+    source, problems = read_yaml(path, display)
+    if source is None:
+        return None, problems
+    data = source.data
+    if not isinstance(data, dict):
+        problems.append(Problem(source.at(()), "PW012", "the file must be a mapping of keys to values", "start with `pathway: <id>` or `library: <id>`"))
+        return None, problems
+    if "pathway" in data:
+        model_cls: type[BaseModel] = PathwaySpec
+    elif "library" in data:
+        model_cls = Library
+    else:
+        problems.append(Problem(source.at(()), "PW011", "missing key 'pathway'", "a pathway file starts with `pathway: <id>`, a shared library with `library: <id>`"))
+        return None, problems
+    if problems:  # duplicate keys etc.: the data is not what the author wrote
+        return None, problems
+    try:
+        model = model_cls.model_validate(data)
+        return Document(source, model, tuple(("steps", i) for i in range(len(data.get("steps") or ())))), problems
+    except ValidationError as exc:
+        problems.extend(schema_problems(source, model_cls, exc))
+        return _partial(source, model_cls, exc), problems
+
+
+def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> Document | None:
+    """The model without the entries that failed, so later checks still run on the rest."""
+    data = dict(source.data)
+    drop: dict[str, set] = {}
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) >= 2 and loc[0] in _DROPPABLE:
+            drop.setdefault(loc[0], set()).add(loc[1])
+        else:
+            return None
+    broken: set[str] = set()
+    step_paths: list[PathKey] = [("steps", i) for i in range(len(data.get("steps") or ()))]
+    for section, keys in drop.items():
+        value = data.get(section)
+        if isinstance(value, list):
+            for i in keys:
+                if isinstance(i, int) and i < len(value) and isinstance(value[i], dict) and isinstance(value[i].get("id"), str):
+                    broken.add(value[i]["id"])
+            kept = [i for i in range(len(value)) if i not in keys]
+            data[section] = [value[i] for i in kept]
+            if section == "steps":
+                step_paths = [("steps", i) for i in kept]
+        elif isinstance(value, dict):
+            broken |= {str(k) for k in keys}
+            data[section] = {k: v for k, v in value.items() if k not in keys}
+    try:
+        model = model_cls.model_validate(data)
+    except ValidationError:
+        return None
+    return Document(source, model, tuple(step_paths), frozenset(broken))
+
+
+def _data_prefix(data: Any, loc: tuple) -> tuple[PathKey, tuple]:
+    path: list = []
+    for i, part in enumerate(loc):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return tuple(path), tuple(loc[i:])
+        path.append(part)
+    return tuple(path), ()
+
+
+def _fields_at(model_cls: type[BaseModel], loc: PathKey) -> list[str]:
+    """The keys allowed in the mapping at ``loc``, for did-you-mean on unknown keys."""
+    current: Any = model_cls
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part or n == part), None)
+            if field is None:
+                return []
+            current = field.annotation
+            continue
+        if origin in (dict,):
+            current = typing.get_args(current)[1]
+            continue
+        if origin in (tuple, list):
+            current = typing.get_args(current)[0]
+            continue
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            models = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not models:
+                return []
+            current = models[0]
+            parts.insert(0, part)
+            continue
+        return []
+    while typing.get_origin(current) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        models = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return []
+        current = models[0]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[tuple] = set()
+
+    def add(location: Location, code: str, message: str, hint: str = "") -> None:
+        key = (location, code, message)
+        if key not in seen:
+            seen.add(key)
+            problems.append(Problem(location, code, message, hint))
+
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        path, rest = _data_prefix(source.data, loc)
+        value = error.get("input")
+        ctx = error.get("ctx") or {}
+        if kind == "missing":
+            key = rest[0] if rest else loc[-1]
+            add(source.at(path), "PW011", f"{_where(source, path)}missing key '{key}'", f"add '{key}: ...'")
+        elif kind == "extra_forbidden":
+            allowed = _fields_at(model_cls, path[:-1])
+            hint = did_you_mean(str(path[-1]), allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else "remove it")
+            add(source.at(path, key=True), "PW010", f"{_where(source, path[:-1])}unknown key '{path[-1]}'", hint)
+        elif rest == ("[key]",):
+            add(source.at(path, key=True), "PW012", f"'{path[-1]}' is not a valid name", "names are lower case letters, digits and _, starting with a letter")
+        elif kind == "expr_syntax":
+            add(source.in_scalar(path, int(ctx.get("offset", 0))), "PW020", str(ctx.get("message", error["msg"])), str(ctx.get("hint", "")))
+        elif kind in ("literal_error", "enum"):
+            options = _QUOTED.findall(str(ctx.get("expected", "")))
+            hint = did_you_mean(str(value), options) or f"one of: {', '.join(options)}"
+            add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not allowed here", hint)
+        elif kind == "string_pattern_mismatch":
+            is_version = str(ctx.get("pattern", "")).startswith("^\\d")
+            what = "version" if is_version else "id"
+            hint = "write a semantic version such as 1.2.0" if is_version else "ids are lower case letters, digits and _, starting with a letter"
+            add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not a valid {what}", hint)
+        elif kind == "too_short":
+            add(source.at(path), "PW012", f"{_where(source, path)}needs at least {ctx.get('min_length', 1)} entry", "add one")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            shown = "" if isinstance(value, (dict, list)) else f" ('{value}')" if value is not None else ""
+            add(source.at(path), "PW012", f"{_where(source, path)}{message[0].lower() + message[1:]}{shown}", _type_hint(kind))
+    return problems
+
+
+def _where(source: Source, path: PathKey) -> str:
+    """'step hba1c_control: ' for problems inside a step, to orient the reader."""
+    if len(path) >= 2 and path[0] == "steps" and isinstance(path[1], int):
+        steps = source.data.get("steps") if isinstance(source.data, dict) else None
+        if isinstance(steps, list) and path[1] < len(steps) and isinstance(steps[path[1]], dict):
+            step_id = steps[path[1]].get("id")
+            if isinstance(step_id, str):
+                return f"step {step_id}: "
+    if len(path) >= 2 and path[0] in ("facts", "derived", "parameters", "rules"):
+        return f"{path[0]}.{path[1]}: "
+    return ""
+
+
+def _type_hint(kind: str) -> str:
+    return {
+        "string_type": "write text",
+        "float_parsing": "write a number",
+        "float_type": "write a number",
+        "int_parsing": "write a whole number",
+        "bool_parsing": "write true or false",
+        "bool_type": "write true or false",
+        "dict_type": "write a mapping (key: value lines)",
+        "model_type": "write a mapping (key: value lines)",
+        "tuple_type": "write a list",
+        "list_type": "write a list",
+        "date_from_datetime_parsing": "write a date as YYYY-MM-DD",
+        "date_parsing": "write a date as YYYY-MM-DD",
+        "date_type": "write a date as YYYY-MM-DD",
+        "duration": "e.g. 3d, 12w, 6mo, 1y",
+    }.get(kind, "")
+
+
+# -- many files ---------------------------------------------------------------------------
+
+@dataclass
+class Validation:
+    problems: list[Problem] = field(default_factory=list)
+    pathways: list[Document] = field(default_factory=list)
+    libraries: list[Document] = field(default_factory=list)
+    files: int = 0
+
+
+class _Libraries:
+    """Shared libraries per _shared folder, each read and checked once."""
+
+    def __init__(self, result: Validation):
+        self.result = result
+        self.by_folder: dict[Path, dict[str, Document]] = {}
+        self.files_seen: set[Path] = set()
+
+    def for_pathway(self, pathway_file: Path) -> tuple[dict[str, Document], list[str]]:
+        folder = _shared_folder(pathway_file)
+        if folder is None:
+            return {}, []
+        if folder not in self.by_folder:
+            found: dict[str, Document] = {}
+            for path in sorted(folder.glob("*.yaml")):
+                doc = self.load(path)
+                if doc is not None and isinstance(doc.model, Library):
+                    found[doc.model.id] = doc
+            self.by_folder[folder] = found
+        libraries = self.by_folder[folder]
+        return libraries, sorted(libraries)
+
+    def load(self, path: Path) -> Document | None:
+        resolved = path.resolve()
+        if resolved in self.files_seen:
+            return next((d for d in self.result.libraries if Path(d.source.file).resolve() == resolved), None)
+        self.files_seen.add(resolved)
+        self.result.files += 1
+        doc, problems = load_document(path, _display(path))
+        self.result.problems.extend(problems)
+        if doc is not None and isinstance(doc.model, Library):
+            self.result.problems.extend(check_library(doc))
+            self.result.libraries.append(doc)
+        return doc
+
+
+def _shared_folder(pathway_file: Path) -> Path | None:
+    for parent in pathway_file.resolve().parents:
+        candidate = parent / SHARED_DIR
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _files_in(folder: Path) -> list[Path]:
+    pathway_files = sorted(folder.rglob(PATHWAY_FILE))
+    shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in d.glob("*.yaml"))
+    if folder.name == SHARED_DIR:
+        shared = sorted(folder.glob("*.yaml"))
+    return shared + pathway_files
+
+
+def validate_paths(paths: list[Path]) -> Validation:
+    """Check every pathway and library file under ``paths``; collect all problems."""
+    result = Validation()
+    libraries = _Libraries(result)
+    for path in paths:
+        if path.is_dir():
+            files = _files_in(path)
+            if not files:
+                result.problems.append(Problem(Location(_display(path)), "PW007", f"no {PATHWAY_FILE} or {SHARED_DIR}/*.yaml files in this folder", "name a folder of pathways or a file"))
+        else:
+            files = [path]
+        for file in files:
+            if file.resolve() in libraries.files_seen:
+                continue
+            if file.parent.name == SHARED_DIR and file.exists():
+                libraries.load(file)
+                continue
+            _validate_file(file, result, libraries)
+    result.problems.sort(key=Problem.sort_key)
+    return result
+
+
+def _validate_file(file: Path, result: Validation, libraries: _Libraries) -> Document | None:
+    libraries.files_seen.add(file.resolve())
+    result.files += 1
+    doc, problems = load_document(file, _display(file))
+    result.problems.extend(problems)
+    if doc is None:
+        return None
+    if isinstance(doc.model, Library):
+        result.problems.extend(check_library(doc))
+        result.libraries.append(doc)
+        return doc
+    available, names = libraries.for_pathway(file)
+    result.problems.extend(check_pathway(doc, available, names))
+    result.pathways.append(doc)
+    return doc
+
+
+# -- by name ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoadedPathway:
+    """A pathway that passed every check, with the shared libraries it uses."""
+
+    document: Document
+    libraries: tuple[Document, ...]
+
+    @property
+    def spec(self) -> PathwaySpec:
+        return self.document.model  # type: ignore[return-value]
+
+    @property
+    def file(self) -> str:
+        return self.document.source.file
+
+
+def pathway_roots() -> list[Path]:
+    """Folders searched for pathways by name: $PATHWAYS_PATH, ./pathways, the shipped ones."""
+    roots = [Path(p) for p in os.environ.get("PATHWAYS_PATH", "").split(os.pathsep) if p]
+    roots.append(Path.cwd() / "pathways")
+    roots.append(Path(__file__).resolve().parents[3] / "pathways")
+    unique: list[Path] = []
+    for root in roots:
+        if root.is_dir() and root.resolve() not in [u.resolve() for u in unique]:
+            unique.append(root)
+    return unique
+
+
+def available_pathways() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in pathway_roots():
+        for file in sorted(root.glob(f"*/{PATHWAY_FILE}")):
+            found.setdefault(file.parent.name, file)
+    return found
+
+
+def find_pathway(name: str) -> Path:
+    """A pathway file by name (folder name under a root) or by path; ProblemsFound if none."""
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir() and (candidate / PATHWAY_FILE).is_file():
+        return candidate / PATHWAY_FILE
+    known = available_pathways()
+    if name in known:
+        return known[name]
+    hint = did_you_mean(name, known) or (f"known pathways: {', '.join(known)}" if known else "set PATHWAYS_PATH to the folder of your pathways")
+    raise ProblemsFound([Problem(Location(name), "PW007", f"unknown pathway '{name}'", hint)])
+
+
+def load_pathway(name: str) -> LoadedPathway:
+    """Load a pathway by name or path and check it; ProblemsFound with every problem if any."""
+    file = find_pathway(name)
+    result = Validation()
+    libraries = _Libraries(result)
+    doc = _validate_file(file, result, libraries)
+    if result.problems:
+        raise ProblemsFound(result.problems)
+    assert doc is not None and isinstance(doc.model, PathwaySpec)
+    spec: PathwaySpec = doc.model
+    available, _ = libraries.for_pathway(file)
+    return LoadedPathway(doc, tuple(available[u] for u in spec.uses))
