@@ -160,6 +160,8 @@ def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationE
         elif kind == "extra_forbidden":
             allowed = _fields_at(model_cls, path[:-1])
             hint = did_you_mean(str(path[-1]), allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else "remove it")
+            if _split_by_comma(source, path):
+                hint = "a comma inside {...} starts a new key: put the text in quotes"
             add(source.at(path, key=True), "PW010", f"{_where(source, path[:-1])}unknown key '{path[-1]}'", hint)
         elif rest == ("[key]",):
             add(source.at(path, key=True), "PW012", f"'{path[-1]}' is not a valid name", "names are lower case letters, digits and _, starting with a letter")
@@ -181,6 +183,18 @@ def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationE
             shown = "" if isinstance(value, (dict, list)) else f" ('{value}')" if value is not None else ""
             add(source.at(path), "PW012", f"{_where(source, path)}{message[0].lower() + message[1:]}{shown}", _type_hint(kind))
     return problems
+
+
+def _split_by_comma(source: Source, path: PathKey) -> bool:
+    """An unknown key with no value on its parent's line: a comma split a flow-mapping text."""
+    parent, key = source.values.get(path[:-1]), source.keys.get(path)
+    try:
+        value = source.data
+        for part in path:
+            value = value[part]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return value is None and parent is not None and key is not None and parent.line == key.line
 
 
 def _where(source: Source, path: PathKey) -> str:
