@@ -414,7 +414,7 @@ def _check_timing(ctx: _Context, doc: Document, path: PathKey, step: Step, steps
     if timing.until is not None:
         last = max([timing.offset, *timing.at], key=lambda d: d.approx_days)
         if timing.until.approx_days <= last.approx_days:
-            ctx.add(doc.at(tpath + ("until",)), "PW035", f"'until {timing.until}' ends before the first moment {last}", "make until later than every moment")
+            ctx.add(doc.at(tpath + ("until",)), "PW035", f"'until {timing.until}' ends before the last moment {last}", "make until later than every moment")
     if timing.every is not None and not timing.at and timing.until is None and step.stage not in ("reviews", "interventions"):
         ctx.add(doc.at(tpath + ("every",)), "PW035", f"step '{step.id}' of stage '{step.stage}' recurs forever", "recurring steps belong to reviews or interventions, or give until")
     return why

@@ -27,9 +27,7 @@ class Duration:
     def parse(cls, text: str) -> "Duration":
         match = _PATTERN.match(text.strip())
         if not match:
-            raise ValueError(
-                f"'{text}' is not a duration; write a whole number and a unit: d, w, mo or y (e.g. 12w)"
-            )
+            raise ValueError(f"'{text}' is not a duration")
         return cls(int(match.group(1)), match.group(2))
 
     @property
@@ -51,11 +49,15 @@ class Duration:
             except ValueError as exc:
                 raise PydanticCustomError("duration", str(exc)) from None
 
-        from_text = core_schema.chain_schema(
-            [core_schema.str_schema(), core_schema.no_info_plain_validator_function(from_str)]
-        )
-        return core_schema.json_or_python_schema(
-            json_schema=from_text,
-            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_text]),
+        def validate(value: Any) -> Duration:
+            if isinstance(value, cls):
+                return value
+            if not isinstance(value, str):
+                raise PydanticCustomError("duration_type", "write this as text")
+            return from_str(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            json_schema_input_schema=core_schema.str_schema(),
             serialization=core_schema.to_string_ser_schema(),
         )

@@ -412,11 +412,15 @@ class Expr:
                     "expr_syntax", "{message}", {"message": exc.message, "offset": exc.offset, "hint": exc.hint}
                 ) from None
 
-        from_text = core_schema.chain_schema(
-            [core_schema.str_schema(), core_schema.no_info_plain_validator_function(from_str)]
-        )
-        return core_schema.json_or_python_schema(
-            json_schema=from_text,
-            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_text]),
+        def validate(value: Any) -> Expr:
+            if isinstance(value, cls):
+                return value
+            if not isinstance(value, str):
+                raise PydanticCustomError("expr_type", "write this as text")
+            return from_str(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate,
+            json_schema_input_schema=core_schema.str_schema(),
             serialization=core_schema.to_string_ser_schema(),
         )

@@ -167,6 +167,8 @@ def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationE
             add(source.at(path, key=True), "PW012", f"'{path[-1]}' is not a valid name", "names are lower case letters, digits and _, starting with a letter")
         elif kind == "expr_syntax":
             add(source.in_scalar(path, int(ctx.get("offset", 0))), "PW020", str(ctx.get("message", error["msg"])), str(ctx.get("hint", "")))
+        elif kind in ("duration", "expr_type", "duration_type"):
+            add(source.at(path), "PW012", f"{_where(source, path)}{error['msg']}", "write a whole number and a unit: d, w, mo or y (e.g. 12w)" if kind != "expr_type" else "write the expression as text")
         elif kind in ("literal_error", "enum"):
             options = _QUOTED.findall(str(ctx.get("expected", "")))
             hint = did_you_mean(str(value), options) or f"one of: {', '.join(options)}"

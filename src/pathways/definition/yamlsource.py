@@ -198,7 +198,11 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[Source | None, li
         message = exc.problem or "malformed YAML"
         context = f" {exc.context}" if exc.context else ""
         char = text.splitlines()[line - 1][col - 1 : col] if mark and line <= len(text.splitlines()) else ""
-        return None, [Problem(Location(name, line, col), "PW001", f"{message}{context}", _yaml_hint(message, char))]
+        hint = _yaml_hint(message, char)
+        opened = exc.context_mark
+        if opened is not None and mark is not None and (opened.line, opened.column) != (mark.line, mark.column):
+            hint = f"it started at line {opened.line + 1}, column {opened.column + 1}; {hint}"
+        return None, [Problem(Location(name, line, col), "PW001", f"{message}{context}", hint)]
     except yaml.YAMLError as exc:
         return None, [Problem(Location(name, 1, 1), "PW001", str(exc).splitlines()[0], "check the YAML syntax")]
     except RecursionError:

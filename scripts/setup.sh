@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything pathways needs into ./.venv. Idempotent: a second run with unchanged
+# pyproject.toml and constraints.txt takes a second. Called by run.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MERMAID_VERSION=12.3.0
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+if [ -z "$PYTHON" ]; then
+  echo "setup: pathways needs Python 3.11 or 3.12 (python3.11 not found); install it and run again" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.pathways-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing pinned dependencies (constraints.txt)"
+  .venv/bin/python -m pip install --quiet --upgrade "pip>=23.2"
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
+  .venv/bin/python -m pip check
+  echo "$want" > "$stamp"
+fi
+
+# The diagram page inlines Mermaid's renderer so it opens offline: take the published
+# bundle from the npm registry once (npm checks its integrity), keep it with the package.
+vendor=src/pathways/views/vendor
+if [ ! -f "$vendor/mermaid.min.js" ] || [ "$(cat "$vendor/VERSION" 2>/dev/null)" != "$MERMAID_VERSION" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is needed once to fetch the Mermaid renderer (apt-get install npm), or set PATHWAYS_MERMAID_JS to a mermaid.min.js" >&2
+    exit 1
+  fi
+  echo "setup: fetching mermaid $MERMAID_VERSION from the npm registry"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "mermaid@$MERMAID_VERSION" >/dev/null 2>&1 && tar xzf "mermaid-$MERMAID_VERSION.tgz" package/dist/mermaid.min.js package/LICENSE)
+  mkdir -p "$vendor"
+  cp "$tmp/package/dist/mermaid.min.js" "$vendor/mermaid.min.js"
+  cp "$tmp/package/LICENSE" "$vendor/LICENSE"
+  echo "$MERMAID_VERSION" > "$vendor/VERSION"
+  rm -rf "$tmp"
+fi
