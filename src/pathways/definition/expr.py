@@ -69,7 +69,7 @@ ADDOP: "+" | "-"
 MULOP: "*" | "/"
 DURATION.3: /\d+(mo|d|w|y)(?![A-Za-z0-9_])/
 NUMBER.2: /\d+(\.\d+)?/
-UNIT.1: "%" | /(?!(and|or|in|not)(?![A-Za-z0-9_]))[A-Za-zµ][A-Za-z0-9µ_.\/{}\[\]]*/
+UNIT.1: "%" | /(?!(and|or|in|not)(?![A-Za-z0-9_]))(?:[A-Za-zµ]|\[[A-Za-z0-9_.]+\]|\{[^{}]*\})(?:[A-Za-z0-9µ_.\/]|\[[A-Za-z0-9_.]+\]|\{[^{}]*\})*/
 NAME: /(?!(and|or|in|not|true|false)(?![A-Za-z0-9_.]))[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*/
 STRING: /"[^"\n]*"/ | /'[^'\n]*'/
 
@@ -329,11 +329,10 @@ def parse(text: str) -> Node:
     except UnexpectedEOF as exc:
         raise ExprSyntaxError("the expression ends too early", len(text), f"expected {_describe_expected(set(exc.expected))}") from None
     except UnexpectedToken as exc:
-        got = "the end" if exc.token.type == "$END" else f"'{exc.token}'"
-        offset = len(text) if exc.token.type == "$END" else (exc.token.start_pos or 0)
-        raise ExprSyntaxError(
-            f"unexpected {got}", offset, f"expected {_describe_expected(set(exc.expected))}"
-        ) from None
+        expected = f"expected {_describe_expected(set(exc.expected))}"
+        if exc.token.type == "$END":
+            raise ExprSyntaxError("the expression ends too early", len(text), expected) from None
+        raise ExprSyntaxError(f"unexpected '{exc.token}'", exc.token.start_pos or 0, expected) from None
     except UnexpectedCharacters as exc:
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         hint = "use 'and', 'or', 'not'" if char in "&|!" else ""
@@ -424,3 +423,61 @@ class Expr:
             json_schema_input_schema=core_schema.str_schema(),
             serialization=core_schema.to_string_ser_schema(),
         )
+
+
+_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7, "atom": 8}
+
+
+def _level(node: Node) -> int:
+    if isinstance(node, BoolOp):
+        return _PRECEDENCE[node.op]
+    if isinstance(node, Not):
+        return _PRECEDENCE["not"]
+    if isinstance(node, (Compare, InList)):
+        return _PRECEDENCE["compare"]
+    if isinstance(node, Arith):
+        return _PRECEDENCE[node.op]
+    if isinstance(node, Neg) or (isinstance(node, Num) and node.value < 0):
+        return _PRECEDENCE["neg"]
+    return _PRECEDENCE["atom"]
+
+
+def unparse(node: Node) -> str:
+    """Text that parses back to the same tree (parenthesised where precedence needs it)."""
+
+    def wrap(child: Node, minimum: int) -> str:
+        text = unparse(child)
+        return f"({text})" if _level(child) < minimum else text
+
+    if isinstance(node, Num):
+        value = node.value
+        text = repr(value) if isinstance(value, float) else str(value)
+        return f"{text} {node.unit}" if node.unit else text
+    if isinstance(node, Str):
+        return f'"{node.value}"' if '"' not in node.value else f"'{node.value}'"
+    if isinstance(node, Bool):
+        return "true" if node.value else "false"
+    if isinstance(node, Dur):
+        return str(node.value)
+    if isinstance(node, Name):
+        return node.name
+    if isinstance(node, Call):
+        return f"{node.func}({', '.join(unparse(a) for a in node.args)})"
+    if isinstance(node, Not):
+        return f"not {wrap(node.operand, _PRECEDENCE['not'])}"
+    if isinstance(node, Neg):
+        return f"-{wrap(node.operand, _PRECEDENCE['neg'] + 1)}"
+    if isinstance(node, BoolOp):
+        level = _PRECEDENCE[node.op]
+        return f" {node.op} ".join(wrap(o, level + 1) for o in node.operands)
+    if isinstance(node, Compare):
+        level = _PRECEDENCE["compare"]
+        return f"{wrap(node.left, level + 1)} {node.op} {wrap(node.right, level + 1)}"
+    if isinstance(node, InList):
+        values = ", ".join(unparse(v) for v in node.values)
+        return f"{wrap(node.item, _PRECEDENCE['compare'] + 1)} {'not in' if node.negated else 'in'} [{values}]"
+    if isinstance(node, Arith):
+        level = _PRECEDENCE[node.op]
+        # left-associative: the right operand needs parentheses at equal precedence
+        return f"{wrap(node.left, level)} {node.op} {wrap(node.right, level + 1)}"
+    raise TypeError(f"not an expression node: {node!r}")

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pathways.definition.loader import LoadedPathway
-from pathways.definition.model import DISCIPLINES, STAGES, Step, Timing
+from pathways.definition.model import STAGES, Step, Timing
 
 STAGE_TITLES = {
     "intake": "1 Intake",
@@ -62,10 +62,10 @@ def render_show(loaded: LoadedPathway, console: Console) -> None:
         if not steps:
             continue
         table = Table(title=STAGE_TITLES[stage], title_justify="left", show_lines=True, expand=True)
-        table.add_column("step · discipline · financing", ratio=2)
-        table.add_column("title", ratio=3)
-        table.add_column("gate / trigger", ratio=3)
-        table.add_column("when · requires", ratio=2)
+        table.add_column("step · discipline · financing", no_wrap=True)
+        table.add_column("title", ratio=3, overflow="fold")
+        table.add_column("gate / trigger", ratio=3, overflow="fold")
+        table.add_column("when · requires", ratio=2, overflow="fold")
         for step in steps:
             title = step.title.nl + (f"\n[dim]{_escape(step.title.en)}[/dim]" if step.title.en else "")
             for goal in step.goals:
@@ -76,7 +76,7 @@ def render_show(loaded: LoadedPathway, console: Console) -> None:
             if step.requires:
                 when += "\nrequires " + ", ".join(step.requires)
             table.add_row(
-                f"[bold]{step.id}[/bold]\n{DISCIPLINES.get(step.discipline, step.discipline)}\n{step.financing}",
+                f"[bold]{step.id}[/bold]\n{step.discipline}\n{step.financing}",
                 title,
                 _escape(condition_text(step)),
                 when,
