@@ -248,6 +248,7 @@ class _Libraries:
         self.result = result
         self.by_folder: dict[Path, dict[str, Document]] = {}
         self.files_seen: set[Path] = set()
+        self.ids: dict[tuple[Path, str], Document] = {}
 
     def for_pathway(self, pathway_file: Path) -> tuple[dict[str, Document], list[str]]:
         folder = _shared_folder(pathway_file)
@@ -272,6 +273,10 @@ class _Libraries:
         doc, problems = load_document(path, _display(path))
         self.result.problems.extend(problems)
         if doc is not None and isinstance(doc.model, Library):
+            first = self.ids.setdefault((resolved.parent, doc.model.id), doc)
+            if first is not doc:
+                self.result.problems.append(Problem(doc.at(("library",)), "PW030", f"library '{doc.model.id}' is defined twice", f"also in {first.source.file}; rename one"))
+                return first
             self.result.problems.extend(check_library(doc))
             self.result.libraries.append(doc)
         return doc
