@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
+from pathways.definition.textvalue import text_value_schema
+
 UNITS = {"d": 1.0, "w": 7.0, "mo": 30.4375, "y": 365.25}
 UNIT_WORDS = {"d": "day", "w": "week", "mo": "month", "y": "year"}
 _PATTERN = re.compile(r"^(-?\d+)(d|w|mo|y)$")
@@ -49,15 +51,4 @@ class Duration:
             except ValueError as exc:
                 raise PydanticCustomError("duration", str(exc)) from None
 
-        def validate(value: Any) -> Duration:
-            if isinstance(value, cls):
-                return value
-            if not isinstance(value, str):
-                raise PydanticCustomError("duration_type", "write this as text")
-            return from_str(value)
-
-        return core_schema.no_info_plain_validator_function(
-            validate,
-            json_schema_input_schema=core_schema.str_schema(),
-            serialization=core_schema.to_string_ser_schema(),
-        )
+        return text_value_schema(cls, from_str, "duration")

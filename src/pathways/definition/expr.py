@@ -27,6 +27,7 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
 from pathways.definition.durations import Duration
+from pathways.definition.textvalue import text_value_schema
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -411,18 +412,7 @@ class Expr:
                     "expr_syntax", "{message}", {"message": exc.message, "offset": exc.offset, "hint": exc.hint}
                 ) from None
 
-        def validate(value: Any) -> Expr:
-            if isinstance(value, cls):
-                return value
-            if not isinstance(value, str):
-                raise PydanticCustomError("expr_type", "write this as text")
-            return from_str(value)
-
-        return core_schema.no_info_plain_validator_function(
-            validate,
-            json_schema_input_schema=core_schema.str_schema(),
-            serialization=core_schema.to_string_ser_schema(),
-        )
+        return text_value_schema(cls, from_str, "expr")
 
 
 _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7, "atom": 8}
