@@ -162,6 +162,9 @@ def _check_definitions(ctx: _Context, doc: Document, symbols: Symbols, checker_f
         if source.id in seen:
             ctx.add(doc.at(("sources", i, "id")), "PW030", f"source '{source.id}' is declared twice", f"first at {doc.at(('sources', seen[source.id], 'id'))}")
         seen.setdefault(source.id, i)
+    for name, fact in model.facts.items():
+        for j, conversion in enumerate(fact.convert_from):
+            _check_evidence(ctx, doc, ("facts", name, "convert_from", j, "evidence"), conversion.evidence)
     for name, parameter in model.parameters.items():
         _check_evidence(ctx, doc, ("parameters", name, "evidence"), parameter.evidence)
         for j, alternative in enumerate(parameter.alternatives):

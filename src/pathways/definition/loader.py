@@ -361,6 +361,30 @@ class LoadedPathway:
     def file(self) -> str:
         return self.document.source.file
 
+    def _merged(self, section: str) -> dict:
+        merged: dict = {}
+        for library in self.libraries:
+            merged.update(getattr(library.model, section))
+        merged.update(getattr(self.spec, section))
+        return merged
+
+    @property
+    def facts(self) -> dict:
+        """Facts of the pathway and the libraries it uses (names are unique across them)."""
+        return self._merged("facts")
+
+    @property
+    def derived(self) -> dict:
+        return self._merged("derived")
+
+    @property
+    def parameters(self) -> dict:
+        return self._merged("parameters")
+
+    @property
+    def rules(self) -> dict:
+        return self._merged("rules")
+
 
 def pathway_roots() -> list[Path]:
     """Folders searched for pathways by name: $PATHWAYS_PATH, ./pathways, the shipped ones."""

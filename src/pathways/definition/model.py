@@ -115,6 +115,16 @@ class Code(Strict):
     confidence: Confidence | None = None  # how sure the mapping is (guidelines.md labels)
 
 
+class LinearConversion(Strict):
+    """value_in_canonical_unit = slope * value_in_unit + intercept, for conversions that are
+    equations between methods rather than units (HbA1c NGSP % -> IFCC mmol/mol)."""
+
+    unit: NonEmpty
+    slope: float
+    intercept: float
+    evidence: Evidence
+
+
 class Fact(Strict):
     """Something known about a patient: a lab value, a diagnosis, a recorded answer."""
 
@@ -125,6 +135,8 @@ class Fact(Strict):
     codes: tuple[Code, ...] = ()
     values: tuple[NonEmpty, ...] | None = None
     range: tuple[float, float] | None = None
+    molar_mass_g_mol: float | None = Field(default=None, gt=0)  # to convert mass <-> molar concentrations
+    convert_from: tuple[LinearConversion, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Fact":
@@ -196,6 +208,7 @@ class Deadline(Strict):
 
     id: Identifier
     title: NonEmpty
+    route: Financing  # the financing route whose procedure the deadline belongs to
     after: Identifier
     within: Duration
     evidence: Evidence

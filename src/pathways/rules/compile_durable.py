@@ -1,0 +1,198 @@
+"""Compile inlined expression trees to durable-rules JSON rulesets. Pure: no durable import.
+
+Three-valued logic on a two-valued engine: each condition becomes two rules, one that fires
+when the condition is known to be true and one when it is known to be false. When neither
+fires, a value it needs is missing. Negation swaps the two; `and`/`or` follow Kleene's rules.
+
+durable-rules compares a message field on the left with an expression on the right, so a
+comparison whose left side is not a plain field is rewritten against a constant field
+``__zero`` (``l > r`` holds exactly when ``0 > r - l``). Fields that a comparison reads must
+exist (``$ex``), so a missing value never takes part in a comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from typing import Any
+
+from pathways.definition import expr as E
+from pathways.rules.plan import atom_of
+
+ZERO = "__zero"
+ALWAYS: dict = {ZERO: 0}
+NEVER: dict = {ZERO: 1}  # never sent to the engine: rules that can never fire are left out
+
+
+def presence(key: str) -> str:
+    """The flag field saying whether ``key`` has a value. durable-rules 2.0.28 hangs on rules
+    that test absence with ``$nex``, so presence is an explicit true/false field instead."""
+    return f"has__{key}"
+
+_OPS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "==": "$eq", "!=": "$neq"}
+_NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_ARITH = {"+": "$add", "-": "$sub", "*": "$mul", "/": "$div"}
+_CONSTANT_COMPARE = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}
+
+
+class Unsupported(ValueError):
+    pass
+
+
+def _keys(node: E.Node) -> list[str]:
+    atom = atom_of(node)
+    if atom is not None:
+        return [atom.key]
+    keys: list[str] = []
+    for child in E.children(node):
+        keys.extend(k for k in _keys(child) if k not in keys)
+    return keys
+
+
+def _rvalue(node: E.Node) -> Any:
+    if isinstance(node, E.Num):
+        return node.value
+    if isinstance(node, (E.Str, E.Bool)):
+        return node.value
+    if isinstance(node, E.Dur):
+        return node.value.approx_days
+    atom = atom_of(node)
+    if atom is not None:
+        return {"$m": atom.key}
+    if isinstance(node, E.Neg):
+        return {"$mul": {"$l": -1, "$r": _rvalue(node.operand)}}
+    if isinstance(node, E.Arith):
+        return {_ARITH[node.op]: {"$l": _rvalue(node.left), "$r": _rvalue(node.right)}}
+    raise Unsupported(f"cannot compile {E.unparse(node)} as a value")
+
+
+def _divisors_nonzero(node: E.Node) -> list[dict]:
+    guards = []
+    for sub in E.walk(node):
+        if isinstance(sub, E.Arith) and sub.op == "/":
+            atom = atom_of(sub.right)
+            if atom is not None:
+                guards.append({"$neq": {atom.key: 0}})
+            elif not isinstance(sub.right, E.Num):
+                raise Unsupported("division by an expression other than a fact or a number")
+            elif sub.right.value == 0:
+                return [NEVER]
+    return guards
+
+
+def _compare(op: str, left: E.Node, right: E.Node) -> dict:
+    left_atom, right_atom = atom_of(left), atom_of(right)
+    if left_atom is None and right_atom is not None:
+        return _compare(_FLIPPED[op], right, left)
+    if left_atom is not None:
+        field, value = left_atom.key, _rvalue(right)
+        if op == "==":
+            return {field: value} if not isinstance(value, dict) else {"$eq": {field: value}}
+        return {_OPS[op]: {field: value}}
+    # neither side is a plain field: compare 0 with (right - left)
+    difference = {"$sub": {"$l": _rvalue(right), "$r": _rvalue(left)}}
+    return {_OPS[op]: {ZERO: difference}}
+
+
+def _constant_value(node: E.Node) -> Any:
+    if isinstance(node, E.Neg):
+        value = _constant_value(node.operand)
+        return None if value is None else -value
+    if isinstance(node, E.Arith):
+        left, right = _constant_value(node.left), _constant_value(node.right)
+        if left is None or right is None or (node.op == "/" and right == 0):
+            return None
+        return {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}[node.op](left, right)
+    return _rvalue(node)
+
+
+def _constant(node: E.Node) -> bool:
+    return not _keys(node)
+
+
+MAX_CLAUSES = 512
+MAX_TESTS = 30  # durable-rules 2.0.28 allows 32 expressions in a rule (MAX_SEQUENCE_EXPRESSIONS)
+
+Clause = tuple  # a conjunction of atomic tests (dicts); () always holds
+
+
+def clauses(node: E.Node, want: bool) -> list[Clause]:
+    """The condition "node is known to be ``want``" in disjunctive normal form.
+
+    durable-rules caps one rule at 32 expressions, so a condition becomes one small rule per
+    clause; all of them record the same outcome. Comparisons need no presence test: measured
+    on durable-rules 2.0.28, no comparison (also not $neq or one with $m) matches a message
+    without the field, so a missing value never makes a comparison true or false.
+    """
+    if isinstance(node, E.Bool):
+        return [()] if node.value == want else []
+    if isinstance(node, E.Not):
+        return clauses(node.operand, not want)
+    if isinstance(node, E.BoolOp):
+        parts = [clauses(o, want) for o in node.operands]
+        if (node.op == "and") == want:  # all parts must hold: combine their clauses
+            combined: list[Clause] = [()]
+            for part in parts:
+                combined = _dedupe([a + b for a in combined for b in part])
+                if len(combined) > MAX_CLAUSES:
+                    raise Unsupported(f"the condition {E.unparse(node)[:80]}... needs over {MAX_CLAUSES} rules")
+            return combined
+        return _dedupe([c for part in parts for c in part])
+    if isinstance(node, E.Call) and node.func in ("exists", "missing"):
+        atom = atom_of(node.args[0])
+        if atom is None:
+            raise Unsupported(f"{node.func} of an expression")
+        return [({presence(atom.key): (node.func == "exists") == want},)]
+    if isinstance(node, E.Compare):
+        if _constant(node):
+            left, right = _constant_value(node.left), _constant_value(node.right)
+            if left is None or right is None:  # e.g. division by zero: the comparison is missing
+                return []
+            return [()] if _CONSTANT_COMPARE[node.op](left, right) == want else []
+        guards = _divisors_nonzero(node)
+        if NEVER in guards:
+            return []
+        op = node.op if want else _NEGATED[node.op]
+        return [(*guards, _compare(op, node.left, node.right))]
+    if isinstance(node, E.InList):
+        member = want != node.negated
+        if member:
+            return [(_compare("==", node.item, v),) for v in node.values]
+        return [tuple(_compare("!=", node.item, v) for v in node.values)]
+    atom = atom_of(node)
+    if atom is not None:  # a boolean fact as a condition
+        return [({atom.key: want},)]
+    raise Unsupported(f"cannot compile {E.unparse(node)} as a condition")
+
+
+def _dedupe(found: list[Clause]) -> list[Clause]:
+    seen: dict[str, Clause] = {}
+    for clause in found:
+        unique = tuple({json.dumps(t, sort_keys=True): t for t in clause}.values())
+        seen.setdefault(json.dumps(sorted(json.dumps(t, sort_keys=True) for t in unique)), unique)
+    return list(seen.values())
+
+
+def _condition(clause: Clause) -> dict:
+    if not clause:
+        return ALWAYS
+    if len(clause) > MAX_TESTS:
+        raise Unsupported(f"a rule with {len(clause)} tests (durable-rules allows {MAX_TESTS})")
+    return clause[0] if len(clause) == 1 else {"$and": list(clause)}
+
+
+def ruleset(conditions: dict[str, E.Node]) -> dict[str, dict]:
+    """Rule definitions without actions: ``{rule_name: {"all": [{"m": condition}]}}``.
+
+    Rule names are ``c<n>__<T|F>__<k>``: condition number n, the outcome it proves, clause k.
+    Conditions that can never be true (or false) get no rule for that outcome.
+    """
+    rules: dict[str, dict] = {}
+    for index, tree in enumerate(conditions.values()):
+        for suffix, want in (("T", True), ("F", False)):
+            for k, clause in enumerate(clauses(tree, want)):
+                rules[f"c{index}__{suffix}__{k}"] = {"all": [{"m": _condition(clause)}]}
+    return rules

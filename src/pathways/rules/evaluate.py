@@ -1,0 +1,218 @@
+"""Evaluate every condition of a pathway for one patient at one date.
+
+Decisions come from durable-rules (one fact per patient per pathway); the reference
+evaluator explains them, and the two are compared on every call: a disagreement is an
+internal error, never a silent decision. Nothing is stored; no clock is read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from pathways.definition.loader import LoadedPathway
+from pathways.facts.derive import Atom, Reader
+from pathways.facts.model import PatientFacts
+from pathways.facts.resolve import FactIssue, Timeline, resolve
+from pathways.rules import compile_durable
+from pathways.rules.plan import ELIGIBILITY_ROUTES, Plan
+from pathways.rules.reference import Explanation, ReferenceEvaluator, truth
+
+STATUSES = ("due", "not_due", "gated", "escalated")
+
+
+class EngineDisagreement(RuntimeError):
+    pass
+
+
+@dataclass
+class StepResult:
+    id: str
+    stage: str
+    status: str
+    reasons: list[str]
+
+
+@dataclass
+class EscalationResult:
+    id: str
+    severity: str
+    action: str
+    notify: list[str]
+    reasons: list[str]
+
+
+@dataclass
+class Evaluation:
+    pathway: str
+    pathway_version: str
+    version_key: str
+    at: dt.date
+    indicated: bool
+    indication_reasons: list[str]
+    facts: dict[str, Any]
+    steps: list[StepResult]
+    eligibility: dict[str, dict]
+    escalations: list[EscalationResult]
+    decisions: dict[str, bool | None]
+    explanations: dict[str, Explanation]
+    issues: list[FactIssue] = field(default_factory=list)
+    unmapped_codes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The documented `pathways evaluate --json` object, with exactly these keys."""
+        return {
+            "pathway": self.pathway,
+            "pathway_version": self.pathway_version,
+            "at": self.at.isoformat(),
+            "indicated": self.indicated,
+            "facts": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.facts.items()},
+            "steps": [{"id": s.id, "stage": s.stage, "status": s.status, "reasons": s.reasons} for s in self.steps],
+            "eligibility": self.eligibility,
+            "escalations": [{"id": e.id, "severity": e.severity, "action": e.action, "reasons": e.reasons} for e in self.escalations],
+        }
+
+
+def message_for(plan: Plan, reader: Reader) -> dict[str, Any]:
+    """The one fact asserted per patient: every atom's value, and a presence flag for each."""
+    message: dict[str, Any] = {}
+    for atom in plan.atoms:
+        value = reader.read(atom).value
+        message[compile_durable.presence(atom.key)] = value is not None
+        if value is not None:
+            message[atom.key] = value.isoformat() if isinstance(value, dt.date) else value
+    return message
+
+
+class PathwayEvaluator:
+    """Evaluates one pathway version (with parameter overrides) for many patients."""
+
+    def __init__(self, loaded: LoadedPathway, overrides: dict[str, object] | None = None, cross_check: bool = True):
+        self.loaded = loaded
+        self.plan = Plan(loaded, overrides)
+        self.cross_check = cross_check
+        self._ruleset = None
+
+    @property
+    def ruleset(self):
+        if self._ruleset is None:
+            from pathways.rules import durable_adapter
+
+            ids = [c.id for c in self.plan.conditions]
+            rules = compile_durable.ruleset({cid: self.plan.inlined[cid] for cid in ids})
+            self._ruleset = durable_adapter.ruleset(f"pathway:{self.plan.version_key}", rules, ids)
+        return self._ruleset
+
+    def timeline(self, patient: PatientFacts, today: dt.date) -> Timeline:
+        return resolve(patient, self.plan.facts, today)
+
+    def decide(self, timeline: Timeline, at: dt.date) -> tuple[dict[str, bool | None], Reader]:
+        """Durable-rules' decisions for every condition (None when a value it needs is missing)."""
+        reader = Reader(timeline, self.plan.facts, self.plan.derived, at)
+        known = self.ruleset.evaluate(message_for(self.plan, reader))
+        return {c.id: known.get(c.id) for c in self.plan.conditions}, reader
+
+    def evaluate(self, patient: PatientFacts, at: dt.date, today: dt.date) -> Evaluation:
+        timeline = self.timeline(patient, today)
+        decisions, reader = self.decide(timeline, at)
+        reference = ReferenceEvaluator(
+            reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts
+        )
+        explanations = {c.id: reference.evaluate(c.ast, c.text) for c in self.plan.conditions}
+        if self.cross_check:
+            differ = {cid: (decisions[cid], e.value) for cid, e in explanations.items() if decisions[cid] != e.value}
+            if differ:
+                raise EngineDisagreement(f"durable-rules and the reference evaluator disagree: {differ}")
+        return self._assemble(timeline, reader, at, decisions, explanations)
+
+    # -- assembling the answer --------------------------------------------------------
+    def _assemble(self, timeline: Timeline, reader: Reader, at: dt.date, decisions, explanations) -> Evaluation:
+        spec = self.plan.spec
+        indicated, indication_reasons = self._indicated(reader, at, decisions, explanations)
+        eligibility = self._eligibility(reader, at, decisions, explanations)
+        steps: list[StepResult] = []
+        escalations: list[EscalationResult] = []
+        for step in spec.steps:
+            if step.escalation is not None:
+                decision = decisions[f"trigger:{step.id}"]
+                reasons = _reasons(explanations[f"trigger:{step.id}"])
+                if not indicated:
+                    steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
+                elif decision:
+                    steps.append(StepResult(step.id, step.stage, "escalated", reasons))
+                    e = step.escalation
+                    escalations.append(EscalationResult(step.id, e.severity, e.action, list(e.notify), reasons))
+                else:
+                    steps.append(StepResult(step.id, step.stage, "not_due", reasons))
+                continue
+            if not indicated:
+                steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
+                continue
+            reasons: list[str] = []
+            status = "due"
+            if step.gate is not None:
+                decision = decisions[f"gate:{step.id}"]
+                reasons = _reasons(explanations[f"gate:{step.id}"])
+                if decision is not True:
+                    status = "gated"
+            route = step.financing
+            if route in eligibility and eligibility[route]["eligible"] is not True:
+                status = "gated"
+                reasons.append(f"financing {route}: eligible {truth(eligibility[route]['eligible'])}")
+            steps.append(StepResult(step.id, step.stage, status, reasons))
+        facts = {}
+        for name in [*self.plan.facts, *self.plan.derived]:
+            facts[name] = reader.read(Atom("value", name)).value
+        return Evaluation(
+            spec.id, spec.version, self.plan.version_key, at, indicated, indication_reasons, facts, steps,
+            eligibility, escalations, decisions, explanations, list(timeline.issues), list(timeline.unmapped_codes),
+        )
+
+    def _indicated(self, reader: Reader, at: dt.date, decisions, explanations) -> tuple[bool, list[str]]:
+        reasons = _reasons(explanations["indication"])
+        indicated = decisions["indication"] is True
+        if "exclusion" in decisions:
+            reasons += [f"exclusion: {line}" for line in _reasons(explanations["exclusion"])]
+            if decisions["exclusion"] is True:
+                indicated = False
+        deceased = reader.read(Atom("value", "deceased_date")).value if "deceased_date" in self.plan.facts else None
+        if deceased is not None and deceased <= at:
+            indicated = False
+            reasons.append(f"deceased on {deceased}")
+        return indicated, reasons
+
+    def _eligibility(self, reader: Reader, at: dt.date, decisions, explanations) -> dict[str, dict]:
+        result: dict[str, dict] = {}
+        libraries = [d.model for d in self.loaded.libraries if d.model.financing]
+        for route in ELIGIBILITY_ROUTES:
+            cid = f"eligibility:{route}"
+            if cid not in decisions:
+                continue
+            library = next(lib for lib in libraries if route in lib.financing)
+            rule = self.plan.rules[library.financing[route]]
+            reasons = _reasons(explanations[cid])
+            eligible = decisions[cid]
+            starts = max(d for d in (library.effective_from, rule.effective_from) if d is not None)
+            ends = [d for d in (library.effective_until, rule.effective_until) if d is not None]
+            if at < starts or (ends and at >= min(ends)):
+                eligible = None
+                reasons = [f"rule {library.financing[route]} ({library.id} {library.version}) is not in effect on {at}"]
+            for deadline in library.deadlines:
+                if deadline.route != route:
+                    continue
+                started = reader.read(Atom("value", deadline.after)).value
+                if isinstance(started, dt.date):
+                    due = started + dt.timedelta(days=int(deadline.within.approx_days))
+                    reasons.append(f"deadline {deadline.id}: {deadline.title} - due {due} ({deadline.within} after {started})")
+            if route == "wmo" and decisions.get("eligibility:wmo_mag_weigeren") is True:
+                reasons.append("the municipality MAY decline a maatwerkvoorziening because Wlz applies (may, not must)")
+            result[route] = {"eligible": eligible, "reasons": reasons}
+        return result
+
+
+def _reasons(explanation: Explanation) -> list[str]:
+    lines = [line.strip() for line in explanation.lines]
+    if explanation.value is None and explanation.missing:
+        lines.append("missing: " + ", ".join(explanation.missing))
+    return lines
