@@ -95,6 +95,84 @@ def diagram(
     out.print(f"wrote {html}", markup=False)
 
 
+def _today():
+    import os
+
+    from pathways.clock import clock_from_environment
+
+    return clock_from_environment(dict(os.environ)).today()
+
+
+def _parse_date(text: str | None, what: str):
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        err.print(f"error: {what} '{text}' is not a date; write YYYY-MM-DD", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    name: Annotated[str, typer.Argument(help="Pathway name (e.g. diabetes) or path")],
+    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
+    fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource (.json, .json.gz, .xml)")] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="Evaluation date YYYY-MM-DD (default: today)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list input codes no fact uses, and import notes")] = False,
+) -> None:
+    """Evaluate every gate, eligibility rule and escalation at a date; runs and stores nothing."""
+    import json
+
+    from pathways.definition.loader import load_pathway
+    from pathways.facts.load import PatientFileError, load_facts_json, load_fhir_file
+    from pathways.rules.evaluate import PathwayEvaluator
+
+    if (facts is None) == (fhir is None):
+        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
+        raise typer.Exit(2)
+    today = _today()
+    when = _parse_date(at, "--at") or today
+    if when > today:
+        err.print(f"error: --at {when} is in the future (today is {today})", markup=False)
+        raise typer.Exit(1)
+    try:
+        loaded = load_pathway(name)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    path = facts or fhir
+    try:
+        patient = load_facts_json(path) if facts is not None else load_fhir_file(path)
+    except PatientFileError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    evaluator = PathwayEvaluator(loaded)
+    result = evaluator.evaluate(patient.facts, when, today)
+    if result.issues:
+        for issue in result.issues:
+            err.print(f"error: {path}: {issue}", markup=False)
+        err.print(f"{len(result.issues)} problem{'s' if len(result.issues) > 1 else ''} in the patient file; nothing evaluated", markup=False)
+        raise typer.Exit(1)
+    if result.unmapped_codes:
+        err.print(f"note: {len(result.unmapped_codes)} coded entries in {path} are used by no fact of {loaded.spec.id} (--verbose lists them)", markup=False)
+        if verbose:
+            for line in result.unmapped_codes:
+                err.print(f"  {line}", markup=False)
+    if verbose:
+        for note in patient.notes:
+            err.print(f"note: {note}", markup=False)
+    if as_json:
+        out.print(json.dumps(result.to_json(), ensure_ascii=False, indent=2), markup=False)
+        return
+    from pathways.views.evaluation import render_evaluation
+
+    render_evaluation(result, out, patient.facts.patient)
+
+
 def main() -> None:  # console script entry point
     try:
         app()

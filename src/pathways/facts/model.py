@@ -25,16 +25,21 @@ class CodeRef(_Model):
 
 
 class _Coded(_Model):
-    """Names its fact directly (``fact``) or by a code that a pathway fact lists."""
+    """Names its fact directly (``fact``) or by a code (or codes) that a pathway fact lists."""
 
     fact: str | None = None
     code: CodeRef | None = None
+    codes: tuple[CodeRef, ...] = ()  # more codings of the same thing (FHIR CodeableConcept)
 
     @model_validator(mode="after")
     def _named(self):
-        if self.fact is None and self.code is None:
+        if self.fact is None and self.code is None and not self.codes:
             raise ValueError("give the fact name or its code")
         return self
+
+    @property
+    def all_codes(self) -> tuple[CodeRef, ...]:
+        return ((self.code,) if self.code else ()) + self.codes
 
 
 class Observation(_Coded):

@@ -87,15 +87,15 @@ def code_index(facts: dict[str, Fact]) -> dict[tuple[str, str], str]:
     return index
 
 
-def _lookup(facts: dict[str, Fact], index: dict, fact: str | None, code: CodeRef | None) -> tuple[str | None, str]:
+def _lookup(facts: dict[str, Fact], index: dict, fact: str | None, codes: tuple[CodeRef, ...]) -> tuple[str | None, str]:
     if fact is not None:
         return (fact, "") if fact in facts else (None, f"unknown fact '{fact}'")
-    assert code is not None
-    name = index.get((system_name(code.system), code.code))
-    if name is None:
-        label = f"{system_name(code.system)} {code.code}" + (f" ({code.display})" if code.display else "")
-        return None, label
-    return name, ""
+    for code in codes:
+        name = index.get((system_name(code.system), code.code))
+        if name is not None:
+            return name, ""
+    first = codes[0]
+    return None, f"{system_name(first.system)} {first.code}" + (f" ({first.display})" if first.display else "")
 
 
 def check_value(fact: Fact, value: Any, unit: str | None) -> tuple[Any, str, str]:
@@ -148,7 +148,7 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
 
     for i, obs in enumerate(patient.observations):
         where = f"observations[{i}]"
-        name, why = _lookup(facts, index, obs.fact, obs.code)
+        name, why = _lookup(facts, index, obs.fact, obs.all_codes)
         if name is None:
             unmapped(where, why)
             continue
@@ -161,7 +161,7 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
         timeline.add(name, Point(obs.at, value, where, original))
     for i, event in enumerate(patient.events):
         where = f"events[{i}]"
-        name, why = _lookup(facts, index, event.fact, event.code)
+        name, why = _lookup(facts, index, event.fact, event.all_codes)
         if name is None:
             unmapped(where, why)
         elif not future(where, event.at):
@@ -169,7 +169,7 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
     for section, items in (("conditions", patient.conditions), ("medications", patient.medications)):
         for i, item in enumerate(items):
             where = f"{section}[{i}]"
-            name, why = _lookup(facts, index, item.fact, item.code)
+            name, why = _lookup(facts, index, item.fact, item.all_codes)
             if name is None:
                 unmapped(where, why)
                 continue

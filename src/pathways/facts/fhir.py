@@ -1,0 +1,247 @@
+"""FHIR R4 import: a Bundle (JSON, .json.gz, or XML) or a single resource -> PatientFacts.
+
+Resources are validated with fhir.resources' R4B models (R4-compatible; the package's default
+models are R5). Only Patient, Condition, Observation and MedicationRequest are read, which also
+keeps large Synthea bundles fast: their Claims and ExplanationOfBenefits are never validated.
+The patient's FHIR id becomes a pseudonym (a hash); names, identifiers (BSN) and addresses are
+not read at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pathways.facts.model import CodeRef, Condition, Demographics, Medication, Observation, PatientFacts
+
+READ = ("Patient", "Condition", "Observation", "MedicationRequest")
+UCUM = "http://unitsofmeasure.org"
+# LOINC defines these blood-pressure components in mm[Hg]; Synthea leaves the unit off ~22%
+# of them. Only these are filled in, and each one is reported.
+LOINC_DEFINED_UNITS = {"8480-6": "mm[Hg]", "8462-4": "mm[Hg]"}
+NOT_TRUE = {"entered-in-error", "cancelled", "preliminary", "registered"}
+ENDED = {"resolved", "inactive", "remission"}
+
+
+class FhirError(ValueError):
+    """A file that is not FHIR we can read; ``where`` names the place in it."""
+
+    def __init__(self, where: str, message: str):
+        super().__init__(f"{where}: {message}")
+        self.where, self.message = where, message
+
+
+@dataclass
+class FhirImport:
+    facts: PatientFacts
+    notes: list[str] = field(default_factory=list)  # what was filled in or left out, and why
+
+
+def _model(resource_type: str):
+    from fhir.resources.R4B import condition, medicationrequest, observation, patient
+
+    return {
+        "Patient": patient.Patient,
+        "Condition": condition.Condition,
+        "Observation": observation.Observation,
+        "MedicationRequest": medicationrequest.MedicationRequest,
+    }[resource_type]
+
+
+def read_resources(path: Path) -> list[tuple[str, dict | Any]]:
+    """(where, resource) pairs: dicts from JSON, validated models from XML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FhirError(str(path), f"cannot read: {exc.strerror}") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError as exc:
+            raise FhirError(str(path), f"not a gzip file ({exc})") from None
+    text = raw.lstrip()
+    if text.startswith(b"<"):
+        return _read_xml(path, raw)
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise FhirError(str(path), "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise FhirError(f"{path}:{exc.lineno}:{exc.colno}", f"malformed JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or "resourceType" not in data:
+        raise FhirError(str(path), "not a FHIR resource (no resourceType)")
+    if data["resourceType"] != "Bundle":
+        return [(f"{path}: {data['resourceType']}", data)]
+    entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        raise FhirError(f"{path}: Bundle.entry", "must be a list")
+    found = []
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict):
+            found.append((f"{path}: Bundle.entry[{i}]", resource))
+    return found
+
+
+def _read_xml(path: Path, raw: bytes) -> list[tuple[str, Any]]:
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(raw)
+    except etree.XMLSyntaxError as exc:
+        raise FhirError(f"{path}:{exc.lineno}", f"malformed XML: {exc.msg}") from None
+    name = etree.QName(root).localname
+    if name == "Bundle":
+        found = []
+        for i, entry in enumerate(root.iterfind("{http://hl7.org/fhir}entry/{http://hl7.org/fhir}resource")):
+            if len(entry):
+                child = entry[0]
+                kind = etree.QName(child).localname
+                if kind in READ:
+                    found.append((f"{path}: Bundle.entry[{i}]", _validate_xml(f"{path}: Bundle.entry[{i}]", kind, etree.tostring(child))))
+        return found
+    if name not in READ:
+        return []
+    return [(f"{path}: {name}", _validate_xml(str(path), name, raw))]
+
+
+def _validate_xml(where: str, kind: str, xml: bytes):
+    try:
+        return _model(kind).model_validate_xml(xml)
+    except Exception as exc:  # pydantic ValidationError or lxml errors
+        raise FhirError(where, f"invalid {kind}: {str(exc).splitlines()[0]}") from None
+
+
+def load_fhir(path: Path) -> FhirImport:
+    notes: list[str] = []
+    patient_id = None
+    demographics = Demographics()
+    observations: list[Observation] = []
+    conditions: list[Condition] = []
+    medications: list[Medication] = []
+    for where, resource in read_resources(path):
+        kind = resource["resourceType"] if isinstance(resource, dict) else resource.get_resource_type()
+        if kind not in READ:
+            continue
+        if isinstance(resource, dict):
+            try:
+                model = _model(kind).model_validate(resource)
+            except Exception as exc:
+                first = str(exc).splitlines()
+                detail = first[1].strip() + ": " + first[2].strip() if len(first) > 2 else first[0]
+                raise FhirError(f"{where} ({kind}/{resource.get('id', '?')})", f"invalid {kind}: {detail}") from None
+        else:
+            model = resource
+        if kind == "Patient":
+            patient_id = model.id or patient_id
+            demographics = Demographics(
+                birth_date=model.birthDate,
+                sex=model.gender if model.gender in ("male", "female", "other", "unknown") else None,
+                deceased_date=_date(model.deceasedDateTime),
+            )
+        elif kind == "Condition":
+            item = _condition(model, where, notes)
+            if item is not None:
+                conditions.append(item)
+        elif kind == "Observation":
+            observations.extend(_observations(model, where, notes))
+        elif kind == "MedicationRequest":
+            item = _medication(model)
+            if item is not None:
+                medications.append(item)
+    pseudonym = "p-" + hashlib.sha256((patient_id or path.name).encode()).hexdigest()[:16]
+    facts = PatientFacts(
+        patient=pseudonym, demographics=demographics, observations=tuple(observations),
+        conditions=tuple(conditions), medications=tuple(medications),
+    )
+    return FhirImport(facts, notes)
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value)
+    try:
+        return dt.date.fromisoformat(text[:10]) if len(text) >= 10 else dt.date(int(text[:4]), int(text[5:7] or 1) if len(text) >= 7 else 1, 1)
+    except ValueError:
+        return None
+
+
+def _codes(concept: Any) -> tuple[CodeRef, ...]:
+    if concept is None:
+        return ()
+    return tuple(
+        CodeRef(system=c.system or "", code=c.code, display=c.display)
+        for c in (concept.coding or [])
+        if c.code
+    )
+
+
+def _condition(model: Any, where: str, notes: list[str]) -> Condition | None:
+    verification = _codes(model.verificationStatus)
+    if any(c.code in ("refuted", "entered-in-error") for c in verification):
+        return None
+    codes = _codes(model.code)
+    if not codes:
+        return None
+    onset = _date(model.onsetDateTime) or _date(getattr(model.onsetPeriod, "start", None)) or _date(model.recordedDate)
+    abatement = _date(model.abatementDateTime) or _date(getattr(model.abatementPeriod, "end", None))
+    status = _codes(model.clinicalStatus)
+    if abatement is None and any(c.code in ENDED for c in status):
+        abatement = onset or dt.date.min
+        notes.append(f"{where}: {codes[0].code} is {status[0].code} without an end date; taken as not active")
+    return Condition(codes=codes, onset=onset, abatement=abatement)
+
+
+def _observations(model: Any, where: str, notes: list[str]) -> list[Observation]:
+    if model.status in NOT_TRUE:
+        return []
+    at = _date(model.effectiveDateTime) or _date(getattr(model.effectivePeriod, "start", None)) or _date(model.issued)
+    if at is None:
+        notes.append(f"{where}: observation without a date left out")
+        return []
+    found = []
+    value = _quantity(model.valueQuantity, _codes(model.code), where, notes) if model.valueQuantity is not None else None
+    if value is not None:
+        found.append(Observation(codes=_codes(model.code), value=value[0], unit=value[1], at=at))
+    elif model.valueBoolean is not None:
+        found.append(Observation(codes=_codes(model.code), value=model.valueBoolean, at=at))
+    for j, component in enumerate(model.component or []):
+        codes = _codes(component.code)
+        if component.valueQuantity is not None and codes:
+            value = _quantity(component.valueQuantity, codes, f"{where}.component[{j}]", notes)
+            if value is not None:
+                found.append(Observation(codes=codes, value=value[0], unit=value[1], at=at))
+    return found
+
+
+def _quantity(quantity: Any, codes: tuple[CodeRef, ...], where: str, notes: list[str]) -> tuple[float, str | None] | None:
+    if quantity.value is None:
+        return None
+    unit = quantity.code if quantity.code and (quantity.system in (None, UCUM)) else quantity.unit
+    if not unit:
+        defined = next((LOINC_DEFINED_UNITS[c.code] for c in codes if c.code in LOINC_DEFINED_UNITS), None)
+        if defined is not None:
+            notes.append(f"{where}: {codes[0].code} has no unit; LOINC defines it in {defined}")
+            unit = defined
+    return float(quantity.value), unit
+
+
+def _medication(model: Any) -> Medication | None:
+    if model.status in ("entered-in-error", "cancelled", "draft"):
+        return None
+    codes = _codes(model.medicationCodeableConcept)
+    if not codes:
+        return None
+    start = _date(model.authoredOn)
+    end = None if model.status in ("active", "on-hold") else start
+    return Medication(codes=codes, start=start, end=end)

@@ -1,0 +1,72 @@
+"""Read a patient file: our facts JSON, or FHIR (Bundle or resource; JSON, .json.gz or XML).
+Every problem names the file and the field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from pathways.facts.fhir import FhirError, load_fhir
+from pathways.facts.model import PatientFacts
+
+
+class PatientFileError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class PatientFile:
+    facts: PatientFacts
+    source: str  # "facts" or "fhir"
+    notes: list[str] = field(default_factory=list)
+
+
+def _loc(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_facts_json(path: Path) -> PatientFile:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PatientFileError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise PatientFileError([f"{path}: not UTF-8 text"]) from None
+    except json.JSONDecodeError as exc:
+        raise PatientFileError([f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}"]) from None
+    if isinstance(data, dict) and "resourceType" in data:
+        return load_fhir_file(path)
+    try:
+        return PatientFile(PatientFacts.model_validate(data), "facts")
+    except ValidationError as exc:
+        raise PatientFileError(
+            [f"{path}: {_loc(e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors(include_url=False)]
+        ) from None
+
+
+def load_fhir_file(path: Path) -> PatientFile:
+    try:
+        imported = load_fhir(path)
+    except FhirError as exc:
+        raise PatientFileError([str(exc)]) from None
+    except ValidationError as exc:
+        raise PatientFileError([f"{path}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]) from None
+    return PatientFile(imported.facts, "fhir", imported.notes)
+
+
+def load_patient_file(path: Path) -> PatientFile:
+    """A facts JSON or a FHIR file, told apart by content."""
+    name = path.name.lower()
+    if name.endswith((".json.gz", ".xml", ".ndjson")):
+        return load_fhir_file(path)
+    return load_facts_json(path)
