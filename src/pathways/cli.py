@@ -173,6 +173,50 @@ def evaluate(
     render_evaluation(result, out, patient.facts.patient)
 
 
+@app.command()
+def check(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Pathway names (default: every pathway with a cases.yaml)")] = None,
+) -> None:
+    """Run each pathway's assurance cases (cases.yaml) and report threshold coverage."""
+    from rich.table import Table
+
+    from pathways.definition.loader import available_pathways, find_pathway, load_pathway
+    from pathways.rules.cases import load_cases, run_cases
+
+    today = _today()
+    chosen = names or [n for n, f in available_pathways().items() if (f.parent / "cases.yaml").is_file()]
+    failed = False
+    for name in chosen:
+        try:
+            loaded = load_pathway(name)
+            cases_file = find_pathway(name).parent / "cases.yaml"
+            if not cases_file.is_file():
+                err.print(f"{cases_file}: no cases for {name}", markup=False)
+                failed = True
+                continue
+            cases = load_cases(cases_file)
+        except ProblemsFound as exc:
+            _print_problems(exc.problems)
+            failed = True
+            continue
+        report = run_cases(loaded, cases, today)
+        table = Table(title=f"{name}: {len(report.results)} cases", title_justify="left", expand=True)
+        table.add_column("case", no_wrap=True)
+        table.add_column("result", no_wrap=True)
+        table.add_column("details", ratio=1, overflow="fold")
+        for result in report.results:
+            ok = not result.failures
+            table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description if ok else "\n".join(result.failures).replace("[", "\\["))
+        out.print(table)
+        for line in report.uncovered:
+            out.print(f"uncovered threshold: {line}", markup=False)
+        passed = len(report.results) - len(report.failed)
+        out.print(f"{name}: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered", markup=False)
+        failed = failed or bool(report.failed) or bool(report.uncovered)
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # console script entry point
     try:
         app()

@@ -186,6 +186,12 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
             else:
                 timeline.intervals.setdefault(name, []).append(Interval(start, end, where))
     _demographics_and_indications(patient, facts, timeline, future)
+    died = patient.demographics.deceased_date
+    if died is not None:
+        for name, series in timeline.points.items():
+            for point in series:
+                if point.at > died and name != "deceased_date":
+                    timeline.issues.append(FactIssue(point.source, f"{name} dated {point.at}, after death on {died} (contradictory)"))
     timeline.sort()
     return timeline
 

@@ -20,6 +20,9 @@ from pathways.rules.plan import atom_of
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
+# When set (by `pathways check`), every comparison's outcome is added here: text -> outcomes.
+TRACE: dict[str, set] | None = None
+
 ARITH: dict[str, Callable[[Any, Any], Any]] = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
@@ -109,6 +112,8 @@ class ReferenceEvaluator:
         if isinstance(node, E.Compare):
             left, right = self._value(node.left, ex), self._value(node.right, ex)
             result = None if left is None or right is None or not _comparable(left, right) else COMPARE[node.op](left, right)
+            if TRACE is not None:
+                TRACE.setdefault(E.unparse(node), set()).add(result)
             ex.lines.append(f"{'  ' * depth}{E.unparse(node)}: {truth(result)}{self._readings(node)}")
             return result
         if isinstance(node, E.InList):

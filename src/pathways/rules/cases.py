@@ -1,0 +1,203 @@
+"""Assurance cases (`pathways/NAME/cases.yaml`): patients + a date -> expected decisions.
+
+A case names facts by their canonical names and canonical units, so a case reads like the
+guideline. ``pathways check`` runs every case and reports threshold coverage: each comparison
+with a guideline threshold must be seen both true and false across the cases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pathways.definition import expr as E
+from pathways.definition.loader import LoadedPathway, schema_problems
+from pathways.definition.yamlsource import read_yaml
+from pathways.errors import Problem, ProblemsFound
+from pathways.facts.model import Condition, Demographics, Event, Indications, Medication, Observation, PatientFacts
+from pathways.rules.evaluate import Evaluation, PathwayEvaluator
+
+Scalar = Union[bool, int, float, str]
+Status = Literal["due", "not_due", "gated", "escalated"]
+LONG_AGO = dt.date(2000, 1, 1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CasePatient(_Strict):
+    birth_date: dt.date | None = None
+    sex: Literal["male", "female", "other", "unknown"] | None = None
+    deceased_date: dt.date | None = None
+    conditions: dict[str, dt.date | None] = {}  # fact -> onset (None: long ago)
+    ended_conditions: dict[str, tuple[dt.date, dt.date]] = {}  # fact -> (onset, abatement)
+    medications: list[str] = []
+    values: dict[str, Union[Scalar, tuple[Scalar, str]]] = {}  # observed on the case date
+    series: dict[str, list[tuple[dt.date, Scalar]]] = {}
+    events: dict[str, list[dt.date]] = {}
+    indications: Indications = Indications()
+
+
+class Expect(_Strict):
+    indicated: bool | None = None
+    steps: dict[str, Status] = {}
+    escalations: list[str] | None = None  # exactly these escalation steps, when given
+    eligibility: dict[str, bool | None] = {}
+    eligibility_reasons: dict[str, list[str]] = {}  # route -> texts that must appear among its reasons
+    facts: dict[str, Union[Scalar, None]] = {}
+    issues: list[str] = []  # texts of the input problems this case must produce (and no others)
+
+
+class Case(_Strict):
+    id: str
+    description: str
+    at: dt.date
+    patient: CasePatient
+    expect: Expect
+
+
+class CaseFile(_Strict):
+    pathway: str
+    cases: list[Case]
+
+
+def patient_facts(case: Case, loaded: LoadedPathway) -> PatientFacts:
+    p = case.patient
+    facts = loaded.facts
+    observations = []
+    for name, value in p.values.items():
+        unit = None
+        if isinstance(value, (tuple, list)):
+            value, unit = value
+        elif name in facts and facts[name].type == "quantity":
+            unit = facts[name].unit
+        observations.append(Observation(fact=name, value=value, unit=unit, at=case.at))
+    for name, points in p.series.items():
+        unit = facts[name].unit if name in facts and facts[name].type == "quantity" else None
+        observations.extend(Observation(fact=name, value=v, unit=unit, at=d) for d, v in points)
+    conditions = [Condition(fact=n, onset=onset or LONG_AGO) for n, onset in p.conditions.items()]
+    conditions += [Condition(fact=n, onset=a, abatement=b) for n, (a, b) in p.ended_conditions.items()]
+    return PatientFacts(
+        patient=f"case-{case.id}".replace("_", "-"),
+        demographics=Demographics(birth_date=p.birth_date, sex=p.sex, deceased_date=p.deceased_date),
+        observations=tuple(observations),
+        conditions=tuple(conditions),
+        medications=tuple(Medication(fact=n, start=LONG_AGO) for n in p.medications),
+        events=tuple(Event(fact=n, at=d) for n, dates in p.events.items() for d in dates),
+        indications=p.indications,
+    )
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    failures: list[str]
+    evaluation: Evaluation | None
+
+
+@dataclass
+class CheckReport:
+    pathway: str
+    results: list[CaseResult] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)  # "<condition>: <comparison> never <true|false>"
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if r.failures]
+
+
+def load_cases(path: Path) -> CaseFile:
+    source, problems = read_yaml(path)
+    if source is None or problems:
+        raise ProblemsFound(problems)
+    try:
+        return CaseFile.model_validate(source.data)
+    except ValidationError as exc:
+        raise ProblemsFound(schema_problems(source, CaseFile, exc)) from None
+
+
+def compare(case: Case, result: Evaluation) -> list[str]:
+    failures = []
+    expect = case.expect
+    if expect.indicated is not None and result.indicated != expect.indicated:
+        failures.append(f"indicated: expected {expect.indicated}, got {result.indicated}")
+    statuses = {s.id: s for s in result.steps}
+    for step, status in expect.steps.items():
+        if step not in statuses:
+            failures.append(f"step {step}: no such step")
+        elif statuses[step].status != status:
+            failures.append(f"step {step}: expected {status}, got {statuses[step].status} ({'; '.join(statuses[step].reasons[-3:])})")
+    if expect.escalations is not None:
+        got = sorted(e.id for e in result.escalations)
+        if got != sorted(expect.escalations):
+            failures.append(f"escalations: expected {sorted(expect.escalations)}, got {got}")
+    for route, eligible in expect.eligibility.items():
+        actual = result.eligibility.get(route, {}).get("eligible", "absent")
+        if actual != eligible:
+            failures.append(f"eligibility {route}: expected {eligible}, got {actual}")
+    for route, texts in expect.eligibility_reasons.items():
+        reasons = " | ".join(result.eligibility.get(route, {}).get("reasons", []))
+        for text in texts:
+            if text not in reasons:
+                failures.append(f"eligibility {route}: no reason mentions '{text}' ({reasons})")
+    for name, value in expect.facts.items():
+        actual = result.facts.get(name, "absent")
+        if isinstance(actual, float) and isinstance(value, (int, float)) and abs(actual - value) < 1e-6:
+            continue
+        if isinstance(actual, dt.date):
+            actual = actual.isoformat()
+        if actual != value:
+            failures.append(f"fact {name}: expected {value!r}, got {actual!r}")
+    return failures
+
+
+def _issues(case: Case, found: list[str]) -> list[str]:
+    expected = case.expect.issues
+    failures = [f"input: {issue}" for issue in found if not any(text in issue for text in expected)]
+    failures += [f"expected an input problem mentioning '{text}'" for text in expected if not any(text in issue for issue in found)]
+    return failures
+
+
+def thresholds_of(evaluator: PathwayEvaluator) -> dict[str, str]:
+    """Comparisons that state a threshold (a parameter or a number), keyed by their text."""
+    plan = evaluator.plan
+    found: dict[str, str] = {}
+    trees = [(c.id, c.ast) for c in plan.conditions] + [(f"rule:{n}", r.when.ast) for n, r in plan.rules.items()]
+    for where, tree in trees:
+        for node in E.walk(tree):
+            if isinstance(node, E.Compare):
+                sides = list(E.walk(node.left)) + list(E.walk(node.right))
+                if any(isinstance(s, E.Num) for s in sides) or any(isinstance(s, E.Name) and s.name in plan.parameters for s in sides):
+                    found.setdefault(E.unparse(node), where)
+    return found
+
+
+def run_cases(loaded: LoadedPathway, cases: CaseFile, today: dt.date) -> CheckReport:
+    from pathways.rules import reference
+
+    evaluator = PathwayEvaluator(loaded)
+    report = CheckReport(loaded.spec.id)
+    seen: dict[str, set] = {}
+    reference.TRACE = seen
+    try:
+        for case in cases.cases:
+            try:
+                result = evaluator.evaluate(patient_facts(case, loaded), case.at, today)
+            except Exception as exc:  # a case must never crash the check: report it
+                report.results.append(CaseResult(case, [f"error: {exc}"], None))
+                continue
+            failures = _issues(case, [str(i) for i in result.issues]) + compare(case, result)
+            report.results.append(CaseResult(case, failures, result))
+    finally:
+        reference.TRACE = None
+    for text, where in thresholds_of(evaluator).items():
+        outcomes = seen.get(text, set())
+        for value in (True, False):
+            if value not in outcomes:
+                report.uncovered.append(f"{where}: {text} never {'true' if value else 'false'}")
+    return report
