@@ -74,12 +74,16 @@ class Evaluation:
         }
 
 
-def message_for(plan: Plan, reader: Reader) -> dict[str, Any]:
-    """The one fact asserted per patient: every atom's value, and a presence flag for each."""
+def message_for(plan: Plan, reader: Reader, fields: frozenset[str] | None = None) -> dict[str, Any]:
+    """The one fact asserted per patient: atom values and presence flags (only ``fields``)."""
     message: dict[str, Any] = {}
     for atom in plan.atoms:
+        flag = compile_durable.presence(atom.key)
+        if fields is not None and atom.key not in fields and flag not in fields:
+            continue
         value = reader.read(atom).value
-        message[compile_durable.presence(atom.key)] = value is not None
+        if fields is None or flag in fields:
+            message[flag] = value is not None
         if value is not None:
             message[atom.key] = value.isoformat() if isinstance(value, dt.date) else value
     return message
@@ -110,7 +114,8 @@ class PathwayEvaluator:
     def decide(self, timeline: Timeline, at: dt.date) -> tuple[dict[str, bool | None], Reader]:
         """Durable-rules' decisions for every condition (None when a value it needs is missing)."""
         reader = Reader(timeline, self.plan.facts, self.plan.derived, at)
-        known = self.ruleset.evaluate(message_for(self.plan, reader))
+        ruleset = self.ruleset
+        known = ruleset.evaluate(message_for(self.plan, reader, ruleset.fields))
         return {c.id: known.get(c.id) for c in self.plan.conditions}, reader
 
     def evaluate(self, patient: PatientFacts, at: dt.date, today: dt.date) -> Evaluation:
