@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 from pathways.definition import expr as E
@@ -42,6 +43,14 @@ class Unsupported(ValueError):
     pass
 
 
+class TooManyClauses(Unsupported):
+    pass
+
+
+class _MissingValue(Exception):
+    """A constant subexpression without a value (division by zero): the comparison is missing."""
+
+
 def _keys(node: E.Node) -> list[str]:
     atom = atom_of(node)
     if atom is not None:
@@ -53,6 +62,12 @@ def _keys(node: E.Node) -> list[str]:
 
 
 def _rvalue(node: E.Node) -> Any:
+    if isinstance(node, (E.Arith, E.Neg)) and _constant(node):
+        # the engine does not compute arithmetic over constants alone (property test): fold it
+        value = _constant_value(node)
+        if value is None:
+            raise _MissingValue()
+        return value
     if isinstance(node, E.Num):
         return node.value
     if isinstance(node, (E.Str, E.Bool)):
@@ -123,9 +138,10 @@ def clauses(node: E.Node, want: bool) -> list[Clause]:
     """The condition "node is known to be ``want``" in disjunctive normal form.
 
     durable-rules caps one rule at 32 expressions, so a condition becomes one small rule per
-    clause; all of them record the same outcome. Comparisons need no presence test: measured
-    on durable-rules 2.0.28, no comparison (also not $neq or one with $m) matches a message
-    without the field, so a missing value never makes a comparison true or false.
+    clause; all of them record the same outcome. A field compared with a constant needs no
+    presence test (measured on durable-rules 2.0.28: no such test, $neq included, matches a
+    message without the field); a comparison that reads other fields does, since arithmetic
+    over an absent field can match.
     """
     if isinstance(node, E.Bool):
         return [()] if node.value == want else []
@@ -138,7 +154,7 @@ def clauses(node: E.Node, want: bool) -> list[Clause]:
             for part in parts:
                 combined = _dedupe([a + b for a in combined for b in part])
                 if len(combined) > MAX_CLAUSES:
-                    raise Unsupported(f"the condition {E.unparse(node)[:80]}... needs over {MAX_CLAUSES} rules")
+                    raise TooManyClauses(f"the condition {E.unparse(node)[:80]}... needs over {MAX_CLAUSES} rules")
             return combined
         return _dedupe([c for part in parts for c in part])
     if isinstance(node, E.Call) and node.func in ("exists", "missing"):
@@ -156,7 +172,15 @@ def clauses(node: E.Node, want: bool) -> list[Clause]:
         if NEVER in guards:
             return []
         op = node.op if want else _NEGATED[node.op]
-        return [(*guards, _compare(op, node.left, node.right))]
+        try:
+            test = _compare(op, node.left, node.right)
+        except _MissingValue:
+            return []
+        if "$m" in json.dumps(test):
+            # a comparison that reads other fields (or arithmetic over them) can match with a
+            # field absent (found by the property test): require every field it reads
+            guards = [{presence(k): True} for k in _keys(node)] + guards
+        return [(*guards, test)]
     if isinstance(node, E.InList):
         member = want != node.negated
         if member:
@@ -169,11 +193,18 @@ def clauses(node: E.Node, want: bool) -> list[Clause]:
 
 
 def _dedupe(found: list[Clause]) -> list[Clause]:
-    seen: dict[str, Clause] = {}
+    """Drop repeated tests, repeated clauses, and clauses implied by a smaller one
+    (absorption: ``a or (a and b)`` is ``a``), keeping the first-seen order."""
+    keyed: list[tuple[frozenset[str], Clause]] = []
     for clause in found:
-        unique = tuple({json.dumps(t, sort_keys=True): t for t in clause}.values())
-        seen.setdefault(json.dumps(sorted(json.dumps(t, sort_keys=True) for t in unique)), unique)
-    return list(seen.values())
+        tests = {json.dumps(t, sort_keys=True): t for t in clause}
+        keyed.append((frozenset(tests), tuple(tests.values())))
+    keyed.sort(key=lambda item: len(item[0]))
+    kept: list[tuple[frozenset[str], Clause]] = []
+    for keys, clause in keyed:
+        if not any(other <= keys for other, _ in kept):
+            kept.append((keys, clause))
+    return [clause for _, clause in kept]
 
 
 def _condition(clause: Clause) -> dict:
@@ -184,13 +215,50 @@ def _condition(clause: Clause) -> dict:
     return clause[0] if len(clause) == 1 else {"$and": list(clause)}
 
 
+SENTINEL = "alive"  # a rule that always matches: every assert is handled and its session deleted
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a condition's value combines from pieces the engine decides (Kleene logic)."""
+
+    op: str  # "piece" | "and" | "or" | "not"
+    parts: tuple  # a piece id for "piece", else Splits
+
+    def value(self, known: dict[str, bool]) -> bool | None:
+        if self.op == "piece":
+            return known.get(self.parts[0])
+        values = [part.value(known) for part in self.parts]
+        if self.op == "not":
+            return None if values[0] is None else not values[0]
+        if self.op == "and":
+            return False if False in values else (None if None in values else True)
+        return True if True in values else (None if None in values else False)
+
+
+def split(piece_id: str, tree: E.Node, pieces: dict[str, E.Node]) -> Split:
+    """Pieces small enough for the engine. A condition whose normal form would need too many
+    rules (the negation of a wide 'or' of 'and's) is split at its 'and'/'or'/'not' nodes; the
+    engine still decides every piece, and the pieces combine by the same three-valued rules."""
+    try:
+        clauses(tree, True), clauses(tree, False)
+    except TooManyClauses:
+        if isinstance(tree, E.Not):
+            return Split("not", (split(f"{piece_id}~", tree.operand, pieces),))
+        if isinstance(tree, E.BoolOp):
+            return Split(tree.op, tuple(split(f"{piece_id}.{i}", o, pieces) for i, o in enumerate(tree.operands)))
+        raise
+    pieces[piece_id] = tree
+    return Split("piece", (piece_id,))
+
+
 def ruleset(conditions: dict[str, E.Node]) -> dict[str, dict]:
     """Rule definitions without actions: ``{rule_name: {"all": [{"m": condition}]}}``.
 
-    Rule names are ``c<n>__<T|F>__<k>``: condition number n, the outcome it proves, clause k.
-    Conditions that can never be true (or false) get no rule for that outcome.
+    Rule names are ``c<n>__<T|F>__<k>``: condition (piece) number n, the outcome it proves,
+    clause k. Conditions that can never be true (or false) get no rule for that outcome.
     """
-    rules: dict[str, dict] = {}
+    rules: dict[str, dict] = {SENTINEL: {"all": [{"m": ALWAYS}]}}
     for index, tree in enumerate(conditions.values()):
         for suffix, want in (("T", True), ("F", False)):
             for k, clause in enumerate(clauses(tree, want)):

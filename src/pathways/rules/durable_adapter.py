@@ -15,8 +15,10 @@
 - A rule testing absence (``$nex``) hangs the engine: the compiler tests presence through
   explicit ``has__<field>`` flags in the message instead.
 - ``post()`` fires one rule per event; ``assert_fact`` fires every matching rule: we assert.
-- An unmatched fact raises MessageNotHandledException: that means "no rule matched"; the
-  engine then made no session, and deleting that session would kill the process.
+- An unmatched fact raises MessageNotHandledException ("no rule matched"), yet the engine
+  keeps a session for it that cannot be deleted safely; about 1,000 of those and it raises
+  MemoryError (measured). Every ruleset therefore has a sentinel rule that always matches, so
+  every assert is handled and its session deleted.
 - One rule may hold at most 32 expressions: the compiler splits conditions into clauses.
 - Its C core holds the GIL and threads sharing a session lose actions: calls into the engine
   are serialised by one lock, and sessions are never shared.
@@ -65,6 +67,10 @@ def _get_host():
     return _host
 
 
+def _ignore(c):  # the sentinel's action (one parameter)
+    return None
+
+
 class CompiledRuleset:
     """A registered ruleset whose rules report ``(condition id, true|false)``."""
 
@@ -76,6 +82,9 @@ class CompiledRuleset:
         host, _ = _get_host()
         definition: dict[str, dict] = {}
         for rule_name, rule in rules.items():
+            if "__" not in rule_name:  # the sentinel
+                definition[rule_name] = {**rule, "run": _ignore}
+                continue
             index, outcome, _ = rule_name[1:].split("__")
             definition[rule_name] = {**rule, "run": self._action(condition_ids[int(index)], outcome == "T")}
         with _CALL_LOCK:
@@ -105,10 +114,8 @@ class CompiledRuleset:
             fact = {**message, "sid": sid, "__zero": 0}
             code, state = core.assert_fact(handle, json.dumps(fact))
             outcomes: dict[str, bool] = {}
-            if code == 1:
-                # No rule matched: every condition is missing. The engine made no session, and
-                # delete_state on a session it never made kills the process (measured).
-                return outcomes
+            if code == 1:  # cannot happen with the sentinel; never delete such a session
+                raise RuntimeError("durable-rules matched no rule, not even the sentinel")
             if code != 0:
                 raise RuntimeError(f"durable-rules answered {code} for a fresh session")
             self.live_sessions += 1
@@ -117,8 +124,9 @@ class CompiledRuleset:
                 text = started[1] if started else None
                 while text:
                     rule = text[2 : text.index('"', 2)]  # '{"c3__T__0":{...}}' -> c3__T__0
-                    index, outcome, _ = rule[1:].split("__")
-                    outcomes[ids[int(index)]] = outcome == "T"
+                    if "__" in rule:
+                        index, outcome, _ = rule[1:].split("__")
+                        outcomes[ids[int(index)]] = outcome == "T"
                     text = core.complete_and_start_action(handle, state)
             finally:
                 core.delete_state(handle, sid)

@@ -103,10 +103,17 @@ class PathwayEvaluator:
         if self._ruleset is None:
             from pathways.rules import durable_adapter
 
-            ids = [c.id for c in self.plan.conditions]
-            rules = compile_durable.ruleset({cid: self.plan.inlined[cid] for cid in ids})
-            self._ruleset = durable_adapter.ruleset(f"pathway:{self.plan.version_key}", rules, ids)
+            pieces: dict[str, object] = {}
+            self._splits = {c.id: compile_durable.split(c.id, self.plan.inlined[c.id], pieces) for c in self.plan.conditions}
+            rules = compile_durable.ruleset(pieces)
+            self._ruleset = durable_adapter.ruleset(f"pathway:{self.plan.version_key}", rules, list(pieces))
         return self._ruleset
+
+    def engine_decisions(self, message: dict[str, Any]) -> dict[str, bool | None]:
+        """durable-rules' decision for every condition, from one asserted fact."""
+        ruleset = self.ruleset
+        known = ruleset.evaluate(message)
+        return {cid: split.value(known) for cid, split in self._splits.items()}
 
     def timeline(self, patient: PatientFacts, today: dt.date) -> Timeline:
         return resolve(patient, self.plan.facts, today)
@@ -114,9 +121,7 @@ class PathwayEvaluator:
     def decide(self, timeline: Timeline, at: dt.date) -> tuple[dict[str, bool | None], Reader]:
         """Durable-rules' decisions for every condition (None when a value it needs is missing)."""
         reader = Reader(timeline, self.plan.facts, self.plan.derived, at)
-        ruleset = self.ruleset
-        known = ruleset.evaluate(message_for(self.plan, reader, ruleset.fields))
-        return {c.id: known.get(c.id) for c in self.plan.conditions}, reader
+        return self.engine_decisions(message_for(self.plan, reader, self.ruleset.fields)), reader
 
     def evaluate(self, patient: PatientFacts, at: dt.date, today: dt.date) -> Evaluation:
         timeline = self.timeline(patient, today)
