@@ -152,11 +152,14 @@ def evaluate(
         raise typer.Exit(1)
     evaluator = PathwayEvaluator(loaded)
     result = evaluator.evaluate(patient.facts, when, today)
-    if result.issues:
-        for issue in result.issues:
+    errors = [i for i in result.issues if not i.excluded]
+    if errors:
+        for issue in errors:
             err.print(f"error: {path}: {issue}", markup=False)
-        err.print(f"{len(result.issues)} problem{'s' if len(result.issues) > 1 else ''} in the patient file; nothing evaluated", markup=False)
+        err.print(f"{len(errors)} problem{'s' if len(errors) > 1 else ''} in the patient file; nothing evaluated", markup=False)
         raise typer.Exit(1)
+    for issue in result.issues:
+        err.print(f"warning: {path}: {issue}", markup=False)
     if result.unmapped_codes:
         err.print(f"note: {len(result.unmapped_codes)} coded entries in {path} are used by no fact of {loaded.spec.id} (--verbose lists them)", markup=False)
         if verbose:
@@ -206,8 +209,11 @@ def check(
         table.add_column("details", ratio=1, overflow="fold")
         for result in report.results:
             ok = not result.failures
-            table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description if ok else "\n".join(result.failures).replace("[", "\\["))
+            table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description.replace("[", "\\["))
         out.print(table)
+        for result in report.failed:
+            for failure in result.failures:
+                out.print(f"FAIL {loaded.spec.id}/{result.case.id}: {failure}", markup=False)
         for line in report.uncovered:
             out.print(f"uncovered threshold: {line}", markup=False)
         passed = len(report.results) - len(report.failed)

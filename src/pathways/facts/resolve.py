@@ -54,11 +54,16 @@ class Interval:
 
 @dataclass(frozen=True)
 class FactIssue:
+    """A problem with one input value. ``excluded`` values (physiologically impossible,
+    contradictory) are left out and reported, and evaluation goes on; the others (unknown
+    unit, wrong kind of value, a date in the future) make the input unusable."""
+
     where: str  # a field path in the input, e.g. observations[3]
     message: str
+    excluded: bool = False
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        return f"{self.where}: {self.message}" + (" - left out" if self.excluded else "")
 
 
 @dataclass
@@ -156,7 +161,7 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
             continue
         value, original, problem = check_value(facts[name], obs.value, obs.unit)
         if problem:
-            timeline.issues.append(FactIssue(where, f"{name}: {problem}"))
+            timeline.issues.append(FactIssue(where, f"{name}: {problem}", "physiologically impossible" in problem))
             continue
         timeline.add(name, Point(obs.at, value, where, original))
     for i, event in enumerate(patient.events):
@@ -189,9 +194,9 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
     died = patient.demographics.deceased_date
     if died is not None:
         for name, series in timeline.points.items():
-            for point in series:
-                if point.at > died and name != "deceased_date":
-                    timeline.issues.append(FactIssue(point.source, f"{name} dated {point.at}, after death on {died} (contradictory)"))
+            for point in [p for p in series if p.at > died and name != "deceased_date"]:
+                timeline.issues.append(FactIssue(point.source, f"{name} dated {point.at}, after death on {died} (contradictory)", True))
+                series.remove(point)
     timeline.sort()
     return timeline
 
