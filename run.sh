@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 bash scripts/setup.sh
 export DO_NOT_TRACK=1
 .venv/bin/pathways validate pathways/
+.venv/bin/pathways check
 mkdir -p out
 for name in diabetes copd heartfailure; do
   .venv/bin/pathways diagram "$name" --html "out/$name.html"
