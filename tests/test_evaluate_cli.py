@@ -38,8 +38,9 @@ def test_json_has_exactly_the_documented_keys_and_values(tmp_path):
     assert (result["pathway"], result["pathway_version"], result["at"], result["indicated"]) == ("diabetes", "1.0.0", "2026-11-01", True)
     assert result["facts"]["age_years"] == 71 and result["facts"]["hba1c_mmol_mol"] == 61
     assert result["facts"]["potassium_mmol_l"] is None  # missing is null, never a default
-    for name in ("age_years", "hba1c_mmol_mol", "egfr_ml_min_1_73m2", "body_weight_kg", "systolic_bp_mmhg", "diastolic_bp_mmhg"):
-        assert name in result["facts"]
+    canonical = ("age_years", "hba1c_mmol_mol", "egfr_ml_min_1_73m2", "body_weight_kg", "systolic_bp_mmhg", "diastolic_bp_mmhg",
+                 "nt_probnp_pg_ml", "lvef_percent", "fev1_fvc_ratio", "potassium_mmol_l", "nyha_class")
+    assert [name for name in canonical if name not in result["facts"]] == []
     steps = {s["id"]: s for s in result["steps"]}
     assert {s["status"] for s in result["steps"]} <= {"due", "not_due", "gated", "escalated"}
     assert list(steps["metformine_dosis_verlagen"]) == ["id", "stage", "status", "reasons"]
