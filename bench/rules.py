@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import operator
 import random
 import resource
 import sys
@@ -25,13 +24,11 @@ from pathways.definition.loader import load_pathway  # noqa: E402
 from pathways.facts.derive import Atom, Reader, Reading  # noqa: E402
 from pathways.facts.model import Condition, Demographics, Event, Observation, PatientFacts  # noqa: E402
 from pathways.rules.evaluate import PathwayEvaluator, message_for  # noqa: E402
-from pathways.rules.plan import atom_of  # noqa: E402
+from pathways.rules.plan import ARITH, COMPARE as CMP, atom_of  # noqa: E402
 from pathways.rules.reference import ReferenceEvaluator  # noqa: E402
 
 AT = dt.date(2026, 11, 1)
 TODAY = dt.date(2026, 11, 23)
-CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
-ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
 # -- the floor: closures over a dict, three-valued like the reference --------------------

@@ -13,12 +13,11 @@ exist (``$ex``), so a missing value never takes part in a comparison.
 from __future__ import annotations
 
 import json
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 from pathways.definition import expr as E
-from pathways.rules.plan import atom_of
+from pathways.rules.plan import ARITH, COMPARE, atom_of
 
 ZERO = "__zero"
 ALWAYS: dict = {ZERO: 0}
@@ -34,9 +33,7 @@ _OPS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "==": "$eq", "!=": "
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _ARITH = {"+": "$add", "-": "$sub", "*": "$mul", "/": "$div"}
-_CONSTANT_COMPARE = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
-}
+
 
 
 class Unsupported(ValueError):
@@ -120,7 +117,7 @@ def _constant_value(node: E.Node) -> Any:
         left, right = _constant_value(node.left), _constant_value(node.right)
         if left is None or right is None or (node.op == "/" and right == 0):
             return None
-        return {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}[node.op](left, right)
+        return ARITH[node.op](left, right)
     return _rvalue(node)
 
 
@@ -167,7 +164,7 @@ def clauses(node: E.Node, want: bool) -> list[Clause]:
             left, right = _constant_value(node.left), _constant_value(node.right)
             if left is None or right is None:  # e.g. division by zero: the comparison is missing
                 return []
-            return [()] if _CONSTANT_COMPARE[node.op](left, right) == want else []
+            return [()] if COMPARE[node.op](left, right) == want else []
         guards = _divisors_nonzero(node)
         if NEVER in guards:
             return []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +17,8 @@ from pathways.definition.loader import LoadedPathway
 from pathways.facts.derive import Atom
 
 ELIGIBILITY_ROUTES = ("wlz", "wmo", "zvw_wijkverpleging", "pgb")
+COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
+ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,16 @@ exists()/missing() are always known. Durations compare in days (months 30.4375, 
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pathways.definition import expr as E
 from pathways.facts.derive import Atom, Reading
-from pathways.rules.plan import atom_of
+from pathways.rules.plan import ARITH, COMPARE, atom_of
 
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
-}
 # When set (by `pathways check`), every comparison's outcome is added here: text -> outcomes.
 TRACE: dict[str, set] | None = None
 
-ARITH: dict[str, Callable[[Any, Any], Any]] = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
 def truth(value: bool | None) -> str:
