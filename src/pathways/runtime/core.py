@@ -1,0 +1,265 @@
+"""An enrollment (one patient in one pathway version) moving through time. Free of Prefect and
+of the database: ``advance`` and ``record`` take a state, the patient's facts and a clock, and
+return the new state and the events, deterministically. The state is plain data (pydantic) so it
+can be saved and reloaded between any two calls.
+
+- A step becomes due when its requirements are done and its date (from its timing) has come;
+  then its gate and financing decide: ``due`` or ``gated`` (with the reasons).
+- Recurring reviews move to their next occurrence when done; a gated occurrence is passed over
+  when the next one comes due.
+- Escalations open when their trigger holds and stay open until someone records the step.
+- Goals are agreed when their step is recorded (those whose condition holds), with the latest
+  value as baseline, and judged met or missed at their deadline.
+Every event names its step run (enrollment, step, due date: one row in the store) and has an
+idempotency key (the run and the outcome), so advancing twice never duplicates a decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pathways.clock import Clock
+from pathways.definition import expr as E
+from pathways.definition.loader import LoadedPathway
+from pathways.facts.derive import Atom, Reader
+from pathways.facts.model import Observation, PatientFacts
+from pathways.facts.resolve import check_value
+from pathways.rules.evaluate import Evaluation, PathwayEvaluator
+from pathways.rules.reference import ReferenceEvaluator
+from pathways.runtime.schedule import add, occurrence_date
+
+StepStatus = Literal["waiting", "due", "gated", "finished"]
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StepProgress(_State):
+    occurrence: int = 0  # the occurrence now pending (0-based)
+    status: StepStatus = "waiting"
+    due_on: dt.date | None = None
+    done_on: tuple[dt.date, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+class GoalProgress(_State):
+    step: str
+    fact: str
+    target: str
+    agreed_on: dt.date
+    deadline: dt.date
+    baseline: float | None = None
+    latest: float | None = None
+    status: Literal["open", "met", "missed"] = "open"
+
+
+class OpenEscalation(_State):
+    since: dt.date
+    severity: str
+    action: str
+    reasons: tuple[str, ...] = ()
+
+
+class EnrollmentState(_State):
+    enrollment: str
+    patient: str  # pseudonymous id
+    pathway: str
+    version: str
+    version_key: str
+    enrolled_on: dt.date
+    as_of: dt.date
+    indicated: bool | None = None
+    steps: dict[str, StepProgress]
+    goals: dict[str, GoalProgress] = {}
+    escalations: dict[str, OpenEscalation] = {}
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # due | gated | escalated | done | goal_agreed | goal_met | goal_missed | indicated | not_indicated | skipped
+    step: str | None
+    on: dt.date  # the due date of the step occurrence (or the date of the event)
+    run_key: str  # the step run: enrollment, step and due date (one row in the store)
+    decided: dt.date  # the evaluation date
+    reasons: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Idempotency key of this decision: its step run and its outcome."""
+        return f"{self.run_key}:{self.kind}"
+
+
+class RecordError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def enroll(loaded: LoadedPathway, enrollment: str, patient: str, on: dt.date, evaluator: PathwayEvaluator | None = None) -> EnrollmentState:
+    evaluator = evaluator or PathwayEvaluator(loaded)
+    return EnrollmentState(
+        enrollment=enrollment, patient=patient, pathway=loaded.spec.id, version=loaded.spec.version,
+        version_key=evaluator.plan.version_key, enrolled_on=on, as_of=on,
+        steps={s.id: StepProgress() for s in loaded.spec.steps},
+    )
+
+
+def _key(state: EnrollmentState, step: str | None, on: dt.date | None) -> str:
+    return f"{state.enrollment}:{step or '-'}:{on.isoformat() if on else '-'}"
+
+
+class Runtime:
+    """Advances enrollments of one pathway version."""
+
+    def __init__(self, loaded: LoadedPathway, evaluator: PathwayEvaluator | None = None):
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.evaluator = evaluator or PathwayEvaluator(loaded)
+        self.steps = {s.id: s for s in self.spec.steps}
+
+    # -- advance -------------------------------------------------------------------------
+    def advance(self, state: EnrollmentState, patient: PatientFacts, clock: Clock) -> tuple[EnrollmentState, list[Event], Evaluation]:
+        at = clock.today()
+        if at < state.as_of:
+            raise ValueError(f"cannot advance {state.enrollment} back in time ({at} < {state.as_of})")
+        evaluation = self.evaluator.evaluate(patient, at, at)
+        events: list[Event] = []
+        indicated = evaluation.indicated
+        if indicated != state.indicated:
+            events.append(Event("indicated" if indicated else "not_indicated", None, at, _key(state, "indication", at), at, tuple(evaluation.indication_reasons)))
+        statuses = {s.id: s for s in evaluation.steps}
+        steps = dict(state.steps)
+        for step in self.spec.steps:
+            if step.escalation is not None:
+                continue
+            steps[step.id] = self._step(state, step, steps, statuses[step.id], at, indicated, events)
+        escalations = dict(state.escalations)
+        for escalation in evaluation.escalations:
+            if escalation.id not in escalations:
+                escalations[escalation.id] = OpenEscalation(since=at, severity=escalation.severity, action=escalation.action, reasons=tuple(escalation.reasons))
+                events.append(Event("escalated", escalation.id, at, _key(state, escalation.id, at), at, tuple(escalation.reasons),
+                                    {"severity": escalation.severity, "action": escalation.action, "notify": escalation.notify}))
+        goals = {gid: self._judge(goal, patient, at, gid, state, events) for gid, goal in state.goals.items()}
+        new = state.model_copy(update={"as_of": at, "indicated": indicated, "steps": steps, "escalations": escalations, "goals": goals})
+        return new, events, evaluation
+
+    def _anchor(self, step, steps: dict[str, StepProgress], state: EnrollmentState) -> dt.date | None:
+        required = [steps[r].done_on[0] if steps[r].done_on else None for r in step.requires]
+        if None in required:
+            return None
+        if step.timing is None:  # due as soon as what it requires is done
+            return max([state.enrolled_on, *required])
+        if step.timing.after == "enrollment":  # requirements gate it; its dates count from enrollment
+            return state.enrolled_on
+        done = steps[step.timing.after].done_on
+        return done[0] if done else None
+
+    def _step(self, state, step, steps, decision, at: dt.date, indicated: bool, events: list[Event]) -> StepProgress:
+        progress = steps[step.id]
+        if not indicated:
+            return progress.model_copy(update={"status": "waiting", "reasons": ("not indicated",)}) if progress.status in ("due", "gated") else progress
+        anchor = self._anchor(step, steps, state)
+        if anchor is None:
+            return progress
+        occurrence = progress.occurrence
+        due_on = occurrence_date(step.timing, anchor, occurrence)
+        # a gated (not done) occurrence is passed over once the next one has come
+        while progress.status == "gated" and due_on is not None:
+            following = occurrence_date(step.timing, anchor, occurrence + 1)
+            if following is None or following > at:
+                break
+            events.append(Event("skipped", step.id, due_on, _key(state, step.id, due_on), at, progress.reasons))
+            occurrence, due_on = occurrence + 1, following
+        if due_on is None:
+            return progress.model_copy(update={"status": "finished", "occurrence": occurrence, "due_on": None})
+        if due_on > at:
+            return progress.model_copy(update={"status": "waiting", "occurrence": occurrence, "due_on": due_on, "reasons": ()})
+        status = "due" if decision.status == "due" else "gated"
+        reasons = tuple(decision.reasons)
+        if status != progress.status or due_on != progress.due_on:
+            events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons))
+        return progress.model_copy(update={"status": status, "occurrence": occurrence, "due_on": due_on, "reasons": reasons})
+
+    # -- goals ---------------------------------------------------------------------------
+    def _reference(self, patient: PatientFacts, at: dt.date):
+        plan = self.evaluator.plan
+        reader = Reader(self.evaluator.timeline(patient, at), plan.facts, plan.derived, at)
+        return reader, ReferenceEvaluator(reader.read, plan.rules, plan.parameters, plan.parameter_units, plan.facts)
+
+    def _judge(self, goal: GoalProgress, patient: PatientFacts, at: dt.date, gid: str, state, events: list[Event]) -> GoalProgress:
+        if goal.status != "open":
+            return goal
+        reader, _ = self._reference(patient, min(at, goal.deadline))
+        latest = reader.read(Atom("value", goal.fact)).value
+        if at < goal.deadline:
+            return goal.model_copy(update={"latest": latest})
+        reader, reference = self._reference(patient, goal.deadline)
+        met = reference.evaluate(E.parse(f"{goal.fact} {goal.target}")).value is True
+        events.append(Event("goal_met" if met else "goal_missed", goal.step, goal.deadline, _key(state, f"goal-{gid}", goal.deadline), at,
+                            (f"{goal.fact} = {latest} at {goal.deadline}, target {goal.target}",)))
+        return goal.model_copy(update={"latest": latest, "status": "met" if met else "missed"})
+
+    # -- human input ---------------------------------------------------------------------
+    def record(self, state: EnrollmentState, step_id: str, data: dict[str, Any], patient: PatientFacts, clock: Clock) -> tuple[EnrollmentState, list[Event], list[Observation]]:
+        """Record a step as done with the outputs people recorded; validated against the step's
+        declared outputs. Returns the new state, the events and the observations to store."""
+        at = clock.today()
+        if step_id not in self.steps:
+            raise RecordError([f"unknown step '{step_id}' in {self.spec.id} {self.spec.version}"])
+        step = self.steps[step_id]
+        progress = state.steps[step_id]
+        if step.escalation is None and progress.status != "due":
+            raise RecordError([f"step '{step_id}' is not due (status {progress.status})"])
+        if step.escalation is not None and step_id not in state.escalations:
+            raise RecordError([f"escalation '{step_id}' is not open"])
+        problems, observations = self._outputs(step, data, at)
+        if problems:
+            raise RecordError(problems)
+        events = [Event("done", step_id, progress.due_on or at, _key(state, step_id, progress.due_on or at), at, (), {"outputs": sorted(data)})]
+        steps = dict(state.steps)
+        steps[step_id] = progress.model_copy(update={
+            "done_on": (*progress.done_on, at), "occurrence": progress.occurrence + (1 if step.escalation is None else 0),
+            "status": "waiting", "reasons": (),
+        })
+        escalations = {k: v for k, v in state.escalations.items() if k != step_id}
+        goals = dict(state.goals)
+        if step.goals:
+            updated = patient.model_copy(update={"observations": (*patient.observations, *observations)})
+            _, reference = self._reference(updated, at)
+            reader, _ = self._reference(updated, at)
+            for goal in step.goals:
+                if goal.when is not None and reference.evaluate(goal.when.ast).value is not True:
+                    continue
+                baseline = goal.baseline if goal.baseline != "recorded" else reader.read(Atom("value", goal.fact)).value
+                goals[goal.id] = GoalProgress(step=step_id, fact=goal.fact, target=goal.target, agreed_on=at,
+                                              deadline=add(at, goal.deadline), baseline=baseline, latest=baseline)
+                events.append(Event("goal_agreed", step_id, at, _key(state, f"goal-{goal.id}", at), at, (f"{goal.fact} {goal.target} by {add(at, goal.deadline)}",)))
+        new = state.model_copy(update={"steps": steps, "escalations": escalations, "goals": goals})
+        return new, events, observations
+
+    def _outputs(self, step, data: dict[str, Any], at: dt.date) -> tuple[list[str], list[Observation]]:
+        declared = {o.fact: o for o in step.outputs}
+        facts = self.evaluator.plan.facts
+        problems = [f"'{name}' is not an output of step '{step.id}' (outputs: {', '.join(declared) or 'none'})" for name in data if name not in declared]
+        problems += [f"required output '{name}' of step '{step.id}' is missing" for name, o in declared.items() if o.required and name not in data]
+        observations = []
+        for name, value in data.items():
+            if name not in declared:
+                continue
+            unit = None
+            if isinstance(value, dict):
+                value, unit = value.get("value"), value.get("unit")
+            elif facts[name].type == "quantity":
+                unit = facts[name].unit
+            _, _, problem = check_value(facts[name], value, unit)
+            if problem:
+                problems.append(f"{name}: {problem}")
+            else:
+                observations.append(Observation(fact=name, value=value, unit=unit, at=at))
+        return problems, observations
