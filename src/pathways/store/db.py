@@ -1,0 +1,230 @@
+"""Store access: SQLite by default, any SQLAlchemy URL via PATHWAYS_DATABASE_URL (PostgreSQL
+through psycopg 3). The schema is versioned with Alembic; ``migrate`` brings a database to the
+current schema. Each advance is written in one transaction; idempotency keys are enforced by
+unique constraints, and a stale state version makes the write fail (someone else advanced).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from sqlalchemy import create_engine, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from pathways.facts.model import Condition, Event as FactEvent, Medication, Observation, PatientFacts
+from pathways.runtime.core import EnrollmentState, Event
+from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, StepRun
+
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_URL = "sqlite:///.pathways/pathways.db"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class StaleState(StoreError):
+    """The enrollment was advanced by someone else since it was read."""
+
+
+class UnknownEnrollment(StoreError):
+    pass
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, _):  # wait for a lock instead of failing at once; keep foreign keys
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA busy_timeout = 5000")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.close()
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database") -> T:
+    """Retry on a locked or unreachable database with exponential backoff, then a clear error."""
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OperationalError as exc:
+            if attempt == attempts:
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+                raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {reason}") from None
+            time.sleep(wait)
+            wait *= 2
+    raise AssertionError("unreachable")
+
+
+def _entry_kind(entry: Any) -> str:
+    return {Observation: "observation", Condition: "condition", Medication: "medication", FactEvent: "event"}[type(entry)]
+
+
+class Store:
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime]):
+        self.engine = engine
+        self.now = now  # the clock's now(): the store reads no wall clock itself
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with Session(self.engine) as session:
+            with session.begin():
+                yield session
+
+    # -- patients and facts ---------------------------------------------------------------
+    def add_patient_facts(self, facts: PatientFacts, source: str) -> None:
+        def write() -> None:
+            with self.transaction() as session:
+                if session.get(Patient, facts.patient) is None:
+                    session.add(Patient(id=facts.patient, created_at=self.now()))
+                    session.flush()
+                self._append(session, facts.patient, facts, source)
+        retrying(write)
+
+    def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> None:
+        now = self.now()
+        session.add(Fact(patient_id=patient, kind="demographics", payload=facts.demographics.model_dump_json(), source=source, recorded_at=now))
+        session.add(Fact(patient_id=patient, kind="indications", payload=facts.indications.model_dump_json(), source=source, recorded_at=now))
+        for entry in (*facts.observations, *facts.conditions, *facts.medications, *facts.events):
+            observed = getattr(entry, "at", None) or getattr(entry, "onset", None) or getattr(entry, "start", None)
+            session.add(Fact(patient_id=patient, kind=_entry_kind(entry), payload=entry.model_dump_json(), observed_on=observed, source=source, recorded_at=now))
+
+    def patient_facts(self, patient: str, session: Session | None = None) -> PatientFacts:
+        """Everything known about a patient, rebuilt from the append-only fact rows."""
+        def read(s: Session) -> PatientFacts:
+            rows = s.execute(select(Fact).where(Fact.patient_id == patient).order_by(Fact.id)).scalars().all()
+            parts: dict[str, list] = {"observation": [], "condition": [], "medication": [], "event": []}
+            demographics: dict = {}
+            indications: dict = {}
+            for row in rows:
+                data = json.loads(row.payload)
+                if row.kind in ("demographics", "indications"):
+                    if any(v is not None for v in data.values()):  # the last one given wins
+                        demographics, indications = (data, indications) if row.kind == "demographics" else (demographics, data)
+                else:
+                    parts[row.kind].append(data)
+            return PatientFacts.model_validate({
+                "patient": patient, "demographics": demographics, "indications": indications,
+                "observations": parts["observation"], "conditions": parts["condition"],
+                "medications": parts["medication"], "events": parts["event"],
+            })
+        if session is not None:
+            return read(session)
+        with Session(self.engine) as s:
+            return read(s)
+
+    # -- enrollments ----------------------------------------------------------------------
+    def create_enrollment(self, state: EnrollmentState) -> None:
+        def write() -> None:
+            with self.transaction() as session:
+                session.add(Enrollment(
+                    id=state.enrollment, patient_id=state.patient, pathway=state.pathway, version=state.version,
+                    version_key=state.version_key, enrolled_on=state.enrolled_on, as_of=state.as_of,
+                    state=state.model_dump_json(), state_version=0, updated_at=self.now(),
+                ))
+        retrying(write)
+
+    def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
+        def read() -> tuple[EnrollmentState, int]:
+            with Session(self.engine) as session:
+                row = session.get(Enrollment, enrollment)
+                if row is None:
+                    raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
+                return EnrollmentState.model_validate_json(row.state), row.state_version
+        return retrying(read)
+
+    def enrollments_due(self, on: dt.date) -> list[str]:
+        with Session(self.engine) as session:
+            rows = session.execute(select(Enrollment.id).where((Enrollment.next_due == None) | (Enrollment.next_due <= on)).order_by(Enrollment.id))  # noqa: E711
+            return list(rows.scalars().all())
+
+    def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
+              source: str = "advance", fail_after: Callable[[Session], None] | None = None) -> int:
+        """Write one advance (or record) in one transaction; returns the new state version.
+
+        Decisions and step runs are keyed: writing the same events again adds nothing. If the
+        enrollment changed since ``read_version`` the whole write is refused (StaleState).
+        ``fail_after`` lets tests crash the transaction half way.
+        """
+        def write() -> int:
+            with self.transaction() as session:
+                done = session.execute(
+                    update(Enrollment)
+                    .where(Enrollment.id == state.enrollment, Enrollment.state_version == read_version)
+                    .values(state=state.model_dump_json(), state_version=read_version + 1, as_of=state.as_of,
+                            next_due=_next_due(state), updated_at=self.now())
+                )
+                if done.rowcount != 1:
+                    raise StaleState(f"enrollment '{state.enrollment}' changed since it was read (version {read_version})")
+                if observations:
+                    self._append(session, state.patient, PatientFacts(patient=state.patient, observations=tuple(observations)), source)
+                self._write_events(session, state, events)
+                if fail_after is not None:
+                    fail_after(session)
+                for goal_id, goal in state.goals.items():
+                    session.merge(Goal(enrollment_id=state.enrollment, goal=goal_id, **goal.model_dump()))
+                return read_version + 1
+        return retrying(write)
+
+    def _write_events(self, session: Session, state: EnrollmentState, events: list[Event]) -> None:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        for e in events:
+            if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
+                statement = insert(StepRun).values(run_key=e.run_key, enrollment_id=state.enrollment, step=e.step,
+                                                   due_on=e.on, status=e.kind, updated_on=e.decided)
+                session.execute(statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": e.kind, "updated_on": e.decided}))
+            statement = insert(Decision).values(
+                key=e.key, run_key=e.run_key, enrollment_id=state.enrollment, kind=e.kind, step=e.step, due_on=e.on,
+                decided_on=e.decided, pathway_version=state.version, version_key=state.version_key,
+                reasons=json.dumps(list(e.reasons), ensure_ascii=False), detail=json.dumps(e.detail, ensure_ascii=False, default=str),
+            )
+            session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+
+    def decisions(self, enrollment: str) -> list[Decision]:
+        with Session(self.engine) as session:
+            return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
+
+
+def _next_due(state: EnrollmentState) -> dt.date | None:
+    dates = [p.due_on for p in state.steps.values() if p.due_on is not None and p.status in ("waiting", "due", "gated")]
+    return min(dates) if dates else None
+
+
+__all__ = ["IntegrityError", "Store", "StoreError", "StoreUnavailable", "StaleState", "UnknownEnrollment", "make_engine", "migrate", "retrying"]

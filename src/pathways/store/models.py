@@ -1,0 +1,97 @@
+"""The project's own store (sqlmodel). Clinical detail lives here, never in Prefect.
+
+- patient: pseudonymous id only; identifying data (BSN as a keyed hash, name, birth date) sits
+  apart in patient_identity, optional, and is never sent to Prefect.
+- fact: append-only; what was known, where it came from, when it was observed and recorded.
+- enrollment: one patient in one pathway version; its runtime state as JSON with a version
+  number for optimistic concurrency.
+- step_run: one row per enrollment, step and due date (run_key, unique).
+- decision: every decision with its idempotency key (unique): outcome, reasons (explanation),
+  the facts it read, pathway version and content hash, decision date.
+- goal: SMART goal progress per enrollment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Patient(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=128)
+    created_at: dt.datetime
+
+
+class PatientIdentity(SQLModel, table=True):
+    __tablename__ = "patient_identity"
+    patient_id: str = Field(primary_key=True, foreign_key="patient.id", max_length=128)
+    bsn_hmac: Optional[str] = Field(default=None, max_length=128)
+    name: Optional[str] = Field(default=None, max_length=256)
+    birth_date: Optional[dt.date] = None
+
+
+class Fact(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
+    kind: str = Field(max_length=32)  # observation | condition | medication | event | demographics | indications
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the entry as JSON (facts model)
+    observed_on: Optional[dt.date] = None
+    source: str = Field(max_length=256)  # file, FHIR resource, or "record:<enrollment>:<step>"
+    recorded_at: dt.datetime
+
+
+class Enrollment(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=128)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
+    pathway: str = Field(max_length=64, index=True)
+    version: str = Field(max_length=32)
+    version_key: str = Field(max_length=128)
+    enrolled_on: dt.date
+    as_of: dt.date = Field(index=True)
+    next_due: Optional[dt.date] = Field(default=None, index=True)
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    state_version: int = 0
+    updated_at: dt.datetime
+
+
+class StepRun(SQLModel, table=True):
+    __tablename__ = "step_run"
+    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_key: str = Field(max_length=256)
+    enrollment_id: str = Field(foreign_key="enrollment.id", index=True, max_length=128)
+    step: str = Field(max_length=64)
+    due_on: dt.date
+    status: str = Field(max_length=16)
+    updated_on: dt.date
+
+
+class Decision(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("key", name="uq_decision_key"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300)
+    run_key: str = Field(max_length=256, index=True)
+    enrollment_id: str = Field(foreign_key="enrollment.id", index=True, max_length=128)
+    kind: str = Field(max_length=32)
+    step: Optional[str] = Field(default=None, max_length=64)
+    due_on: dt.date
+    decided_on: dt.date
+    pathway_version: str = Field(max_length=32)
+    version_key: str = Field(max_length=128)
+    reasons: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON object: facts read, severity, ...
+
+
+class Goal(SQLModel, table=True):
+    enrollment_id: str = Field(foreign_key="enrollment.id", primary_key=True, max_length=128)
+    goal: str = Field(primary_key=True, max_length=64)
+    fact: str = Field(max_length=64)
+    target: str = Field(max_length=256)
+    agreed_on: dt.date
+    deadline: dt.date
+    baseline: Optional[float] = None
+    latest: Optional[float] = None
+    status: str = Field(max_length=16)

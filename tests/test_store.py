@@ -1,0 +1,141 @@
+"""The store on SQLite and on a real PostgreSQL server (when PATHWAYS_TEST_DATABASE_URL names
+one; CI always sets it). Each PostgreSQL test creates and drops its own database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from pathways.clock import FixedClock
+from pathways.definition.loader import load_pathway
+from pathways.facts.model import Condition, Demographics, Observation, PatientFacts
+from pathways.runtime.core import Runtime, enroll
+from pathways.store.db import StaleState, Store, StoreUnavailable, make_engine, migrate, normalise_url, retrying
+
+SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")
+START = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        yield engine
+        engine.dispose()
+        return
+    if not SERVER:
+        pytest.skip("PATHWAYS_TEST_DATABASE_URL is not set (CI sets it)")
+    admin = sa.create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
+    name = f"pathways_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = normalise_url(SERVER).rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def patient() -> PatientFacts:
+    return PatientFacts(
+        patient="p-store-1",
+        demographics=Demographics(birth_date=dt.date(1950, 3, 1), sex="female"),
+        conditions=(Condition(fact="hf_diagnosis", onset=dt.date(2020, 1, 1)),),
+        observations=(Observation(fact="potassium_mmol_l", value=5.9, unit="mmol/L", at=dt.date(2026, 1, 2)),),
+    )
+
+
+def setup(engine):
+    migrate(engine)
+    clock = FixedClock(START)
+    store = Store(engine, clock.now)
+    loaded = load_pathway("heartfailure")
+    runtime = Runtime(loaded)
+    store.add_patient_facts(patient(), "test")
+    state = enroll(loaded, "enr-1", "p-store-1", clock.today(), runtime.evaluator)
+    store.create_enrollment(state)
+    return store, runtime, clock
+
+
+def test_migrations_create_the_schema_and_are_idempotent(engine):
+    migrate(engine)
+    migrate(engine)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"patient", "patient_identity", "fact", "enrollment", "step_run", "decision", "goal", "alembic_version"} <= tables
+
+
+def test_advance_is_written_once_and_facts_round_trip(engine):
+    store, runtime, clock = setup(engine)
+    facts = store.patient_facts("p-store-1")
+    assert facts == patient()
+    state, version = store.load("enr-1")
+    new, events, _ = runtime.advance(state, facts, clock)
+    assert ("escalated", "hyperkaliemie") in [(e.kind, e.step) for e in events]
+    version = store.apply(new, version, events)
+    count = len(store.decisions("enr-1"))
+    # the same advance again (a retry, or a second worker that read the same state): refused whole
+    with pytest.raises(StaleState):
+        store.apply(new, version - 1, events)
+    # replaying the same events on the current version adds no decision
+    store.apply(new, version, events)
+    decisions = store.decisions("enr-1")
+    assert len(decisions) == count
+    assert len({d.key for d in decisions}) == len(decisions)
+    escalation = next(d for d in decisions if d.kind == "escalated")
+    assert escalation.version_key.startswith("heartfailure@1.0.0#") and "potassium_mmol_l > potassium_max: true" in escalation.reasons
+    reloaded, _ = store.load("enr-1")
+    assert reloaded == new
+
+
+def test_a_crash_half_way_leaves_the_enrollment_as_it_was(engine):
+    store, runtime, clock = setup(engine)
+    state, version = store.load("enr-1")
+    new, events, _ = runtime.advance(state, store.patient_facts("p-store-1"), clock)
+
+    def crash(session):
+        raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError):
+        store.apply(new, version, events, [Observation(fact="body_weight_kg", value=80, unit="kg", at=clock.today())], fail_after=crash)
+    assert store.load("enr-1") == (state, version)
+    assert store.decisions("enr-1") == []
+    assert len(store.patient_facts("p-store-1").observations) == 1
+
+
+def test_two_workers_advancing_at_once_write_each_decision_once(engine):
+    store, runtime, clock = setup(engine)
+    outcomes: list[str] = []
+
+    def worker():
+        state, version = store.load("enr-1")
+        new, events, _ = runtime.advance(state, store.patient_facts("p-store-1"), clock)
+        try:
+            store.apply(new, version, events)
+            outcomes.append("written")
+        except StaleState:
+            outcomes.append("stale")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("written") >= 1
+    keys = [d.key for d in store.decisions("enr-1")]
+    assert len(keys) == len(set(keys)) and keys
+
+
+def test_an_unreachable_database_is_retried_then_a_clear_error():
+    engine = make_engine("postgresql://postgres@127.0.0.1:1/none")
+    with pytest.raises(StoreUnavailable) as info:
+        retrying(lambda: engine.connect().close(), attempts=3, first_wait=0.01)
+    assert str(info.value).startswith("the database is unavailable after 3 attempts:")
