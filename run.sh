@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: install everything, then run the main job on the
-# embedded default: validate every shipped pathway and write their diagram pages to out/.
+# One command on a fresh machine: install everything, then run the main job on the embedded
+# default (Prefect's ephemeral server, SQLite store in .pathways/): validate and check the
+# shipped pathways, write their diagram pages to out/, and run an example cohort.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-export DO_NOT_TRACK=1
+export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_HOME=${PREFECT_HOME:-$PWD/.pathways/prefect}
 .venv/bin/pathways validate pathways/
 .venv/bin/pathways check
 mkdir -p out
 for name in diabetes copd heartfailure; do
   .venv/bin/pathways diagram "$name" --html "out/$name.html"
 done
+.venv/bin/pathways run diabetes --cohort examples/cohort-diabetes --at 2026-11-01
 echo "done: open out/diabetes.html, out/copd.html or out/heartfailure.html in a browser (works offline)"

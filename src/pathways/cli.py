@@ -223,6 +223,215 @@ def check(
         raise typer.Exit(1)
 
 
+def _clock():
+    import os
+
+    from pathways.clock import clock_from_environment
+
+    return clock_from_environment(dict(os.environ))
+
+
+def _store_or_fail(clock):
+    from pathways.orchestration.service import open_store
+    from pathways.store.db import StoreError
+
+    try:
+        return open_store(clock)
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def enroll(
+    patient: Annotated[str, typer.Argument(help="Pseudonymous patient id (never a name or BSN)")],
+    pathway: Annotated[str, typer.Option("--pathway", help="Pathway name")],
+    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
+    fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource")] = None,
+) -> None:
+    """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL)."""
+    import re
+
+    from pathways.facts.load import PatientFileError
+    from pathways.orchestration.service import Runtimes, enroll_file
+
+    if (facts is None) == (fhir is None):
+        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
+        raise typer.Exit(2)
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
+        err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
+        raise typer.Exit(1)
+    clock = _clock()
+    store = _store_or_fail(clock)
+    try:
+        runtimes = Runtimes()
+        runtimes.get(pathway)
+        enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except PatientFileError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    verb = "enrolled" if enrolled.created else "already enrolled"
+    out.print(f"{verb}: {enrolled.enrollment} (patient {enrolled.patient}, {pathway})", markup=False)
+
+
+@app.command()
+def advance(
+    enrollment: Annotated[Optional[str], typer.Argument(help="Enrollment id")] = None,
+    due: Annotated[bool, typer.Option("--due", help="Advance every enrollment that has come due")] = False,
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Advance enrollments in a Prefect flow run (embedded server unless PREFECT_API_URL is set)."""
+    from collections import defaultdict
+
+    from pathways.orchestration.service import at_clock
+    from pathways.store.db import UnknownEnrollment
+
+    if (enrollment is None) == (not due):
+        err.print("error: give an ENROLLMENT or --due", markup=False)
+        raise typer.Exit(2)
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    store = _store_or_fail(clock)
+    ids = [enrollment] if enrollment else store.enrollments_due(clock.today())
+    groups: dict[str, list[str]] = defaultdict(list)
+    for eid in ids:
+        try:
+            state, _ = store.load(eid)
+        except UnknownEnrollment as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1)
+        groups[state.pathway].append(eid)
+    if not ids:
+        out.print(f"nothing due on {clock.today()}", markup=False)
+        return
+    from pathways.orchestration.flows import advance_with_prefect
+
+    for pathway, members in sorted(groups.items()):
+        kinds = advance_with_prefect(pathway, members, clock.today())
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
+        out.print(f"{pathway}: advanced {len(members)} enrollment(s) on {clock.today()}: {summary}", markup=False)
+
+
+@app.command()
+def status(enrollment: Annotated[str, typer.Argument(help="Enrollment id")]) -> None:
+    """Where an enrollment stands: steps, due dates, open escalations, goals."""
+    from rich.table import Table
+
+    from pathways.store.db import UnknownEnrollment
+
+    store = _store_or_fail(_clock())
+    try:
+        state, version = store.load(enrollment)
+    except UnknownEnrollment as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"{state.enrollment}: patient {state.patient}, {state.pathway} {state.version}, enrolled {state.enrolled_on}, as of {state.as_of} (state v{version})", markup=False)
+    table = Table(title="Steps", title_justify="left")
+    for column in ("step", "status", "due on", "done on", "reasons"):
+        table.add_column(column)
+    for step, progress in state.steps.items():
+        table.add_row(step, progress.status, str(progress.due_on or ""), ", ".join(str(d) for d in progress.done_on), "\n".join(progress.reasons[-2:]).replace("[", "\\["))
+    out.print(table)
+    for step, escalation in state.escalations.items():
+        out.print(f"open escalation {step}: {escalation.severity}, {escalation.action} since {escalation.since}", markup=False)
+    for goal, progress in state.goals.items():
+        out.print(f"goal {goal}: {progress.fact} {progress.target} by {progress.deadline} - {progress.status} (baseline {progress.baseline}, latest {progress.latest})", markup=False)
+
+
+@app.command()
+def record(
+    enrollment: Annotated[str, typer.Argument(help="Enrollment id")],
+    step: Annotated[str, typer.Argument(help="Step id")],
+    data: Annotated[Path, typer.Option("--data", help="JSON object: output fact -> value (or {value, unit})")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Record a step done with the outputs people recorded; validated against the step."""
+    import json
+
+    from pathways.orchestration.service import Runtimes, at_clock, record_step
+    from pathways.runtime.core import RecordError
+    from pathways.store.db import UnknownEnrollment
+
+    try:
+        values = json.loads(data.read_text(encoding="utf-8"))
+    except OSError as exc:
+        err.print(f"error: {data}: cannot read: {exc.strerror}", markup=False)
+        raise typer.Exit(1)
+    except json.JSONDecodeError as exc:
+        err.print(f"error: {data}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}", markup=False)
+        raise typer.Exit(1)
+    if not isinstance(values, dict):
+        err.print(f"error: {data}: expected a JSON object of output fact -> value", markup=False)
+        raise typer.Exit(1)
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    store = _store_or_fail(clock)
+    try:
+        events = record_step(store, Runtimes(), enrollment, step, values, clock)
+    except (RecordError,) as exc:
+        for problem in exc.problems:
+            err.print(f"error: {data}: {problem}", markup=False)
+        raise typer.Exit(1)
+    except UnknownEnrollment as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in events), markup=False)
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Pathway name")],
+    cohort: Annotated[Path, typer.Option("--cohort", help="Folder of patient files (FHIR bundles or facts JSON)")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Enrol every patient file in a folder and advance them all in one Prefect flow run."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from pathways.facts.load import PatientFileError
+    from pathways.orchestration.service import Runtimes, at_clock, enroll_file
+
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    files = sorted(p for p in cohort.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if cohort.is_dir() else []
+    if not files:
+        err.print(f"error: {cohort}: no patient files (.json, .json.gz, .xml)", markup=False)
+        raise typer.Exit(1)
+    store = _store_or_fail(clock)
+    runtimes = Runtimes()
+    try:
+        runtimes.get(name)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    enrolled, failed = [], []
+    with Progress(console=err, transient=True) as progress:
+        job = progress.add_task(f"enrolling {len(files)} patients", total=len(files))
+        for path in files:
+            try:
+                enrolled.append(enroll_file(store, runtimes, name, path, clock).enrollment)
+            except PatientFileError as exc:
+                failed.append((path.name, "; ".join(exc.problems)))
+            progress.advance(job)
+    kinds = {}
+    if enrolled:
+        from pathways.orchestration.flows import advance_with_prefect
+
+        kinds = advance_with_prefect(name, enrolled, clock.today())
+    table = Table(title=f"{name}: cohort {cohort} on {clock.today()}", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("patient files", str(len(files)))
+    table.add_row("enrolled and advanced", str(len(enrolled)))
+    table.add_row("failed to read", str(len(failed)))
+    for kind, n in sorted(kinds.items()):
+        table.add_row(f"decisions: {kind}", str(n))
+    out.print(table)
+    for file_name, why in failed:
+        err.print(f"error: {file_name}: {why}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # console script entry point
     try:
         app()

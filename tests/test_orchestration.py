@@ -1,0 +1,86 @@
+"""Enrol, advance (through Prefect's embedded server), status, record and cohort runs, as a
+scheduler uses them; and no patient data in Prefect's own database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+from conftest import FIXTURES, run_cli
+
+PATIENT = {
+    "patient": "pt-orch-1",
+    "demographics": {"birth_date": "1947-08-19", "sex": "female"},
+    "conditions": [{"fact": "hf_diagnosis", "onset": "2020-01-01"}],
+    "observations": [{"fact": "potassium_mmol_l", "value": 5.87, "unit": "mmol/L", "at": "2026-01-02"}],
+}
+
+
+def environment(tmp_path, today="2026-01-05"):
+    return {
+        "PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PATHWAYS_TODAY": today,
+    }
+
+
+def test_enroll_advance_status_record(tmp_path):
+    env = environment(tmp_path)
+    facts = tmp_path / "patient.json"
+    facts.write_text(json.dumps(PATIENT), encoding="utf-8")
+    done = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
+    assert done.returncode == 0, done.stderr
+    enrollment = done.stdout.split()[1]
+    assert done.stdout.strip() == f"enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
+    again = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
+    assert again.stdout.strip() == f"already enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
+
+    done = run_cli("advance", enrollment, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"heartfailure: advanced 1 enrollment(s) on 2026-01-05: 1 due, 1 escalated, 1 gated, 1 indicated"
+    # advancing again the same day decides nothing new
+    done = run_cli("advance", enrollment, env=env)
+    assert done.stdout.strip() == "heartfailure: advanced 1 enrollment(s) on 2026-01-05: no new decisions"
+
+    status = run_cli("status", enrollment, env=env)
+    assert status.returncode == 0
+    assert "open escalation hyperkaliemie: spoed, spoedconsult since 2026-01-05" in status.stdout
+    assert "intake_poh" in status.stdout and "due" in status.stdout
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"body_weight_kg": "heavy", "shoe_size": 42}', encoding="utf-8")
+    done = run_cli("record", enrollment, "intake_poh", "--data", str(bad), env=env)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: {bad}: 'shoe_size' is not an output of step 'intake_poh' (outputs: body_weight_kg, nyha_class, systolic_bp_mmhg)",
+        f"error: {bad}: required output 'nyha_class' of step 'intake_poh' is missing",
+        f"error: {bad}: required output 'systolic_bp_mmhg' of step 'intake_poh' is missing",
+        f"error: {bad}: body_weight_kg: expected a number, got 'heavy'",
+    ]
+    good = tmp_path / "good.json"
+    good.write_text('{"body_weight_kg": 81, "nyha_class": 2, "systolic_bp_mmhg": 130}', encoding="utf-8")
+    done = run_cli("record", enrollment, "intake_poh", "--data", str(good), env=env)
+    assert done.returncode == 0 and done.stdout.strip() == f"recorded intake_poh for {enrollment}: done intake_poh"
+
+    # nothing about the patient but the pseudonymous ids reaches Prefect's database
+    database = next((tmp_path / "prefect").rglob("*.db"))
+    dump = "\n".join(sqlite3.connect(database).iterdump())
+    assert enrollment in dump
+    for secret in ("1947-08-19", "5.87", "pt-orch-1", "potassium"):
+        assert secret not in dump, secret
+
+
+def test_cohort_run_continues_past_a_broken_file_and_says_so(tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    shutil.copy(FIXTURES / "fhir" / "synthea" / "dm_casimira.json.gz", cohort / "a.json.gz")
+    (cohort / "b.json").write_text(json.dumps({**PATIENT, "patient": "pt-orch-2", "conditions": [{"fact": "dm2_diagnosis", "onset": "2019-01-01"}]}), encoding="utf-8")
+    (cohort / "c.json").write_text('{"patient": "pt-orch-3", "observations": [', encoding="utf-8")
+    done = run_cli("run", "diabetes", "--cohort", str(cohort), "--at", "2020-07-10", env=environment(tmp_path, "2026-11-23"))
+    assert done.returncode == 1
+    assert "enrolled and advanced" in done.stdout and "│ enrolled and advanced │     2 │" in done.stdout
+    assert "│ failed to read        │     1 │" in done.stdout
+    assert f"error: c.json: {cohort / 'c.json'}:1:43: malformed JSON" in done.stderr
