@@ -1,0 +1,112 @@
+"""Synthetic enrollments over the three pathways advanced through one review cycle, end to end
+through Prefect (embedded server) with every decision persisted in the store.
+
+Prints enrollments per second, peak memory, and as its last line ``ratio R`` where
+R = end-to-end time / floor, the floor being the bare durable-rules evaluation of the same facts
+plus one bulk insert of the same decisions, measured in the same run.
+Usage: python bench/cohort.py [--enrollments 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+WORK = Path(tempfile.mkdtemp(prefix="pathways-bench-"))
+os.environ["PATHWAYS_DATABASE_URL"] = f"sqlite:///{WORK / 'store.db'}"
+os.environ.setdefault("PREFECT_HOME", str(WORK / "prefect"))
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["DO_NOT_TRACK"] = "1"
+
+from sqlalchemy import insert  # noqa: E402
+
+from pathways.clock import FixedClock  # noqa: E402
+from pathways.orchestration.service import Runtimes, enrollment_id, open_store  # noqa: E402
+from pathways.rules.evaluate import message_for  # noqa: E402
+from pathways.facts.derive import Reader  # noqa: E402
+from pathways.runtime.core import enroll  # noqa: E402
+from pathways.store.models import Decision, Enrollment, Fact, Patient  # noqa: E402
+from rules import AT, synthetic  # noqa: E402
+
+NAMES = ["diabetes", "copd", "heartfailure"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--enrollments", type=int, default=10_000)
+    args = parser.parse_args()
+    clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
+    store = open_store(clock)
+    runtimes = Runtimes()
+    rnd = random.Random(7)
+    per = args.enrollments // len(NAMES)
+    cohorts: dict[str, list[str]] = {}
+    patients = {}
+    start = time.perf_counter()
+    with store.transaction() as session:  # set-up, not measured: patients, facts, enrollments
+        for name in NAMES:
+            runtime = runtimes.get(name)
+            ids = []
+            for i in range(per):
+                facts = synthetic(name, i, rnd)
+                patients[facts.patient] = (name, facts)
+                eid = enrollment_id(runtime.loaded, facts.patient)
+                state = enroll(runtime.loaded, eid, facts.patient, AT, runtime.evaluator)
+                session.add(Patient(id=facts.patient, created_at=clock.now()))
+                session.flush()
+                store._append(session, facts.patient, facts, "bench")
+                session.add(Enrollment(id=eid, patient_id=facts.patient, pathway=name, version=state.version, version_key=state.version_key,
+                                       enrolled_on=AT, as_of=AT, state=state.model_dump_json(), state_version=0, updated_at=clock.now()))
+                ids.append(eid)
+            cohorts[name] = ids
+    total = per * len(NAMES)
+    print(f"set-up: {total} enrollments stored in {time.perf_counter() - start:.1f} s ({WORK})")
+
+    from pathways.orchestration.flows import advance_with_prefect
+
+    advance_with_prefect("diabetes", cohorts["diabetes"][:1], AT)  # start the embedded server once, outside the timing
+    start = time.perf_counter()
+    kinds: dict[str, int] = {}
+    for name in NAMES:
+        for kind, n in advance_with_prefect(name, cohorts[name][1:] if name == "diabetes" else cohorts[name], AT).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    end_to_end = time.perf_counter() - start
+    decisions = sum(len(store.decisions(e)) for e in cohorts["heartfailure"][:50])
+    print(f"end to end through Prefect: {end_to_end:.1f} s, {total / end_to_end:,.0f} enrollments/s; decisions written: {sum(kinds.values()):,} ({decisions} for the first 50 heart failure enrollments)")
+
+    # the floor: bare durable-rules decisions for the same facts, and one bulk insert of as many decision rows
+    start = time.perf_counter()
+    rows = []
+    for name in NAMES:
+        evaluator = runtimes.get(name).evaluator
+        fields = evaluator.ruleset.fields
+        for i, eid in enumerate(cohorts[name]):
+            facts = patients[f"bench-{name}-{i}"][1]
+            reader = Reader(evaluator.timeline(facts, AT), evaluator.plan.facts, evaluator.plan.derived, AT)
+            decided = evaluator.engine_decisions(message_for(evaluator.plan, reader, fields))
+            for cid, value in decided.items():
+                if value is not None and len(rows) < sum(kinds.values()):
+                    rows.append({"key": f"floor:{eid}:{cid}", "run_key": f"floor:{eid}", "enrollment_id": eid, "kind": "floor", "step": cid[:64],
+                                 "due_on": AT, "decided_on": AT, "pathway_version": "1.0.0", "version_key": "floor", "reasons": "[]", "detail": json.dumps({"value": value})})
+    with store.transaction() as session:
+        session.execute(insert(Decision), rows)
+    floor = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"floor (durable-rules on the same facts + one bulk insert of {len(rows):,} decisions): {floor:.1f} s")
+    print(f"peak memory {peak:.0f} MB")
+    print(f"ratio {end_to_end / floor:.2f}")
+
+
+if __name__ == "__main__":
+    main()
