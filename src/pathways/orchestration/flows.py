@@ -21,11 +21,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.definition.loader import load_pathway  # noqa: E402
-from pathways.orchestration.service import Advanced, Runtimes, advance_one, open_store  # noqa: E402
+from pathways.orchestration.service import Runtimes, advance_many, open_store  # noqa: E402
 
 BATCH = 500
 
@@ -35,28 +36,27 @@ def _clock(at: str) -> FixedClock:
     return FixedClock(dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc))
 
 
-@task(name="advance-batch")
-def advance_batch(enrollments: list[str], at: str) -> list[dict[str, Any]]:
-    """Rules for the whole batch, one store transaction per enrollment."""
+@task(name="advance-batch", cache_policy=NO_CACHE)
+def advance_batch(enrollments: list[str], at: str) -> dict[str, Any]:
+    """Advance a batch; return a compact summary (per step: counts and gated ids; events)."""
     clock = _clock(at)
     store = open_store(clock)
     runtimes = Runtimes()
-    results = []
-    for enrollment in enrollments:
-        advanced: Advanced = advance_one(store, runtimes, enrollment, clock)
-        results.append({
-            "enrollment": advanced.enrollment,
-            "statuses": advanced.statuses,
-            "events": [(e.kind, e.step) for e in advanced.events],
-        })
-    return results
+    steps: dict[str, Counter] = {}
+    gated: dict[str, list[str]] = {}
+    events: list[tuple[str, str, str | None]] = []
+    for advanced in advance_many(store, runtimes, enrollments, clock):
+        for step, status in advanced.statuses.items():
+            steps.setdefault(step, Counter())[status] += 1
+            if status == "gated" and len(gated.setdefault(step, [])) < 20:
+                gated[step].append(advanced.enrollment)
+        events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
+    return {"steps": {s: dict(c) for s, c in steps.items()}, "gated": gated, "events": events}
 
 
 def _step_task(step_id: str, stage: str):
-    @task(name=f"{stage}:{step_id}")
-    def report(results: list[dict[str, Any]]):
-        counts = Counter(r["statuses"].get(step_id, "waiting") for r in results)
-        gated = [r["enrollment"] for r in results if r["statuses"].get(step_id) == "gated"]
+    @task(name=f"{stage}:{step_id}", cache_policy=NO_CACHE)
+    def report(counts: dict[str, int], gated: list[str]):
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         if counts.get("escalated"):
             return Completed(name="Escalated", message=summary)
@@ -92,19 +92,26 @@ def pathway_flow(pathway: str):
 
     @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name="{pathway_id}-{at}-n{size}", log_prints=False)
     def run(pathway_id: str, enrollments: list[str], at: str, size: int) -> dict[str, int]:
-        results: list[dict[str, Any]] = []
+        counts: dict[str, Counter] = {}
+        gated: dict[str, list[str]] = {}
+        events: list = []
         for start in range(0, len(enrollments), BATCH):
-            results += advance_batch(enrollments[start:start + BATCH], at)
-        for _, step_task in step_tasks:
-            step_task(results, return_state=True)
-        escalated = [(r["enrollment"], step) for r in results for kind, step in r["events"] if kind == "escalated"]
+            summary = advance_batch(enrollments[start:start + BATCH], at)
+            for step, c in summary["steps"].items():
+                counts.setdefault(step, Counter()).update(c)
+            for step, ids in summary["gated"].items():
+                gated.setdefault(step, []).extend(ids)
+            events += summary["events"]
+        for step_id, step_task in step_tasks:
+            step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
+        escalated = [(e, step) for e, kind, step in events if kind == "escalated"]
         if escalated:
             escalation_flow(spec.id)([e for e, _ in escalated], [s for _, s in escalated])
-        kinds = Counter(kind for r in results for kind, _ in r["events"])
+        kinds = Counter(kind for _, kind, _ in events)
         rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
         create_markdown_artifact(
             key=f"decisions-{spec.id}".replace("_", "-"),
-            markdown=f"Advanced {len(results)} enrollments of {spec.id} {spec.version} at {at}.\n\n| decision | count |\n|---|---|\n{rows}\n",
+            markdown=f"Advanced {len(enrollments)} enrollments of {spec.id} {spec.version} at {at}.\n\n| decision | count |\n|---|---|\n{rows}\n",
             description="Decisions of this run (details and explanations are in the pathways store)",
         )
         return dict(kinds)

@@ -38,7 +38,9 @@ class Runtimes:
     def get(self, pathway: str) -> Runtime:
         if pathway not in self._by_name:
             loaded = load_pathway(pathway)
-            self._by_name[pathway] = Runtime(loaded, PathwayEvaluator(loaded))
+            # decisions come from durable-rules; the reference explains those that become events
+            # (`pathways evaluate` and the tests compare the two on every condition)
+            self._by_name[pathway] = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
         return self._by_name[pathway]
 
 
@@ -101,6 +103,31 @@ def advance_one(store: Store, runtimes: Runtimes, enrollment: str, clock: Clock,
         statuses.update({s: "escalated" for s in new.escalations})
         return Advanced(enrollment, events, statuses)
     raise AssertionError("unreachable")
+
+
+def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock: Clock) -> list[Advanced]:
+    """Advance a batch: states and facts read in bulk, all results written in one transaction.
+    If any of them changed underneath (another worker), the batch write is rolled back whole
+    and each enrollment is advanced on its own, re-reading its state."""
+    states = store.load_many(enrollments)
+    facts = store.patient_facts_many(sorted({state.patient for state, _ in states.values()}))
+    results: list[Advanced] = []
+    writes = []
+    for enrollment in enrollments:
+        state, version = states[enrollment]
+        runtime = runtimes.get(state.pathway)
+        if state.version_key != runtime.evaluator.plan.version_key:
+            raise RuntimeError(f"{enrollment} runs {state.version_key}, but {state.pathway} is now {runtime.evaluator.plan.version_key}")
+        new, events, _ = runtime.advance(state, facts[state.patient], clock)
+        writes.append((new, version, events))
+        statuses = {s: p.status for s, p in new.steps.items()}
+        statuses.update({s: "escalated" for s in new.escalations})
+        results.append(Advanced(enrollment, events, statuses))
+    try:
+        store.apply_many(writes)
+    except StaleState:
+        return [advance_one(store, runtimes, enrollment, clock) for enrollment in enrollments]
+    return results
 
 
 def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock) -> list[Event]:

@@ -26,12 +26,39 @@ class EngineDisagreement(RuntimeError):
     pass
 
 
-@dataclass
 class StepResult:
-    id: str
-    stage: str
-    status: str
-    reasons: list[str]
+    """A step's status at the date; its reasons are explained when first asked for."""
+
+    __slots__ = ("id", "stage", "status", "_reasons", "_explain")
+
+    def __init__(self, id: str, stage: str, status: str, reasons: list[str] | None = None, explain=None):
+        self.id, self.stage, self.status = id, stage, status
+        self._reasons, self._explain = reasons, explain
+
+    @property
+    def reasons(self) -> list[str]:
+        if self._reasons is None:
+            self._reasons = self._explain() if self._explain is not None else []
+        return self._reasons
+
+
+class Explanations:
+    """Reference explanations per condition, computed when first needed (all of them when
+    cross-checking against durable-rules)."""
+
+    def __init__(self, reference: ReferenceEvaluator, conditions):
+        self.reference = reference
+        self.conditions = {c.id: c for c in conditions}
+        self.cache: dict[str, Explanation] = {}
+
+    def __getitem__(self, cid: str) -> Explanation:
+        if cid not in self.cache:
+            condition = self.conditions[cid]
+            self.cache[cid] = self.reference.evaluate(condition.ast, condition.text)
+        return self.cache[cid]
+
+    def items(self):
+        return [(cid, self[cid]) for cid in self.conditions]
 
 
 @dataclass
@@ -56,7 +83,7 @@ class Evaluation:
     eligibility: dict[str, dict]
     escalations: list[EscalationResult]
     decisions: dict[str, bool | None]
-    explanations: dict[str, Explanation]
+    explanations: Explanations
     issues: list[FactIssue] = field(default_factory=list)
     unmapped_codes: list[str] = field(default_factory=list)
 
@@ -129,7 +156,7 @@ class PathwayEvaluator:
         reference = ReferenceEvaluator(
             reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts
         )
-        explanations = {c.id: reference.evaluate(c.ast, c.text) for c in self.plan.conditions}
+        explanations = Explanations(reference, self.plan.conditions)
         if self.cross_check:
             differ = {cid: (decisions[cid], e.value) for cid, e in explanations.items() if decisions[cid] != e.value}
             if differ:
@@ -145,32 +172,37 @@ class PathwayEvaluator:
         escalations: list[EscalationResult] = []
         for step in spec.steps:
             if step.escalation is not None:
-                decision = decisions[f"trigger:{step.id}"]
-                reasons = _reasons(explanations[f"trigger:{step.id}"])
+                cid = f"trigger:{step.id}"
+                decision = decisions[cid]
+                explain = (lambda cid=cid: _reasons(explanations[cid]))
                 if not indicated:
                     steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
                 elif decision:
+                    reasons = explain()
                     steps.append(StepResult(step.id, step.stage, "escalated", reasons))
                     e = step.escalation
                     escalations.append(EscalationResult(step.id, e.severity, e.action, list(e.notify), reasons))
                 else:
-                    steps.append(StepResult(step.id, step.stage, "not_due", reasons))
+                    steps.append(StepResult(step.id, step.stage, "not_due", explain=explain))
                 continue
             if not indicated:
                 steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
                 continue
-            reasons: list[str] = []
             status = "due"
-            if step.gate is not None:
-                decision = decisions[f"gate:{step.id}"]
-                reasons = _reasons(explanations[f"gate:{step.id}"])
-                if decision is not True:
-                    status = "gated"
-            route = step.financing
-            if route in eligibility and eligibility[route]["eligible"] is not True:
+            if step.gate is not None and decisions[f"gate:{step.id}"] is not True:
                 status = "gated"
-                reasons.append(f"financing {route}: eligible {truth(eligibility[route]['eligible'])}")
-            steps.append(StepResult(step.id, step.stage, status, reasons))
+            route = step.financing
+            unfinanced = route in eligibility and eligibility[route]["eligible"] is not True
+            if unfinanced:
+                status = "gated"
+
+            def explain(step=step, route=route, unfinanced=unfinanced) -> list[str]:
+                reasons = _reasons(explanations[f"gate:{step.id}"]) if step.gate is not None else []
+                if unfinanced:
+                    reasons.append(f"financing {route}: eligible {truth(eligibility[route]['eligible'])}")
+                return reasons
+
+            steps.append(StepResult(step.id, step.stage, status, explain=explain))
         facts = {}
         for name in [*self.plan.facts, *self.plan.derived]:
             facts[name] = reader.read(Atom("value", name)).value

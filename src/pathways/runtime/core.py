@@ -181,9 +181,10 @@ class Runtime:
         if due_on > at:
             return progress.model_copy(update={"status": "waiting", "occurrence": occurrence, "due_on": due_on, "reasons": ()})
         status = "due" if decision.status == "due" else "gated"
+        if status == progress.status and due_on == progress.due_on:
+            return progress  # nothing new: no event, no explanation needed
         reasons = tuple(decision.reasons)
-        if status != progress.status or due_on != progress.due_on:
-            events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons))
+        events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons))
         return progress.model_copy(update={"status": status, "occurrence": occurrence, "due_on": due_on, "reasons": reasons})
 
     # -- goals ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import bindparam, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -129,21 +129,7 @@ class Store:
         """Everything known about a patient, rebuilt from the append-only fact rows."""
         def read(s: Session) -> PatientFacts:
             rows = s.execute(select(Fact).where(Fact.patient_id == patient).order_by(Fact.id)).scalars().all()
-            parts: dict[str, list] = {"observation": [], "condition": [], "medication": [], "event": []}
-            demographics: dict = {}
-            indications: dict = {}
-            for row in rows:
-                data = json.loads(row.payload)
-                if row.kind in ("demographics", "indications"):
-                    if any(v is not None for v in data.values()):  # the last one given wins
-                        demographics, indications = (data, indications) if row.kind == "demographics" else (demographics, data)
-                else:
-                    parts[row.kind].append(data)
-            return PatientFacts.model_validate({
-                "patient": patient, "demographics": demographics, "indications": indications,
-                "observations": parts["observation"], "conditions": parts["condition"],
-                "medications": parts["medication"], "events": parts["event"],
-            })
+            return _facts_from_rows(patient, rows)
         if session is not None:
             return read(session)
         with Session(self.engine) as s:
@@ -168,6 +154,61 @@ class Store:
                     raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
                 return EnrollmentState.model_validate_json(row.state), row.state_version
         return retrying(read)
+
+    def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
+        def read() -> dict[str, tuple[EnrollmentState, int]]:
+            found: dict[str, tuple[EnrollmentState, int]] = {}
+            with Session(self.engine) as session:
+                for chunk in _chunks(enrollments):
+                    rows = session.execute(select(Enrollment.id, Enrollment.state, Enrollment.state_version).where(Enrollment.id.in_(chunk)))
+                    for eid, state, version in rows:
+                        found[eid] = (EnrollmentState.model_validate_json(state), version)
+            missing = [e for e in enrollments if e not in found]
+            if missing:
+                raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+            return found
+        return retrying(read)
+
+    def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
+        def read() -> dict[str, PatientFacts]:
+            rows_by_patient: dict[str, list] = {p: [] for p in patients}
+            with Session(self.engine) as session:
+                for chunk in _chunks(patients):
+                    for row in session.execute(select(Fact).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)).scalars():
+                        rows_by_patient[row.patient_id].append(row)
+            return {p: _facts_from_rows(p, rows) for p, rows in rows_by_patient.items()}
+        return retrying(read)
+
+    def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
+        """Write many advances in one transaction; StaleState (and nothing written) if any
+        enrollment changed since it was read."""
+        table = Enrollment.__table__
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.state_version == bindparam("b_version"))
+            .values(state=bindparam("b_state"), state_version=bindparam("b_next"), as_of=bindparam("b_as_of"),
+                    next_due=bindparam("b_next_due"), updated_at=bindparam("b_updated"))
+        )
+
+        def write() -> None:
+            now = self.now()
+            with self.transaction() as session:
+                params = [{"b_id": s.enrollment, "b_version": v, "b_state": s.model_dump_json(), "b_next": v + 1,
+                           "b_as_of": s.as_of, "b_next_due": _next_due(s), "b_updated": now} for s, v, _ in writes]
+                for chunk in _chunks(params):
+                    result = session.connection().execute(statement, chunk)
+                    if result.rowcount not in (len(chunk), -1):
+                        raise StaleState(f"{len(chunk) - result.rowcount} of {len(chunk)} enrollments changed since they were read")
+                    if result.rowcount == -1:  # driver does not report: check the versions
+                        ids = [p["b_id"] for p in chunk]
+                        versions = dict(session.execute(select(Enrollment.id, Enrollment.state_version).where(Enrollment.id.in_(ids))).all())
+                        if any(versions[p["b_id"]] != p["b_next"] for p in chunk):
+                            raise StaleState("enrollments changed since they were read")
+                self._write_events_many(session, [(s, events) for s, _, events in writes])
+                for state, _, _ in writes:
+                    for goal_id, goal in state.goals.items():
+                        session.merge(Goal(enrollment_id=state.enrollment, goal=goal_id, **goal.model_dump()))
+        retrying(write)
 
     def enrollments_due(self, on: dt.date) -> list[str]:
         with Session(self.engine) as session:
@@ -203,23 +244,59 @@ class Store:
         return retrying(write)
 
     def _write_events(self, session: Session, state: EnrollmentState, events: list[Event]) -> None:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        for e in events:
-            if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
-                statement = insert(StepRun).values(run_key=e.run_key, enrollment_id=state.enrollment, step=e.step,
-                                                   due_on=e.on, status=e.kind, updated_on=e.decided)
-                session.execute(statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": e.kind, "updated_on": e.decided}))
-            statement = insert(Decision).values(
-                key=e.key, run_key=e.run_key, enrollment_id=state.enrollment, kind=e.kind, step=e.step, due_on=e.on,
-                decided_on=e.decided, pathway_version=state.version, version_key=state.version_key,
-                reasons=json.dumps(list(e.reasons), ensure_ascii=False), detail=json.dumps(e.detail, ensure_ascii=False, default=str),
-            )
-            session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+        self._write_events_many(session, [(state, events)])
+
+    def _write_events_many(self, session: Session, batches: list[tuple[EnrollmentState, list[Event]]]) -> None:
+        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing."""
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        runs: dict[str, dict] = {}
+        decisions: dict[str, dict] = {}
+        for state, events in batches:
+            for e in events:
+                if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
+                    runs[e.run_key] = {"run_key": e.run_key, "enrollment_id": state.enrollment, "step": e.step,
+                                       "due_on": e.on, "status": e.kind, "updated_on": e.decided}
+                decisions.setdefault(e.key, {
+                    "key": e.key, "run_key": e.run_key, "enrollment_id": state.enrollment, "kind": e.kind, "step": e.step,
+                    "due_on": e.on, "decided_on": e.decided, "pathway_version": state.version, "version_key": state.version_key,
+                    "reasons": json.dumps(list(e.reasons), ensure_ascii=False),
+                    "detail": json.dumps(e.detail, ensure_ascii=False, default=str),
+                })
+        if runs:
+            statement = insert(StepRun)
+            statement = statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": statement.excluded.status, "updated_on": statement.excluded.updated_on})
+            for chunk in _chunks(list(runs.values()), 300):
+                session.execute(statement, chunk)
+        if decisions:
+            statement = insert(Decision).on_conflict_do_nothing(index_elements=["key"])
+            for chunk in _chunks(list(decisions.values()), 300):
+                session.execute(statement, chunk)
 
     def decisions(self, enrollment: str) -> list[Decision]:
         with Session(self.engine) as session:
             return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
+
+
+def _facts_from_rows(patient: str, rows) -> PatientFacts:
+    parts: dict[str, list] = {"observation": [], "condition": [], "medication": [], "event": []}
+    demographics: dict = {}
+    indications: dict = {}
+    for row in rows:
+        data = json.loads(row.payload)
+        if row.kind in ("demographics", "indications"):
+            if any(v is not None for v in data.values()):  # the last one given wins
+                demographics, indications = (data, indications) if row.kind == "demographics" else (demographics, data)
+        else:
+            parts[row.kind].append(data)
+    return PatientFacts.model_validate({
+        "patient": patient, "demographics": demographics, "indications": indications,
+        "observations": parts["observation"], "conditions": parts["condition"],
+        "medications": parts["medication"], "events": parts["event"],
+    })
+
+
+def _chunks(items: list, size: int = 500) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _next_due(state: EnrollmentState) -> dt.date | None:
