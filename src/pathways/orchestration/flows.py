@@ -28,7 +28,8 @@ from pathways.clock import FixedClock  # noqa: E402
 from pathways.definition.loader import load_pathway  # noqa: E402
 from pathways.orchestration.service import Runtimes, advance_many, open_store  # noqa: E402
 
-BATCH = 500
+def _batch_size() -> int:
+    return max(1, int(os.environ.get("PATHWAYS_BATCH_SIZE", "500")))
 
 
 def _clock(at: str) -> FixedClock:
@@ -95,8 +96,9 @@ def pathway_flow(pathway: str):
         counts: dict[str, Counter] = {}
         gated: dict[str, list[str]] = {}
         events: list = []
-        for start in range(0, len(enrollments), BATCH):
-            summary = advance_batch(enrollments[start:start + BATCH], at)
+        size = _batch_size()
+        for start in range(0, len(enrollments), size):
+            summary = advance_batch(enrollments[start:start + size], at)
             for step, c in summary["steps"].items():
                 counts.setdefault(step, Counter()).update(c)
             for step, ids in summary["gated"].items():
