@@ -136,3 +136,27 @@ def test_calendar_arithmetic_and_recurrence():
         dt.date(2026, 2, 2), dt.date(2026, 3, 30), dt.date(2026, 6, 22), dt.date(2026, 9, 21), dt.date(2026, 12, 21)]
     assert occurrence_date(Timing(offset=Duration(1, "y")), anchor, 1) is None
     assert occurrence_date(Timing(every=Duration(6, "mo"), until=Duration(1, "y")), anchor, 3) is None
+
+
+def test_simulation_runs_through_reviews_and_escalations_without_inventing_values():
+    from pathways.facts.model import Observation
+    from pathways.runtime.simulate import simulate
+
+    runtime = Runtime(load_pathway("heartfailure"))
+    start = dt.date(2025, 1, 6)
+    patient = PatientFacts(
+        patient="sim-hf", demographics=Demographics(birth_date=dt.date(1945, 2, 1), sex="male"),
+        conditions=(Condition(fact="hf_diagnosis", onset=dt.date(2024, 6, 1)),),
+        observations=tuple(Observation(fact=f, value=v, unit=u, at=start) for f, v, u in [
+            ("potassium_mmol_l", 5.8, "mmol/L"), ("body_weight_kg", 80, "kg"), ("nyha_class", 3, None),
+            ("systolic_bp_mmhg", 125, "mm[Hg]"), ("sodium_mmol_l", 139, "mmol/L"), ("creatinine_umol_l", 110, "umol/L"),
+            ("egfr_ml_min_1_73m2", 55, "mL/min/{1.73_m2}")]),
+    )
+    result = simulate(runtime, patient, start, 12)
+    done = [e.step for e in result.events if e.kind == "done"]
+    # three-monthly review: at 4 and 12 weeks, then every 13 weeks, after the goals were agreed
+    assert done.count("controle_huisarts") >= 4
+    # potassium 5.8 stays in the record: the escalation reopens after each sign-off, once a week at most
+    assert 1 <= [e.step for e in result.events if e.kind == "escalated"].count("hyperkaliemie") <= 53
+    assert "intake_poh" not in result.without_input  # its outputs were all known
+    assert "zelfredzaamheid_thuis" in result.without_input  # no value for it: completed without, and said so

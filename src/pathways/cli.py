@@ -432,6 +432,62 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def simulate(
+    name: Annotated[str, typer.Argument(help="Pathway name")],
+    patients: Annotated[Path, typer.Option("--patients", help="Folder of patient files (FHIR bundles or facts JSON)")],
+    months: Annotated[int, typer.Option("--months", min=1, max=120, help="How long to simulate")] = 12,
+    start: Annotated[Optional[str], typer.Option("--start", help="First day YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Fast-forward patients through the pathway on a simulated clock, then a summary.
+    Stores nothing; due steps are completed with the latest known values of their outputs."""
+    from rich.table import Table
+
+    from pathways.definition.loader import load_pathway
+    from pathways.facts.load import PatientFileError, load_patient_file
+    from pathways.runtime.core import Runtime
+    from pathways.runtime.simulate import simulate as run_simulation
+
+    first = _parse_date(start, "--start") or _clock().today()
+    files = sorted(p for p in patients.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if patients.is_dir() else []
+    if not files:
+        err.print(f"error: {patients}: no patient files (.json, .json.gz, .xml)", markup=False)
+        raise typer.Exit(1)
+    try:
+        runtime = Runtime(load_pathway(name))
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    if not out.is_terminal:
+        out.width = max(out.width, 160)
+    table = Table(title=f"{name}: {months} months from {first}", title_justify="left")
+    for column in ("patient", "steps done", "reviews done", "gated", "escalations", "goals met", "goals missed", "done without a required input"):
+        table.add_column(column, justify="left" if column in ("patient", "done without a required input") else "right", overflow="fold")
+    totals: dict[str, int] = {}
+    failed = []
+    reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
+    for path in files:
+        try:
+            facts = load_patient_file(path).facts
+        except PatientFileError as exc:
+            failed.append((path.name, "; ".join(exc.problems)))
+            continue
+        result = run_simulation(runtime, facts, first, months)
+        counts = result.counts
+        row = {
+            "done": counts["done"], "reviews": sum(1 for e in result.events if e.kind == "done" and e.step in reviews),
+            "gated": counts["gated"], "escalated": counts["escalated"], "met": counts["goal_met"], "missed": counts["goal_missed"],
+        }
+        for key, value in row.items():
+            totals[key] = totals.get(key, 0) + value
+        table.add_row(facts.patient, *(str(v) for v in row.values()), ", ".join(sorted(result.without_input)) or "-")
+    table.add_row("[bold]total[/bold]", *(str(totals.get(k, 0)) for k in ("done", "reviews", "gated", "escalated", "met", "missed")), "")
+    out.print(table)
+    for file_name, why in failed:
+        err.print(f"error: {file_name}: {why}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # console script entry point
     try:
         app()

@@ -207,9 +207,11 @@ class Runtime:
         return goal.model_copy(update={"latest": latest, "status": "met" if met else "missed"})
 
     # -- human input ---------------------------------------------------------------------
-    def record(self, state: EnrollmentState, step_id: str, data: dict[str, Any], patient: PatientFacts, clock: Clock) -> tuple[EnrollmentState, list[Event], list[Observation]]:
+    def record(self, state: EnrollmentState, step_id: str, data: dict[str, Any], patient: PatientFacts, clock: Clock,
+               require_all: bool = True) -> tuple[EnrollmentState, list[Event], list[Observation]]:
         """Record a step as done with the outputs people recorded; validated against the step's
-        declared outputs. Returns the new state, the events and the observations to store."""
+        declared outputs (``require_all=False``, for simulations, lets required ones be absent).
+        Returns the new state, the events and the observations to store."""
         at = clock.today()
         if step_id not in self.steps:
             raise RecordError([f"unknown step '{step_id}' in {self.spec.id} {self.spec.version}"])
@@ -219,7 +221,7 @@ class Runtime:
             raise RecordError([f"step '{step_id}' is not due (status {progress.status})"])
         if step.escalation is not None and step_id not in state.escalations:
             raise RecordError([f"escalation '{step_id}' is not open"])
-        problems, observations = self._outputs(step, data, at)
+        problems, observations = self._outputs(step, data, at, require_all)
         if problems:
             raise RecordError(problems)
         events = [Event("done", step_id, progress.due_on or at, _key(state, step_id, progress.due_on or at), at, (), {"outputs": sorted(data)})]
@@ -244,11 +246,12 @@ class Runtime:
         new = state.model_copy(update={"steps": steps, "escalations": escalations, "goals": goals})
         return new, events, observations
 
-    def _outputs(self, step, data: dict[str, Any], at: dt.date) -> tuple[list[str], list[Observation]]:
+    def _outputs(self, step, data: dict[str, Any], at: dt.date, require_all: bool = True) -> tuple[list[str], list[Observation]]:
         declared = {o.fact: o for o in step.outputs}
         facts = self.evaluator.plan.facts
         problems = [f"'{name}' is not an output of step '{step.id}' (outputs: {', '.join(declared) or 'none'})" for name in data if name not in declared]
-        problems += [f"required output '{name}' of step '{step.id}' is missing" for name, o in declared.items() if o.required and name not in data]
+        if require_all:
+            problems += [f"required output '{name}' of step '{step.id}' is missing" for name, o in declared.items() if o.required and name not in data]
         observations = []
         for name, value in data.items():
             if name not in declared:
