@@ -488,6 +488,50 @@ def simulate(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option("--cron", help="When the daily due run starts (cron, UTC)")] = "0 6 * * *",
+) -> None:
+    """Create the deployments (daily `pathways-due`, on-demand `pathways-advance`) and serve them
+    from this process; reviews become scheduled flow runs. Needs PREFECT_API_URL for a server."""
+    import os
+
+    os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
+    from prefect import serve as prefect_serve
+
+    from pathways.orchestration.flows import advance_due, advance_enrollments
+
+    prefect_serve(
+        advance_due.to_deployment(name="daily", cron=cron),
+        advance_enrollments.to_deployment(name="batch"),
+    )
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process)")] = "pathways",
+) -> None:
+    """Register the deployments on a work pool, for `pathways worker` processes on any machine."""
+    from pathways.orchestration.deploy import register
+
+    for name in register(pool):
+        out.print(f"deployment {name} on work pool {pool}", markup=False)
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool")] = "pathways",
+    limit: Annotated[int, typer.Option("--limit", help="Flow runs at once")] = 2,
+) -> None:
+    """Start a Prefect worker for the pathways work pool (runs flow runs in subprocesses)."""
+    import os
+    import shutil
+    import sys
+
+    prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or shutil.which("prefect")
+    os.execvp(prefect, [prefect, "worker", "start", "--pool", pool, "--type", "process", "--limit", str(limit)])
+
+
 def main() -> None:  # console script entry point
     try:
         app()

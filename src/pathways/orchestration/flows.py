@@ -124,3 +124,62 @@ def pathway_flow(pathway: str):
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
     """Advance enrollments of one pathway in a Prefect flow run (embedded server by default)."""
     return pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))
+
+
+# -- module-level flows that deployments point at -------------------------------------------
+
+@flow(name="pathways-advance", log_prints=False)
+def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = None) -> dict[str, int]:
+    """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
+    day = at or _today().isoformat()
+    kinds = pathway_flow(pathway)(pathway, enrollments, day, len(enrollments))
+    _schedule_reviews(enrollments)
+    return kinds
+
+
+@flow(name="pathways-due", log_prints=False)
+def advance_due(at: str | None = None) -> dict[str, int]:
+    """The daily run: advance every enrollment that has come due, per pathway."""
+    from collections import defaultdict
+
+    day = dt.date.fromisoformat(at) if at else _today()
+    store = open_store(_clock(day.isoformat()))
+    groups: dict[str, list[str]] = defaultdict(list)
+    for enrollment in store.enrollments_due(day):
+        state, _ = store.load(enrollment)
+        groups[state.pathway].append(enrollment)
+    totals: Counter = Counter()
+    for pathway, members in sorted(groups.items()):
+        totals.update(pathway_flow(pathway)(pathway, members, day.isoformat(), len(members)))
+    return dict(totals)
+
+
+def _today() -> dt.date:
+    from pathways.clock import clock_from_environment
+
+    return clock_from_environment(dict(os.environ)).today()
+
+
+def _schedule_reviews(enrollments: list[str]) -> None:
+    """With PATHWAYS_SCHEDULE_REVIEWS=1 (set by `pathways serve` and in deployments), each
+    enrollment's next due date (a review in 12 weeks, an intake in 2) becomes a scheduled flow
+    run of the batch deployment: no process waits for weeks. Parameters carry the pseudonymous
+    enrollment id only; the idempotency key keeps one run per enrollment and date."""
+    if os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") != "1":
+        return
+    from prefect.deployments import run_deployment
+
+    store = open_store(_clock(_today().isoformat()))
+    for enrollment in enrollments:
+        state, _ = store.load(enrollment)
+        dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
+        if dates:
+            when = min(dates)
+            run_deployment(
+                "pathways-advance/batch",
+                parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
+                scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc),
+                flow_run_name=f"next-{enrollment}-{when.isoformat()}",
+                idempotency_key=f"next:{enrollment}:{when.isoformat()}",
+                timeout=0,
+            )

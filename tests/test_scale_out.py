@@ -1,0 +1,155 @@
+"""Scale-out on Prefect's own machinery: a real Prefect server on a free local port, a process
+work pool, the deployments, a `pathways worker`; a cohort runs through the worker and is checked
+in the store and through Prefect's API. Server and worker are stopped at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from conftest import ROOT
+from test_faults import AT, populate
+
+
+def through_goal_setting(store_url: str) -> None:
+    """Bring every enrollment through intake and goal setting (as the POH would record them),
+    so that the cohort run finds reviews with a date to schedule."""
+    import datetime as dt
+
+    from pathways.clock import FixedClock
+    from pathways.orchestration.service import Runtimes, advance_one
+    from pathways.store.db import Store, make_engine
+
+    clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
+    store = Store(make_engine(store_url), clock.now)
+    runtimes = Runtimes()
+    with store.engine.connect() as c:
+        enrollments = [row[0] for row in c.execute(sa.text("select id from enrollment"))]
+    for enrollment in enrollments:
+        for _ in range(6):
+            advance_one(store, runtimes, enrollment, clock)
+            state, version = store.load(enrollment)
+            runtime = runtimes.get(state.pathway)
+            facts = store.patient_facts(state.patient)
+            for step in [s for s, p in state.steps.items() if p.status == "due"]:
+                state, events, observations = runtime.record(state, step, {}, facts, clock, require_all=False)
+                version = store.apply(state, version, events, observations)
+    store.engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
+    port = free_port()
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PATHWAYS_DATABASE_URL": store_url,
+        "PATHWAYS_TODAY": "2026-11-02",
+    }
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    worker = None
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/health", 180)
+        subprocess.run([prefect, "work-pool", "create", "pathways", "--type", "process"], env=env, check=True, capture_output=True, timeout=120)
+        populate(store_url, 30)
+        through_goal_setting(store_url)
+        done = subprocess.run([sys.executable, "-m", "pathways.cli", "deploy", "--pool", "pathways"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "deployment pathways-advance/batch on work pool pathways" in done.stdout
+        worker = subprocess.Popen([sys.executable, "-m", "pathways.cli", "worker", "--pool", "pathways"], env=env, cwd=tmp_path,
+                                  stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        engine = sa.create_engine(store_url)
+        with engine.connect() as c:
+            enrollments = [row[0] for row in c.execute(sa.text("select id from enrollment order by id"))]
+        trigger = (
+            "import json, sys\n"
+            "from prefect.deployments import run_deployment\n"
+            f"run = run_deployment('pathways-advance/batch', parameters={{'pathway': 'diabetes', 'enrollments': {enrollments!r}, 'at': '{AT.isoformat()}'}}, timeout=600)\n"
+            "print(json.dumps({'state': run.state.type.value, 'id': str(run.id)}))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", trigger], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=700)
+        assert done.returncode == 0, done.stderr[-3000:] + (logs / "worker.log").read_text()[-3000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["state"] == "COMPLETED", (logs / "worker.log").read_text()[-3000:]
+
+        # the store: every enrollment advanced, each decision once
+        with engine.connect() as c:
+            advanced = c.execute(sa.text("select count(distinct enrollment_id), count(*), count(distinct key) from decision")).one()
+        assert advanced[0] == 30 and advanced[1] == advanced[2]
+
+        # Prefect's API: the pathway flow ran as a subflow, and next reviews are scheduled runs
+        query = (
+            "import asyncio, json\n"
+            "from prefect.client.orchestration import get_client\n"
+            "async def main():\n"
+            "    async with get_client() as client:\n"
+            "        runs = await client.read_flow_runs(limit=200)\n"
+            "        flows = {f.id: f.name for f in await client.read_flows(limit=50)}\n"
+            "        print(json.dumps([[flows.get(r.flow_id), r.name, r.state.type.value] for r in runs]))\n"
+            "asyncio.run(main())\n"
+        )
+        done = subprocess.run([sys.executable, "-c", query], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs = json.loads(done.stdout.strip().splitlines()[-1])
+        assert ["pathway-diabetes", f"diabetes-{AT.isoformat()}-n30", "COMPLETED"] in runs
+        scheduled = sorted(r[1] for r in runs if r[0] == "pathways-advance" and r[2] == "SCHEDULED")
+        from pathways.runtime.core import EnrollmentState
+
+        expected = []
+        with engine.connect() as c:
+            for eid, text in c.execute(sa.text("select id, state from enrollment order by id")):
+                state = EnrollmentState.model_validate_json(text)
+                dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
+                if dates:
+                    expected.append(f"next-{eid}-{min(dates).isoformat()}")
+        assert len(expected) >= 25 and scheduled == sorted(expected)
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(server)
