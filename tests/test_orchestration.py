@@ -87,3 +87,16 @@ def test_cohort_run_continues_past_a_broken_file_and_says_so(tmp_path):
     assert "enrolled and advanced" in done.stdout and "│ enrolled and advanced │     2 │" in done.stdout
     assert "│ failed to read        │     1 │" in done.stdout
     assert f"error: c.json: {cohort / 'c.json'}:1:43: malformed JSON" in done.stderr
+
+
+def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
+    env = environment(tmp_path)
+    for args, expected in [
+        (["advance", "nope-123"], "error: unknown enrollment 'nope-123'"),
+        (["status", "nope-123"], "error: unknown enrollment 'nope-123'"),
+        (["enroll", "pt-9", "--pathway", "diabetis", "--facts", "x.json"], "diabetis: PW007 unknown pathway 'diabetis' (did you mean 'diabetes'?)"),
+        (["enroll", "Jan de Vries", "--pathway", "diabetes", "--facts", "x.json"], "error: 'Jan de Vries' is not a pseudonymous id"),
+    ]:
+        done = run_cli(*args, env=env)
+        assert done.returncode == 1, args
+        assert expected in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
