@@ -8,6 +8,7 @@ internal error, never a silent decision. Nothing is stored; no clock is read her
 from __future__ import annotations
 
 import datetime as dt
+from collections import UserList
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,29 @@ class StepResult:
         if self._reasons is None:
             self._reasons = self._explain() if self._explain is not None else []
         return self._reasons
+
+
+class LazyReasons(UserList):
+    """Reasons written out only when someone reads them (most advances never do)."""
+
+    def __init__(self, make):  # no super().__init__: ``data`` is produced on first use
+        self._make, self._data = make, None
+
+    @property
+    def data(self) -> list[str]:
+        if self._data is None:
+            self._data = list(self._make())
+        return self._data
+
+    @data.setter
+    def data(self, value: list[str]) -> None:
+        self._data = value
+
+    def __getitem__(self, index):  # slices are plain lists (UserList would rebuild this class)
+        return self.data[index]
+
+    def __add__(self, other):
+        return self.data + list(other)
 
 
 class Explanations:
@@ -96,7 +120,7 @@ class Evaluation:
             "indicated": self.indicated,
             "facts": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.facts.items()},
             "steps": [{"id": s.id, "stage": s.stage, "status": s.status, "reasons": s.reasons} for s in self.steps],
-            "eligibility": self.eligibility,
+            "eligibility": {route: {"eligible": e["eligible"], "reasons": list(e["reasons"])} for route, e in self.eligibility.items()},
             "escalations": [{"id": e.id, "severity": e.severity, "action": e.action, "reasons": e.reasons} for e in self.escalations],
         }
 
@@ -212,17 +236,22 @@ class PathwayEvaluator:
         )
 
     def _indicated(self, reader: Reader, at: dt.date, decisions, explanations) -> tuple[bool, list[str]]:
-        reasons = _reasons(explanations["indication"])
         indicated = decisions["indication"] is True
-        if "exclusion" in decisions:
-            reasons += [f"exclusion: {line}" for line in _reasons(explanations["exclusion"])]
-            if decisions["exclusion"] is True:
-                indicated = False
+        if decisions.get("exclusion") is True:
+            indicated = False
         deceased = reader.read(Atom("value", "deceased_date")).value if "deceased_date" in self.plan.facts else None
         if deceased is not None and deceased <= at:
             indicated = False
-            reasons.append(f"deceased on {deceased}")
-        return indicated, reasons
+
+        def reasons() -> list[str]:
+            lines = _reasons(explanations["indication"])
+            if "exclusion" in decisions:
+                lines += [f"exclusion: {line}" for line in _reasons(explanations["exclusion"])]
+            if deceased is not None and deceased <= at:
+                lines.append(f"deceased on {deceased}")
+            return lines
+
+        return indicated, LazyReasons(reasons)
 
     def _eligibility(self, reader: Reader, at: dt.date, decisions, explanations) -> dict[str, dict]:
         result: dict[str, dict] = {}
@@ -233,23 +262,30 @@ class PathwayEvaluator:
                 continue
             library = next(lib for lib in libraries if route in lib.financing)
             rule = self.plan.rules[library.financing[route]]
-            reasons = _reasons(explanations[cid])
             eligible = decisions[cid]
             starts = max(d for d in (library.effective_from, rule.effective_from) if d is not None)
             ends = [d for d in (library.effective_until, rule.effective_until) if d is not None]
-            if at < starts or (ends and at >= min(ends)):
+            in_effect = not (at < starts or (ends and at >= min(ends)))
+            if not in_effect:
                 eligible = None
-                reasons = [f"rule {library.financing[route]} ({library.id} {library.version}) is not in effect on {at}"]
-            for deadline in library.deadlines:
-                if deadline.route != route:
-                    continue
-                started = reader.read(Atom("value", deadline.after)).value
-                if isinstance(started, dt.date):
-                    due = started + dt.timedelta(days=int(deadline.within.approx_days))
-                    reasons.append(f"deadline {deadline.id}: {deadline.title} - due {due} ({deadline.within} after {started})")
-            if route == "wmo" and decisions.get("eligibility:wmo_mag_weigeren") is True:
-                reasons.append("the municipality MAY decline a maatwerkvoorziening because Wlz applies (may, not must)")
-            result[route] = {"eligible": eligible, "reasons": reasons}
+
+            def reasons(route=route, library=library, cid=cid, in_effect=in_effect) -> list[str]:
+                if in_effect:
+                    lines = _reasons(explanations[cid])
+                else:
+                    lines = [f"rule {library.financing[route]} ({library.id} {library.version}) is not in effect on {at}"]
+                for deadline in library.deadlines:
+                    if deadline.route != route:
+                        continue
+                    started = reader.read(Atom("value", deadline.after)).value
+                    if isinstance(started, dt.date):
+                        due = started + dt.timedelta(days=int(deadline.within.approx_days))
+                        lines.append(f"deadline {deadline.id}: {deadline.title} - due {due} ({deadline.within} after {started})")
+                if route == "wmo" and decisions.get("eligibility:wmo_mag_weigeren") is True:
+                    lines.append("the municipality MAY decline a maatwerkvoorziening because Wlz applies (may, not must)")
+                return lines
+
+            result[route] = {"eligible": eligible, "reasons": LazyReasons(reasons)}
         return result
 
 
