@@ -22,10 +22,10 @@ from pathways.store.db import Store, make_engine, migrate
 AT = dt.date(2026, 11, 2)
 
 
-def populate(url: str, count: int) -> None:
+def populate(url: str, count: int, at: dt.date = AT) -> None:
     engine = make_engine(url)
     migrate(engine)
-    clock = FixedClock(dt.datetime(2026, 11, 2, 12, tzinfo=dt.timezone.utc))
+    clock = FixedClock(dt.datetime(at.year, at.month, at.day, 12, tzinfo=dt.timezone.utc))
     store = Store(engine, clock.now)
     loaded = load_pathway("diabetes")
     with store.transaction() as session:
@@ -37,16 +37,16 @@ def populate(url: str, count: int) -> None:
                 demographics=Demographics(birth_date=dt.date(1940 + i % 50, 1 + i % 12, 1), sex="male" if i % 2 else "female"),
                 conditions=(Condition(fact="dm2_diagnosis", onset=dt.date(2015, 1, 1)),),
                 observations=(
-                    Observation(fact="egfr_ml_min_1_73m2", value=20 + i % 80, unit="mL/min/{1.73_m2}", at=AT),
-                    Observation(fact="glucose_mmol_l", value=3 + (i % 25), unit="mmol/L", at=AT),
+                    Observation(fact="egfr_ml_min_1_73m2", value=20 + i % 80, unit="mL/min/{1.73_m2}", at=at),
+                    Observation(fact="glucose_mmol_l", value=3 + (i % 25), unit="mmol/L", at=at),
                 ),
             )
             session.add(Patient(id=facts.patient, created_at=clock.now()))
             session.flush()
             store._append(session, facts.patient, facts, "fault-test")
-            state = enroll(loaded, enrollment_id(loaded, facts.patient), facts.patient, AT)
+            state = enroll(loaded, enrollment_id(loaded, facts.patient), facts.patient, at)
             session.add(Enrollment(id=state.enrollment, patient_id=facts.patient, pathway="diabetes", version=state.version,
-                                   version_key=state.version_key, enrolled_on=AT, as_of=AT, state=state.model_dump_json(),
+                                   version_key=state.version_key, enrolled_on=at, as_of=at, state=state.model_dump_json(),
                                    state_version=0, updated_at=clock.now()))
     engine.dispose()
 

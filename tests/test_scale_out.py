@@ -17,7 +17,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from conftest import ROOT
-from test_faults import AT, populate
+from test_faults import populate
+
+# The simulated "today" lies years ahead of the real clock: next due dates then become scheduled
+# runs in Prefect's future, which the running worker must leave alone until their time.
+AT = __import__("datetime").date(2031, 3, 3)
 
 
 def through_goal_setting(store_url: str) -> None:
@@ -86,7 +90,7 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PATHWAYS_DATABASE_URL": store_url,
-        "PATHWAYS_TODAY": "2026-11-02",
+        "PATHWAYS_TODAY": AT.isoformat(),
     }
     prefect = str(Path(sys.executable).with_name("prefect"))
     logs = tmp_path / "logs"
@@ -97,7 +101,7 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
     try:
         wait_for(f"http://127.0.0.1:{port}/api/health", 180)
         subprocess.run([prefect, "work-pool", "create", "pathways", "--type", "process"], env=env, check=True, capture_output=True, timeout=120)
-        populate(store_url, 30)
+        populate(store_url, 30, AT)
         through_goal_setting(store_url)
         done = subprocess.run([sys.executable, "-m", "pathways.cli", "deploy", "--pool", "pathways"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr[-3000:]
