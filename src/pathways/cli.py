@@ -379,6 +379,23 @@ def record(
     out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in events), markup=False)
 
 
+def _patient_files(folder: Path) -> list[Path]:
+    """The patient files in a folder (FHIR bundles or facts JSON); exit 1 when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if folder.is_dir() else []
+    if not files:
+        err.print(f"error: {folder}: no patient files (.json, .json.gz, .xml)", markup=False)
+        raise typer.Exit(1)
+    return files
+
+
+def _report_failed(failed: list[tuple[str, str]]) -> None:
+    """Name every file that could not be read; the exit status says some failed."""
+    for file_name, why in failed:
+        err.print(f"error: {file_name}: {why}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
     name: Annotated[str, typer.Argument(help="Pathway name")],
@@ -393,10 +410,7 @@ def run(
     from pathways.orchestration.service import Runtimes, at_clock, enroll_file
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
-    files = sorted(p for p in cohort.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if cohort.is_dir() else []
-    if not files:
-        err.print(f"error: {cohort}: no patient files (.json, .json.gz, .xml)", markup=False)
-        raise typer.Exit(1)
+    files = _patient_files(cohort)
     store = _store_or_fail(clock)
     runtimes = Runtimes()
     try:
@@ -426,10 +440,7 @@ def run(
     for kind, n in sorted(kinds.items()):
         table.add_row(f"decisions: {kind}", str(n))
     out.print(table)
-    for file_name, why in failed:
-        err.print(f"error: {file_name}: {why}", markup=False)
-    if failed:
-        raise typer.Exit(1)
+    _report_failed(failed)
 
 
 @app.command()
@@ -449,10 +460,7 @@ def simulate(
     from pathways.runtime.simulate import simulate as run_simulation
 
     first = _parse_date(start, "--start") or _clock().today()
-    files = sorted(p for p in patients.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if patients.is_dir() else []
-    if not files:
-        err.print(f"error: {patients}: no patient files (.json, .json.gz, .xml)", markup=False)
-        raise typer.Exit(1)
+    files = _patient_files(patients)
     try:
         runtime = Runtime(load_pathway(name))
     except ProblemsFound as exc:
@@ -482,10 +490,7 @@ def simulate(
         table.add_row(facts.patient, *(str(v) for v in row.values()), ", ".join(sorted(result.without_input)) or "-")
     table.add_row("[bold]total[/bold]", *(str(totals.get(k, 0)) for k in ("done", "reviews", "gated", "escalated", "met", "missed")), "")
     out.print(table)
-    for file_name, why in failed:
-        err.print(f"error: {file_name}: {why}", markup=False)
-    if failed:
-        raise typer.Exit(1)
+    _report_failed(failed)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pathways.definition import expr as E
-from pathways.rules.plan import ARITH, COMPARE, atom_of
+from pathways.rules.plan import ARITH, COMPARE, NOT_A_LITERAL, atom_of, literal_value
 
 ZERO = "__zero"
 ALWAYS: dict = {ZERO: 0}
@@ -65,12 +65,9 @@ def _rvalue(node: E.Node) -> Any:
         if value is None:
             raise _MissingValue()
         return value
-    if isinstance(node, E.Num):
-        return node.value
-    if isinstance(node, (E.Str, E.Bool)):
-        return node.value
-    if isinstance(node, E.Dur):
-        return node.value.approx_days
+    value = literal_value(node)
+    if value is not NOT_A_LITERAL:
+        return value
     atom = atom_of(node)
     if atom is not None:
         return {"$m": atom.key}

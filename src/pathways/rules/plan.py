@@ -136,6 +136,18 @@ class Plan:
         return tuple(found.values())
 
 
+NOT_A_LITERAL = object()
+
+
+def literal_value(node: E.Node):
+    """The value of a literal (durations in days), or NOT_A_LITERAL."""
+    if isinstance(node, (E.Num, E.Str, E.Bool)):
+        return node.value
+    if isinstance(node, E.Dur):
+        return node.value.approx_days
+    return NOT_A_LITERAL
+
+
 def atom_of(node: E.Node) -> Atom | None:
     """The atom a name or a time function reads, or None for other nodes."""
     if isinstance(node, E.Name):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pathways.definition import expr as E
 from pathways.facts.derive import Atom, Reading
-from pathways.rules.plan import ARITH, COMPARE, atom_of
+from pathways.rules.plan import ARITH, COMPARE, NOT_A_LITERAL, atom_of, literal_value
 
 # When set (by `pathways check`), every comparison's outcome is added here: text -> outcomes.
 TRACE: dict[str, set] | None = None
@@ -48,12 +48,9 @@ class ReferenceEvaluator:
 
     # -- values ---------------------------------------------------------------------
     def _value(self, node: E.Node, ex: Explanation) -> Any:
-        if isinstance(node, E.Num):
-            return node.value
-        if isinstance(node, (E.Str, E.Bool)):
-            return node.value
-        if isinstance(node, E.Dur):
-            return node.value.approx_days
+        value = literal_value(node)
+        if value is not NOT_A_LITERAL:
+            return value
         if isinstance(node, E.Name) and node.name in self.parameters:
             return self.parameters[node.name]
         if isinstance(node, E.Name) and node.name in self.rules:
