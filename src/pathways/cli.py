@@ -95,6 +95,13 @@ def diagram(
     out.print(f"wrote {html}", markup=False)
 
 
+def _one_patient_file(facts: Optional[Path], fhir: Optional[Path]) -> Path:
+    if (facts is None) == (fhir is None):
+        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
+        raise typer.Exit(2)
+    return facts or fhir
+
+
 def _today():
     import os
 
@@ -131,9 +138,7 @@ def evaluate(
     from pathways.facts.load import PatientFileError, load_facts_json, load_fhir_file
     from pathways.rules.evaluate import PathwayEvaluator
 
-    if (facts is None) == (fhir is None):
-        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
-        raise typer.Exit(2)
+    _one_patient_file(facts, fhir)
     today = _today()
     when = _parse_date(at, "--at") or today
     if when > today:
@@ -255,9 +260,7 @@ def enroll(
     from pathways.facts.load import PatientFileError
     from pathways.orchestration.service import Runtimes, enroll_file
 
-    if (facts is None) == (fhir is None):
-        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
-        raise typer.Exit(2)
+    _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
         err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
         raise typer.Exit(1)
