@@ -89,3 +89,13 @@ def test_garbage_is_a_clear_error(tmp_path, content):
     assert done.returncode == 1
     assert done.stderr.startswith(f"{path}:1:") or done.stderr.startswith(f"{path}:2:")
     assert "Traceback" not in done.stderr
+
+
+def test_a_wrongly_indented_line_gets_an_indentation_hint(tmp_path):
+    path = _write(tmp_path / "i" / "pathway.yaml", b"pathway: x\nversion: 1.0.0\n  title: oops\n")
+    done = run_cli("validate", str(path))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        f"{path}:3:8: PW001 mapping values are not allowed in this context "
+        "(this line is indented deeper than the key above it, or a value holds ': ' and needs quotes)"
+    )

@@ -247,7 +247,7 @@ def _yaml_hint(message: str, char: str) -> str:
     if "tab" in message or char == "\t":
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in message:
-        return "put a space after ':' or quote the text"
+        return "this line is indented deeper than the key above it, or a value holds ': ' and needs quotes"
     if "could not find expected ':'" in message:
         return "a key needs ':' after it; check the indentation of the line before"
     if "found character" in message and "cannot start any token" in message:
