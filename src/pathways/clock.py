@@ -36,11 +36,15 @@ class FixedClock:
     def advance(self, delta: dt.timedelta) -> None:
         self.current = self.current + delta
 
+    @classmethod
+    def on(cls, day: dt.date) -> "FixedClock":
+        """A clock standing at noon UTC on ``day``."""
+        return cls(dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc))
+
 
 def clock_from_environment(environ: dict[str, str]) -> Clock:
     """The system clock, or a fixed one when PATHWAYS_TODAY=YYYY-MM-DD is set (tests, demos)."""
     fixed = environ.get("PATHWAYS_TODAY")
     if fixed:
-        day = dt.date.fromisoformat(fixed)
-        return FixedClock(dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc))
+        return FixedClock.on(dt.date.fromisoformat(fixed))
     return SystemClock()

@@ -187,10 +187,6 @@ def _span(meta: Any) -> Span:
     return Span(meta.start_pos, meta.end_pos)
 
 
-def _tok_span(tok: Token) -> Span:
-    return Span(tok.start_pos or 0, tok.end_pos or 0)
-
-
 @v_args(meta=True)
 class _ToAst(Transformer):
     def or_(self, meta, children):

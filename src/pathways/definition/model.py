@@ -56,7 +56,6 @@ Discipline = Literal[
     "zorgkantoor", "zorgverzekeraar",
 ]  # fmt: skip
 Financing = Literal["zvw", "zvw_wijkverpleging", "aanvullend", "wlz", "wmo", "pgb"]
-FINANCING: tuple[str, ...] = ("zvw", "zvw_wijkverpleging", "aanvullend", "wlz", "wmo", "pgb")
 Confidence = Literal["P", "S", "M"]
 CodeSystem = Literal["loinc", "snomed", "icpc", "icd10", "nhg45", "atc", "local"]
 FactType = Literal["quantity", "count", "boolean", "code", "date", "text"]

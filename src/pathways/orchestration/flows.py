@@ -33,8 +33,7 @@ def _batch_size() -> int:
 
 
 def _clock(at: str) -> FixedClock:
-    day = dt.date.fromisoformat(at)
-    return FixedClock(dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc))
+    return FixedClock.on(dt.date.fromisoformat(at))
 
 
 @task(name="advance-batch", cache_policy=NO_CACHE)
@@ -180,8 +179,7 @@ def _schedule_reviews(enrollments: list[str]) -> None:
     from prefect.deployments import run_deployment
 
     store = open_store(_clock(_today().isoformat()))
-    for enrollment in enrollments:
-        state, _ = store.load(enrollment)
+    for enrollment, (state, _) in store.load_many(enrollments).items():
         dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
         if dates:
             when = min(dates)

@@ -23,9 +23,16 @@ def database_url() -> str:
     return os.environ.get("PATHWAYS_DATABASE_URL") or DEFAULT_URL
 
 
+_MIGRATED: set[str] = set()
+
+
 def open_store(clock: Clock, url: str | None = None) -> Store:
-    engine = make_engine(url or database_url())
-    migrate(engine)
+    """A store on the configured database, brought to the current schema (once per process)."""
+    url = url or database_url()
+    engine = make_engine(url)
+    if url not in _MIGRATED:
+        migrate(engine)
+        _MIGRATED.add(url)
     return Store(engine, clock.now)
 
 
@@ -145,4 +152,4 @@ def at_clock(clock: Clock, at: dt.date | None) -> Clock:
         return clock
     from pathways.clock import FixedClock
 
-    return FixedClock(dt.datetime(at.year, at.month, at.day, 12, tzinfo=dt.timezone.utc))
+    return FixedClock.on(at)

@@ -20,7 +20,6 @@ from pathways.rules import compile_durable
 from pathways.rules.plan import ELIGIBILITY_ROUTES, Plan
 from pathways.rules.reference import Explanation, ReferenceEvaluator, truth
 
-STATUSES = ("due", "not_due", "gated", "escalated")
 
 
 class EngineDisagreement(RuntimeError):

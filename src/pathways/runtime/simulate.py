@@ -45,7 +45,7 @@ def carried_forward(runtime: Runtime, step_id: str, patient: PatientFacts, at: d
 
 
 def simulate(runtime: Runtime, patient: PatientFacts, start: dt.date, months: int) -> Simulated:
-    clock = FixedClock(dt.datetime(start.year, start.month, start.day, 12, tzinfo=dt.timezone.utc))
+    clock = FixedClock.on(start)
     end = add(start, Duration(months, "mo"))
     state = enroll(runtime.loaded, f"sim-{patient.patient}", patient.patient, start, runtime.evaluator)
     result = Simulated(patient.patient, state)
