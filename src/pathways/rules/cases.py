@@ -178,23 +178,18 @@ def thresholds_of(evaluator: PathwayEvaluator) -> dict[str, str]:
 
 
 def run_cases(loaded: LoadedPathway, cases: CaseFile, today: dt.date) -> CheckReport:
-    from pathways.rules import reference
-
-    evaluator = PathwayEvaluator(loaded)
+    evaluator = PathwayEvaluator(loaded)  # cross-checks, so every condition is explained and traced
     report = CheckReport(loaded.spec.id)
     seen: dict[str, set] = {}
-    reference.TRACE = seen
-    try:
-        for case in cases.cases:
-            try:
-                result = evaluator.evaluate(patient_facts(case, loaded), case.at, today)
-            except Exception as exc:  # a case must never crash the check: report it
-                report.results.append(CaseResult(case, [f"error: {exc}"], None))
-                continue
-            failures = _issues(case, [str(i) for i in result.issues]) + compare(case, result)
-            report.results.append(CaseResult(case, failures, result))
-    finally:
-        reference.TRACE = None
+    evaluator.trace = seen
+    for case in cases.cases:
+        try:
+            result = evaluator.evaluate(patient_facts(case, loaded), case.at, today)
+        except Exception as exc:  # a case must never crash the check: report it
+            report.results.append(CaseResult(case, [f"error: {exc}"], None))
+            continue
+        failures = _issues(case, [str(i) for i in result.issues]) + compare(case, result)
+        report.results.append(CaseResult(case, failures, result))
     for text, where in thresholds_of(evaluator).items():
         outcomes = seen.get(text, set())
         for value in (True, False):

@@ -146,6 +146,7 @@ class PathwayEvaluator:
         self.loaded = loaded
         self.plan = Plan(loaded, overrides)
         self.cross_check = cross_check
+        self.trace: dict[str, set] | None = None  # comparison outcomes, collected for `pathways check`
         self._ruleset = None
 
     @property
@@ -177,7 +178,7 @@ class PathwayEvaluator:
         timeline = self.timeline(patient, today)
         decisions, reader = self.decide(timeline, at)
         reference = ReferenceEvaluator(
-            reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts
+            reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts, self.trace
         )
         explanations = Explanations(reference, self.plan.conditions)
         if self.cross_check:

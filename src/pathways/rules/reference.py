@@ -16,9 +16,6 @@ from pathways.definition import expr as E
 from pathways.facts.derive import Atom, Reading
 from pathways.rules.plan import ARITH, COMPARE, NOT_A_LITERAL, atom_of, literal_value
 
-# When set (by `pathways check`), every comparison's outcome is added here: text -> outcomes.
-TRACE: dict[str, set] | None = None
-
 
 
 def truth(value: bool | None) -> str:
@@ -36,8 +33,10 @@ class Explanation:
 
 
 class ReferenceEvaluator:
-    def __init__(self, read: Callable[[Atom], Reading], rules: dict, parameters: dict[str, Any], units: dict[str, str | None], facts: dict):
+    def __init__(self, read: Callable[[Atom], Reading], rules: dict, parameters: dict[str, Any], units: dict[str, str | None], facts: dict,
+                 trace: dict[str, set] | None = None):
         self.read, self.rules, self.parameters, self.units = read, rules, parameters, units
+        self.trace = trace  # when given (`pathways check`): comparison text -> outcomes seen
         self.fact_units = {name: f.unit for name, f in facts.items()}
         self.fact_sources = {name: f.source for name, f in facts.items()}
 
@@ -104,8 +103,8 @@ class ReferenceEvaluator:
         if isinstance(node, E.Compare):
             left, right = self._value(node.left, ex), self._value(node.right, ex)
             result = None if left is None or right is None or not _comparable(left, right) else COMPARE[node.op](left, right)
-            if TRACE is not None:
-                TRACE.setdefault(E.unparse(node), set()).add(result)
+            if self.trace is not None:
+                self.trace.setdefault(E.unparse(node), set()).add(result)
             ex.lines.append(f"{'  ' * depth}{E.unparse(node)}: {truth(result)}{self._readings(node)}")
             return result
         if isinstance(node, E.InList):
