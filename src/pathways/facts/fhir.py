@@ -3,8 +3,9 @@
 Resources are validated with fhir.resources' R4B models (R4-compatible; the package's default
 models are R5). Only Patient, Condition, Observation and MedicationRequest are read, which also
 keeps large Synthea bundles fast: their Claims and ExplanationOfBenefits are never validated.
-The patient's FHIR id becomes a pseudonym (a hash); names, identifiers (BSN) and addresses are
-not read at all.
+The patient's FHIR id becomes a pseudonym (a hash). The identifying data (BSN, name, birth
+date) is returned apart from the facts, for the store's identity table (BSN as a keyed hash);
+it never reaches the rules, Prefect or the logs. Addresses and other identifiers are not read.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ class FhirError(ValueError):
         self.where, self.message = where, message
 
 
+BSN_SYSTEM = "http://fhir.nl/fhir/NamingSystem/bsn"
+
+
 @dataclass
 class FhirImport:
     facts: PatientFacts
     notes: list[str] = field(default_factory=list)  # what was filled in or left out, and why
+    identity: dict[str, Any] = field(default_factory=dict)  # bsn, name, birth_date (kept apart)
 
 
 def _model(resource_type: str):
@@ -120,6 +125,7 @@ def _validate_xml(where: str, kind: str, xml: bytes):
 def load_fhir(path: Path) -> FhirImport:
     notes: list[str] = []
     patient_id = None
+    identity: dict[str, Any] = {}
     demographics = Demographics()
     observations: list[Observation] = []
     conditions: list[Condition] = []
@@ -139,6 +145,7 @@ def load_fhir(path: Path) -> FhirImport:
             model = resource
         if kind == "Patient":
             patient_id = model.id or patient_id
+            identity = _identity(model)
             demographics = Demographics(
                 birth_date=model.birthDate,
                 sex=model.gender if model.gender in ("male", "female", "other", "unknown") else None,
@@ -159,7 +166,17 @@ def load_fhir(path: Path) -> FhirImport:
         patient=pseudonym, demographics=demographics, observations=tuple(observations),
         conditions=tuple(conditions), medications=tuple(medications),
     )
-    return FhirImport(facts, notes)
+    return FhirImport(facts, notes, identity)
+
+
+def _identity(model: Any) -> dict[str, Any]:
+    bsn = next((i.value for i in (model.identifier or []) if i.system == BSN_SYSTEM and i.value), None)
+    name = None
+    for human in model.name or []:
+        name = human.text or " ".join([*(human.given or []), *([human.family] if human.family else [])]).strip() or None
+        if name:
+            break
+    return {"bsn": bsn, "name": name, "birth_date": model.birthDate}
 
 
 def _date(value: Any) -> dt.date | None:

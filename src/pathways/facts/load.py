@@ -24,6 +24,7 @@ class PatientFile:
     facts: PatientFacts
     source: str  # "facts" or "fhir"
     notes: list[str] = field(default_factory=list)
+    identity: dict = field(default_factory=dict)  # bsn, name, birth_date when the file has them (FHIR)
 
 
 def _loc(loc: tuple) -> str:
@@ -61,7 +62,7 @@ def load_fhir_file(path: Path) -> PatientFile:
         raise PatientFileError([str(exc)]) from None
     except ValidationError as exc:
         raise PatientFileError([f"{path}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]) from None
-    return PatientFile(imported.facts, "fhir", imported.notes)
+    return PatientFile(imported.facts, "fhir", imported.notes, imported.identity)
 
 
 def load_patient_file(path: Path) -> PatientFile:

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
+import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pathways.access import AccessDenied, Actor, actor_from_environment
 from pathways.clock import Clock
 from pathways.definition.loader import LoadedPathway, load_pathway
 from pathways.facts.load import load_patient_file
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.runtime.core import Event, Runtime, enroll
+from pathways.store.audit import Record
 from pathways.store.db import DEFAULT_URL, StaleState, Store, make_engine, migrate
 
 
@@ -24,16 +29,140 @@ def database_url() -> str:
 
 
 _MIGRATED: set[str] = set()
+_CONFIGURED: set[tuple[str, str]] = set()
 
 
-def open_store(clock: Clock, url: str | None = None) -> Store:
-    """A store on the configured database, brought to the current schema (once per process)."""
+def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None, context: dict[str, Any] | None = None) -> Store:
+    """A store on the configured database, brought to the current schema (once per process),
+    acting for ``actor`` (default: from the environment). A configuration that differs from the
+    last one recorded is audited (``config.changed``)."""
     url = url or database_url()
     engine = make_engine(url)
     if url not in _MIGRATED:
         migrate(engine)
         _MIGRATED.add(url)
-    return Store(engine, clock.now)
+    store = Store(engine, clock.now, actor or actor_from_environment(os.environ), context)
+    note_configuration(store, url)
+    return store
+
+
+def configuration(url: str) -> dict[str, Any]:
+    """The settings that change what the engine does or keeps (secrets as fingerprints only)."""
+    from sqlalchemy.engine import make_url
+
+    secret = identity_secret(create=False)
+    return {
+        "database": make_url(url).render_as_string(hide_password=True),
+        "bsn_storage": bsn_storage(),
+        "identity_secret": hashlib.sha256(secret).hexdigest()[:12] if secret else None,
+        "batch_size": os.environ.get("PATHWAYS_BATCH_SIZE", "500"),
+        "schedule_reviews": os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") == "1",
+        "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "embedded",
+        "roles_from": ("token-file" if os.environ.get("PATHWAYS_TOKEN_FILE") else "PATHWAYS_ROLE" if os.environ.get("PATHWAYS_ROLE") else "default (admin)"),
+    }
+
+
+def note_configuration(store: Store, url: str) -> None:
+    from pathways.store import audit
+
+    settings = configuration(url)
+    key = (url, json.dumps(settings, sort_keys=True))
+    if key in _CONFIGURED:
+        return
+    with store.engine.connect() as connection:
+        last = audit.last_payload(connection, "config.changed")
+    if last is None or last.get("settings") != settings:
+        changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
+        store.record_audit([Record("config.changed", subject="configuration", payload={"settings": settings, "changed": changed})])
+    _CONFIGURED.add(key)
+
+
+# -- identifying data ------------------------------------------------------------------
+
+def bsn_storage() -> str:
+    """PATHWAYS_BSN_STORAGE: hmac (default: a keyed hash), plain, or none (not kept)."""
+    mode = os.environ.get("PATHWAYS_BSN_STORAGE", "hmac")
+    if mode not in ("hmac", "plain", "none"):
+        raise ValueError(f"PATHWAYS_BSN_STORAGE: '{mode}' is not one of hmac, plain, none")
+    return mode
+
+
+def identity_secret(create: bool = True) -> bytes | None:
+    """The HMAC secret: PATHWAYS_IDENTITY_SECRET, else the file PATHWAYS_IDENTITY_SECRET_FILE
+    (default .pathways/identity.key, created with 32 random bytes, readable by its owner only)."""
+    value = os.environ.get("PATHWAYS_IDENTITY_SECRET")
+    if value:
+        return value.encode()
+    path = Path(os.environ.get("PATHWAYS_IDENTITY_SECRET_FILE", ".pathways/identity.key"))
+    if path.exists():
+        return path.read_bytes().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
+
+
+def identity_row(identity: dict[str, Any]) -> dict[str, Any] | None:
+    """What the store keeps of a patient's identifying data, as configured."""
+    if not identity or not any(identity.values()):
+        return None
+    mode = bsn_storage()
+    bsn = identity.get("bsn")
+    row: dict[str, Any] = {"name": identity.get("name"), "birth_date": identity.get("birth_date"), "bsn_hmac": None, "bsn": None}
+    if bsn and mode == "hmac":
+        row["bsn_hmac"] = bsn_hmac(bsn)
+    elif bsn and mode == "plain":
+        row["bsn"] = bsn
+    return row
+
+
+def bsn_hmac(bsn: str) -> str:
+    return hmac.new(identity_secret(), bsn.strip().encode(), hashlib.sha256).hexdigest()
+
+
+# -- access ----------------------------------------------------------------------------
+
+def authorize(store: Store, permission: str, what: str, subject: str | None = None) -> None:
+    """Raise AccessDenied (and audit the denial) unless the store's actor holds ``permission``."""
+    if store.actor.may(permission):
+        return
+    store.record_audit([Record("access.denied", subject=subject or what,
+                               payload={"permission": permission, "attempted": what, "via": store.actor.via})])
+    raise AccessDenied(store.actor, permission, what)
+
+
+def ensure_published(store: Store, runtime: Runtime) -> None:
+    """A pathway version runs only once it is published in this store (its files are kept in
+    the audit trail). Roles that may publish do it on first use; others are refused."""
+    key = runtime.evaluator.plan.version_key
+    if key in _PUBLISHED.get(id(store.engine), set()) or store.is_published(key):
+        _PUBLISHED.setdefault(id(store.engine), set()).add(key)
+        return
+    spec = runtime.loaded.spec
+    authorize(store, "pathway.publish", f"run {spec.id} {spec.version}, which is not published in this store yet "
+              f"(a coordinator publishes it with `pathways publish {spec.id}`)", key)
+    publish(store, runtime.loaded, key)
+    _PUBLISHED.setdefault(id(store.engine), set()).add(key)
+
+
+_PUBLISHED: dict[int, set[str]] = {}
+
+
+def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
+    """Record the pathway version with the text of its files (the trail stays self-sufficient)."""
+    authorize(store, "pathway.publish", f"publish {loaded.spec.id} {loaded.spec.version}", version_key)
+    files = {}
+    for document in (loaded.document, *loaded.libraries):
+        path = Path(document.source.file)
+        text = path.read_text(encoding="utf-8")
+        files[f"{document.model.id}@{document.model.version}"] = {
+            "file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
+            "kind": "pathway" if document is loaded.document else "library",
+        }
+    return store.publish(loaded.spec.id, loaded.spec.version, version_key, {"files": files})
 
 
 class Runtimes:
@@ -80,8 +209,10 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
         exists = session.get(Enrollment, eid) is not None
     if exists:
         return Enrolled(eid, facts.patient, False, patient.notes)
-    store.add_patient_facts(facts, f"file:{path.name}")
-    store.create_enrollment(enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator))
+    authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
+    ensure_published(store, runtime)
+    state = enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator)
+    store.enroll(facts, state, f"file:{path.name}", identity_row(patient.identity))
     return Enrolled(eid, facts.patient, True, patient.notes)
 
 
@@ -93,6 +224,7 @@ class Advanced:
 
 
 def advance_one(store: Store, runtimes: Runtimes, enrollment: str, clock: Clock, attempts: int = 3) -> Advanced:
+    authorize(store, "enrollment.write", "advance enrollments", enrollment)
     for attempt in range(attempts):
         state, version = store.load(enrollment)
         runtime = runtimes.get(state.pathway)
@@ -116,6 +248,7 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
     """Advance a batch: states and facts read in bulk, all results written in one transaction.
     If any of them changed underneath (another worker), the batch write is rolled back whole
     and each enrollment is advanced on its own, re-reading its state."""
+    authorize(store, "enrollment.write", "advance enrollments", enrollments[0] if len(enrollments) == 1 else f"{len(enrollments)} enrollments")
     states = store.load_many(enrollments)
     facts = store.patient_facts_many(sorted({state.patient for state, _ in states.values()}))
     results: list[Advanced] = []
@@ -138,11 +271,14 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
 
 
 def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock) -> list[Event]:
+    authorize(store, "input.record", f"record step {step}", enrollment)
     state, version = store.load(enrollment)
     runtime = runtimes.get(state.pathway)
     facts = store.patient_facts(state.patient)
     new, events, observations = runtime.record(state, step, data, facts, clock)
-    store.apply(new, version, events, observations, source=f"record:{enrollment}:{step}")
+    recorded = Record("input.recorded", state.patient, enrollment, state.pathway, state.version, state.version_key,
+                      f"{enrollment}:{step}", {"step": step, "values": data, "on": clock.today().isoformat()})
+    store.apply(new, version, events, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
     return events
 
 

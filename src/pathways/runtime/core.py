@@ -122,6 +122,31 @@ class Runtime:
         self.spec = loaded.spec
         self.evaluator = evaluator or PathwayEvaluator(loaded)
         self.steps = {s.id: s for s in self.spec.steps}
+        # where each named rule is defined (document id@version): the "rule version" of a decision
+        self.rule_origin = {name: f"{doc.model.id}@{doc.model.version}" for doc in loaded.libraries for name in doc.model.rules}
+        self.rule_origin.update({name: f"{self.spec.id}@{self.spec.version}" for name in self.spec.rules})
+        self.conditions = {c.id: c for c in self.evaluator.plan.conditions}
+
+    def basis(self, evaluation: Evaluation, *condition_ids: str) -> dict[str, Any]:
+        """What a decision rests on: its conditions, the named rules they use (with the version
+        of the file defining each), and the facts they read with the values read."""
+        rules: dict[str, str] = {}
+        facts: dict[str, Any] = {}
+        conditions = []
+        for cid in condition_ids:
+            condition = self.conditions.get(cid)
+            if condition is None:
+                continue
+            conditions.append({"id": cid, "when": condition.text})
+            pending = [n.name for n in E.names(condition.ast)]
+            while pending:
+                name = pending.pop()
+                if name in self.rule_origin and name not in rules:
+                    rules[name] = self.rule_origin[name]
+                    pending += [n.name for n in E.names(self.evaluator.plan.rules[name].when.ast)]
+            explanation = evaluation.explanations[cid]
+            facts.update({atom: (value.isoformat() if isinstance(value, dt.date) else value) for atom, value in explanation.used.items()})
+        return {"conditions": conditions, "rules": dict(sorted(rules.items())), "facts": dict(sorted(facts.items()))}
 
     # -- advance -------------------------------------------------------------------------
     def advance(self, state: EnrollmentState, patient: PatientFacts, clock: Clock) -> tuple[EnrollmentState, list[Event], Evaluation]:
@@ -132,19 +157,21 @@ class Runtime:
         events: list[Event] = []
         indicated = evaluation.indicated
         if indicated != state.indicated:
-            events.append(Event("indicated" if indicated else "not_indicated", None, at, _key(state, "indication", at), at, tuple(evaluation.indication_reasons)))
+            events.append(Event("indicated" if indicated else "not_indicated", None, at, _key(state, "indication", at), at, tuple(evaluation.indication_reasons),
+                                self.basis(evaluation, "indication", "exclusion")))
         statuses = {s.id: s for s in evaluation.steps}
         steps = dict(state.steps)
         for step in self.spec.steps:
             if step.escalation is not None:
                 continue
-            steps[step.id] = self._step(state, step, steps, statuses[step.id], at, indicated, events)
+            steps[step.id] = self._step(state, step, steps, statuses[step.id], at, indicated, events, evaluation)
         escalations = dict(state.escalations)
         for escalation in evaluation.escalations:
             if escalation.id not in escalations:
                 escalations[escalation.id] = OpenEscalation(since=at, severity=escalation.severity, action=escalation.action, reasons=tuple(escalation.reasons))
                 events.append(Event("escalated", escalation.id, at, _key(state, escalation.id, at), at, tuple(escalation.reasons),
-                                    {"severity": escalation.severity, "action": escalation.action, "notify": escalation.notify}))
+                                    {"severity": escalation.severity, "action": escalation.action, "notify": escalation.notify,
+                                     **self.basis(evaluation, f"trigger:{escalation.id}")}))
         goals = {gid: self._judge(goal, patient, at, gid, state, events) for gid, goal in state.goals.items()}
         new = state.model_copy(update={"as_of": at, "indicated": indicated, "steps": steps, "escalations": escalations, "goals": goals})
         return new, events, evaluation
@@ -160,7 +187,7 @@ class Runtime:
         done = steps[step.timing.after].done_on
         return done[0] if done else None
 
-    def _step(self, state, step, steps, decision, at: dt.date, indicated: bool, events: list[Event]) -> StepProgress:
+    def _step(self, state, step, steps, decision, at: dt.date, indicated: bool, events: list[Event], evaluation: Evaluation) -> StepProgress:
         progress = steps[step.id]
         if not indicated:
             return progress.model_copy(update={"status": "waiting", "reasons": ("not indicated",)}) if progress.status in ("due", "gated") else progress
@@ -184,7 +211,9 @@ class Runtime:
         if status == progress.status and due_on == progress.due_on:
             return progress  # nothing new: no event, no explanation needed
         reasons = tuple(decision.reasons)
-        events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons))
+        conditions = ([f"gate:{step.id}"] if step.gate is not None else []) + [f"eligibility:{step.financing}"]
+        events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons,
+                            {"financing": step.financing, **self.basis(evaluation, *conditions)}))
         return progress.model_copy(update={"status": status, "occurrence": occurrence, "due_on": due_on, "reasons": reasons})
 
     # -- goals ---------------------------------------------------------------------------
@@ -203,7 +232,9 @@ class Runtime:
         reader, reference = self._reference(patient, goal.deadline)
         met = reference.evaluate(E.parse(f"{goal.fact} {goal.target}")).value is True
         events.append(Event("goal_met" if met else "goal_missed", goal.step, goal.deadline, _key(state, f"goal-{gid}", goal.deadline), at,
-                            (f"{goal.fact} = {latest} at {goal.deadline}, target {goal.target}",)))
+                            (f"{goal.fact} = {latest} at {goal.deadline}, target {goal.target}",),
+                            {"goal": gid, "fact": goal.fact, "target": goal.target, "deadline": goal.deadline.isoformat(),
+                             "agreed_on": goal.agreed_on.isoformat(), "baseline": goal.baseline, "facts": {goal.fact: latest}}))
         return goal.model_copy(update={"latest": latest, "status": "met" if met else "missed"})
 
     # -- human input ---------------------------------------------------------------------
@@ -242,7 +273,9 @@ class Runtime:
                 baseline = goal.baseline if goal.baseline != "recorded" else reader.read(Atom("value", goal.fact)).value
                 goals[goal.id] = GoalProgress(step=step_id, fact=goal.fact, target=goal.target, agreed_on=at,
                                               deadline=add(at, goal.deadline), baseline=baseline, latest=baseline)
-                events.append(Event("goal_agreed", step_id, at, _key(state, f"goal-{goal.id}", at), at, (f"{goal.fact} {goal.target} by {add(at, goal.deadline)}",)))
+                events.append(Event("goal_agreed", step_id, at, _key(state, f"goal-{goal.id}", at), at, (f"{goal.fact} {goal.target} by {add(at, goal.deadline)}",),
+                                    {"goal": goal.id, "fact": goal.fact, "target": goal.target, "deadline": add(at, goal.deadline).isoformat(),
+                                     "baseline": baseline, "facts": {goal.fact: baseline}}))
         new = state.model_copy(update={"steps": steps, "escalations": escalations, "goals": goals})
         return new, events, observations
 

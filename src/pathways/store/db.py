@@ -19,9 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
+from pathways.access import SERVICE, Actor
 from pathways.facts.model import Condition, Event as FactEvent, Medication, Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
-from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, StepRun
+from pathways.store import audit
+from pathways.store.audit import Record
+from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -96,25 +99,71 @@ def _entry_kind(entry: Any) -> str:
     return {Observation: "observation", Condition: "condition", Medication: "medication", FactEvent: "event"}[type(entry)]
 
 
+# the audit action of each kind of decision event
+ACTIONS = {
+    "due": "step.due", "gated": "step.gated", "skipped": "step.skipped", "done": "step.done",
+    "escalated": "escalation.opened", "goal_agreed": "goal.agreed", "goal_met": "goal.met", "goal_missed": "goal.missed",
+    "indicated": "indication.indicated", "not_indicated": "indication.not_indicated",
+}
+
+
 class Store:
-    def __init__(self, engine: Engine, now: Callable[[], dt.datetime]):
+    """The store, acting for ``actor``; every change is audited in its own transaction.
+    ``context`` (e.g. the Prefect flow-run and task-run ids) is added to each audit entry."""
+
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
         self.engine = engine
         self.now = now  # the clock's now(): the store reads no wall clock itself
+        self.actor = actor
+        self.context = dict(context or {})
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with Session(self.engine) as session:
             with session.begin():
+                # the audit head is locked first in every writing transaction: one lock order
+                audit.lock(session.connection())
                 yield session
+
+    def audit(self, session: Session, records: list[Record]) -> int:
+        return audit.append(session.connection(), records, self.actor, self.now(), self.context)
+
+    def record_audit(self, records: list[Record]) -> None:
+        """Audit something that changes nothing else (an access denial, a configuration change)."""
+        def write() -> None:
+            with self.transaction() as session:
+                self.audit(session, records)
+        retrying(write)
 
     # -- patients and facts ---------------------------------------------------------------
     def add_patient_facts(self, facts: PatientFacts, source: str) -> None:
         def write() -> None:
             with self.transaction() as session:
-                if session.get(Patient, facts.patient) is None:
-                    session.add(Patient(id=facts.patient, created_at=self.now()))
-                    session.flush()
-                self._append(session, facts.patient, facts, source)
+                self._add_patient(session, facts, source, None)
+        retrying(write)
+
+    def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> None:
+        records = []
+        if session.get(Patient, facts.patient) is None:
+            session.add(Patient(id=facts.patient, created_at=self.now()))
+            session.flush()
+            records.append(Record("patient.created", patient=facts.patient, payload={"source": source}))
+        if identity:
+            session.merge(PatientIdentity(patient_id=facts.patient, **identity))
+            records.append(Record("identity.stored", patient=facts.patient,
+                                  payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
+        self._append(session, facts.patient, facts, source)
+        counts = {"observations": len(facts.observations), "conditions": len(facts.conditions),
+                  "medications": len(facts.medications), "events": len(facts.events)}
+        records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts}))
+        self.audit(session, records)
+
+    def enroll(self, facts: PatientFacts, state: EnrollmentState, source: str, identity: dict[str, Any] | None = None) -> None:
+        """Store the patient (and identity, if given), the facts and the enrollment in one transaction."""
+        def write() -> None:
+            with self.transaction() as session:
+                self._add_patient(session, facts, source, identity)
+                self._create_enrollment(session, state)
         retrying(write)
 
     def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> None:
@@ -139,12 +188,33 @@ class Store:
     def create_enrollment(self, state: EnrollmentState) -> None:
         def write() -> None:
             with self.transaction() as session:
-                session.add(Enrollment(
-                    id=state.enrollment, patient_id=state.patient, pathway=state.pathway, version=state.version,
-                    version_key=state.version_key, enrolled_on=state.enrolled_on, as_of=state.as_of,
-                    state=state.model_dump_json(), state_version=0, updated_at=self.now(),
-                ))
+                self._create_enrollment(session, state)
         retrying(write)
+
+    def _create_enrollment(self, session: Session, state: EnrollmentState) -> None:
+        session.add(Enrollment(
+            id=state.enrollment, patient_id=state.patient, pathway=state.pathway, version=state.version,
+            version_key=state.version_key, enrolled_on=state.enrolled_on, as_of=state.as_of,
+            state=state.model_dump_json(), state_version=0, updated_at=self.now(),
+        ))
+        self.audit(session, [Record("enrollment.created", state.patient, state.enrollment, state.pathway, state.version,
+                                    state.version_key, state.enrollment, {"enrolled_on": state.enrolled_on.isoformat()})])
+
+    # -- pathway versions -----------------------------------------------------------------
+    def is_published(self, version_key: str) -> bool:
+        with self.engine.connect() as connection:
+            return audit.published(connection, version_key)
+
+    def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
+        """Record a pathway version (its files as published) once; False if it already was."""
+        def write() -> bool:
+            with self.transaction() as session:
+                if audit.published(session.connection(), version_key):
+                    return False
+                self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
+                                            version_key=version_key, subject=version_key, payload=payload)])
+                return True
+        return retrying(write)
 
     def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
         def read() -> tuple[EnrollmentState, int]:
@@ -216,7 +286,7 @@ class Store:
             return list(rows.scalars().all())
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
-              source: str = "advance", fail_after: Callable[[Session], None] | None = None) -> int:
+              source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
         """Write one advance (or record) in one transaction; returns the new state version.
 
         Decisions and step runs are keyed: writing the same events again adds nothing. If the
@@ -235,7 +305,7 @@ class Store:
                     raise StaleState(f"enrollment '{state.enrollment}' changed since it was read (version {read_version})")
                 if observations:
                     self._append(session, state.patient, PatientFacts(patient=state.patient, observations=tuple(observations)), source)
-                self._write_events(session, state, events)
+                self._write_events_many(session, [(state, events)], [recorded] if recorded else None)
                 if fail_after is not None:
                     fail_after(session)
                 for goal_id, goal in state.goals.items():
@@ -243,11 +313,10 @@ class Store:
                 return read_version + 1
         return retrying(write)
 
-    def _write_events(self, session: Session, state: EnrollmentState, events: list[Event]) -> None:
-        self._write_events_many(session, [(state, events)])
-
-    def _write_events_many(self, session: Session, batches: list[tuple[EnrollmentState, list[Event]]]) -> None:
-        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing."""
+    def _write_events_many(self, session: Session, batches: list[tuple[EnrollmentState, list[Event]]],
+                           extra: list[Record] | None = None) -> None:
+        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing.
+        Each new decision is audited (with ``extra`` records first) in the same transaction."""
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         runs: dict[str, dict] = {}
         decisions: dict[str, dict] = {}
@@ -267,10 +336,24 @@ class Store:
             statement = statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": statement.excluded.status, "updated_on": statement.excluded.updated_on})
             for chunk in _chunks(list(runs.values()), 300):
                 session.execute(statement, chunk)
-        if decisions:
+        existing: set[str] = set()
+        for chunk in _chunks(list(decisions), 500):
+            existing.update(session.execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
+        new = [d for k, d in decisions.items() if k not in existing]
+        if new:
             statement = insert(Decision).on_conflict_do_nothing(index_elements=["key"])
-            for chunk in _chunks(list(decisions.values()), 300):
+            for chunk in _chunks(new, 300):
                 session.execute(statement, chunk)
+        records = list(extra or [])
+        states = {state.enrollment: state for state, _ in batches}
+        for d in new:
+            state = states[d["enrollment_id"]]
+            detail = json.loads(d["detail"])
+            payload = {"kind": d["kind"], "step": d["step"], "due_on": d["due_on"].isoformat(), "decided_on": d["decided_on"].isoformat(),
+                       "reasons": json.loads(d["reasons"]), **detail}
+            records.append(Record(ACTIONS.get(d["kind"], f"decision.{d['kind']}"), state.patient, state.enrollment, state.pathway,
+                                  state.version, state.version_key, d["key"], payload))
+        self.audit(session, records)
 
     def decisions(self, enrollment: str) -> list[Decision]:
         with Session(self.engine) as session:

@@ -28,7 +28,8 @@ class Patient(SQLModel, table=True):
 class PatientIdentity(SQLModel, table=True):
     __tablename__ = "patient_identity"
     patient_id: str = Field(primary_key=True, foreign_key="patient.id", max_length=128)
-    bsn_hmac: Optional[str] = Field(default=None, max_length=128)
+    bsn_hmac: Optional[str] = Field(default=None, max_length=128)  # HMAC-SHA256 with the configured secret
+    bsn: Optional[str] = Field(default=None, max_length=16)  # only when PATHWAYS_BSN_STORAGE=plain
     name: Optional[str] = Field(default=None, max_length=256)
     birth_date: Optional[dt.date] = None
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from pathways.store import models  # noqa: F401  (registers the tables)
+from pathways.store import audit, models  # noqa: F401  (registers the tables)
 from sqlmodel import SQLModel
 
 config = context.config

@@ -1,0 +1,240 @@
+"""The audit trail: append-only, hash-chained, written in the same transaction as the change it
+records.
+
+Each entry has a sequence number, the time (from the clock), the actor (user and role), the
+action, its subject (pseudonymous ids only), the pathway and rule versions, a JSON payload
+(explanation, facts used, Prefect run ids) and two SHA-256 hashes: the previous entry's and its
+own, computed over all of the above. ``audit_head`` holds the last sequence number and hash; a
+writer locks it first, so concurrent writers queue instead of forking the chain, and a deleted
+tail is noticed by comparing the head with the last entry. The database refuses UPDATE and
+DELETE on ``audit_entry`` (SQLite triggers, a PostgreSQL trigger; migration 0002).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional
+
+from sqlalchemy import Column, Integer, Text, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlmodel import Field, SQLModel
+
+GENESIS = "0" * 64
+FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
+          "version_key", "subject", "payload", "prev_hash", "hash")
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    at: str = Field(max_length=40, index=True)  # ISO 8601 with offset, as hashed
+    actor: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    action: str = Field(max_length=40, index=True)
+    patient_id: Optional[str] = Field(default=None, max_length=128, index=True)
+    enrollment_id: Optional[str] = Field(default=None, max_length=128, index=True)
+    pathway: Optional[str] = Field(default=None, max_length=64, index=True)
+    pathway_version: Optional[str] = Field(default=None, max_length=32)
+    version_key: Optional[str] = Field(default=None, max_length=128)
+    subject: Optional[str] = Field(default=None, max_length=300, index=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = Field(default=GENESIS, max_length=64)
+
+
+@dataclass
+class Record:
+    """One thing to audit, before it gets its place in the chain."""
+
+    action: str
+    patient: str | None = None
+    enrollment: str | None = None
+    pathway: str | None = None
+    pathway_version: str | None = None
+    version_key: str | None = None
+    subject: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(row: dict[str, Any]) -> str:
+    """SHA-256 over every field but the hash itself, as a canonical JSON array."""
+    data = [row[name] for name in FIELDS[:-1]]
+    return hashlib.sha256(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def lock(connection: Connection) -> None:
+    """Take the audit head's row lock (PostgreSQL) or the write lock (SQLite) for this transaction."""
+    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+
+
+def append(connection: Connection, records: Iterable[Record], actor: Any, now: dt.datetime, context: dict[str, Any] | None = None) -> int:
+    """Append records to the chain inside the caller's transaction; returns how many.
+
+    The head row is locked first (an UPDATE), so a second writer waits for this transaction."""
+    records = list(records)
+    if not records:
+        return 0
+    lock(connection)
+    head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+    if head is None:
+        raise RuntimeError("the audit head is missing: the store was not migrated (pathways migrations 0002)")
+    seq, previous = head
+    at = now.isoformat()
+    rows = []
+    for record in records:
+        seq += 1
+        payload = dict(record.payload)
+        if context:
+            payload.setdefault("context", context)
+        row = {
+            "seq": seq, "at": at, "actor": actor.user, "role": actor.role, "action": record.action,
+            "patient_id": record.patient, "enrollment_id": record.enrollment, "pathway": record.pathway,
+            "pathway_version": record.pathway_version, "version_key": record.version_key, "subject": record.subject,
+            "payload": canonical(payload), "prev_hash": previous,
+        }
+        row["hash"] = previous = entry_hash(row)
+        rows.append(row)
+    for start in range(0, len(rows), 500):
+        connection.execute(insert(AuditEntry), rows[start:start + 500])
+    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=previous))
+    return len(rows)
+
+
+# -- verification ------------------------------------------------------------------------
+
+@dataclass
+class Verification:
+    entries: int
+    head_seq: int
+    head_hash: str
+    broken_at: int | None = None  # the first broken sequence number
+    reason: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def verify(connection: Connection, anchor: tuple[int, str] | None = None) -> Verification:
+    """Recompute the chain from the first entry; name the first broken one.
+
+    ``anchor`` (seq, hash), kept outside the database from an earlier verification, also proves
+    that nobody rewrote the whole chain up to that point."""
+    expected_seq, previous, count = 1, GENESIS, 0
+    found_anchor = anchor is None
+    result = connection.execute(select(*[getattr(AuditEntry, f) for f in FIELDS]).order_by(AuditEntry.seq)).mappings()
+    for row in result:
+        count += 1
+        row = dict(row)
+        seq = row["seq"]
+        if seq != expected_seq:
+            if seq > expected_seq:
+                why = f"entry {expected_seq} is missing (the next entry is {seq}): a row was deleted"
+            else:
+                why = f"entry {seq} appears twice or out of order"
+            return Verification(count, *_head(connection), broken_at=expected_seq, reason=why)
+        if row["prev_hash"] != previous:
+            return Verification(count, *_head(connection), broken_at=seq,
+                                reason=f"entry {seq} does not follow entry {seq - 1}: its previous-hash differs (a row was inserted, removed or moved)")
+        if entry_hash(row) != row["hash"]:
+            return Verification(count, *_head(connection), broken_at=seq,
+                                reason=f"entry {seq} ({row['action']}) was changed after it was written: its content does not match its hash")
+        if anchor is not None and seq == anchor[0]:
+            if row["hash"] != anchor[1]:
+                return Verification(count, *_head(connection), broken_at=seq,
+                                    reason=f"entry {seq} does not match the anchor kept outside the database: the chain was rewritten")
+            found_anchor = True
+        previous, expected_seq = row["hash"], seq + 1
+    head_seq, head_hash = _head(connection)
+    last = expected_seq - 1
+    if head_seq != last or head_hash != previous:
+        return Verification(count, head_seq, head_hash, broken_at=min(head_seq, last) + 1,
+                            reason=f"the chain ends at entry {last} but its head says {head_seq}: entries were removed from or added to the end")
+    if not found_anchor:
+        return Verification(count, head_seq, head_hash, broken_at=anchor[0],
+                            reason=f"the anchor entry {anchor[0]} is not in the chain (it ends at {last})")
+    return Verification(count, head_seq, head_hash)
+
+
+def _head(connection: Connection) -> tuple[int, str]:
+    head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
+    return (head[0], head[1]) if head else (0, GENESIS)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Query:
+    patient: str | None = None
+    enrollment: str | None = None
+    pathway: str | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None  # inclusive
+    actor: str | None = None
+    action: str | None = None  # exact, or a prefix ending in '.' ("decision.")
+    subject: str | None = None
+
+
+def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str, Any]]:
+    statement = select(*[getattr(AuditEntry, f) for f in FIELDS]).order_by(AuditEntry.seq)
+    for name in ("patient", "enrollment", "pathway", "actor", "subject"):
+        value = getattr(query, name)
+        if value is not None:
+            column = {"patient": AuditEntry.patient_id, "enrollment": AuditEntry.enrollment_id}.get(name) or getattr(AuditEntry, name)
+            statement = statement.where(column == value)
+    if query.action:
+        statement = statement.where(AuditEntry.action.startswith(query.action) if query.action.endswith(".") else AuditEntry.action == query.action)
+    if query.since:
+        statement = statement.where(AuditEntry.at >= query.since.isoformat())
+    if query.until:
+        statement = statement.where(AuditEntry.at < (query.until + dt.timedelta(days=1)).isoformat())
+    for row in connection.execute(statement).mappings():
+        entry = dict(row)
+        entry["payload"] = json.loads(entry["payload"])
+        yield entry
+
+
+def last_payload(connection: Connection, action: str) -> dict[str, Any] | None:
+    row = connection.execute(select(AuditEntry.payload).where(AuditEntry.action == action).order_by(AuditEntry.seq.desc()).limit(1)).scalar()
+    return json.loads(row) if row else None
+
+
+def published(connection: Connection, version_key: str) -> bool:
+    return connection.execute(
+        select(AuditEntry.seq).where(AuditEntry.action == "pathway.published", AuditEntry.version_key == version_key).limit(1)
+    ).scalar() is not None
+
+
+SQLITE_TRIGGERS = [
+    "CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END",
+    "CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: DELETE refused'); END",
+]
+POSTGRES_TRIGGERS = [
+    "CREATE OR REPLACE FUNCTION audit_entry_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit entries are append-only: % refused', TG_OP; END $$",
+    "CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only()",
+    "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_append_only()",
+]
+
+
+def install_triggers(connection: Connection) -> None:
+    for statement in (POSTGRES_TRIGGERS if connection.dialect.name == "postgresql" else SQLITE_TRIGGERS):
+        connection.execute(text(statement))
