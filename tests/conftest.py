@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAYS_DIR = ROOT / "pathways"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = ROOT.parent / "shared"
+SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")  # a PostgreSQL server; CI always sets it
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -31,3 +33,45 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def _pg_database():
+    """A fresh PostgreSQL database on SERVER: (url, drop)."""
+    import uuid
+
+    from pathways.store.db import normalise_url
+
+    admin = sa.create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
+    name = f"pathways_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return normalise_url(SERVER).rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """A store database: a SQLite file, and a fresh PostgreSQL database when SERVER is set."""
+    from pathways.store.db import make_engine
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        yield engine
+        engine.dispose()
+        return
+    if not SERVER:
+        pytest.skip("PATHWAYS_TEST_DATABASE_URL is not set (CI sets it)")
+    url, drop = _pg_database()
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        drop()
+
+

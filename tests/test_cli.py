@@ -14,7 +14,7 @@ def test_validate_shipped_pathways_is_clean_with_a_summary(cli):
     assert done.returncode == 0, done.stderr
     steps = sum(len(load_pathway(n).spec.steps) for n in ("diabetes", "copd", "heartfailure"))
     assert done.stdout.strip() == (
-        f"ok: 5 files, 3 pathways (copd 1.0.0, diabetes 1.0.0, heartfailure 1.0.0), 2 shared libraries, {steps} steps"
+        f"ok: 5 files, 3 pathways (copd 1.1.0, diabetes 1.1.0, heartfailure 1.1.0), 2 shared libraries, {steps} steps"
     )
 
 
@@ -85,7 +85,7 @@ def test_diagram_prints_mermaid_with_every_step_gate_and_escalation(cli):
     done = cli("diagram", "copd")
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert text.startswith("---\ntitle: COPD in de huisartsenpraktijk (copd 1.0.0)\n---\nflowchart TD\n")
+    assert text.startswith("---\ntitle: COPD in de huisartsenpraktijk (copd 1.1.0)\n---\nflowchart TD\n")
     spec = load_pathway("copd").spec
     for step in spec.steps:
         assert re.search(rf"^\s+{step.id}\[", text, re.M), step.id

@@ -21,30 +21,6 @@ SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")
 START = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-        yield engine
-        engine.dispose()
-        return
-    if not SERVER:
-        pytest.skip("PATHWAYS_TEST_DATABASE_URL is not set (CI sets it)")
-    admin = sa.create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
-    name = f"pathways_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = normalise_url(SERVER).rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def patient() -> PatientFacts:
     return PatientFacts(
         patient="p-store-1",
@@ -91,7 +67,7 @@ def test_advance_is_written_once_and_facts_round_trip(engine):
     assert len(decisions) == count
     assert len({d.key for d in decisions}) == len(decisions)
     escalation = next(d for d in decisions if d.kind == "escalated")
-    assert escalation.version_key.startswith("heartfailure@1.0.0#") and "potassium_mmol_l > potassium_max: true" in escalation.reasons
+    assert escalation.version_key.startswith("heartfailure@1.1.0#") and "potassium_mmol_l > potassium_max: true" in escalation.reasons
     reloaded, _ = store.load("enr-1")
     assert reloaded == new
 

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 problems in the input (listed as file:line:col: CODE me
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -287,6 +288,7 @@ def advance(
     at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
 ) -> None:
     """Advance enrollments in a Prefect flow run (embedded server unless PREFECT_API_URL is set)."""
+    _require("enrollment.write", "advance enrollments", enrollment)
     from collections import defaultdict
 
     from pathways.orchestration.service import at_clock
@@ -320,6 +322,7 @@ def advance(
 @app.command()
 def status(enrollment: Annotated[str, typer.Argument(help="Enrollment id")]) -> None:
     """Where an enrollment stands: steps, due dates, open escalations, goals."""
+    _require("enrollment.read", f"read the status of {enrollment}", enrollment)
     from rich.table import Table
 
     from pathways.store.db import UnknownEnrollment
@@ -351,6 +354,7 @@ def record(
     at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
 ) -> None:
     """Record a step done with the outputs people recorded; validated against the step."""
+    _require("input.record", f"record step {step} of {enrollment}", enrollment)
     import json
 
     from pathways.orchestration.service import Runtimes, at_clock, record_step
@@ -406,6 +410,7 @@ def run(
     at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
 ) -> None:
     """Enrol every patient file in a folder and advance them all in one Prefect flow run."""
+    _require("enrollment.write", f"run a cohort of {name}", name)
     from rich.progress import Progress
     from rich.table import Table
 
@@ -502,6 +507,7 @@ def serve(
 ) -> None:
     """Create the deployments (daily `pathways-due`, on-demand `pathways-advance`) and serve them
     from this process; reviews become scheduled flow runs. Needs PREFECT_API_URL for a server."""
+    _require("enrollment.write", "serve the deployments")
     import os
 
     os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
@@ -520,6 +526,7 @@ def deploy(
     pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process)")] = "pathways",
 ) -> None:
     """Register the deployments on a work pool, for `pathways worker` processes on any machine."""
+    _require("enrollment.write", "register deployments")
     from pathways.orchestration.deploy import register
 
     for name in register(pool):
@@ -532,12 +539,439 @@ def worker(
     limit: Annotated[int, typer.Option("--limit", help="Flow runs at once")] = 2,
 ) -> None:
     """Start a Prefect worker for the pathways work pool (runs flow runs in subprocesses)."""
+    _require("enrollment.write", "start a worker")
     import os
     import shutil
     import sys
 
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or shutil.which("prefect")
     os.execvp(prefect, [prefect, "worker", "start", "--pool", pool, "--type", "process", "--limit", str(limit)])
+
+
+# -- access ---------------------------------------------------------------------------------
+
+def _actor():
+    import os
+
+    from pathways.access import ConfigurationError, actor_from_environment
+
+    try:
+        return actor_from_environment(os.environ)
+    except ConfigurationError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2)
+
+
+def _require(permission: str, what: str, subject: str | None = None):
+    """The acting user when their role holds ``permission``; else the denial is audited and the
+    command stops (exit 1) before it reads or changes anything."""
+    from pathways.access import AccessDenied
+
+    actor = _actor()
+    if actor.may(permission):
+        return actor
+    from pathways.orchestration.service import open_store
+    from pathways.store.audit import Record
+    from pathways.store.db import StoreError
+
+    try:
+        store = open_store(_clock(), actor=actor)
+        store.record_audit([Record("access.denied", subject=subject or what, payload={"permission": permission, "attempted": what, "via": actor.via})])
+    except StoreError as exc:
+        err.print(f"warning: the denial could not be audited: {exc}", markup=False)
+    err.print(f"error: access denied: {AccessDenied(actor, permission, what)}", markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def publish(name: Annotated[str, typer.Argument(help="Pathway name or path")]) -> None:
+    """Publish a pathway version in the store: its files are kept in the audit trail, and
+    enrollments may run it. Coordinators and admins only."""
+    from pathways.orchestration.service import Runtimes, publish as publish_version
+
+    _require("pathway.publish", f"publish {name}", name)
+    clock = _clock()
+    store = _store_or_fail(clock)
+    try:
+        runtime = Runtimes().get(name)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    key = runtime.evaluator.plan.version_key
+    created = publish_version(store, runtime.loaded, key)
+    out.print(f"{'published' if created else 'already published'}: {key}", markup=False)
+
+
+@app.command()
+def patient(pid: Annotated[str, typer.Argument(metavar="PATIENT", help="Pseudonymous patient id")]) -> None:
+    """A patient's enrollments and the identifying data kept apart (name, birth date, BSN as a
+    keyed hash). Not for coordinators; every refusal is audited."""
+    from sqlmodel import Session, select
+
+    from pathways.store.models import Enrollment, Patient, PatientIdentity
+
+    _require("identity.read", f"read identifying data of patient {pid}", pid)
+    store = _store_or_fail(_clock())
+    with Session(store.engine) as session:
+        if session.get(Patient, pid) is None:
+            err.print(f"error: unknown patient '{pid}'", markup=False)
+            raise typer.Exit(1)
+        identity = session.get(PatientIdentity, pid)
+        enrollments = session.exec(select(Enrollment).where(Enrollment.patient_id == pid)).all()
+    out.print(f"patient {pid}", markup=False)
+    if identity is None:
+        out.print("  no identifying data stored", markup=False)
+    else:
+        out.print(f"  name: {identity.name or '-'}; birth date: {identity.birth_date or '-'}; "
+                  f"BSN: {'HMAC ' + identity.bsn_hmac[:16] + '...' if identity.bsn_hmac else (identity.bsn or '-')}", markup=False)
+    for e in enrollments:
+        out.print(f"  enrollment {e.id}: {e.pathway} {e.version}, enrolled {e.enrolled_on}, as of {e.as_of}", markup=False)
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+LOG_FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
+              "version_key", "subject", "payload", "prev_hash", "hash")
+DEFAULT_LOG_FIELDS = ("seq", "at", "actor", "role", "action", "enrollment_id", "subject")
+
+
+def _reader(permission_what: str):
+    """A read-only connection to the store, for auditors: nothing is created or written."""
+    from pathways.orchestration.service import database_url
+    from pathways.store.db import StoreError, open_readonly
+
+    _require("audit.read", permission_what)
+    try:
+        return open_readonly(database_url())
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+def _catalog(connection):
+    from pathways.store.audit import Query, entries
+    from pathways.views.audit import Catalog
+
+    return Catalog(entries(connection, Query(action="pathway.published")))
+
+
+def _period(text: str):
+    from pathways.views.audit import parse_period
+
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        err.print(f"error: --period: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+def _known_pathway(connection, name: str) -> None:
+    from sqlalchemy import select
+
+    from pathways.store.audit import AuditEntry
+
+    known = sorted(set(connection.execute(select(AuditEntry.pathway).where(AuditEntry.pathway.is_not(None)).distinct()).scalars()))
+    if name not in known:
+        from pathways.errors import did_you_mean
+
+        hint = did_you_mean(name, known) or ("known: " + ", ".join(known) if known else "the trail names no pathway yet")
+        err.print(f"error: no pathway '{name}' in the audit trail ({hint})", markup=False)
+        raise typer.Exit(1)
+
+
+def _known_enrollment(connection, enrollment: str) -> None:
+    from sqlalchemy import select
+
+    from pathways.store.audit import AuditEntry
+
+    if connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is None:
+        err.print(f"error: unknown enrollment '{enrollment}': the audit trail has no entry for it", markup=False)
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[Optional[str], typer.Option("--anchor", help="SEQ:HASH kept from an earlier verification")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Recompute the hash chain; name the first broken entry. Exit 0 intact, 1 broken."""
+    import json
+
+    from pathways.store.audit import verify
+
+    parsed = None
+    if anchor is not None:
+        seq, sep, digest = anchor.partition(":")
+        if not (sep and seq.isdigit() and len(digest) == 64):
+            err.print(f"error: --anchor '{anchor}' is not SEQ:HASH (a sequence number and a 64-character SHA-256)", markup=False)
+            raise typer.Exit(1)
+        parsed = (int(seq), digest.lower())
+    engine = _reader("verify the audit trail")
+    with engine.connect() as connection:
+        result = verify(connection, parsed)
+    if as_json:
+        out.print(json.dumps({"intact": result.intact, "entries": result.entries, "head_seq": result.head_seq, "head_hash": result.head_hash,
+                              "broken_at": result.broken_at, "reason": result.reason or None}), markup=False)
+    elif result.intact:
+        out.print(f"intact: {result.entries} entries; head {result.head_seq}:{result.head_hash}", markup=False)
+    else:
+        out.print(f"BROKEN at entry {result.broken_at}: {result.reason}", markup=False)
+    if not result.intact:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def audit_log(
+    patient: Annotated[Optional[str], typer.Option("--patient", help="Pseudonymous patient id")] = None,
+    enrollment: Annotated[Optional[str], typer.Option("--enrollment")] = None,
+    pathway: Annotated[Optional[str], typer.Option("--pathway")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="From this day (YYYY-MM-DD)")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Up to and including this day")] = None,
+    actor: Annotated[Optional[str], typer.Option("--actor")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="An action, or a prefix ending in '.' (e.g. step.)")] = None,
+    fields: Annotated[Optional[str], typer.Option("--fields", help="Comma-separated columns to show")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv")] = False,
+) -> None:
+    """The audit entries, filtered; as a table, JSON or CSV."""
+    import csv
+    import json
+
+    from pathways.store.audit import Query, entries
+
+    if as_json and as_csv:
+        err.print("error: give --json or --csv, not both", markup=False)
+        raise typer.Exit(2)
+    chosen = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else (LOG_FIELDS if (as_json or as_csv) else DEFAULT_LOG_FIELDS)
+    unknown = [f for f in chosen if f not in LOG_FIELDS]
+    if unknown or not chosen:
+        from pathways.errors import did_you_mean
+
+        hint = did_you_mean(unknown[0], LOG_FIELDS) if unknown else None
+        err.print(f"error: --fields: unknown field {', '.join(repr(u) for u in unknown) or '(none given)'}"
+                  f"{' (' + hint + ')' if hint else ''}; fields: {', '.join(LOG_FIELDS)}", markup=False)
+        raise typer.Exit(1)
+    query = Query(patient, enrollment, pathway, _parse_date(since, "--since"), _parse_date(until, "--until"), actor, action)
+    engine = _reader("read the audit log")
+    with engine.connect() as connection:
+        rows = [{f: e[f] for f in chosen} for e in entries(connection, query)]
+    if as_json:
+        out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(chosen), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+    else:
+        from rich.table import Table
+
+        if not out.is_terminal:
+            out.width = max(out.width, 200)
+        table = Table(title=f"audit log: {len(rows)} entries", title_justify="left")
+        for f in chosen:
+            table.add_column(f, overflow="fold")
+        for row in rows:
+            table.add_row(*(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v if v is not None else "") for v in row.values()))
+        out.print(table)
+
+
+@audit_app.command("timeline")
+def audit_timeline(
+    enrollment: Annotated[str, typer.Argument(help="Enrollment id")],
+    lang: Annotated[str, typer.Option("--lang", help="nl or en")] = "nl",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An enrollment's history as a readable story (Dutch by default, --lang en)."""
+    import json
+
+    from pathways.store.audit import Query, entries
+    from pathways.views.audit import timeline
+
+    if lang not in ("nl", "en"):
+        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
+        raise typer.Exit(2)
+    engine = _reader(f"read the timeline of {enrollment}")
+    with engine.connect() as connection:
+        _known_enrollment(connection, enrollment)
+        catalog = _catalog(connection)
+        rows = timeline(entries(connection, Query(enrollment=enrollment)), catalog, lang)
+    if as_json:
+        out.print(json.dumps([{"date": d.isoformat(), "text": t, "seq": e["seq"], "actor": e["actor"], "role": e["role"]} for d, t, e in rows],
+                             ensure_ascii=False, indent=1), markup=False)
+        return
+    for day, text, entry in rows:
+        out.print(f"{day} {text}  [#{entry['seq']} {entry['actor']}]", markup=False)
+
+
+@audit_app.command("show")
+def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. ENROLLMENT:STEP:DATE:gated) or decision id")]) -> None:
+    """One decision: outcome, explanation, facts used, rules and versions, Prefect run ids."""
+    from sqlalchemy import select
+
+    from pathways.store.audit import Query, entries
+    from pathways.store.models import Decision
+
+    engine = _reader(f"read decision {decision}")
+    with engine.connect() as connection:
+        key = decision
+        if decision.isdigit():
+            key = connection.execute(select(Decision.key).where(Decision.id == int(decision))).scalar() or decision
+        found = list(entries(connection, Query(subject=key)))
+        decision_id = connection.execute(select(Decision.id).where(Decision.key == key)).scalar()
+    found = [e for e in found if e["action"].startswith(("step.", "escalation.", "goal.", "indication."))]
+    if not found:
+        err.print(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)", markup=False)
+        raise typer.Exit(1)
+    e = found[0]
+    p = e["payload"]
+    lines = [
+        f"decision {e['subject']}" + (f" (id {decision_id})" if decision_id else ""),
+        f"  outcome: {e['action']} {p.get('step') or ''}".rstrip(),
+        f"  enrollment: {e['enrollment_id']} (patient {e['patient_id']})",
+        f"  due on: {p.get('due_on')}; decided on: {p.get('decided_on')}",
+        f"  pathway: {e['pathway']} {e['pathway_version']} ({e['version_key']})",
+    ]
+    lines += ["  reasons:"] + [f"    {r}" for r in p.get("reasons") or ["-"]]
+    for c in p.get("conditions") or []:
+        lines.append(f"  condition {c['id']}: {c['when']}")
+    if p.get("rules"):
+        lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p["rules"].items()))
+    if p.get("facts"):
+        lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p["facts"].items()))
+    for k in ("financing", "severity", "action", "notify", "goal", "target", "deadline"):
+        if p.get(k) is not None:
+            lines.append(f"  {k}: {p[k]}")
+    context = p.get("context") or {}
+    lines.append(f"  Prefect flow run: {context.get('prefect_flow_run', '-')}; task run: {context.get('prefect_task_run', '-')}")
+    lines.append(f"  audit entry #{e['seq']} at {e['at']} by {e['actor']} ({e['role']}); hash {e['hash']}")
+    out.print("\n".join(lines), markup=False)
+
+
+@audit_app.command("indicators")
+def audit_indicators(
+    pathway: Annotated[str, typer.Option("--pathway", help="Pathway name")],
+    period: Annotated[str, typer.Option("--period", help="2026Q1, 2026-03, 2026 or FROM..TO")],
+    grace: Annotated[int, typer.Option("--grace", min=0, max=365, help="Days after the due date a review still counts as on time")] = 14,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Quality indicators of a pathway over a period, computed from the audit trail."""
+    import json
+
+    from pathways.store.audit import Query, entries
+    from pathways.views.audit import indicators
+
+    chosen = _period(period)
+    engine = _reader(f"read indicators of {pathway}")
+    with engine.connect() as connection:
+        _known_pathway(connection, pathway)
+        catalog = _catalog(connection)
+        result = indicators(list(entries(connection, Query(pathway=pathway))), catalog, pathway, chosen, _today(), grace)
+    data = result.to_json()
+    if as_json:
+        out.print(json.dumps(data, ensure_ascii=False, indent=1), markup=False)
+        return
+    r, e, f, g = data["reviews_on_time"], data["escalation_to_action_days"], data["referral_to_specialist_days"], data["goals_met_by_deadline"]
+    out.print(f"{pathway} {chosen.label} ({chosen.start} .. {chosen.end})", markup=False)
+    out.print(f"  reviews on time (within {grace} days): {r['percent_on_time'] if r['percent_on_time'] is not None else 'n/a'}% "
+              f"({r['on_time']} on time, {r['late_or_missed']} late or missed, {r['pending']} pending)", markup=False)
+    out.print(f"  escalation trigger -> action: median {e['median_days'] if e['median_days'] is not None else 'n/a'} days ({e['acted']} acted, {e['open']} open)", markup=False)
+    out.print(f"  referral -> first specialist contact: median {f['median_days'] if f['median_days'] is not None else 'n/a'} days "
+              f"({f['referrals_with_contact']} with a recorded contact, {f['without_recorded_contact']} without)", markup=False)
+    out.print(f"  SMART goals met by their deadline: {g['percent_met'] if g['percent_met'] is not None else 'n/a'}% ({g['met']} met, {g['missed']} missed)", markup=False)
+    for fact, months in data["proms"].items():
+        out.print(f"  PROM {fact}: " + "; ".join(f"{m['month']} median {m['median']} (n={m['n']})" for m in months), markup=False)
+    if not data["proms"]:
+        out.print("  PROMs: none recorded in the period", markup=False)
+
+
+@audit_app.command("report")
+def audit_report(
+    enrollment: Annotated[Optional[str], typer.Argument(help="Enrollment id (or use --pathway and --period)")] = None,
+    pathway: Annotated[Optional[str], typer.Option("--pathway")] = None,
+    period: Annotated[Optional[str], typer.Option("--period", help="2026Q1, 2026-03, 2026 or FROM..TO")] = None,
+    html: Annotated[Path, typer.Option("--html", help="Where to write the report")] = Path("audit-report.html"),
+    grace: Annotated[int, typer.Option("--grace", min=0, max=365)] = 14,
+) -> None:
+    """One self-contained HTML report: timeline, explanations, diagram, indicators, verification."""
+    from pathways.store.audit import Query, entries, verify
+    from pathways.views.audit import indicators, parse_period
+    from pathways.views.diagram import DiagramError
+    from pathways.views.report import render
+
+    if (enrollment is None) == (pathway is None) or (pathway is not None and period is None):
+        err.print("error: give an ENROLLMENT, or --pathway NAME with --period", markup=False)
+        raise typer.Exit(2)
+    if not html.parent.is_dir():
+        err.print(f"error: --html {html}: the folder {html.parent} does not exist", markup=False)
+        raise typer.Exit(1)
+    chosen = _period(period) if period else None
+    engine = _reader("write an audit report")
+    with engine.connect() as connection:
+        if enrollment:
+            _known_enrollment(connection, enrollment)
+        else:
+            _known_pathway(connection, pathway)
+        catalog = _catalog(connection)
+        verification = verify(connection)
+        if enrollment:
+            selected = list(entries(connection, Query(enrollment=enrollment)))
+            name = selected[0]["pathway"]
+            history = list(entries(connection, Query(pathway=name)))
+            days = [e for e in selected if e["action"] != "pathway.published"]
+            first = min(dt.date.fromisoformat(e["at"][:10]) for e in days)
+            span = parse_period(f"{first.isoformat()}..{max(_today(), first).isoformat()}")
+            ind = indicators([e for e in history if e.get("enrollment_id") == enrollment], catalog, name, span, _today(), grace)
+            subject = {"enrollment": enrollment, "patient (pseudonym)": selected[0]["patient_id"], "pathway": name}
+            title = f"Audit: {enrollment}"
+        else:
+            history = list(entries(connection, Query(pathway=pathway)))
+            selected = [e for e in history if e["action"] != "pathway.published" and
+                        chosen.start <= dt.date.fromisoformat((e["payload"].get("decided_on") or e["at"])[:10]) <= chosen.end]
+            ind = indicators(history, catalog, pathway, chosen, _today(), grace)
+            subject = {"pathway": pathway, "period": f"{chosen.label} ({chosen.start} .. {chosen.end})", "enrollments": len({e['enrollment_id'] for e in selected if e['enrollment_id']})}
+            title = f"Audit: {pathway} {chosen.label}"
+    keys = sorted({e["version_key"] for e in selected if e.get("version_key")})
+    try:
+        render(html, title=title, subject=subject, entries=selected, catalog=catalog, indicators=ind,
+               verification=verification, generated=_clock().now(), version_keys=keys)
+    except DiagramError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"wrote {html} ({len(selected)} entries; chain {'intact' if verification.intact else 'BROKEN at ' + str(verification.broken_at)})", markup=False)
+
+
+@audit_app.command("export")
+def audit_export(
+    fhir: Annotated[Path, typer.Option("--fhir", help="Output file: a FHIR R4 Bundle (JSON), or NDJSON with --ndjson")],
+    ndjson: Annotated[bool, typer.Option("--ndjson", help="One resource per line (FHIR bulk data)")] = False,
+    enrollment: Annotated[Optional[str], typer.Option("--enrollment")] = None,
+    pathway: Annotated[Optional[str], typer.Option("--pathway")] = None,
+    since: Annotated[Optional[str], typer.Option("--since")] = None,
+    until: Annotated[Optional[str], typer.Option("--until")] = None,
+) -> None:
+    """Export the trail as FHIR R4 AuditEvent (every entry) and Provenance (every decision)."""
+    from pathways.store.audit import Query, entries
+    from pathways.views.fhir_audit import ExportError, resources, write
+
+    if not fhir.parent.is_dir():
+        err.print(f"error: --fhir {fhir}: the folder {fhir.parent} does not exist", markup=False)
+        raise typer.Exit(1)
+    query = Query(enrollment=enrollment, pathway=pathway, since=_parse_date(since, "--since"), until=_parse_date(until, "--until"))
+    engine = _reader("export the audit trail")
+    with engine.connect() as connection:
+        selected = list(entries(connection, query))
+    try:
+        items = resources(selected)
+        write(fhir, items, ndjson)
+    except ExportError as exc:
+        err.print(f"error: {exc}; nothing was written", markup=False)
+        raise typer.Exit(1)
+    kinds = {}
+    for r in items:
+        kinds[r["resourceType"]] = kinds.get(r["resourceType"], 0) + 1
+    out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
 
 
 def main() -> None:  # console script entry point

@@ -136,6 +136,7 @@ class Fact(Strict):
     range: tuple[float, float] | None = None
     molar_mass_g_mol: float | None = Field(default=None, gt=0)  # to convert mass <-> molar concentrations
     convert_from: tuple[LinearConversion, ...] = ()
+    prom: bool = False  # a patient-reported outcome measure (PROM): reported over time in audits
 
     @model_validator(mode="after")
     def _consistent(self) -> "Fact":

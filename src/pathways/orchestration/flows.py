@@ -39,8 +39,11 @@ def _clock(at: str) -> FixedClock:
 @task(name="advance-batch", cache_policy=NO_CACHE)
 def advance_batch(enrollments: list[str], at: str) -> dict[str, Any]:
     """Advance a batch; return a compact summary (per step: counts and gated ids; events)."""
+    from prefect.runtime import flow_run, task_run
+
     clock = _clock(at)
-    store = open_store(clock)
+    # audit entries name the Prefect runs that made them (ids only; the trail is self-sufficient)
+    store = open_store(clock, context={"prefect_flow_run": str(flow_run.id), "prefect_task_run": str(task_run.id)})
     runtimes = Runtimes()
     steps: dict[str, Counter] = {}
     gated: dict[str, list[str]] = {}

@@ -213,7 +213,7 @@ class Runtime:
         reasons = tuple(decision.reasons)
         conditions = ([f"gate:{step.id}"] if step.gate is not None else []) + [f"eligibility:{step.financing}"]
         events.append(Event(status, step.id, due_on, _key(state, step.id, due_on), at, reasons,
-                            {"financing": step.financing, **self.basis(evaluation, *conditions)}))
+                            {"stage": step.stage, "financing": step.financing, **self.basis(evaluation, *conditions)}))
         return progress.model_copy(update={"status": status, "occurrence": occurrence, "due_on": due_on, "reasons": reasons})
 
     # -- goals ---------------------------------------------------------------------------
@@ -255,7 +255,7 @@ class Runtime:
         problems, observations = self._outputs(step, data, at, require_all)
         if problems:
             raise RecordError(problems)
-        events = [Event("done", step_id, progress.due_on or at, _key(state, step_id, progress.due_on or at), at, (), {"outputs": sorted(data)})]
+        events = [Event("done", step_id, progress.due_on or at, _key(state, step_id, progress.due_on or at), at, (), {"outputs": sorted(data), "stage": step.stage})]
         steps = dict(state.steps)
         steps[step_id] = progress.model_copy(update={
             "done_on": (*progress.done_on, at), "occurrence": progress.occurrence + (1 if step.escalation is None else 0),

@@ -388,3 +388,36 @@ def _next_due(state: EnrollmentState) -> dt.date | None:
 
 
 __all__ = ["IntegrityError", "Store", "StoreError", "StoreUnavailable", "StaleState", "UnknownEnrollment", "make_engine", "migrate", "retrying"]
+
+
+def open_readonly(url: str) -> Engine:
+    """An engine that can only read an existing store (audit commands): nothing is created,
+    migrated or written. A missing, empty, corrupted or foreign database is a clear StoreError."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DatabaseError
+
+    url = normalise_url(url)
+    where = url
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        where = str(path)
+        if not path.is_file():
+            raise StoreError(f"no pathways store at {path} (PATHWAYS_DATABASE_URL); nothing was created")
+        if path.stat().st_size == 0:
+            raise StoreError(f"{path} is empty: not a pathways store")
+        engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        raise StoreUnavailable(f"{where}: cannot read the store: {reason}") from None
+    except DatabaseError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        raise StoreError(f"{where} is not a readable database ({reason}): the file may be corrupted; nothing was written") from None
+    if "audit_entry" not in tables:
+        raise StoreError(f"{where} has no audit trail: not a pathways store, or one that predates the audit trail "
+                         f"(a writing command such as `pathways advance --due` migrates it)")
+    return engine

@@ -1,0 +1,380 @@
+"""What auditors read: timelines in Dutch and English, quality indicators, the HTML report and
+the FHIR AuditEvent/Provenance export. Everything here is computed from the audit trail alone
+(entries as dicts, payloads decoded): the trail is self-sufficient, Prefect's history is not read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import statistics
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from pathways.definition.model import DISCIPLINES
+
+REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
+
+
+# -- periods -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Period:
+    start: dt.date
+    end: dt.date  # inclusive
+    label: str
+
+    def __contains__(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+
+def parse_period(text: str) -> Period:
+    """2026Q1, 2026-03, 2026, or FROM..TO (ISO dates); ValueError says what is accepted."""
+    text = text.strip()
+    try:
+        if m := re.fullmatch(r"(\d{4})[Qq]([1-4])", text):
+            year, quarter = int(m[1]), int(m[2])
+            start = dt.date(year, 3 * quarter - 2, 1)
+            end = (dt.date(year + 1, 1, 1) if quarter == 4 else dt.date(year, 3 * quarter + 1, 1)) - dt.timedelta(days=1)
+            return Period(start, end, f"{year}Q{quarter}")
+        if m := re.fullmatch(r"(\d{4})-(\d{2})", text):
+            start = dt.date(int(m[1]), int(m[2]), 1)
+            end = (dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)) - dt.timedelta(days=1)
+            return Period(start, end, text)
+        if re.fullmatch(r"\d{4}", text):
+            return Period(dt.date(int(text), 1, 1), dt.date(int(text), 12, 31), text)
+        if ".." in text:
+            first, last = text.split("..", 1)
+            start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+            if end < start:
+                raise ValueError
+            return Period(start, end, text)
+    except ValueError:
+        pass
+    raise ValueError(f"'{text}' is not a period: use 2026Q1, 2026-03, 2026 or 2026-01-01..2026-03-31")
+
+
+# -- the pathway versions named in the trail -----------------------------------------------
+
+@dataclass
+class PathwayVersion:
+    key: str
+    pathway: str
+    version: str
+    title: dict[str, str]
+    steps: dict[str, dict[str, Any]]
+    facts: dict[str, dict[str, Any]]
+    files: dict[str, dict[str, Any]]
+
+
+class Catalog:
+    """The pathway versions as published in the trail (their files' text, kept there)."""
+
+    def __init__(self, entries: Iterable[dict[str, Any]]):
+        self.versions: dict[str, PathwayVersion] = {}
+        for entry in entries:
+            if entry["action"] == "pathway.published":
+                self.versions[entry["version_key"]] = _parse_version(entry)
+
+    def get(self, key: str | None) -> PathwayVersion | None:
+        return self.versions.get(key) if key else None
+
+    def step(self, key: str | None, step: str | None) -> dict[str, Any]:
+        version = self.get(key)
+        return (version.steps.get(step) if version and step else None) or {}
+
+    def loaded(self, key: str):
+        """The published version as a LoadedPathway (its files written to a temporary folder)."""
+        from pathways.definition.loader import load_pathway
+
+        version = self.versions[key]
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder)
+            (root / "_shared").mkdir()
+            target = None
+            for info in version.files.values():
+                if info["kind"] == "pathway":
+                    (root / version.pathway).mkdir()
+                    target = root / version.pathway / info["file"]
+                    target.write_text(info["text"], encoding="utf-8")
+                else:
+                    (root / "_shared" / info["file"]).write_text(info["text"], encoding="utf-8")
+            return load_pathway(str(target))
+
+
+def _parse_version(entry: dict[str, Any]) -> PathwayVersion:
+    files = entry["payload"].get("files", {})
+    steps: dict[str, dict] = {}
+    facts: dict[str, dict] = {}
+    title = {"nl": entry["pathway"], "en": entry["pathway"]}
+    for info in files.values():
+        data = yaml.safe_load(info["text"]) or {}
+        facts.update(data.get("facts") or {})
+        if info["kind"] == "pathway":
+            title = data.get("title") or title
+            for step in data.get("steps") or []:
+                steps[step["id"]] = step
+    return PathwayVersion(entry["version_key"], entry["pathway"], entry["pathway_version"], title, steps, facts, files)
+
+
+# -- timelines -----------------------------------------------------------------------------
+
+WORDS = {
+    "nl": {
+        "enrolled": "ingeschreven in {title} ({pathway} {version})",
+        "facts": "gegevens vastgelegd uit {source}: {counts}",
+        "identity": "identificerende gegevens apart opgeslagen ({fields})",
+        "patient": "patiënt aangemaakt (pseudoniem)",
+        "indicated": "indicatie vastgesteld: {reasons}",
+        "not_indicated": "geen indicatie (meer): {reasons}",
+        "due": "{title}: klaar voor {discipline}",
+        "gated": "{title} tegengehouden: {reasons}",
+        "skipped": "{title} overgeslagen: het volgende moment is al aangebroken",
+        "done": "{title} door {discipline}",
+        "recorded": "vastgelegd bij {title}: {values}",
+        "escalated": "{title} nodig ({severity}, {action}): {reasons}",
+        "goal_agreed": "doel afgesproken: {reasons}",
+        "goal_met": "doel gehaald: {reasons}",
+        "goal_missed": "doel niet gehaald: {reasons}",
+        "published": "pathway {pathway} {version} gepubliceerd ({key})",
+        "config": "configuratie gewijzigd: {changed}",
+        "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
+        "other": "{action}",
+        "counts": "{observations} metingen, {conditions} diagnoses, {medications} medicatie",
+        "none": "geen",
+    },
+    "en": {
+        "enrolled": "enrolled in {title} ({pathway} {version})",
+        "facts": "facts recorded from {source}: {counts}",
+        "identity": "identifying data stored apart ({fields})",
+        "patient": "patient created (pseudonymous)",
+        "indicated": "indicated: {reasons}",
+        "not_indicated": "not (or no longer) indicated: {reasons}",
+        "due": "{title}: due for {discipline}",
+        "gated": "{title} held back: {reasons}",
+        "skipped": "{title} passed over: its next occurrence has come",
+        "done": "{title} by {discipline}",
+        "recorded": "recorded for {title}: {values}",
+        "escalated": "{title} needed ({severity}, {action}): {reasons}",
+        "goal_agreed": "goal agreed: {reasons}",
+        "goal_met": "goal met: {reasons}",
+        "goal_missed": "goal missed: {reasons}",
+        "published": "pathway {pathway} {version} published ({key})",
+        "config": "configuration changed: {changed}",
+        "denied": "access denied to {actor} ({role}): {attempted}",
+        "other": "{action}",
+        "counts": "{observations} observations, {conditions} conditions, {medications} medications",
+        "none": "none",
+    },
+}
+DISCIPLINE_SHORT = {"poh": "POH"}
+EVENT_WORD = {
+    "step.due": "due", "step.gated": "gated", "step.skipped": "skipped", "step.done": "done", "escalation.opened": "escalated",
+    "goal.agreed": "goal_agreed", "goal.met": "goal_met", "goal.missed": "goal_missed",
+    "indication.indicated": "indicated", "indication.not_indicated": "not_indicated",
+}
+
+
+def discipline_label(discipline: str | None, lang: str) -> str:
+    if not discipline:
+        return "?"
+    if lang == "nl":
+        return DISCIPLINE_SHORT.get(discipline, discipline)
+    text = DISCIPLINES.get(discipline, discipline)
+    inner = re.search(r"\(([^)]*)\)", text)
+    return inner[1] if inner else text
+
+
+def entry_date(entry: dict[str, Any]) -> dt.date:
+    """The date a decision was made, else the day the entry was written."""
+    payload = entry["payload"]
+    day = payload.get("decided_on") or payload.get("on")
+    return dt.date.fromisoformat(day) if day else dt.date.fromisoformat(entry["at"][:10])
+
+
+def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
+    words = WORDS[lang]
+    payload, action = entry["payload"], entry["action"]
+    step_id = payload.get("step")
+    step = catalog.step(entry["version_key"], step_id)
+    title_field = step.get("title") or {}
+    title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
+    values = {
+        "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
+        "reasons": "; ".join(payload.get("reasons") or []) or words["none"],
+        "severity": payload.get("severity"), "action": (payload.get("action") or action).replace("_", " "),
+        "pathway": entry.get("pathway"), "version": entry.get("pathway_version"), "key": entry.get("version_key"),
+    }
+    if action in EVENT_WORD:
+        return words[EVENT_WORD[action]].format(**values)
+    if action == "enrollment.created":
+        version = catalog.get(entry["version_key"])
+        values["title"] = version.title.get(lang, version.title.get("nl")) if version else entry["pathway"]
+        return words["enrolled"].format(**values)
+    if action == "facts.added":
+        return words["facts"].format(source=payload.get("source"), counts=words["counts"].format(**payload.get("counts", {})))
+    if action == "identity.stored":
+        return words["identity"].format(fields=", ".join(payload.get("fields", [])))
+    if action == "patient.created":
+        return words["patient"]
+    if action == "input.recorded":
+        shown = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(payload.get("values", {}).items())) or words["none"]
+        return words["recorded"].format(**{**values, "values": shown})
+    if action == "pathway.published":
+        return words["published"].format(**values)
+    if action == "config.changed":
+        return words["config"].format(changed=", ".join(payload.get("changed", [])))
+    if action == "access.denied":
+        return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
+    return words["other"].format(action=action)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value.get('value')} {value.get('unit') or ''}".strip()
+    return str(value)
+
+
+def timeline(entries: Iterable[dict[str, Any]], catalog: Catalog, lang: str = "nl") -> list[tuple[dt.date, str, dict[str, Any]]]:
+    """(date, sentence, entry) in the order things happened (then in the trail's order)."""
+    rows = [(entry_date(e), describe(e, catalog, lang), e) for e in entries
+            if e["action"] not in ("pathway.published", "config.changed")]
+    return sorted(rows, key=lambda row: (row[0], row[2]["seq"]))
+
+
+# -- quality indicators --------------------------------------------------------------------
+
+@dataclass
+class Indicators:
+    pathway: str
+    period: Period
+    grace_days: int
+    reviews: dict[str, Any] = field(default_factory=dict)
+    escalation_to_action: dict[str, Any] = field(default_factory=dict)
+    referral_to_specialist: dict[str, Any] = field(default_factory=dict)
+    goals: dict[str, Any] = field(default_factory=dict)
+    proms: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pathway": self.pathway, "period": {"label": self.period.label, "start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
+            "reviews_on_time": self.reviews, "escalation_to_action_days": self.escalation_to_action,
+            "referral_to_specialist_days": self.referral_to_specialist, "goals_met_by_deadline": self.goals,
+            "proms": self.proms, "grace_days": self.grace_days,
+        }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, period: Period, today: dt.date, grace_days: int = 14) -> Indicators:
+    """Quality indicators of one pathway over a period, from the trail (see docs/audit.md).
+
+    - reviews done on time: review occurrences (stage ``reviews``) due in the period, done
+      within ``grace_days`` of their due date; occurrences whose window is still open and not
+      yet done are counted as pending, not late;
+    - days from an escalation's trigger (opened) to its action (the escalation step recorded);
+    - days from referral to first specialist contact: referral escalations recorded with a
+      ``specialist_contact_date`` (from ``referral_date`` if recorded, else the record's date);
+    - SMART goals met by their deadline (deadline in the period);
+    - PROM scores (facts marked ``prom: true``) recorded in the period, per month.
+    """
+    entries = [e for e in entries if e.get("pathway") == pathway]
+    result = Indicators(pathway, period, grace_days)
+    done: dict[tuple[str, str], list[dt.date]] = defaultdict(list)  # (enrollment, step) -> done dates
+    done_run: dict[str, dt.date] = {}
+    recorded: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for e in entries:
+        p = e["payload"]
+        if e["action"] == "step.done":
+            done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
+            done_run[e["subject"].rsplit(":", 1)[0]] = dt.date.fromisoformat(p["decided_on"])
+        elif e["action"] == "input.recorded":
+            recorded[(e["enrollment_id"], p["step"])].append({"on": dt.date.fromisoformat(p["on"]), "values": p.get("values", {}), "key": e["version_key"]})
+
+    # reviews on time
+    on_time = late = pending = 0
+    late_list = []
+    for e in entries:
+        p = e["payload"]
+        if e["action"] != "step.due" or p.get("stage") != "reviews":
+            continue
+        due = dt.date.fromisoformat(p["due_on"])
+        if due not in period:
+            continue
+        run = e["subject"].rsplit(":", 1)[0]
+        finished = done_run.get(run)
+        window_end = due + dt.timedelta(days=grace_days)
+        if finished is not None and finished <= window_end:
+            on_time += 1
+        elif finished is None and window_end >= today:
+            pending += 1
+        else:
+            late += 1
+            late_list.append({"enrollment": e["enrollment_id"], "step": p["step"], "due_on": p["due_on"],
+                              "done_on": finished.isoformat() if finished else None})
+    result.reviews = {"due": on_time + late + pending, "on_time": on_time, "late_or_missed": late, "pending": pending,
+                      "percent_on_time": _pct(on_time, on_time + late), "late": late_list[:50]}
+
+    # escalation trigger -> action
+    days, open_count, referral_days, referral_missing = [], 0, [], 0
+    for e in entries:
+        p = e["payload"]
+        if e["action"] != "escalation.opened":
+            continue
+        opened = dt.date.fromisoformat(p["decided_on"])
+        if opened not in period:
+            continue
+        acted = [d for d in done.get((e["enrollment_id"], p["step"]), []) if d >= opened]
+        if acted:
+            days.append((min(acted) - opened).days)
+        else:
+            open_count += 1
+        if p.get("action") in REFERRAL_ACTIONS:
+            records = [r for r in recorded.get((e["enrollment_id"], p["step"]), []) if r["on"] >= opened]
+            contact = next((r for r in records if r["values"].get("specialist_contact_date")), None)
+            if contact is None:
+                referral_missing += 1
+                continue
+            referred = dt.date.fromisoformat(str(contact["values"].get("referral_date") or contact["on"]))
+            referral_days.append((dt.date.fromisoformat(str(contact["values"]["specialist_contact_date"])) - referred).days)
+    result.escalation_to_action = {"escalations": len(days) + open_count, "acted": len(days), "open": open_count,
+                                   "median_days": _median(days), "days": sorted(days)}
+    result.referral_to_specialist = {"referrals_with_contact": len(referral_days), "without_recorded_contact": referral_missing,
+                                     "median_days": _median(referral_days), "days": sorted(referral_days)}
+
+    # goals met by deadline
+    met = missed = 0
+    for e in entries:
+        if e["action"] in ("goal.met", "goal.missed"):
+            deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
+            if deadline in period:
+                met += e["action"] == "goal.met"
+                missed += e["action"] == "goal.missed"
+    result.goals = {"judged": met + missed, "met": met, "missed": missed, "percent_met": _pct(met, met + missed)}
+
+    # PROMs over time
+    proms: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (enrollment, _step), items in recorded.items():
+        for item in items:
+            if item["on"] not in period:
+                continue
+            version = catalog.get(item["key"])
+            for fact, value in item["values"].items():
+                declared = (version.facts.get(fact) if version else None) or {}
+                if declared.get("prom") and isinstance(value if not isinstance(value, dict) else value.get("value"), (int, float)):
+                    number = value.get("value") if isinstance(value, dict) else value
+                    proms[fact][item["on"].strftime("%Y-%m")].append(float(number))
+    result.proms = {fact: [{"month": month, "n": len(v), "median": statistics.median(v), "values": v} for month, v in sorted(months.items())]
+                    for fact, months in sorted(proms.items())}
+    return result
