@@ -256,6 +256,7 @@ def enroll(
     fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource")] = None,
 ) -> None:
     """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL)."""
+    _require("enrollment.write", f"enrol {patient} in {pathway}", patient)
     import re
 
     from pathways.facts.load import PatientFileError
