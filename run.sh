@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install everything, then run the main job on the embedded
 # default (Prefect's ephemeral server, SQLite store in .pathways/): validate and check the
-# shipped pathways, write their diagram pages to out/, and run an example cohort.
+# shipped pathways, write their diagram pages to out/, run an example cohort, verify the audit
+# trail and write its report to out/.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
@@ -14,4 +15,6 @@ for name in diabetes copd heartfailure; do
   .venv/bin/pathways diagram "$name" --html "out/$name.html"
 done
 .venv/bin/pathways run diabetes --cohort examples/cohort-diabetes --at 2026-11-01
-echo "done: open out/diabetes.html, out/copd.html or out/heartfailure.html in a browser (works offline)"
+.venv/bin/pathways audit verify
+.venv/bin/pathways audit report --pathway diabetes --period 2026Q4 --html out/audit-diabetes-2026Q4.html
+echo "done: open out/diabetes.html, out/copd.html, out/heartfailure.html or out/audit-diabetes-2026Q4.html in a browser (works offline)"

@@ -32,6 +32,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "enrollment.read": frozenset({"coordinator", "scheduler", "auditor", "admin"}),  # status (pseudonymous)
     "identity.read": frozenset({"scheduler", "auditor", "admin"}),  # name, birth date, BSN hash
     "audit.read": frozenset({"auditor", "admin"}),
+    "document.render": frozenset({"coordinator", "scheduler", "admin"}),  # care-plan documents, FHIR CarePlan
 }
 
 _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")

@@ -628,6 +628,143 @@ def patient(pid: Annotated[str, typer.Argument(metavar="PATIENT", help="Pseudony
         out.print(f"  enrollment {e.id}: {e.pathway} {e.version}, enrolled {e.enrolled_on}, as of {e.as_of}", markup=False)
 
 
+# -- documents and FHIR -----------------------------------------------------------------------
+
+def _enrollment_or_fail(store, enrollment: str):
+    from pathways.store.db import UnknownEnrollment
+
+    try:
+        return store.load(enrollment)[0]
+    except UnknownEnrollment as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+def _runtime_for(state):
+    from pathways.orchestration.service import Runtimes
+
+    try:
+        runtime = Runtimes().get(state.pathway)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    if runtime.evaluator.plan.version_key != state.version_key:
+        err.print(f"error: {state.enrollment} runs {state.version_key}, but the pathway files are now "
+                  f"{runtime.evaluator.plan.version_key}; render it with the files of its version", markup=False)
+        raise typer.Exit(1)
+    return runtime
+
+
+@app.command()
+def render(
+    document: Annotated[str, typer.Argument(help="zorgplan, verwijsbrief, evaluatieverslag or overdracht")],
+    enrollment: Annotated[str, typer.Argument(help="Enrollment id")],
+    fmt: Annotated[str, typer.Option("--format", help="html, pdf or md")] = "html",
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: ENROLLMENT-DOCUMENT.FORMAT; '-' prints md or html)")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="nl (default) or en")] = "nl",
+    escalation: Annotated[Optional[str], typer.Option("--escalation", help="For a verwijsbrief: the escalation step (default: the open referral)")] = None,
+) -> None:
+    """Write a care-plan document for an enrollment from the pathway's templates."""
+    import hashlib
+
+    from pathways.definition.documents import DOCUMENTS
+    from pathways.store.audit import Record
+    from pathways.views.documents import FORMATS, DocumentError, build_context, render_markdown, to_html, to_pdf, write_atomically
+
+    if fmt not in FORMATS:
+        err.print(f"error: --format '{fmt}': use one of {', '.join(FORMATS)}", markup=False)
+        raise typer.Exit(2)
+    if lang not in ("nl", "en"):
+        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
+        raise typer.Exit(2)
+    if out_path is not None and str(out_path) == "-" and fmt == "pdf":
+        err.print("error: a PDF is not printed: give --out FILE.pdf", markup=False)
+        raise typer.Exit(2)
+    actor = _require("document.render", f"render {document} for {enrollment}", enrollment)
+    clock = _clock()
+    store = _store_or_fail(clock)
+    state = _enrollment_or_fail(store, enrollment)
+    runtime = _runtime_for(state)
+    named = {s.document for s in runtime.spec.steps if s.document}
+    if document not in DOCUMENTS and document not in named:
+        from pathways.errors import did_you_mean
+
+        known = sorted(set(DOCUMENTS) | named)
+        err.print(f"error: unknown document '{document}' ({did_you_mean(document, known) or 'documents: ' + ', '.join(known)})", markup=False)
+        raise typer.Exit(1)
+    identity = store.identity(state.patient) if actor.may("identity.read") else None
+    try:
+        context = build_context(runtime.loaded, runtime.evaluator, document, lang, clock.today(), state=state,
+                                patient_facts=store.patient_facts(state.patient), decisions=store.decisions(enrollment),
+                                recorded=store.recorded_inputs(enrollment), identity=identity, escalation_step=escalation)
+        markdown = render_markdown(runtime.loaded, document, lang, context)
+        if fmt == "md":
+            data = markdown.encode("utf-8")
+        else:
+            html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
+            data = html.encode("utf-8") if fmt == "html" else to_pdf(html)
+    except DocumentError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    store.record_audit([Record("document.rendered", state.patient, enrollment, state.pathway, state.version, state.version_key,
+                               f"{enrollment}:{document}", {"document": document, "format": fmt, "lang": lang,
+                                                              "sha256": hashlib.sha256(data).hexdigest(), "identifying": identity is not None})])
+    if out_path is not None and str(out_path) == "-":
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    target = out_path or Path(f"{enrollment}-{document}.{fmt}")
+    if not target.parent.is_dir():
+        err.print(f"error: --out {target}: the folder {target.parent} does not exist", markup=False)
+        raise typer.Exit(1)
+    write_atomically(target, data)
+    out.print(f"wrote {target}", markup=False)
+
+
+fhir_app = typer.Typer(help="FHIR R4 exchange: export pathways and care plans.", no_args_is_help=True)
+app.add_typer(fhir_app, name="fhir")
+
+
+@fhir_app.command("export")
+def fhir_export(
+    what: Annotated[str, typer.Argument(metavar="NAME|ENROLLMENT", help="A pathway name (PlanDefinition) or an enrollment id (CarePlan)")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: print)")] = None,
+) -> None:
+    """A pathway as PlanDefinition + ActivityDefinitions, or an enrollment as CarePlan + Goals +
+    Tasks, as a FHIR R4 Bundle; validated first, never written when it does not validate."""
+    from pathways.definition.loader import available_pathways
+    from pathways.views.fhir_export import ExportError, bundle, care_plan, plan_definition, write
+
+    if out_file is not None and not out_file.parent.is_dir():
+        err.print(f"error: --out {out_file}: the folder {out_file.parent} does not exist", markup=False)
+        raise typer.Exit(1)
+    try:
+        if what in available_pathways() or Path(what).exists():
+            from pathways.definition.loader import load_pathway
+
+            try:
+                resources = plan_definition(load_pathway(what))
+            except ProblemsFound as exc:
+                _fail(exc.problems)
+        else:
+            _require("document.render", f"export the care plan of {what}", what)
+            clock = _clock()
+            store = _store_or_fail(clock)
+            state = _enrollment_or_fail(store, what)
+            runtime = _runtime_for(state)
+            resources = care_plan(runtime.loaded, state, clock.today())
+        data = bundle(resources)
+    except ExportError as exc:
+        err.print(f"error: {exc}; nothing was written", markup=False)
+        raise typer.Exit(1)
+    text = write(out_file, data)
+    if out_file is None:
+        sys.stdout.write(text + "\n")
+    else:
+        kinds: dict[str, int] = {}
+        for r in resources:
+            kinds[r["resourceType"]] = kinds.get(r["resourceType"], 0) + 1
+        out.print(f"wrote {out_file}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()), markup=False)
+
+
 # -- audit ----------------------------------------------------------------------------------
 
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)

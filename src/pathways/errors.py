@@ -51,6 +51,10 @@ CODES: dict[str, tuple[str, str]] = {
     "PW041": ("unsatisfiable", "a gate or rule can never be true"),
     "PW042": ("rule-cycle", "named rules or derived facts refer to each other in a cycle"),
     "PW043": ("unknown-financing-rule", "a financing route has no eligibility rule in the shared libraries"),
+    # document templates
+    "PW044": ("template-syntax", "a document template cannot be parsed"),
+    "PW045": ("template-undefined", "a document template uses a name a document does not provide, or fails to render"),
+    "PW046": ("missing-template", "a step names a document that has no Dutch template"),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from pathways.definition.documents import check_templates
 from pathways.definition.checks import Document, check_library, check_pathway
 from pathways.definition.model import Library, PathwaySpec
 from pathways.definition.yamlsource import PathKey, Source, read_yaml
@@ -339,7 +340,16 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries) -> Doc
         result.libraries.append(doc)
         return doc
     available, names = libraries.for_pathway(file)
-    result.problems.extend(check_pathway(doc, available, names))
+    problems = check_pathway(doc, available, names)
+    result.problems.extend(problems)
+    if not problems:  # templates are rendered with the pathway's facts: only for a sound pathway
+        spec = doc.model
+        facts = {}
+        for library in available.values():
+            facts.update(library.model.facts)
+        facts.update(spec.facts)
+        where = {s.id: doc.at(("steps", i, "document")) for i, s in enumerate(spec.steps)}
+        result.problems.extend(check_templates(file, spec, facts, where))
     result.pathways.append(doc)
     return doc
 

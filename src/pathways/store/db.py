@@ -355,6 +355,22 @@ class Store:
                                   state.version, state.version_key, d["key"], payload))
         self.audit(session, records)
 
+    def recorded_inputs(self, enrollment: str) -> list[tuple[dt.date, str, dict[str, Any]]]:
+        """What people recorded for the enrollment's steps: (date, step, {fact: value})."""
+        grouped: dict[tuple[dt.date, str], dict[str, Any]] = {}
+        prefix = f"record:{enrollment}:"
+        with Session(self.engine) as session:
+            rows = session.execute(select(Fact).where(Fact.source.startswith(prefix), Fact.kind == "observation").order_by(Fact.id)).scalars().all()
+            for row in rows:
+                data = json.loads(row.payload)
+                grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
+        return [(day, step, values) for (day, step), values in grouped.items()]
+
+    def identity(self, patient: str) -> dict[str, Any] | None:
+        with Session(self.engine) as session:
+            row = session.get(PatientIdentity, patient)
+            return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
+
     def decisions(self, enrollment: str) -> list[Decision]:
         with Session(self.engine) as session:
             return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())

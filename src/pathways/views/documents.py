@@ -1,0 +1,164 @@
+"""Care-plan documents for one enrollment: the context (from the store, the runtime state and the
+rules' current view of the patient), rendered with the pathway's templates to Markdown, HTML
+(markdown-it, raw HTML in values escaped) or PDF (WeasyPrint)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from pathways.definition import documents as D
+from pathways.definition.loader import LoadedPathway
+from pathways.facts.derive import Atom, Reader
+
+FORMATS = ("md", "html", "pdf")
+HIDDEN_FACTS = {"birth_date", "deceased_date", "referral_date", "specialist_contact_date"}  # identifying, or bookkeeping
+
+
+class DocumentError(ValueError):
+    pass
+
+
+def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, today: dt.date, *, state, patient_facts,
+                  decisions: list, recorded: list[tuple[dt.date, str, dict]], identity: dict | None,
+                  escalation_step: str | None = None) -> dict[str, Any]:
+    """The document context of a real enrollment (same shape as ``definition.documents.sample_context``).
+
+    ``decisions`` are the store's Decision rows of the enrollment; ``recorded`` the recorded step
+    outputs as (date, step, values)."""
+    spec = loaded.spec
+    facts = loaded.facts
+    evaluation = evaluator.evaluate(patient_facts, today, today)
+    timeline = evaluator.timeline(patient_facts, today)
+    reader = Reader(timeline, evaluator.plan.facts, evaluator.plan.derived, today)
+    steps = []
+    for step in spec.steps:
+        if step.escalation is not None:
+            continue
+        progress = state.steps[step.id]
+        steps.append(D.step_item(step, lang, progress.status, progress.due_on, progress.done_on[-1] if progress.done_on else None, progress.reasons))
+    goals = []
+    spec_goals = {g.id: g for s in spec.steps for g in s.goals}
+    for gid, goal in state.goals.items():
+        goals.append(D.goal_item(gid, spec_goals.get(gid), lang, fact=facts.get(goal.fact), target=goal.target, baseline=goal.baseline,
+                                 latest=goal.latest, agreed_on=goal.agreed_on, deadline=goal.deadline, status=goal.status))
+    fact_items = []
+    for name, fact in facts.items():
+        if name in HIDDEN_FACTS or fact.type == "date":
+            continue
+        reading = reader.read(Atom("value", name))
+        if reading.value is None or reading.value is False:
+            continue
+        observed = None if fact.source == "demographic" else reading.observed  # a demographic's date is the birth date
+        fact_items.append(D.fact_item(name, fact, reading.value, observed, lang))
+    medications = []
+    for m in patient_facts.medications:
+        if (m.start is None or m.start <= today) and (m.end is None or m.end > today):
+            title = getattr(facts.get(m.fact), "title", None) if m.fact else None
+            name = title or (m.code.display if m.code and m.code.display else None) or (m.code.code if m.code else None) or m.fact or "?"
+            medications.append({"name": name, "since": m.start})
+    financing = []
+    for route, e in evaluation.eligibility.items():
+        eligible = e["eligible"]
+        financing.append({"route": route, "label": D.ROUTE_TEXT.get(route, route), "eligible": eligible,
+                          "eligible_text": {True: "ja" if lang == "nl" else "yes", False: "nee" if lang == "nl" else "no"}.get(eligible, "onbekend" if lang == "nl" else "unknown"),
+                          "reasons": list(e["reasons"])[:1]})
+    escalations = []
+    by_step = {s.id: s for s in spec.steps}
+    for d in decisions:
+        if d.kind != "escalated" or d.step not in by_step:
+            continue
+        detail = json.loads(d.detail)
+        at_decision = Reader(timeline, evaluator.plan.facts, evaluator.plan.derived, d.decided_on)
+        used = [D.fact_item(k, facts[k], v, None if facts[k].source == "demographic" else at_decision.read(Atom("value", k)).observed, lang)
+                for k, v in (detail.get("facts") or {}).items() if k in facts and k not in HIDDEN_FACTS]
+        escalations.append(D.escalation_item(by_step[d.step], lang, d.decided_on, json.loads(d.reasons), used, d.step in state.escalations))
+    escalations.sort(key=lambda e: e["since"], reverse=True)
+    chosen = None
+    if escalation_step is not None:
+        chosen = next((e for e in escalations if e["id"] == escalation_step), None)
+        if chosen is None:
+            raise DocumentError(f"escalation '{escalation_step}' was never opened for {state.enrollment}"
+                                f" (opened: {', '.join(sorted({e['id'] for e in escalations})) or 'none'})")
+    elif escalations:
+        referrals = [e for e in escalations if e["action"] in ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")]
+        chosen = next((e for e in referrals if e["open"]), None) or (referrals[0] if referrals else escalations[0])
+    if document == "verwijsbrief" and chosen is None:
+        raise DocumentError(f"no escalation to refer for: {state.enrollment} has had none (a verwijsbrief explains an escalation)")
+    review = _review(spec, state, recorded, decisions, facts, lang)
+    patient = {"id": state.patient, "name": (identity or {}).get("name"), "birth_date": (identity or {}).get("birth_date"),
+               "age": evaluation.facts.get("age_years"), "sex": evaluation.facts.get("sex")}
+    return D.context(spec, document, lang, today, patient=patient,
+                     enrollment={"id": state.enrollment, "enrolled_on": state.enrolled_on, "as_of": state.as_of},
+                     steps=steps, goals=goals, facts=fact_items, medications=medications, financing=financing,
+                     escalations=escalations, escalation=chosen, review=review)
+
+
+def _review(spec, state, recorded, decisions, facts, lang) -> dict[str, Any]:
+    """The latest review done, what was recorded at it, PROMs, and what changed since the one before."""
+    reviews = {s.id for s in spec.steps if s.stage == "reviews"}
+    done = sorted(((day, step, values) for day, step, values in recorded if step in reviews), key=lambda r: r[0])
+    if not done:
+        return {"step": None, "recorded": [], "proms": [], "changes": [], "previous_on": None}
+    day, step_id, values = done[-1]
+    previous = done[-2] if len(done) > 1 else None
+    step = next(s for s in spec.steps if s.id == step_id)
+    progress = state.steps[step_id]
+    item = D.step_item(step, lang, progress.status, progress.due_on, day, ())
+    items = [D.fact_item(k, facts.get(k), v.get("value") if isinstance(v, dict) else v, day, lang) for k, v in values.items()]
+    history = sorted(recorded, key=lambda r: r[0])
+    proms = []
+    for name, value in values.items():
+        fact = facts.get(name)
+        if fact is None or not getattr(fact, "prom", False):
+            continue
+        earlier = [v[name] for d, _, v in history if d < day and name in v]
+        proms.append({"name": name, "title": fact.title, "latest": D.format_value(value, fact.unit),
+                      "previous": D.format_value(earlier[-1], fact.unit) if earlier else None})
+    since = previous[0] if previous else state.enrolled_on
+    changes = []
+    words = {"nl": {"escalated": "escalatie", "goal_agreed": "doel afgesproken", "goal_met": "doel gehaald", "goal_missed": "doel niet gehaald", "gated": "tegengehouden"},
+             "en": {"escalated": "escalation", "goal_agreed": "goal agreed", "goal_met": "goal met", "goal_missed": "goal missed", "gated": "held back"}}[lang]
+    titles = {s.id: D.text(s.title, lang) for s in spec.steps}
+    for d in decisions:
+        if since < d.decided_on <= day and d.kind in words:
+            reasons = json.loads(d.reasons)
+            changes.append(f"{D.format_date(d.decided_on, lang)}: {words[d.kind]}: {titles.get(d.step, d.step or '')}" + (f" ({reasons[0]})" if reasons else ""))
+    return {"step": item, "recorded": items, "proms": proms, "changes": changes, "previous_on": previous[0] if previous else None}
+
+
+def render_markdown(loaded: LoadedPathway, document: str, lang: str, context: dict[str, Any]) -> str:
+    from jinja2 import TemplateNotFound
+
+    env = D.environment(D.template_dirs(Path(loaded.file), loaded.spec.id))
+    try:
+        template = env.get_template(D.template_name(document, lang))
+    except TemplateNotFound:
+        known = sorted({p.name.split(".")[0] for d in D.template_dirs(Path(loaded.file), loaded.spec.id) for p in d.glob("*.md.j2")})
+        raise DocumentError(f"no template for document '{document}' in {lang} for {loaded.spec.id} (documents: {', '.join(known) or 'none'})") from None
+    return template.render(context)
+
+
+def to_html(markdown: str, title: str, lang: str) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table").render(markdown)
+    env = Environment(loader=PackageLoader("pathways.views", "templates"), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
+    return env.get_template("document.html.j2").render(title=title, lang=lang, body=body)
+
+
+def to_pdf(html: str) -> bytes:
+    try:
+        from weasyprint import HTML
+    except OSError as exc:  # Pango missing
+        raise DocumentError(f"PDF needs Pango from the system ({exc}); run the README's set-up, which installs it") from None
+    return HTML(string=html).write_pdf()
+
+
+def write_atomically(out: Path, data: bytes) -> None:
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(out)
