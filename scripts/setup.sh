@@ -50,3 +50,13 @@ if [ ! -f "$vendor/mermaid.min.js" ] || [ "$(cat "$vendor/VERSION" 2>/dev/null)"
   echo "$MERMAID_VERSION" > "$vendor/VERSION"
   rm -rf "$tmp"
 fi
+
+# PDF documents are made by WeasyPrint, which needs Pango (and fonts) from the system.
+if ! .venv/bin/python -c 'import weasyprint' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Pango and fonts for PDF documents from Debian's packages"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core >/dev/null
+  else
+    echo "setup: WeasyPrint cannot load Pango; install libpango-1.0-0, libpangoft2-1.0-0 and fonts-dejavu-core (needed for --format pdf)" >&2
+  fi
+fi

@@ -388,12 +388,34 @@ def record(
 
 
 def _patient_files(folder: Path) -> list[Path]:
-    """The patient files in a folder (FHIR bundles or facts JSON); exit 1 when there are none."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml"))) if folder.is_dir() else []
+    """The patient files in a folder (FHIR bundles, facts JSON, or the .ndjson files of a FHIR
+    bulk-data export); exit 1 when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml", ".ndjson"))) if folder.is_dir() else []
     if not files:
-        err.print(f"error: {folder}: no patient files (.json, .json.gz, .xml)", markup=False)
+        err.print(f"error: {folder}: no patient files (.json, .json.gz, .xml, .ndjson)", markup=False)
         raise typer.Exit(1)
     return files
+
+
+def _cohort(files: list[Path]):
+    """(label, PatientFile or PatientFileError) per patient: one per file, and one per patient of
+    the .ndjson files (a bulk export) together. A malformed bulk export is one failure."""
+    from pathways.facts.load import PatientFileError, load_bulk_export, load_patient_file
+
+    bulk = [p for p in files if p.name.lower().endswith(".ndjson")]
+    for path in files:
+        if path in bulk:
+            continue
+        try:
+            yield path.name, load_patient_file(path), f"file:{path.name}"
+        except PatientFileError as exc:
+            yield path.name, exc, None
+    if bulk:
+        try:
+            for label, patient in load_bulk_export(bulk):
+                yield label, patient, f"bulk:{','.join(p.name for p in bulk)}"
+        except PatientFileError as exc:
+            yield ", ".join(p.name for p in bulk), exc, None
 
 
 def _report_failed(failed: list[tuple[str, str]]) -> None:
@@ -416,7 +438,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, at_clock, enroll_file
+    from pathways.orchestration.service import Runtimes, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     files = _patient_files(cohort)
@@ -428,12 +450,12 @@ def run(
         _fail(exc.problems)
     enrolled, failed = [], []
     with Progress(console=err, transient=True) as progress:
-        job = progress.add_task(f"enrolling {len(files)} patients", total=len(files))
-        for path in files:
-            try:
-                enrolled.append(enroll_file(store, runtimes, name, path, clock).enrollment)
-            except PatientFileError as exc:
-                failed.append((path.name, "; ".join(exc.problems)))
+        job = progress.add_task(f"enrolling from {len(files)} files", total=None)
+        for label, patient, source in _cohort(files):
+            if isinstance(patient, PatientFileError):
+                failed.append((label, "; ".join(patient.problems)))
+            else:
+                enrolled.append(enroll_patient(store, runtimes, name, patient, source, clock).enrollment)
             progress.advance(job)
     kinds = {}
     if enrolled:
@@ -444,6 +466,7 @@ def run(
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("patient files", str(len(files)))
+    table.add_row("patients read", str(len(enrolled) + len(failed)))
     table.add_row("enrolled and advanced", str(len(enrolled)))
     table.add_row("failed to read", str(len(failed)))
     for kind, n in sorted(kinds.items()):
@@ -464,7 +487,7 @@ def simulate(
     from rich.table import Table
 
     from pathways.definition.loader import load_pathway
-    from pathways.facts.load import PatientFileError, load_patient_file
+    from pathways.facts.load import PatientFileError
     from pathways.runtime.core import Runtime
     from pathways.runtime.simulate import simulate as run_simulation
 
@@ -482,12 +505,11 @@ def simulate(
     totals: dict[str, int] = {}
     failed = []
     reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
-    for path in files:
-        try:
-            facts = load_patient_file(path).facts
-        except PatientFileError as exc:
-            failed.append((path.name, "; ".join(exc.problems)))
+    for label, patient, _ in _cohort(files):
+        if isinstance(patient, PatientFileError):
+            failed.append((label, "; ".join(patient.problems)))
             continue
+        facts = patient.facts
         result = run_simulation(runtime, facts, first, months)
         counts = result.counts
         row = {
@@ -679,6 +701,10 @@ def render(
     if out_path is not None and str(out_path) == "-" and fmt == "pdf":
         err.print("error: a PDF is not printed: give --out FILE.pdf", markup=False)
         raise typer.Exit(2)
+    to_stdout = out_path is not None and str(out_path) == "-"
+    if out_path is not None and not to_stdout and not out_path.parent.is_dir():
+        err.print(f"error: --out {out_path}: the folder {out_path.parent} does not exist", markup=False)
+        raise typer.Exit(1)
     actor = _require("document.render", f"render {document} for {enrollment}", enrollment)
     clock = _clock()
     store = _store_or_fail(clock)
@@ -705,18 +731,17 @@ def render(
     except DocumentError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
+    target = None if to_stdout else (out_path or Path(f"{enrollment}-{document}.{fmt}"))
+    if target is not None:
+        write_atomically(target, data)
+    # disclosed: the trail says what was rendered for whom (a hash of it, not the text)
     store.record_audit([Record("document.rendered", state.patient, enrollment, state.pathway, state.version, state.version_key,
                                f"{enrollment}:{document}", {"document": document, "format": fmt, "lang": lang,
                                                               "sha256": hashlib.sha256(data).hexdigest(), "identifying": identity is not None})])
-    if out_path is not None and str(out_path) == "-":
+    if target is None:
         sys.stdout.write(data.decode("utf-8"))
-        return
-    target = out_path or Path(f"{enrollment}-{document}.{fmt}")
-    if not target.parent.is_dir():
-        err.print(f"error: --out {target}: the folder {target.parent} does not exist", markup=False)
-        raise typer.Exit(1)
-    write_atomically(target, data)
-    out.print(f"wrote {target}", markup=False)
+    else:
+        out.print(f"wrote {target}", markup=False)
 
 
 fhir_app = typer.Typer(help="FHIR R4 exchange: export pathways and care plans.", no_args_is_help=True)

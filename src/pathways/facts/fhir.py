@@ -123,6 +123,62 @@ def _validate_xml(where: str, kind: str, xml: bytes):
 
 
 def load_fhir(path: Path) -> FhirImport:
+    return from_resources(read_resources(path), path.name)
+
+
+def read_ndjson(paths: list[Path]) -> dict[str, list[tuple[str, dict]]]:
+    """A FHIR bulk-data export (NDJSON: one resource per line, e.g. Patient.ndjson,
+    Observation.ndjson): the resources we read, grouped by patient id. Every malformed line is
+    reported (FhirErrors), so that no patient is enrolled from an export read only in part."""
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    problems: list[FhirError] = []
+    for path in paths:
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            problems.append(FhirError(str(path), f"cannot read: {exc.strerror}"))
+            continue
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                where = f"{path}:{number}"
+                if not raw.strip():
+                    continue
+                try:
+                    resource = json.loads(raw)
+                except UnicodeDecodeError:
+                    problems.append(FhirError(where, "not UTF-8 text"))
+                    continue
+                except json.JSONDecodeError as exc:
+                    problems.append(FhirError(f"{where}:{exc.colno}", f"malformed JSON: {exc.msg}"))
+                    continue
+                if not isinstance(resource, dict) or "resourceType" not in resource:
+                    problems.append(FhirError(where, "not a FHIR resource (no resourceType)"))
+                    continue
+                kind = resource["resourceType"]
+                if kind not in READ:
+                    continue
+                if kind == "Patient":
+                    patient = resource.get("id")
+                else:
+                    reference = (resource.get("subject") or {}).get("reference") or ""
+                    patient = reference.split("/", 1)[1] if reference.startswith("Patient/") else None
+                if not patient:
+                    problems.append(FhirError(where, f"{kind} without a patient ({'id' if kind == 'Patient' else 'subject.reference Patient/...'} is missing)"))
+                    continue
+                groups.setdefault(patient, []).append((where, resource))
+    if problems:
+        raise BulkError(problems)
+    return groups
+
+
+class BulkError(ValueError):
+    def __init__(self, problems: list[FhirError]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def from_resources(resources, name: str) -> FhirImport:
+    """PatientFacts from one patient's resources: (where, dict or validated model) pairs."""
     notes: list[str] = []
     patient_id = None
     identity: dict[str, Any] = {}
@@ -130,7 +186,7 @@ def load_fhir(path: Path) -> FhirImport:
     observations: list[Observation] = []
     conditions: list[Condition] = []
     medications: list[Medication] = []
-    for where, resource in read_resources(path):
+    for where, resource in resources:
         kind = resource["resourceType"] if isinstance(resource, dict) else resource.get_resource_type()
         if kind not in READ:
             continue
@@ -161,7 +217,7 @@ def load_fhir(path: Path) -> FhirImport:
             item = _medication(model)
             if item is not None:
                 medications.append(item)
-    pseudonym = "p-" + hashlib.sha256((patient_id or path.name).encode()).hexdigest()[:16]
+    pseudonym = "p-" + hashlib.sha256((patient_id or name).encode()).hexdigest()[:16]
     facts = PatientFacts(
         patient=pseudonym, demographics=demographics, observations=tuple(observations),
         conditions=tuple(conditions), medications=tuple(medications),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pathways.facts.fhir import FhirError, load_fhir
+from pathways.facts.fhir import BulkError, FhirError, from_resources, load_fhir, read_ndjson
 from pathways.facts.model import PatientFacts
 
 
@@ -68,6 +68,29 @@ def load_fhir_file(path: Path) -> PatientFile:
 def load_patient_file(path: Path) -> PatientFile:
     """A facts JSON or a FHIR file, told apart by content."""
     name = path.name.lower()
-    if name.endswith((".json.gz", ".xml", ".ndjson")):
+    if name.endswith((".json.gz", ".xml")):
         return load_fhir_file(path)
     return load_facts_json(path)
+
+
+def load_bulk_export(paths: list[Path]) -> list[tuple[str, PatientFile | PatientFileError]]:
+    """A FHIR bulk-data export (NDJSON files): one PatientFile per patient, or the problem that
+    keeps that patient out. A malformed line anywhere refuses the whole export (PatientFileError
+    naming every bad line): no patient is enrolled from an export read only in part."""
+    try:
+        groups = read_ndjson(paths)
+    except BulkError as exc:
+        raise PatientFileError([str(p) for p in exc.problems]) from None
+    found: list[tuple[str, PatientFile | PatientFileError]] = []
+    for patient, resources in sorted(groups.items()):
+        label = f"{paths[0].parent.name}/ Patient/{patient}"
+        try:
+            imported = from_resources(resources, patient)
+        except FhirError as exc:
+            found.append((label, PatientFileError([str(exc)])))
+            continue
+        except ValidationError as exc:
+            found.append((label, PatientFileError([f"Patient/{patient}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)])))
+            continue
+        found.append((label, PatientFile(imported.facts, "fhir-bulk", imported.notes, imported.identity)))
+    return found

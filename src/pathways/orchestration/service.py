@@ -201,8 +201,16 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
 
     from pathways.store.models import Enrollment
 
+    return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id)
+
+
+def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, source: str, clock: Clock, patient_id: str | None = None) -> Enrolled:
+    """Store a read patient file's facts (identity apart) and enrol the patient."""
+    from sqlmodel import Session
+
+    from pathways.store.models import Enrollment
+
     runtime = runtimes.get(pathway)
-    patient = load_patient_file(path)
     facts = patient.facts if patient_id is None else patient.facts.model_copy(update={"patient": patient_id})
     eid = enrollment_id(runtime.loaded, facts.patient)
     with Session(store.engine) as session:
@@ -212,7 +220,7 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
     ensure_published(store, runtime)
     state = enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator)
-    store.enroll(facts, state, f"file:{path.name}", identity_row(patient.identity))
+    store.enroll(facts, state, source, identity_row(patient.identity))
     return Enrolled(eid, facts.patient, True, patient.notes)
 
 
@@ -270,12 +278,15 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
     return results
 
 
-def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock) -> list[Event]:
+def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock,
+                require_all: bool = True) -> list[Event]:
+    """Record a step done with people's input (``require_all=False``: simulations and tests may
+    leave required outputs out when nothing is known of them)."""
     authorize(store, "input.record", f"record step {step}", enrollment)
     state, version = store.load(enrollment)
     runtime = runtimes.get(state.pathway)
     facts = store.patient_facts(state.patient)
-    new, events, observations = runtime.record(state, step, data, facts, clock)
+    new, events, observations = runtime.record(state, step, data, facts, clock, require_all)
     recorded = Record("input.recorded", state.patient, enrollment, state.pathway, state.version, state.version_key,
                       f"{enrollment}:{step}", {"step": step, "values": data, "on": clock.today().isoformat()})
     store.apply(new, version, events, observations, source=f"record:{enrollment}:{step}", recorded=recorded)

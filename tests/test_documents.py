@@ -1,0 +1,353 @@
+"""Care-plan documents and FHIR exchange: every template of every pathway rendered for a real
+enrollment (a year of advances and recorded steps in a store) to Markdown, HTML (checked in
+headless Chromium) and PDF (checked with pdftotext); template validation, overrides per care
+network; FHIR PlanDefinition and CarePlan exports that validate and round-trip; NDJSON bulk import."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, ROOT, run_cli
+from pathways.access import Actor
+from pathways.clock import FixedClock
+from pathways.definition.documents import DOCUMENTS, LANGS
+from pathways.definition.loader import validate_paths
+from pathways.facts.load import PatientFile
+from pathways.facts.model import PatientFacts
+from pathways.orchestration.service import Runtimes, advance_one, enroll_patient, open_store, record_step
+from pathways.runtime.core import RecordError
+from pathways.runtime.simulate import carried_forward
+from pathways.views import documents as V
+from pathways.views import fhir_export as F
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PDFTOTEXT = shutil.which("pdftotext")
+START = dt.date(2025, 11, 3)
+
+PATIENTS = {
+    "diabetes": json.loads((ROOT / "examples" / "cohort-diabetes" / "demo-dm-03.json").read_text(encoding="utf-8")),
+    "copd": {
+        "patient": "pt-copd-doc", "demographics": {"birth_date": "1955-02-01", "sex": "female"},
+        "conditions": [{"fact": "copd_diagnosis", "onset": "2019-03-01"}],
+        "observations": [
+            {"fact": "ccq_score", "value": 2.4, "unit": "{score}", "at": "2025-10-20"}, {"fact": "mrc_grade", "value": 2, "at": "2025-10-20"},
+            {"fact": "smoking_status", "value": "current", "at": "2025-10-20"}, {"fact": "cigarettes_per_day", "value": 10, "at": "2025-10-20"},
+            {"fact": "body_weight_kg", "value": 71, "unit": "kg", "at": "2025-10-20"}, {"fact": "fev1_l", "value": 1.6, "unit": "L", "at": "2025-10-20"},
+            {"fact": "fev1_pct_predicted", "value": 62, "unit": "%", "at": "2025-10-20"}, {"fact": "exacerbation_with_ocs", "value": 1, "at": "2025-09-02"},
+            {"fact": "disease_burden", "value": "verhoogd", "at": "2025-10-20"},
+        ],
+        "medications": [{"code": {"system": "atc", "code": "R03AC12", "display": "salmeterol"}, "start": "2024-01-01"}],
+    },
+    "heartfailure": {
+        "patient": "pt-hf-doc", "demographics": {"birth_date": "1947-08-19", "sex": "male"},
+        "conditions": [{"fact": "hf_diagnosis", "onset": "2020-01-01"}],
+        "observations": [
+            {"fact": "potassium_mmol_l", "value": 5.9, "unit": "mmol/L", "at": "2025-10-30"}, {"fact": "nyha_class", "value": 2, "at": "2025-10-30"},
+            {"fact": "body_weight_kg", "value": 84, "unit": "kg", "at": "2025-10-30"}, {"fact": "systolic_bp_mmhg", "value": 128, "unit": "mm[Hg]", "at": "2025-10-30"},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """One enrollment per pathway, advanced weekly for a year with due steps recorded from the
+    latest known values (as `pathways simulate` does, but through the store)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHWAYS_IDENTITY_SECRET", "test-secret")
+        yield _world(tmp_path_factory.mktemp("documents"))
+
+
+def _world(home: Path) -> dict:
+    url = f"sqlite:///{home / 'store.db'}"
+    runtimes = Runtimes()
+    clock = FixedClock.on(START)
+    store = open_store(clock, url, Actor("poh-1", "admin", "environment"))
+    enrollments = {}
+    for name, data in PATIENTS.items():
+        facts = PatientFacts.model_validate(data)
+        identity = {"bsn": "999911120", "name": f"Test {name}", "birth_date": facts.demographics.birth_date}
+        enrollments[name] = enroll_patient(store, runtimes, name, PatientFile(facts, "facts", [], identity), "test", clock).enrollment
+    for week in range(0, 62):
+        clock = FixedClock.on(START + dt.timedelta(weeks=week))
+        store.now = clock.now
+        for name, enrollment in enrollments.items():
+            advanced = advance_one(store, runtimes, enrollment, clock)
+            runtime = runtimes.get(name)
+            state, _ = store.load(enrollment)
+            for step in [s for s, p in state.steps.items() if p.status == "due"] + list(state.escalations):
+                data, _ = carried_forward(runtime, step, store.patient_facts(state.patient), clock.today())
+                if name == "copd" and "ccq_score" in data:  # the patient reports a little better each time
+                    data["ccq_score"] = round(max(0.0, float(data["ccq_score"]) - 0.3), 1)
+                try:
+                    record_step(store, runtimes, enrollment, step, data, clock, require_all=False)
+                except RecordError:
+                    continue
+            assert advanced.enrollment == enrollment
+    return {"home": home, "url": url, "store": store, "runtimes": runtimes, "enrollments": enrollments, "today": clock.today()}
+
+
+def render(world, name, document, lang, fmt):
+    store, runtime = world["store"], world["runtimes"].get(name)
+    enrollment = world["enrollments"][name]
+    state, _ = store.load(enrollment)
+    context = V.build_context(runtime.loaded, runtime.evaluator, document, lang, world["today"], state=state,
+                              patient_facts=store.patient_facts(state.patient), decisions=store.decisions(enrollment),
+                              recorded=store.recorded_inputs(enrollment), identity=store.identity(state.patient))
+    markdown = V.render_markdown(runtime.loaded, document, lang, context)
+    if fmt == "md":
+        return markdown, context
+    html = V.to_html(markdown, context["document"]["title"], lang)
+    return (html if fmt == "html" else V.to_pdf(html)), context
+
+
+def test_the_year_produced_what_the_documents_describe(world):
+    store = world["store"]
+    copd, _ = store.load(world["enrollments"]["copd"])
+    assert copd.goals and any(p.done_on for s, p in copd.steps.items() if s.startswith("controle_"))
+    hf, _ = store.load(world["enrollments"]["heartfailure"])
+    assert any(d.kind == "escalated" for d in store.decisions(world["enrollments"]["heartfailure"]))
+    assert any(d.kind == "escalated" for d in store.decisions(world["enrollments"]["diabetes"]))
+
+
+@pytest.mark.parametrize("name", list(PATIENTS))
+@pytest.mark.parametrize("document", list(DOCUMENTS))
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_template_renders_and_its_pdf_says_it(world, tmp_path, name, document, lang):
+    if PDFTOTEXT is None:
+        if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
+            pytest.fail("pdftotext is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("pdftotext not installed")
+    markdown, context = render(world, name, document, lang, "md")
+    title = DOCUMENTS[document][lang]
+    assert markdown.startswith(f"# {title}" if document != "verwijsbrief" else ("# Verwijsbrief" if lang == "nl" else "# Referral letter"))
+    assert "{{" not in markdown and "{%" not in markdown
+    pdf, _ = render(world, name, document, lang, "pdf")
+    assert pdf.startswith(b"%PDF-")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert context["patient"]["id"] in flat and f"Test {name}" in flat  # pseudonym, and the name for a role that may see it
+    headings = {
+        ("zorgplan", "nl"): ["Uw doelen", "Wat we samen doen", "Wie doet wat", "Wanneer kijken we hoe het gaat?", "Wanneer belt u wie?", "bel 112"],
+        ("zorgplan", "en"): ["Your goals", "What we do together", "Who does what", "Whom to call when"],
+        ("verwijsbrief", "nl"): ["Geachte collega", "Reden", "Gegevens waarop dit berust", "Medicatie"],
+        ("verwijsbrief", "en"): ["Dear colleague", "Reason", "The facts it rests on", "Medication"],
+        ("evaluatieverslag", "nl"): ["Uw doelen: hoe gaat het?", "Wat u zelf aangaf", "Wat is er veranderd sinds de vorige keer?", "De volgende keer"],
+        ("evaluatieverslag", "en"): ["Your goals: how is it going?", "What you reported", "What changed since last time?", "Next time"],
+        ("overdracht", "nl"): ["Financiering", "Taken en planning", "Openstaande escalaties", "Wanneer wie inschakelen"],
+        ("overdracht", "en"): ["Financing", "Tasks and planning", "Open escalations", "When to involve whom"],
+    }[(document, lang)]
+    for heading in headings:
+        assert heading in flat, heading
+    for goal in context["goals"]:  # (in the Markdown: in a PDF table a long title wraps across lines)
+        if document in ("zorgplan", "evaluatieverslag"):
+            assert goal["title"] in markdown
+    if document == "verwijsbrief":
+        escalation = context["escalation"]
+        assert escalation is not None and " ".join(escalation["title"].split()) in flat
+    if document == "evaluatieverslag" and name == "copd":
+        review = context["review"]
+        assert review["step"] is not None and review["proms"], "the COPD review records CCQ and MRC"
+        ccq = next(p for p in review["proms"] if p["name"] == "ccq_score")
+        assert ccq["previous"] is not None and ccq["latest"] != ccq["previous"]
+        assert ("vorige keer" if lang == "nl" else "last time") in flat
+
+
+@pytest.mark.browser
+def test_html_documents_render_in_a_headless_browser(world, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("chromium not installed")
+    for name in PATIENTS:
+        for document in DOCUMENTS:
+            html, context = render(world, name, document, "nl", "html")
+            page = tmp_path / f"{name}-{document}.html"
+            page.write_text(html, encoding="utf-8")
+            done = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--dump-dom", page.as_uri()],
+                capture_output=True, text=True, timeout=120,
+            )
+            dom = done.stdout
+            assert '<main id="document">' in dom and "<h1>" in dom, done.stderr[-1000:]
+            assert context["patient"]["id"] in dom and "{{" not in dom
+            assert dom.count("<h2>") >= 3
+
+
+def test_render_command_writes_md_html_and_pdf_and_audits_it(world, tmp_path):
+    enrollment = world["enrollments"]["heartfailure"]
+    env = {"PATHWAYS_DATABASE_URL": world["url"], "PATHWAYS_TODAY": world["today"].isoformat(), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
+    md = run_cli("render", "zorgplan", enrollment, "--format", "md", "--out", "-", env=env)
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("# Individueel zorgplan: Hartfalen")
+    pdf = tmp_path / "brief.pdf"
+    done = run_cli("render", "verwijsbrief", enrollment, "--format", "pdf", "--out", str(pdf), "--lang", "en", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == f"wrote {pdf}" and pdf.read_bytes().startswith(b"%PDF-")
+    # a coordinator may render, but gets no identifying data
+    coordinator = run_cli("render", "zorgplan", enrollment, "--format", "md", "--out", "-", env={**env, "PATHWAYS_ROLE": "coordinator"})
+    assert coordinator.returncode == 0 and "Test heartfailure" not in coordinator.stdout and "Test heartfailure" in md.stdout
+    log = json.loads(run_cli("audit", "log", "--action", "document.rendered", "--json", env=env).stdout)
+    assert [(e["payload"]["document"], e["payload"]["format"], e["payload"]["identifying"]) for e in log] == [
+        ("zorgplan", "md", True), ("verwijsbrief", "pdf", True), ("zorgplan", "md", False)]
+
+
+def test_render_bad_input(world, tmp_path):
+    env = {"PATHWAYS_DATABASE_URL": world["url"], "PATHWAYS_TODAY": world["today"].isoformat(), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
+    enrollment = world["enrollments"]["copd"]
+    cases = [
+        (("render", "zorgplam", enrollment), 1, "error: unknown document 'zorgplam' (did you mean 'zorgplan'?)"),
+        (("render", "zorgplan", "copd-000000000000"), 1, "error: unknown enrollment 'copd-000000000000'"),
+        (("render", "zorgplan", enrollment, "--format", "docx"), 2, "error: --format 'docx': use one of md, html, pdf"),
+        (("render", "verwijsbrief", enrollment, "--escalation", "nope"), 1, f"error: escalation 'nope' was never opened for {enrollment}"),
+        (("render", "zorgplan", enrollment, "--out", str(tmp_path / "no" / "x.html")), 1, f"error: --out {tmp_path / 'no' / 'x.html'}: the folder"),
+        (("render", "zorgplan", enrollment, "--format", "pdf", "--out", "-"), 2, "error: a PDF is not printed"),
+    ]
+    for args, code, message in cases:
+        done = run_cli(*args, env=env)
+        assert done.returncode == code and done.stderr.startswith(message), (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_template_problems_are_found_by_validate_with_their_place(tmp_path, monkeypatch):
+    # a care network overrides the zorgplan for every pathway; a typo in it fails validation
+    network = tmp_path / "network"
+    network.mkdir()
+    (network / "zorgplan.nl.md.j2").write_text("# {{ document.title }}\n\n{% for g in goals %}\n- {{ g.smrt }}\n{% endfor %}\n", encoding="utf-8")
+    monkeypatch.setenv("PATHWAYS_TEMPLATES", str(network))
+    result = validate_paths([ROOT / "pathways"])
+    assert [p.code for p in result.problems] == ["PW045"] * 3
+    assert all(p.location.line == 4 and "'dict object' has no attribute 'smrt'" in p.message and "did you mean 'smart'?" in p.hint for p in result.problems)
+    # fixed, it is used instead of the shipped one
+    (network / "zorgplan.nl.md.j2").write_text("# Ons zorgplan voor {{ patient.id }}\n", encoding="utf-8")
+    assert validate_paths([ROOT / "pathways"]).problems == []
+    from pathways.definition.loader import load_pathway
+
+    loaded = load_pathway("copd")
+    context = {"patient": {"id": "p-1"}}
+    assert V.render_markdown(loaded, "zorgplan", "nl", context) == "# Ons zorgplan voor p-1\n"
+
+
+def test_fhir_plan_definitions_validate(tmp_path):
+    from fhir.resources.R4B.bundle import Bundle
+
+    for name in PATIENTS:
+        out = tmp_path / f"{name}.json"
+        done = run_cli("fhir", "export", name, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        bundle = Bundle.model_validate_json(out.read_text(encoding="utf-8"))
+        resources = [e.resource for e in bundle.entry]
+        plan = resources[0]
+        from pathways.definition.loader import load_pathway
+
+        spec = load_pathway(name).spec
+        assert plan.get_resource_type() == "PlanDefinition" and plan.version == spec.version
+        assert [a.get_resource_type() for a in resources[1:]] == ["ActivityDefinition"] * len(spec.steps)
+        actions = {a.id: a for a in plan.action}
+        gated = [s for s in spec.steps if s.gate is not None]
+        for step in gated:
+            action = actions[step.id.replace("_", "-")]
+            assert action.condition[0].expression.expression == step.gate.text
+            assert action.condition[0].expression.language == "text/x-pathways-expression"
+        cited = [s for s in spec.steps if s.evidence is not None]
+        assert all(actions[s.id.replace("_", "-")].documentation[0].type == "citation" for s in cited)
+        escalations = [s for s in spec.steps if s.escalation is not None]
+        assert all(actions[s.id.replace("_", "-")].priority in ("stat", "routine") for s in escalations)
+
+
+def test_fhir_care_plan_validates_and_round_trips(world, tmp_path):
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.careplan import CarePlan
+
+    env = {"PATHWAYS_DATABASE_URL": world["url"], "PATHWAYS_TODAY": world["today"].isoformat(), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
+    for name, enrollment in world["enrollments"].items():
+        out = tmp_path / f"{enrollment}.json"
+        done = run_cli("fhir", "export", enrollment, "--out", str(out), env=env)
+        assert done.returncode == 0, done.stderr
+        exported = json.loads(out.read_text(encoding="utf-8"))
+        parsed = Bundle.model_validate(exported)
+        plan_json = exported["entry"][0]["resource"]
+        plan = CarePlan.model_validate(plan_json)
+        # the same library reads back exactly what was written
+        assert plan.model_dump(mode="json", by_alias=True, exclude_none=True) == plan_json
+        assert [e.resource.model_dump(mode="json", by_alias=True, exclude_none=True) for e in parsed.entry] == [e["resource"] for e in exported["entry"]]
+        state, _ = world["store"].load(enrollment)
+        assert plan.subject.identifier.value == state.patient and plan.identifier[0].value == enrollment
+        kinds = [e.resource.get_resource_type() for e in parsed.entry]
+        assert kinds.count("Goal") == len(state.goals)
+        tasks = [e.resource for e in parsed.entry if e.resource.get_resource_type() == "Task"]
+        expected = [s for s, p in state.steps.items() if p.status in ("due", "gated")] + list(state.escalations)
+        assert sorted(t.code.text for t in tasks) == sorted(expected)
+        assert all(t.status == ("on-hold" if state.steps.get(t.code.text) and state.steps[t.code.text].status == "gated" else "ready") for t in tasks)
+        text = out.read_text(encoding="utf-8")
+        assert f"Test {name}" not in text and "999911120" not in text
+
+
+def test_an_export_that_would_not_validate_is_never_written(tmp_path):
+    from pathways.definition.loader import load_pathway
+
+    resources = F.plan_definition(load_pathway("copd"))
+    resources[0]["date"] = "last tuesday"  # not a FHIR dateTime
+    out = tmp_path / "x.json"
+    with pytest.raises(F.ExportError) as info:
+        F.write(out, F.bundle(resources))
+    assert "PlanDefinition/copd does not validate" in str(info.value) and not out.exists()
+
+
+def _ndjson_export(folder: Path) -> dict[str, list[str]]:
+    """Split the two Synthea fixture bundles into a bulk-data export (one file per type)."""
+    lines: dict[str, list[str]] = {}
+    for bundle in ("dm_casimira.json.gz", "unitless_bp_miguel.json.gz"):
+        data = json.loads(gzip.decompress((FIXTURES / "fhir" / "synthea" / bundle).read_bytes()))
+        for entry in data["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] in ("Patient", "Condition", "Observation", "MedicationRequest", "Encounter"):
+                if "subject" in resource and resource["subject"].get("reference", "").startswith("urn:uuid:"):
+                    resource["subject"]["reference"] = "Patient/" + resource["subject"]["reference"].removeprefix("urn:uuid:")
+                lines.setdefault(resource["resourceType"], []).append(json.dumps(resource))
+    for kind, rows in lines.items():
+        (folder / f"{kind}.ndjson").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_ndjson_bulk_export_gives_the_same_facts_as_the_bundles(tmp_path):
+    from pathways.facts.load import load_bulk_export, load_patient_file
+
+    _ndjson_export(tmp_path)
+    bulk = load_bulk_export(sorted(tmp_path.glob("*.ndjson")))
+    assert len(bulk) == 2
+    by_bundle = {load_patient_file(FIXTURES / "fhir" / "synthea" / b).facts.patient: load_patient_file(FIXTURES / "fhir" / "synthea" / b).facts
+                 for b in ("dm_casimira.json.gz", "unitless_bp_miguel.json.gz")}
+    for _, patient in bulk:
+        assert patient.facts == by_bundle[patient.facts.patient]
+
+
+def test_run_cohort_reads_a_bulk_export_and_refuses_a_broken_one_whole(tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    _ndjson_export(cohort)
+    shutil.copy(ROOT / "examples" / "cohort-diabetes" / "demo-dm-01.json", cohort)
+    env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PATHWAYS_TODAY": "2026-11-01", "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": "", "PATHWAYS_IDENTITY_SECRET_FILE": str(tmp_path / "k")}
+    done = run_cli("run", "diabetes", "--cohort", str(cohort), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"patients read +│ +3 │", done.stdout) and re.search(r"enrolled and advanced +│ +3 │", done.stdout)
+    # one malformed line: the whole bulk export is refused (named by file and line), the rest runs
+    with (cohort / "Observation.ndjson").open("a", encoding="utf-8") as handle:
+        handle.write('{"resourceType": "Observation", "status": \n')
+    again = run_cli("run", "diabetes", "--cohort", str(cohort), env={**env, "PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'two.db'}"})
+    assert again.returncode == 1
+    assert f"{cohort / 'Observation.ndjson'}:" in again.stderr and "malformed JSON" in again.stderr
+    assert re.search(r"enrolled and advanced +│ +1 │", again.stdout)
