@@ -162,6 +162,15 @@ def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
             "file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
             "kind": "pathway" if document is loaded.document else "library",
         }
+    from pathways.definition.documents import template_dirs
+
+    templates = {}
+    for folder in reversed(template_dirs(Path(loaded.file), loaded.spec.id)):  # the first found wins, as in rendering
+        for path in sorted(folder.glob("*.md.j2")):
+            text = path.read_text(encoding="utf-8")
+            templates[path.name] = {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
+                                    "kind": "template", "from": str(folder)}
+    files.update({f"template:{name}": info for name, info in sorted(templates.items())})
     return store.publish(loaded.spec.id, loaded.spec.version, version_key, {"files": files})
 
 

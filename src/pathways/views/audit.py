@@ -97,11 +97,13 @@ class Catalog:
             root = Path(folder)
             (root / "_shared").mkdir()
             target = None
+            (root / version.pathway / "documents").mkdir(parents=True)
             for info in version.files.values():
                 if info["kind"] == "pathway":
-                    (root / version.pathway).mkdir()
                     target = root / version.pathway / info["file"]
                     target.write_text(info["text"], encoding="utf-8")
+                elif info["kind"] == "template":  # the document templates as they were when published
+                    (root / version.pathway / "documents" / info["file"]).write_text(info["text"], encoding="utf-8")
                 else:
                     (root / "_shared" / info["file"]).write_text(info["text"], encoding="utf-8")
             return load_pathway(str(target))
@@ -113,6 +115,8 @@ def _parse_version(entry: dict[str, Any]) -> PathwayVersion:
     facts: dict[str, dict] = {}
     title = {"nl": entry["pathway"], "en": entry["pathway"]}
     for info in files.values():
+        if info["kind"] == "template":
+            continue
         data = yaml.safe_load(info["text"]) or {}
         facts.update(data.get("facts") or {})
         if info["kind"] == "pathway":

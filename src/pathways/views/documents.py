@@ -138,7 +138,13 @@ def render_markdown(loaded: LoadedPathway, document: str, lang: str, context: di
     except TemplateNotFound:
         known = sorted({p.name.split(".")[0] for d in D.template_dirs(Path(loaded.file), loaded.spec.id) for p in d.glob("*.md.j2")})
         raise DocumentError(f"no template for document '{document}' in {lang} for {loaded.spec.id} (documents: {', '.join(known) or 'none'})") from None
-    return template.render(context)
+    try:
+        return template.render(context)
+    except Exception as exc:  # jinja2's UndefinedError, or a filter given the wrong kind of value
+        from pathways.definition.documents import _template_line
+
+        raise DocumentError(f"{template.filename}:{_template_line(exc, template.filename)}: the template fails for this enrollment: {exc}"
+                            " (nothing was written; `pathways validate` checks templates)") from None
 
 
 def to_html(markdown: str, title: str, lang: str) -> str:
