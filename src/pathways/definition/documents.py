@@ -158,7 +158,15 @@ def contact_item(step: Step, lang: str) -> dict:
 
 
 def escalation_item(step: Step, lang: str, since: dt.date, reasons: Iterable[str], facts: list[dict], open_: bool) -> dict:
-    return {**contact_item(step, lang), "since": since, "reasons": list(reasons), "facts": facts, "open": open_}
+    reasons = list(reasons)
+    # the parts of the explanation that held (an `or` also explains the branches that did not)
+    findings = []
+    for line in reasons:
+        head, _, rest = line.partition(":")
+        if rest.strip().startswith("true") and not (head.strip().isidentifier() and "(" not in rest) and line not in findings:
+            findings.append(line)
+    findings = findings or reasons
+    return {**contact_item(step, lang), "since": since, "reasons": reasons, "findings": findings, "facts": facts, "open": open_}
 
 
 def context(spec: PathwaySpec, document: str, lang: str, today: dt.date, *, patient: dict, enrollment: dict,

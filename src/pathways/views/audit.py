@@ -208,9 +208,14 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     step = catalog.step(entry["version_key"], step_id)
     title_field = step.get("title") or {}
     title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
+    reasons = payload.get("reasons") or []
+    if action in ("escalation.opened", "indication.indicated"):
+        reasons = _held(reasons, "true") or reasons
+    elif action == "step.gated":
+        reasons = _held(reasons, "false") + _held(reasons, "missing") or reasons
     values = {
         "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
-        "reasons": "; ".join(payload.get("reasons") or []) or words["none"],
+        "reasons": "; ".join(reasons) or words["none"],
         "severity": payload.get("severity"), "action": (payload.get("action") or action).replace("_", " "),
         "pathway": entry.get("pathway"), "version": entry.get("pathway_version"), "key": entry.get("version_key"),
     }
@@ -236,6 +241,20 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     if action == "access.denied":
         return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
     return words["other"].format(action=action)
+
+
+def _held(reasons: list[str], truth: str) -> list[str]:
+    """The comparisons of an explanation with this outcome (named-rule summary lines left out):
+    what made an escalation open, or what held a step back."""
+    found = []
+    for line in reasons:
+        head, _, rest = line.partition(":")
+        summary = head.strip().isidentifier() and "(" not in rest  # "kidney_referral: true": a named rule's outcome
+        if rest.strip().startswith(truth) and not summary and line not in found:
+            found.append(line)
+        elif truth == "missing" and head.strip() == "missing":
+            found.append(line)
+    return found
 
 
 def _value(value: Any) -> str:
