@@ -45,7 +45,20 @@ NAMES = ["diabetes", "copd", "heartfailure"]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--enrollments", type=int, default=10_000)
+    parser.add_argument("--prefect-db", default="sqlite", choices=["sqlite", "postgresql"],
+                        help="the database of Prefect's embedded server: its own SQLite file (the default set-up), or a fresh "
+                             "PostgreSQL database on PATHWAYS_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres)")
     args = parser.parse_args()
+    if args.prefect_db == "postgresql":
+        import sqlalchemy as sa
+
+        server = os.environ.get("PATHWAYS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+        name = f"pathways_bench_prefect_{os.getpid()}"
+        admin = sa.create_engine(server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = server.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
+        print(f"Prefect's embedded server on PostgreSQL database {name}")
     clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
     store = open_store(clock)
     runtimes = Runtimes()
@@ -106,6 +119,9 @@ def main() -> None:
     print(f"floor (durable-rules on the same facts + one bulk insert of {len(rows):,} decisions): {floor:.1f} s")
     print(f"peak memory {peak:.0f} MB")
     print(f"ratio {end_to_end / floor:.2f}")
+    if args.prefect_db == "postgresql":
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

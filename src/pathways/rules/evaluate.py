@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import UserList
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,31 @@ class LazyReasons(UserList):
         return self.data + list(other)
 
 
+class LazyFacts(Mapping):
+    """Every fact's value at the date, read when first asked for (an advance never asks)."""
+
+    def __init__(self, make):
+        self._make, self._data = make, None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._make()
+        return self._data
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __eq__(self, other) -> bool:
+        return dict(self.data) == dict(other) if isinstance(other, Mapping) else NotImplemented
+
+
 class Explanations:
     """Reference explanations per condition, computed when first needed (all of them when
     cross-checking against durable-rules)."""
@@ -101,7 +127,7 @@ class Evaluation:
     at: dt.date
     indicated: bool
     indication_reasons: list[str]
-    facts: dict[str, Any]
+    facts: Mapping[str, Any]  # LazyFacts: computed on first use
     steps: list[StepResult]
     eligibility: dict[str, dict]
     escalations: list[EscalationResult]
@@ -227,9 +253,8 @@ class PathwayEvaluator:
                 return reasons
 
             steps.append(StepResult(step.id, step.stage, status, explain=explain))
-        facts = {}
-        for name in [*self.plan.facts, *self.plan.derived]:
-            facts[name] = reader.read(Atom("value", name)).value
+        names = [*self.plan.facts, *self.plan.derived]
+        facts = LazyFacts(lambda: {name: reader.read(Atom("value", name)).value for name in names})
         return Evaluation(
             spec.id, spec.version, self.plan.version_key, at, indicated, indication_reasons, facts, steps,
             eligibility, escalations, decisions, explanations, list(timeline.issues), list(timeline.unmapped_codes),

@@ -126,6 +126,20 @@ class Runtime:
         self.rule_origin = {name: f"{doc.model.id}@{doc.model.version}" for doc in loaded.libraries for name in doc.model.rules}
         self.rule_origin.update({name: f"{self.spec.id}@{self.spec.version}" for name in self.spec.rules})
         self.conditions = {c.id: c for c in self.evaluator.plan.conditions}
+        self._rules_of: dict[str, dict[str, str]] = {}
+
+    def rules_of(self, cid: str) -> dict[str, str]:
+        """The named rules a condition uses, directly or through other rules (computed once)."""
+        if cid not in self._rules_of:
+            rules: dict[str, str] = {}
+            pending = [n.name for n in E.names(self.conditions[cid].ast)]
+            while pending:
+                name = pending.pop()
+                if name in self.rule_origin and name not in rules:
+                    rules[name] = self.rule_origin[name]
+                    pending += [n.name for n in E.names(self.evaluator.plan.rules[name].when.ast)]
+            self._rules_of[cid] = rules
+        return self._rules_of[cid]
 
     def basis(self, evaluation: Evaluation, *condition_ids: str) -> dict[str, Any]:
         """What a decision rests on: its conditions, the named rules they use (with the version
@@ -138,12 +152,7 @@ class Runtime:
             if condition is None:
                 continue
             conditions.append({"id": cid, "when": condition.text})
-            pending = [n.name for n in E.names(condition.ast)]
-            while pending:
-                name = pending.pop()
-                if name in self.rule_origin and name not in rules:
-                    rules[name] = self.rule_origin[name]
-                    pending += [n.name for n in E.names(self.evaluator.plan.rules[name].when.ast)]
+            rules.update(self.rules_of(cid))
             explanation = evaluation.explanations[cid]
             facts.update({atom: (value.isoformat() if isinstance(value, dt.date) else value) for atom, value in explanation.used.items()})
         return {"conditions": conditions, "rules": dict(sorted(rules.items())), "facts": dict(sorted(facts.items()))}

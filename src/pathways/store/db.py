@@ -243,8 +243,9 @@ class Store:
         def read() -> dict[str, PatientFacts]:
             rows_by_patient: dict[str, list] = {p: [] for p in patients}
             with Session(self.engine) as session:
-                for chunk in _chunks(patients):
-                    for row in session.execute(select(Fact).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)).scalars():
+                for chunk in _chunks(patients):  # plain rows, not ORM objects: this is the hot path of a cohort
+                    statement = select(Fact.patient_id, Fact.kind, Fact.payload).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)
+                    for row in session.execute(statement):
                         rows_by_patient[row.patient_id].append(row)
             return {p: _facts_from_rows(p, rows) for p, rows in rows_by_patient.items()}
         return retrying(read)
@@ -275,9 +276,7 @@ class Store:
                         if any(versions[p["b_id"]] != p["b_next"] for p in chunk):
                             raise StaleState("enrollments changed since they were read")
                 self._write_events_many(session, [(s, events) for s, _, events in writes])
-                for state, _, _ in writes:
-                    for goal_id, goal in state.goals.items():
-                        session.merge(Goal(enrollment_id=state.enrollment, goal=goal_id, **goal.model_dump()))
+                self._write_goals(session, [s for s, _, _ in writes])
         retrying(write)
 
     def enrollments_due(self, on: dt.date) -> list[str]:
@@ -308,8 +307,7 @@ class Store:
                 self._write_events_many(session, [(state, events)], [recorded] if recorded else None)
                 if fail_after is not None:
                     fail_after(session)
-                for goal_id, goal in state.goals.items():
-                    session.merge(Goal(enrollment_id=state.enrollment, goal=goal_id, **goal.model_dump()))
+                self._write_goals(session, [state])
                 return read_version + 1
         return retrying(write)
 
@@ -331,19 +329,20 @@ class Store:
                     "reasons": json.dumps(list(e.reasons), ensure_ascii=False),
                     "detail": json.dumps(e.detail, ensure_ascii=False, default=str),
                 })
+        connection = session.connection()  # Core statements on the tables: no ORM bulk machinery on the hot path
         if runs:
-            statement = insert(StepRun)
+            statement = insert(StepRun.__table__)
             statement = statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": statement.excluded.status, "updated_on": statement.excluded.updated_on})
             for chunk in _chunks(list(runs.values()), 300):
-                session.execute(statement, chunk)
+                connection.execute(statement, chunk)
         existing: set[str] = set()
         for chunk in _chunks(list(decisions), 500):
-            existing.update(session.execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
+            existing.update(session.connection().execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
         new = [d for k, d in decisions.items() if k not in existing]
         if new:
-            statement = insert(Decision).on_conflict_do_nothing(index_elements=["key"])
+            statement = insert(Decision.__table__).on_conflict_do_nothing(index_elements=["key"])
             for chunk in _chunks(new, 300):
-                session.execute(statement, chunk)
+                connection.execute(statement, chunk)
         records = list(extra or [])
         states = {state.enrollment: state for state, _ in batches}
         for d in new:
@@ -354,6 +353,19 @@ class Store:
             records.append(Record(ACTIONS.get(d["kind"], f"decision.{d['kind']}"), state.patient, state.enrollment, state.pathway,
                                   state.version, state.version_key, d["key"], payload))
         self.audit(session, records)
+
+    def _write_goals(self, session: Session, states: list[EnrollmentState]) -> None:
+        """Goal progress upserted in bulk (one row per enrollment and goal)."""
+        rows = [{"enrollment_id": state.enrollment, "goal": goal_id, **goal.model_dump(include={"fact", "target", "agreed_on", "deadline", "baseline", "latest", "status"})}
+                for state in states for goal_id, goal in state.goals.items()]
+        if not rows:
+            return
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(Goal.__table__)
+        statement = statement.on_conflict_do_update(index_elements=["enrollment_id", "goal"], set_={
+            name: getattr(statement.excluded, name) for name in ("fact", "target", "agreed_on", "deadline", "baseline", "latest", "status")})
+        for chunk in _chunks(rows, 300):
+            session.connection().execute(statement, chunk)
 
     def recorded_inputs(self, enrollment: str) -> list[tuple[dt.date, str, dict[str, Any]]]:
         """What people recorded for the enrollment's steps: (date, step, {fact: value})."""
