@@ -170,20 +170,19 @@ def test_html_documents_render_in_a_headless_browser(world, tmp_path):
         if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
             pytest.fail("chromium is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("chromium not installed")
-    for name in PATIENTS:
-        for document in DOCUMENTS:
-            html, context = render(world, name, document, "nl", "html")
-            page = tmp_path / f"{name}-{document}.html"
-            page.write_text(html, encoding="utf-8")
-            done = subprocess.run(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--dump-dom", page.as_uri()],
-                capture_output=True, text=True, timeout=120,
-            )
-            dom = done.stdout
-            assert '<main id="document">' in dom and "<h1>" in dom, done.stderr[-1000:]
-            assert context["patient"]["id"] in dom and "{{" not in dom
-            assert dom.count("<h2>") >= 3
+    for name, document, lang in [(n, d, lg) for n in PATIENTS for d in DOCUMENTS for lg in LANGS]:
+        html, context = render(world, name, document, lang, "html")
+        page = tmp_path / f"{name}-{document}-{lang}.html"
+        page.write_text(html, encoding="utf-8")
+        done = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )
+        dom = done.stdout
+        assert '<main id="document">' in dom and "<h1>" in dom, done.stderr[-1000:]
+        assert context["patient"]["id"] in dom and "{{" not in dom
+        assert dom.count("<h2>") >= 3 and f'lang="{lang}"' in dom
 
 
 def test_render_command_writes_md_html_and_pdf_and_audits_it(world, tmp_path):
