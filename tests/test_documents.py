@@ -294,6 +294,12 @@ def test_fhir_care_plan_validates_and_round_trips(world, tmp_path):
         assert f"Test {name}" not in text and "999911120" not in text
 
 
+def test_fhir_export_of_something_unknown(tmp_path):
+    done = run_cli("fhir", "export", "diabetis", "--out", str(tmp_path / "x.json"), env={"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"})
+    assert done.returncode == 1 and done.stderr.strip() == "error: 'diabetis' is neither a pathway nor an enrollment (did you mean 'diabetes'?)"
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_an_export_that_would_not_validate_is_never_written(tmp_path):
     from pathways.definition.loader import load_pathway
 

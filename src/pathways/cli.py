@@ -773,7 +773,16 @@ def fhir_export(
             _require("document.render", f"export the care plan of {what}", what)
             clock = _clock()
             store = _store_or_fail(clock)
-            state = _enrollment_or_fail(store, what)
+            from pathways.store.db import UnknownEnrollment
+
+            try:
+                state, _ = store.load(what)
+            except UnknownEnrollment:
+                from pathways.errors import did_you_mean
+
+                hint = did_you_mean(what, list(available_pathways()))
+                err.print(f"error: '{what}' is neither a pathway nor an enrollment{' (' + hint + ')' if hint else ''}", markup=False)
+                raise typer.Exit(1)
             runtime = _runtime_for(state)
             resources = care_plan(runtime.loaded, state, clock.today())
         data = bundle(resources)
