@@ -14,9 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from conftest import ROOT
+from conftest import ROOT, SERVER, _pg_database
+from pathways.store.db import make_engine
 from test_faults import populate
 
 # The simulated "today" lies years ahead of the real clock: next due dates then become scheduled
@@ -79,9 +81,28 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request, tmp_path):
+    """(Prefect server database URL or None for its SQLite default, store URL): all on SQLite
+    files, or, as docs/deploy.md sets it up for several machines, a Prefect server on PostgreSQL
+    and a shared PostgreSQL store (fresh databases, dropped at the end)."""
+    if request.param == "sqlite":
+        yield None, f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    if not SERVER:
+        pytest.skip("PATHWAYS_TEST_DATABASE_URL is not set (CI sets it)")
+    prefect_url, drop_prefect = _pg_database()
+    store_url, drop_store = _pg_database()
+    try:
+        yield prefect_url.replace("postgresql+psycopg://", "postgresql+asyncpg://"), store_url
+    finally:
+        drop_prefect()
+        drop_store()
+
+
+def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases):
     port = free_port()
-    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    prefect_database, store_url = databases
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),
@@ -91,7 +112,11 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PATHWAYS_DATABASE_URL": store_url,
         "PATHWAYS_TODAY": AT.isoformat(),
+        "PATHWAYS_ROLE": "scheduler",  # workers run as schedulers; a coordinator published the pathway
+        "PATHWAYS_TOKEN_FILE": "",
     }
+    if prefect_database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database
     prefect = str(Path(sys.executable).with_name("prefect"))
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -103,12 +128,15 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
         subprocess.run([prefect, "work-pool", "create", "pathways", "--type", "process"], env=env, check=True, capture_output=True, timeout=120)
         populate(store_url, 30, AT)
         through_goal_setting(store_url)
+        done = subprocess.run([sys.executable, "-m", "pathways.cli", "publish", "diabetes"], env={**env, "PATHWAYS_ROLE": "coordinator"},
+                              cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0 and done.stdout.startswith("published: diabetes@"), done.stderr[-2000:]
         done = subprocess.run([sys.executable, "-m", "pathways.cli", "deploy", "--pool", "pathways"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "deployment pathways-advance/batch on work pool pathways" in done.stdout
         worker = subprocess.Popen([sys.executable, "-m", "pathways.cli", "worker", "--pool", "pathways"], env=env, cwd=tmp_path,
                                   stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        engine = sa.create_engine(store_url)
+        engine = make_engine(store_url)
         with engine.connect() as c:
             enrollments = [row[0] for row in c.execute(sa.text("select id from enrollment order by id"))]
         trigger = (
@@ -126,6 +154,16 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path):
         with engine.connect() as c:
             advanced = c.execute(sa.text("select count(distinct enrollment_id), count(*), count(distinct key) from decision")).one()
         assert advanced[0] == 30 and advanced[1] == advanced[2]
+        # the audit trail: intact, every decision once, made by the worker's scheduler role inside Prefect runs
+        done = subprocess.run([sys.executable, "-m", "pathways.cli", "audit", "verify", "--json"], env={**env, "PATHWAYS_ROLE": "auditor"},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and json.loads(done.stdout)["intact"], done.stdout + done.stderr[-2000:]
+        with engine.connect() as c:
+            audited = c.execute(sa.text("select count(distinct subject) from audit_entry where action like 'step.%' or action like 'escalation.%' "
+                                        "or action like 'goal.%' or action like 'indication.%'")).scalar()
+            worker_entries = c.execute(sa.text("select role from audit_entry where payload like '%prefect_task_run%'")).scalars().all()
+        assert audited == advanced[1]  # one audit entry per decision row
+        assert worker_entries and set(worker_entries) == {"scheduler"}  # the worker acted as a scheduler, inside Prefect runs
 
         # Prefect's API: the pathway flow ran as a subflow, and next reviews are scheduled runs
         query = (
