@@ -229,6 +229,10 @@ def test_roles(trail, tmp_path):
     # a token file names user and role; a bad one is a clear error
     token = tmp_path / "token"
     token.write_text("user: auditor-7\nrole: auditor\n", encoding="utf-8")
+    token.chmod(0o644)
+    loose = cli(trail, "audit", "verify", PATHWAYS_TOKEN_FILE=str(token))
+    assert loose.returncode == 2 and f"{token}: the token file may be read by others (mode 0o644); run: chmod 600 {token}" in loose.stderr
+    token.chmod(0o600)
     assert cli(trail, "audit", "verify", PATHWAYS_TOKEN_FILE=str(token)).returncode == 0
     token.write_text("user: x\nrole: superuser\n", encoding="utf-8")
     bad = cli(trail, "audit", "verify", PATHWAYS_TOKEN_FILE=str(token))

@@ -70,8 +70,11 @@ def actor_from_environment(environ: Mapping[str, str]) -> Actor:
         path = Path(token_file)
         try:
             text = path.read_text(encoding="utf-8")
+            mode = path.stat().st_mode
         except OSError as exc:
             raise ConfigurationError(f"{path}: cannot read the token file: {exc.strerror} (PATHWAYS_TOKEN_FILE)") from None
+        if mode & 0o077:
+            raise ConfigurationError(f"{path}: the token file may be read by others (mode {oct(mode & 0o777)}); run: chmod 600 {path}")
         values: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
