@@ -295,3 +295,20 @@ def test_report_renders_in_a_headless_browser(trail, tmp_path):
         assert "flowchart-verwijzing_nefroloog-" in dom  # the diagram of the version used, rendered
         assert 'data-plot="days"' in dom and "escalation -&gt; action" in dom
         assert "BSN" not in dom and "van Putten" not in dom
+
+
+def test_audit_commands_never_import_prefect_or_the_rules_engine(trail, tmp_path):
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from pathways.cli import app\n"
+        "runner = CliRunner()\n"
+        "for args in (['audit', 'verify'], ['audit', 'log', '--json'], ['audit', 'indicators', '--pathway', 'diabetes', '--period', '2026Q4']):\n"
+        "    result = runner.invoke(app, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'durable', 'durable_rules_engine', 'fastapi'}))\n"
+    )
+    done = subprocess.run([__import__("sys").executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **trail["env"]})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
