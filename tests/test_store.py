@@ -115,3 +115,22 @@ def test_an_unreachable_database_is_retried_then_a_clear_error():
     with pytest.raises(StoreUnavailable) as info:
         retrying(lambda: engine.connect().close(), attempts=3, first_wait=0.01)
     assert str(info.value).startswith("the database is unavailable after 3 attempts:")
+
+
+def test_goal_progress_is_upserted_in_bulk(engine):
+    from sqlmodel import Session, select
+
+    from pathways.runtime.core import GoalProgress
+    from pathways.store.models import Goal
+
+    store, runtime, clock = setup(engine)
+    state, version = store.load("enr-1")
+    goal = GoalProgress(step="doelen_afspreken", fact="body_weight_kg", target="<= 80", agreed_on=clock.today(),
+                        deadline=clock.today() + dt.timedelta(weeks=12), baseline=84.0, latest=84.0)
+    first = state.model_copy(update={"goals": {"gewicht": goal}})
+    version = store.apply(first, version, [])
+    later = first.model_copy(update={"goals": {"gewicht": goal.model_copy(update={"latest": 79.5, "status": "met"})}})
+    store.apply(later, version, [])
+    with Session(engine) as session:
+        rows = session.exec(select(Goal)).all()
+    assert [(r.enrollment_id, r.goal, r.baseline, r.latest, r.status) for r in rows] == [("enr-1", "gewicht", 84.0, 79.5, "met")]
