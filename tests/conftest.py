@@ -35,6 +35,40 @@ def cli():
     return run_cli
 
 
+def _required_tool(names: tuple[str, ...], what: str) -> str:
+    """The path of a system tool the test needs; skipped when absent, unless CI requires it."""
+    import shutil
+
+    found = next((shutil.which(n) for n in names if shutil.which(n)), None)
+    if found is None:
+        if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{what} is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip(f"{what} not installed")
+    return found
+
+
+@pytest.fixture
+def chromium() -> str:
+    return _required_tool(("chromium", "chromium-browser"), "chromium")
+
+
+@pytest.fixture
+def pdftotext() -> str:
+    return _required_tool(("pdftotext",), "pdftotext (poppler-utils)")
+
+
+def dump_dom(chromium: str, page: Path, profile: Path, wait_ms: int = 30000) -> subprocess.CompletedProcess:
+    """Open a page in headless Chromium with every network request failing; the rendered DOM on stdout."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+         # any attempt to fetch something from a network fails: the page must not need it
+         "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+         f"--virtual-time-budget={wait_ms}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
 def _pg_database():
     """A fresh PostgreSQL database on SERVER: (url, drop)."""
     import uuid

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, dump_dom, run_cli
 from pathways.access import Actor
 from pathways.clock import FixedClock
 from pathways.definition.documents import DOCUMENTS, LANGS
@@ -29,8 +28,6 @@ from pathways.runtime.simulate import carried_forward
 from pathways.views import documents as V
 from pathways.views import fhir_export as F
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PDFTOTEXT = shutil.which("pdftotext")
 START = dt.date(2025, 11, 3)
 
 PATIENTS = {
@@ -122,11 +119,7 @@ def test_the_year_produced_what_the_documents_describe(world):
 @pytest.mark.parametrize("name", list(PATIENTS))
 @pytest.mark.parametrize("document", list(DOCUMENTS))
 @pytest.mark.parametrize("lang", LANGS)
-def test_every_template_renders_and_its_pdf_says_it(world, tmp_path, name, document, lang):
-    if PDFTOTEXT is None:
-        if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
-            pytest.fail("pdftotext is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("pdftotext not installed")
+def test_every_template_renders_and_its_pdf_says_it(world, tmp_path, name, document, lang, pdftotext):
     markdown, context = render(world, name, document, lang, "md")
     title = DOCUMENTS[document][lang]
     assert markdown.startswith(f"# {title}" if document != "verwijsbrief" else ("# Verwijsbrief" if lang == "nl" else "# Referral letter"))
@@ -135,7 +128,7 @@ def test_every_template_renders_and_its_pdf_says_it(world, tmp_path, name, docum
     assert pdf.startswith(b"%PDF-")
     path = tmp_path / "doc.pdf"
     path.write_bytes(pdf)
-    text = subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run([pdftotext, "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split())
     assert context["patient"]["id"] in flat and f"Test {name}" in flat  # pseudonym, and the name for a role that may see it
     headings = {
@@ -165,20 +158,12 @@ def test_every_template_renders_and_its_pdf_says_it(world, tmp_path, name, docum
 
 
 @pytest.mark.browser
-def test_html_documents_render_in_a_headless_browser(world, tmp_path):
-    if CHROMIUM is None:
-        if os.environ.get("PATHWAYS_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is required here (PATHWAYS_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("chromium not installed")
+def test_html_documents_render_in_a_headless_browser(world, tmp_path, chromium):
     for name, document, lang in [(n, d, lg) for n in PATIENTS for d in DOCUMENTS for lg in LANGS]:
         html, context = render(world, name, document, lang, "html")
         page = tmp_path / f"{name}-{document}-{lang}.html"
         page.write_text(html, encoding="utf-8")
-        done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120,
-        )
+        done = dump_dom(chromium, page, tmp_path / "profile", wait_ms=5000)
         dom = done.stdout
         assert '<main id="document">' in dom and "<h1>" in dom, done.stderr[-1000:]
         assert context["patient"]["id"] in dom and "{{" not in dom

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,7 @@ from pathways.clock import FixedClock
 from pathways.definition.loader import load_pathway
 from pathways.facts.model import Condition, Demographics, Observation, PatientFacts
 from pathways.runtime.core import Runtime, enroll
-from pathways.store.db import StaleState, Store, StoreUnavailable, make_engine, migrate, normalise_url, retrying
+from pathways.store.db import StaleState, Store, StoreUnavailable, make_engine, migrate, retrying
 
 SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")
 START = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)

@@ -138,17 +138,18 @@ def ensure_published(store: Store, runtime: Runtime) -> None:
     """A pathway version runs only once it is published in this store (its files are kept in
     the audit trail). Roles that may publish do it on first use; others are refused."""
     key = runtime.evaluator.plan.version_key
-    if key in _PUBLISHED.get(id(store.engine), set()) or store.is_published(key):
-        _PUBLISHED.setdefault(id(store.engine), set()).add(key)
+    known = _PUBLISHED.setdefault(str(store.engine.url), set())  # per database: a store is opened per batch
+    if key in known or store.is_published(key):
+        known.add(key)
         return
     spec = runtime.loaded.spec
     authorize(store, "pathway.publish", f"run {spec.id} {spec.version}, which is not published in this store yet "
               f"(a coordinator publishes it with `pathways publish {spec.id}`)", key)
     publish(store, runtime.loaded, key)
-    _PUBLISHED.setdefault(id(store.engine), set()).add(key)
+    known.add(key)
 
 
-_PUBLISHED: dict[int, set[str]] = {}
+_PUBLISHED: dict[str, set[str]] = {}
 
 
 def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
@@ -206,10 +207,6 @@ class Enrolled:
 def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, clock: Clock, patient_id: str | None = None) -> Enrolled:
     """Read a patient file (facts JSON or FHIR), store its facts, enrol the patient
     (under ``patient_id`` when given, else the file's pseudonym)."""
-    from sqlmodel import Session
-
-    from pathways.store.models import Enrollment
-
     return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id)
 
 
