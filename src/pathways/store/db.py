@@ -108,7 +108,7 @@ ACTIONS = {
 
 
 class Store:
-    """The store, acting for ``actor``; every change is audited in its own transaction.
+    """The store, acting for ``actor``; every change is audited in the transaction that makes it.
     ``context`` (e.g. the Prefect flow-run and task-run ids) is added to each audit entry."""
 
     def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
