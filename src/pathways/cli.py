@@ -387,6 +387,55 @@ def record(
     out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in events), markup=False)
 
 
+@app.command()
+def signoff(
+    enrollment: Annotated[str, typer.Argument(help="Enrollment id")],
+    step: Annotated[str, typer.Argument(help="An open escalation step, e.g. verwijzing_nefroloog")],
+    timeout: Annotated[int, typer.Option("--timeout", min=1, help="Seconds to wait for the sign-off")] = 3600,
+) -> None:
+    """Wait inside a Prefect flow run (paused, with typed input) for the sign-off of an open
+    escalation; resume it in Prefect's UI or with `pathways resume`. Needs a Prefect server
+    (PREFECT_API_URL) for someone else to resume it; otherwise use `pathways record`."""
+    _require("input.record", f"wait for the sign-off of {step} for {enrollment}", enrollment)
+    store = _store_or_fail(_clock())
+    state = _enrollment_or_fail(store, enrollment)
+    if step not in state.escalations:
+        err.print(f"error: '{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})", markup=False)
+        raise typer.Exit(1)
+    from pathways.orchestration.flows import signoff as signoff_flow
+
+    outcome = signoff_flow(enrollment, step, timeout)
+    out.print(f"{step} for {enrollment}: {outcome}", markup=False)
+
+
+@app.command()
+def resume(
+    flow_run: Annotated[str, typer.Argument(help="The id of the paused pathways-signoff flow run")],
+    by: Annotated[str, typer.Option("--by", help="Staff id of who signs off")],
+    outcome: Annotated[str, typer.Option("--outcome", help="akkoord or 'niet akkoord'")],
+) -> None:
+    """Give a waiting sign-off its answer (the same as Prefect's UI form)."""
+    import re
+    import uuid
+
+    _require("input.record", f"sign off flow run {flow_run}", flow_run)
+    if outcome not in ("akkoord", "niet akkoord"):
+        err.print(f"error: --outcome '{outcome}': use akkoord or 'niet akkoord'", markup=False)
+        raise typer.Exit(2)
+    if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", by):
+        err.print(f"error: --by '{by}' is not a staff id: letters, digits and . _ @ - only (never a patient's name)", markup=False)
+        raise typer.Exit(2)
+    try:
+        run_id = uuid.UUID(flow_run)
+    except ValueError:
+        err.print(f"error: '{flow_run}' is not a flow-run id", markup=False)
+        raise typer.Exit(2)
+    from prefect import resume_flow_run
+
+    resume_flow_run(run_id, run_input={"signed_off_by": by, "outcome": outcome})
+    out.print(f"resumed {flow_run}: {outcome} by {by}", markup=False)
+
+
 def _patient_files(folder: Path) -> list[Path]:
     """The patient files in a folder (FHIR bundles, facts JSON, or the .ndjson files of a FHIR
     bulk-data export); exit 1 when there are none."""

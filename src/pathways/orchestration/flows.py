@@ -19,14 +19,18 @@ from typing import Any
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect import flow, task  # noqa: E402
+from typing import Literal  # noqa: E402
+
+from prefect import flow, get_run_logger, pause_flow_run, task  # noqa: E402
+from prefect.input import RunInput  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.definition.loader import load_pathway  # noqa: E402
-from pathways.orchestration.service import Runtimes, advance_many, open_store  # noqa: E402
+from pathways.orchestration.service import Runtimes, advance_many, open_store, record_step  # noqa: E402
 
 def _batch_size() -> int:
     return max(1, int(os.environ.get("PATHWAYS_BATCH_SIZE", "500")))
@@ -194,3 +198,42 @@ def _schedule_reviews(enrollments: list[str]) -> None:
                 idempotency_key=f"next:{enrollment}:{when.isoformat()}",
                 timeout=0,
             )
+
+
+# -- short sign-offs inside a flow run -------------------------------------------------------
+
+class SignOff(RunInput):
+    """What the person signing off gives (in Prefect's UI or with `pathways resume`): who, and
+    the outcome. Deliberately no free text: Prefect keeps run inputs, and clinical detail stays
+    in the store (record outputs with `pathways record`)."""
+
+    signed_off_by: str = Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$", description="Staff id (never a patient's name)")
+    outcome: Literal["akkoord", "niet akkoord"]
+
+
+@flow(name="pathways-signoff", flow_run_name="signoff-{enrollment}-{step}", log_prints=False)
+def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int = 10) -> str:
+    """Wait (paused, for at most ``timeout`` seconds) for the sign-off of an open escalation, e.g.
+    the huisarts agreeing to a referral: "akkoord" records the escalation step done, "niet
+    akkoord" leaves it open. Both are written to the audit trail with who signed off."""
+    from prefect.runtime import flow_run
+
+    from pathways.store.audit import Record
+
+    clock = FixedClock.on(_today())
+    store = open_store(clock, context={"prefect_flow_run": str(flow_run.id)})
+    state, _ = store.load(enrollment)
+    if step not in state.escalations:
+        raise ValueError(f"'{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})")
+    get_run_logger().info(f"waiting for the sign-off of {step} for {enrollment}: in Prefect's UI, or "
+                          f"`pathways resume {flow_run.id} --by STAFF_ID --outcome akkoord`")
+    answer = pause_flow_run(wait_for_input=SignOff, timeout=timeout, poll_interval=poll_interval)
+    clock = FixedClock.on(_today())
+    store.now = clock.now
+    note = {"signed_off_by": answer.signed_off_by, "outcome": answer.outcome, "via": "pause_flow_run"}
+    if answer.outcome == "akkoord":
+        record_step(store, Runtimes(), enrollment, step, {}, clock, note=note)
+    else:
+        store.record_audit([Record("signoff.declined", state.patient, enrollment, state.pathway, state.version, state.version_key,
+                                   f"{enrollment}:{step}", {"step": step, **note})])
+    return answer.outcome

@@ -285,7 +285,7 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
 
 
 def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock,
-                require_all: bool = True) -> list[Event]:
+                require_all: bool = True, note: dict[str, Any] | None = None) -> list[Event]:
     """Record a step done with people's input (``require_all=False``: simulations and tests may
     leave required outputs out when nothing is known of them)."""
     authorize(store, "input.record", f"record step {step}", enrollment)
@@ -294,7 +294,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     facts = store.patient_facts(state.patient)
     new, events, observations = runtime.record(state, step, data, facts, clock, require_all)
     recorded = Record("input.recorded", state.patient, enrollment, state.pathway, state.version, state.version_key,
-                      f"{enrollment}:{step}", {"step": step, "values": data, "on": clock.today().isoformat()})
+                      f"{enrollment}:{step}", {"step": step, "values": data, "on": clock.today().isoformat(), **(note or {})})
     store.apply(new, version, events, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
     return events
 

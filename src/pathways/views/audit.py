@@ -148,6 +148,8 @@ WORDS = {
         "published": "pathway {pathway} {version} gepubliceerd ({key})",
         "config": "configuratie gewijzigd: {changed}",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
+        "declined": "{title}: niet akkoord van {by}; blijft open",
+        "signed": " (akkoord van {by})",
         "other": "{action}",
         "counts": "{observations} metingen, {conditions} diagnoses, {medications} medicatie",
         "none": "geen",
@@ -171,6 +173,8 @@ WORDS = {
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
         "denied": "access denied to {actor} ({role}): {attempted}",
+        "declined": "{title}: not agreed by {by}; stays open",
+        "signed": " (agreed by {by})",
         "other": "{action}",
         "counts": "{observations} observations, {conditions} conditions, {medications} medications",
         "none": "none",
@@ -233,7 +237,10 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         return words["patient"]
     if action == "input.recorded":
         shown = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(payload.get("values", {}).items())) or words["none"]
-        return words["recorded"].format(**{**values, "values": shown})
+        signed = words["signed"].format(by=payload["signed_off_by"]) if payload.get("signed_off_by") else ""
+        return words["recorded"].format(**{**values, "values": shown}) + signed
+    if action == "signoff.declined":
+        return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
     if action == "pathway.published":
         return words["published"].format(**values)
     if action == "config.changed":
