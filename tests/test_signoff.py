@@ -60,9 +60,15 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
         assert outcomes == [outcome]
         return str(paused.id)
 
-    sign_off("niet akkoord", check_typed=True)
-    assert "open escalation hyperkaliemie" in run_cli("status", enrollment, env=env).stdout  # declined: still open
-    run_id = sign_off("akkoord")
+    try:
+        sign_off("niet akkoord", check_typed=True)
+        assert "open escalation hyperkaliemie" in run_cli("status", enrollment, env=env).stdout  # declined: still open
+        run_id = sign_off("akkoord")
+    finally:  # stop the embedded server this process started now, not at exit when its log stream is gone
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
 
     status = run_cli("status", enrollment, env=env)
     assert "open escalation hyperkaliemie" not in status.stdout

@@ -1117,7 +1117,7 @@ def audit_report(
 ) -> None:
     """One self-contained HTML report: timeline, explanations, diagram, indicators, verification."""
     from pathways.store.audit import Query, entries, verify
-    from pathways.views.audit import indicators, parse_period
+    from pathways.views.audit import Period, indicators
     from pathways.views.diagram import DiagramError
     from pathways.views.report import render
 
@@ -1142,7 +1142,7 @@ def audit_report(
             history = list(entries(connection, Query(pathway=name)))
             days = [e for e in selected if e["action"] != "pathway.published"]
             first = min(dt.date.fromisoformat(e["at"][:10]) for e in days)
-            span = parse_period(f"{first.isoformat()}..{max(_today(), first).isoformat()}")
+            span = Period(first, max(_today(), first), f"{first}..{max(_today(), first)}")
             ind = indicators([e for e in history if e.get("enrollment_id") == enrollment], catalog, name, span, _today(), grace)
             subject = {"enrollment": enrollment, "patient (pseudonym)": selected[0]["patient_id"], "pathway": name}
             title = f"Audit: {enrollment}"

@@ -160,13 +160,21 @@ def contact_item(step: Step, lang: str) -> dict:
 def escalation_item(step: Step, lang: str, since: dt.date, reasons: Iterable[str], facts: list[dict], open_: bool) -> dict:
     reasons = list(reasons)
     # the parts of the explanation that held (an `or` also explains the branches that did not)
-    findings = []
+    findings = held(reasons, "true") or reasons
+    return {**contact_item(step, lang), "since": since, "reasons": reasons, "findings": findings, "facts": facts, "open": open_}
+
+
+def held(reasons: list[str], truth: str) -> list[str]:
+    """The lines of an explanation with this outcome ("true", "false" or "missing"), without the
+    summary lines of named rules ("kidney_referral: true"): what made an escalation open, or
+    what held a step back."""
+    found: list[str] = []
     for line in reasons:
         head, _, rest = line.partition(":")
-        if rest.strip().startswith("true") and not (head.strip().isidentifier() and "(" not in rest) and line not in findings:
-            findings.append(line)
-    findings = findings or reasons
-    return {**contact_item(step, lang), "since": since, "reasons": reasons, "findings": findings, "facts": facts, "open": open_}
+        summary = head.strip().isidentifier() and "(" not in rest
+        if ((rest.strip().startswith(truth) and not summary) or (truth == "missing" and head.strip() == "missing")) and line not in found:
+            found.append(line)
+    return found
 
 
 def context(spec: PathwaySpec, document: str, lang: str, today: dt.date, *, patient: dict, enrollment: dict,
@@ -259,12 +267,12 @@ def check_templates(pathway_file: Path, spec: PathwaySpec, facts: dict, step_loc
             try:
                 template.render(sample)
             except UndefinedError as exc:
-                line = _template_line(exc, template.filename)
+                line = template_line(exc, template.filename)
                 problems.append(Problem(Location(_shown(template.filename), line, 1), "PW045",
                                         f"template {name} uses something a document does not provide: {exc.message}",
                                         _suggest(exc.message or "", sample) or "see docs/documents.md for the names a template can use"))
             except Exception as exc:  # a filter applied to the wrong kind of value, a bad call, ...
-                line = _template_line(exc, template.filename)
+                line = template_line(exc, template.filename)
                 problems.append(Problem(Location(_shown(template.filename), line, 1), "PW045",
                                         f"template {name} fails to render: {exc}", "see docs/documents.md"))
     return problems
@@ -303,7 +311,7 @@ def _shown(filename: str | None) -> str:
         return filename
 
 
-def _template_line(exc: BaseException, filename: str | None) -> int:
+def template_line(exc: BaseException, filename: str | None) -> int:
     """The template line of a render error, from the traceback jinja2 rewrites."""
     tb = exc.__traceback__
     line = 1

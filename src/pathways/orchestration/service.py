@@ -116,7 +116,7 @@ def identity_row(identity: dict[str, Any]) -> dict[str, Any] | None:
         row["bsn_hmac"] = bsn_hmac(bsn)
     elif bsn and mode == "plain":
         row["bsn"] = bsn
-    return row
+    return row if any(v is not None for v in row.values()) else None  # nothing kept: no identity row
 
 
 def bsn_hmac(bsn: str) -> str:

@@ -88,11 +88,15 @@ def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2
             return action()
         except OperationalError as exc:
             if attempt == attempts:
-                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-                raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {reason}") from None
+                raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {_reason(exc)}") from None
             time.sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")
+
+
+def _reason(exc) -> str:
+    """The database's own first line of an error, without SQLAlchemy's wrapping."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
 
 
 def _entry_kind(entry: Any) -> str:
@@ -440,11 +444,9 @@ def open_readonly(url: str) -> Engine:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        raise StoreUnavailable(f"{where}: cannot read the store: {reason}") from None
+        raise StoreUnavailable(f"{where}: cannot read the store: {_reason(exc)}") from None
     except DatabaseError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        raise StoreError(f"{where} is not a readable database ({reason}): the file may be corrupted; nothing was written") from None
+        raise StoreError(f"{where} is not a readable database ({_reason(exc)}): the file may be corrupted; nothing was written") from None
     if "audit_entry" not in tables:
         raise StoreError(f"{where} has no audit trail: not a pathways store, or one that predates the audit trail "
                          f"(a writing command such as `pathways advance --due` migrates it)")

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from pathways.definition.documents import held
 from pathways.definition.model import DISCIPLINES
 
 REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
@@ -214,9 +215,9 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
     reasons = payload.get("reasons") or []
     if action in ("escalation.opened", "indication.indicated"):
-        reasons = _held(reasons, "true") or reasons
+        reasons = held(reasons, "true") or reasons
     elif action == "step.gated":
-        reasons = _held(reasons, "false") + _held(reasons, "missing") or reasons
+        reasons = held(reasons, "false") + held(reasons, "missing") or reasons
     values = {
         "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
         "reasons": "; ".join(reasons) or words["none"],
@@ -248,20 +249,6 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     if action == "access.denied":
         return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
     return words["other"].format(action=action)
-
-
-def _held(reasons: list[str], truth: str) -> list[str]:
-    """The comparisons of an explanation with this outcome (named-rule summary lines left out):
-    what made an escalation open, or what held a step back."""
-    found = []
-    for line in reasons:
-        head, _, rest = line.partition(":")
-        summary = head.strip().isidentifier() and "(" not in rest  # "kidney_referral: true": a named rule's outcome
-        if rest.strip().startswith(truth) and not summary and line not in found:
-            found.append(line)
-        elif truth == "missing" and head.strip() == "missing":
-            found.append(line)
-    return found
 
 
 def _value(value: Any) -> str:

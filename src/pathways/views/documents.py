@@ -141,9 +141,7 @@ def render_markdown(loaded: LoadedPathway, document: str, lang: str, context: di
     try:
         return template.render(context)
     except Exception as exc:  # jinja2's UndefinedError, or a filter given the wrong kind of value
-        from pathways.definition.documents import _template_line
-
-        raise DocumentError(f"{template.filename}:{_template_line(exc, template.filename)}: the template fails for this enrollment: {exc}"
+        raise DocumentError(f"{template.filename}:{D.template_line(exc, template.filename)}: the template fails for this enrollment: {exc}"
                             " (nothing was written; `pathways validate` checks templates)") from None
 
 
