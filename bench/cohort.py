@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 WORK = Path(tempfile.mkdtemp(prefix="pathways-bench-"))
 os.environ["PATHWAYS_DATABASE_URL"] = f"sqlite:///{WORK / 'store.db'}"
 os.environ.setdefault("PREFECT_HOME", str(WORK / "prefect"))
-os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["DO_NOT_TRACK"] = "1"
 
 from sqlalchemy import insert  # noqa: E402

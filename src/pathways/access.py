@@ -48,6 +48,9 @@ class AccessDenied(PermissionError):
         super().__init__(f"{actor.user} ({actor.role}) may not {what}: it needs the permission '{permission}' (roles: {allowed})")
         self.actor, self.permission, self.what = actor, permission, what
 
+    def __reduce__(self):  # crosses from worker processes as itself
+        return (AccessDenied, (self.actor, self.permission, self.what))
+
 
 @dataclass(frozen=True)
 class Actor:

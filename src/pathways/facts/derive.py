@@ -32,13 +32,24 @@ class Atom:
     fact: str
     window: Duration | None = None
 
+    def __hash__(self) -> int:  # atoms key every reader's cache: hash once, not per lookup
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash((self.func, self.fact, self.window))
+            object.__setattr__(self, "_hash", value)
+            return value
+
     @property
     def key(self) -> str:
         """A flat field name (durable-rules reads nested names at dots)."""
-        base = self.fact.replace(".", "__")
-        if self.func == "value":
-            return base
-        return f"{self.func}__{base}" + (f"__{self.window}" if self.window else "")
+        try:
+            return self.__dict__["_key"]
+        except KeyError:
+            base = self.fact.replace(".", "__")
+            key = base if self.func == "value" else f"{self.func}__{base}" + (f"__{self.window}" if self.window else "")
+            object.__setattr__(self, "_key", key)
+            return key
 
     def __str__(self) -> str:
         if self.func == "value":

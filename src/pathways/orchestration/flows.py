@@ -18,6 +18,11 @@ from typing import Any
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+if not os.environ.get("PREFECT_API_URL"):
+    # The embedded server keeps no copy of Prefect's event feed (flow and task runs, their
+    # states, logs and artifacts are all kept): on SQLite its event persister's writes make our
+    # own API calls wait 2 s on "database is locked". Set it to true to keep the feed.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false")
 
 from typing import Literal  # noqa: E402
 
@@ -26,11 +31,12 @@ from prefect.input import RunInput  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
-from pathways.definition.loader import load_pathway  # noqa: E402
-from pathways.orchestration.service import Runtimes, advance_many, open_store, record_step  # noqa: E402
+from pathways.orchestration import workers  # noqa: E402
+from pathways.orchestration.service import Runtimes, open_store, record_step  # noqa: E402
 
 def _batch_size() -> int:
     return max(1, int(os.environ.get("PATHWAYS_BATCH_SIZE", "500")))
@@ -41,24 +47,14 @@ def _clock(at: str) -> FixedClock:
 
 
 @task(name="advance-batch", cache_policy=NO_CACHE)
-def advance_batch(enrollments: list[str], at: str) -> dict[str, Any]:
-    """Advance a batch; return a compact summary (per step: counts and gated ids; events)."""
+def advance_batch(enrollments: list[str], at: str, parallel: bool = False) -> dict[str, Any]:
+    """Advance a batch (in a worker process when ``parallel``); return a compact summary (per
+    step: counts and gated ids; events)."""
     from prefect.runtime import flow_run, task_run
 
-    clock = _clock(at)
     # audit entries name the Prefect runs that made them (ids only; the trail is self-sufficient)
-    store = open_store(clock, context={"prefect_flow_run": str(flow_run.id), "prefect_task_run": str(task_run.id)})
-    runtimes = Runtimes()
-    steps: dict[str, Counter] = {}
-    gated: dict[str, list[str]] = {}
-    events: list[tuple[str, str, str | None]] = []
-    for advanced in advance_many(store, runtimes, enrollments, clock):
-        for step, status in advanced.statuses.items():
-            steps.setdefault(step, Counter())[status] += 1
-            if status == "gated" and len(gated.setdefault(step, [])) < 20:
-                gated[step].append(advanced.enrollment)
-        events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
-    return {"steps": {s: dict(c) for s, c in steps.items()}, "gated": gated, "events": events}
+    context = {"prefect_flow_run": str(flow_run.id), "prefect_task_run": str(task_run.id)}
+    return workers.advance(enrollments, at, context, parallel)
 
 
 def _step_task(step_id: str, stage: str):
@@ -94,17 +90,22 @@ def escalation_flow(pathway: str):
 @lru_cache(maxsize=None)
 def pathway_flow(pathway: str):
     """The Prefect flow of one pathway version (cached: one flow object per process)."""
-    spec = load_pathway(pathway).spec
+    spec = Runtimes().get(pathway).spec  # loaded once per process, shared with the batches run here
     step_tasks = [(s.id, _step_task(s.id, s.stage)) for s in spec.steps]
 
-    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name="{pathway_id}-{at}-n{size}", log_prints=False)
+    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name="{pathway_id}-{at}-n{size}", log_prints=False,
+          task_runner=ThreadPoolTaskRunner(max_workers=8))
     def run(pathway_id: str, enrollments: list[str], at: str, size: int) -> dict[str, int]:
         counts: dict[str, Counter] = {}
         gated: dict[str, list[str]] = {}
         events: list = []
         size = _batch_size()
-        for start in range(0, len(enrollments), size):
-            summary = advance_batch(enrollments[start:start + size], at)
+        batches = [enrollments[start:start + size] for start in range(0, len(enrollments), size)]
+        if len(batches) > 1 and workers.worker_count() > 1:  # batches run side by side in worker processes
+            summaries = [future.result() for future in [advance_batch.submit(batch, at, True) for batch in batches]]
+        else:
+            summaries = [advance_batch(batch, at) for batch in batches]
+        for summary in summaries:
             for step, c in summary["steps"].items():
                 counts.setdefault(step, Counter()).update(c)
             for step, ids in summary["gated"].items():
@@ -112,6 +113,7 @@ def pathway_flow(pathway: str):
             events += summary["events"]
         for step_id, step_task in step_tasks:
             step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
+        _settle(len(batches) + len(step_tasks))
         escalated = [(e, step) for e, kind, step in events if kind == "escalated"]
         if escalated:
             escalation_flow(spec.id)([e for e, _ in escalated], [s for _, s in escalated])
@@ -125,6 +127,31 @@ def pathway_flow(pathway: str):
         return dict(kinds)
 
     return run
+
+
+def _settle(tasks: int, limit: float = 3.0) -> None:
+    """Embedded server on SQLite: wait (at most ``limit`` s) until it has recorded this flow
+    run's ``tasks`` task runs as finished before the next write of our own (a subflow, an
+    artifact, the final state). Task runs reach its database through an event recorder;
+    a write of ours that meets the recorder's open transaction is answered 503 "database is
+    locked" and Prefect's client then sleeps 2 s before retrying. Reading never blocks."""
+    if os.environ.get("PREFECT_API_URL") or "postgresql" in os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", ""):
+        return
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import flow_run
+
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+    finished = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED])))
+    deadline = time.monotonic() + limit
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            if len(client.read_task_runs(flow_run_filter=runs, task_run_filter=finished, limit=tasks)) >= tasks:
+                return
+            time.sleep(0.05)
 
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:

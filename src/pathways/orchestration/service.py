@@ -176,18 +176,51 @@ def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
 
 
 class Runtimes:
-    """One runtime (and compiled ruleset) per pathway version, shared by all enrollments."""
+    """One runtime (and compiled ruleset) per pathway version, shared by all enrollments.
+
+    Loading and checking a pathway (its libraries, every document template) costs about a
+    quarter of a second, so runtimes are kept for the whole process: a Prefect worker advancing
+    batch after batch loads each pathway once. A kept runtime is used only while the files it
+    was loaded from are unchanged (same size and modification time, no template added or
+    removed, same PATHWAYS_PATH and PATHWAYS_TEMPLATES); otherwise the pathway is loaded again.
+    """
+
+    _kept: dict[str, tuple[tuple, Runtime]] = {}  # per process
 
     def __init__(self):
         self._by_name: dict[str, Runtime] = {}
 
     def get(self, pathway: str) -> Runtime:
         if pathway not in self._by_name:
-            loaded = load_pathway(pathway)
-            # decisions come from durable-rules; the reference explains those that become events
-            # (`pathways evaluate` and the tests compare the two on every condition)
-            self._by_name[pathway] = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
+            kept = Runtimes._kept.get(pathway)
+            if kept is not None and kept[0] == _signature(kept[1].loaded):
+                self._by_name[pathway] = kept[1]
+            else:
+                loaded = load_pathway(pathway)
+                # decisions come from durable-rules; the reference explains those that become events
+                # (`pathways evaluate` and the tests compare the two on every condition)
+                runtime = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
+                Runtimes._kept[pathway] = (_signature(loaded), runtime)
+                self._by_name[pathway] = runtime
         return self._by_name[pathway]
+
+
+def _signature(loaded: LoadedPathway) -> tuple:
+    """What a loaded pathway depends on: its files' sizes and modification times, the document
+    templates it can see, and the settings that choose them."""
+    from pathways.definition.documents import template_dirs
+
+    files = [Path(d.source.file) for d in (loaded.document, *loaded.libraries)]
+    for folder in template_dirs(Path(loaded.file), loaded.spec.id):
+        files += sorted(folder.glob("*.md.j2"))
+    stats = []
+    for path in files:
+        try:
+            info = path.stat()
+            stats.append((str(path), info.st_size, info.st_mtime_ns))
+        except OSError:
+            stats.append((str(path), None, None))
+    return (os.environ.get("PATHWAYS_PATH"), os.environ.get("PATHWAYS_TEMPLATES"), tuple(stats))
 
 
 def enrollment_id(pathway: LoadedPathway, patient: str) -> str:

@@ -150,18 +150,30 @@ class Evaluation:
         }
 
 
+def _message_fields(plan: Plan, fields: frozenset[str] | None) -> list[tuple[Atom, str, str | None]]:
+    """Per plan and field set, once: the atoms to read, their keys and presence flags (or None)."""
+    cache = plan.__dict__.setdefault("_message_fields", {})
+    if fields not in cache:
+        chosen = []
+        for atom in plan.atoms:
+            flag = compile_durable.presence(atom.key)
+            if fields is not None and atom.key not in fields and flag not in fields:
+                continue
+            chosen.append((atom, atom.key, flag if fields is None or flag in fields else None))
+        cache[fields] = chosen
+    return cache[fields]
+
+
 def message_for(plan: Plan, reader: Reader, fields: frozenset[str] | None = None) -> dict[str, Any]:
     """The one fact asserted per patient: atom values and presence flags (only ``fields``)."""
     message: dict[str, Any] = {}
-    for atom in plan.atoms:
-        flag = compile_durable.presence(atom.key)
-        if fields is not None and atom.key not in fields and flag not in fields:
-            continue
-        value = reader.read(atom).value
-        if fields is None or flag in fields:
+    read = reader.read
+    for atom, key, flag in _message_fields(plan, fields):
+        value = read(atom).value
+        if flag is not None:
             message[flag] = value is not None
         if value is not None:
-            message[atom.key] = value.isoformat() if isinstance(value, dt.date) else value
+            message[key] = value.isoformat() if isinstance(value, dt.date) else value
     return message
 
 
@@ -174,6 +186,7 @@ class PathwayEvaluator:
         self.cross_check = cross_check
         self.trace: dict[str, set] | None = None  # comparison outcomes, collected for `pathways check`
         self._ruleset = None
+        self._static: dict[int, tuple] = {}  # the reference evaluator's per-node texts (the plan keeps the nodes alive)
 
     @property
     def ruleset(self):
@@ -204,7 +217,7 @@ class PathwayEvaluator:
         timeline = self.timeline(patient, today)
         decisions, reader = self.decide(timeline, at)
         reference = ReferenceEvaluator(
-            reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts, self.trace
+            reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts, self.trace, self._static
         )
         explanations = Explanations(reference, self.plan.conditions)
         if self.cross_check:

@@ -34,11 +34,15 @@ class Explanation:
 
 class ReferenceEvaluator:
     def __init__(self, read: Callable[[Atom], Reading], rules: dict, parameters: dict[str, Any], units: dict[str, str | None], facts: dict,
-                 trace: dict[str, set] | None = None):
+                 trace: dict[str, set] | None = None, static: dict[int, tuple] | None = None):
         self.read, self.rules, self.parameters, self.units = read, rules, parameters, units
         self.trace = trace  # when given (`pathways check`): comparison text -> outcomes seen
         self.fact_units = {name: f.unit for name, f in facts.items()}
         self.fact_sources = {name: f.source for name, f in facts.items()}
+        # what does not depend on the patient, per node: its text, the atoms it reads, its
+        # parameters. Keyed by id(node): pass a shared dict only while the nodes stay alive
+        # (the pathway plan holds them); by default it lives as long as this evaluator.
+        self.static = {} if static is None else static
 
     def evaluate(self, node: E.Node, text: str | None = None) -> Explanation:
         explanation = Explanation(None)
@@ -98,14 +102,14 @@ class ReferenceEvaluator:
             value = self._value(node.args[0], Explanation(None))
             present = value is not None
             result = present if node.func == "exists" else not present
-            ex.lines.append(f"{'  ' * depth}{E.unparse(node)}: {truth(result)}")
+            ex.lines.append(f"{'  ' * depth}{self._static(node)[0]}: {truth(result)}")
             return result
         if isinstance(node, E.Compare):
             left, right = self._value(node.left, ex), self._value(node.right, ex)
             result = None if left is None or right is None or not _comparable(left, right) else COMPARE[node.op](left, right)
             if self.trace is not None:
-                self.trace.setdefault(E.unparse(node), set()).add(result)
-            ex.lines.append(f"{'  ' * depth}{E.unparse(node)}: {truth(result)}{self._readings(node)}")
+                self.trace.setdefault(self._static(node)[0], set()).add(result)
+            ex.lines.append(f"{'  ' * depth}{self._static(node)[0]}: {truth(result)}{self._readings(node)}")
             return result
         if isinstance(node, E.InList):
             item = self._value(node.item, ex)
@@ -114,7 +118,7 @@ class ReferenceEvaluator:
             else:
                 result = item in [self._value(v, ex) for v in node.values]
                 result = (not result) if node.negated else result
-            ex.lines.append(f"{'  ' * depth}{E.unparse(node)}: {truth(result)}{self._readings(node)}")
+            ex.lines.append(f"{'  ' * depth}{self._static(node)[0]}: {truth(result)}{self._readings(node)}")
             return result
         atom = atom_of(node)
         if atom is not None:  # a boolean fact used as a condition
@@ -125,17 +129,29 @@ class ReferenceEvaluator:
         value = self._value(node, ex)
         return None if value is None else bool(value)
 
+    def _static(self, node: E.Node) -> tuple[str, tuple[Atom, ...], tuple[str, ...]]:
+        """A node's text, the atoms it reads (in order, once each) and its parameters with units."""
+        known = self.static.get(id(node))
+        if known is None:
+            atoms: dict[str, Atom] = {}
+            parameters = []
+            for sub in E.walk(node):
+                atom = atom_of(sub)
+                if isinstance(sub, E.Name) and sub.name in self.parameters:
+                    unit = self.units.get(sub.name)
+                    parameters.append(f"{sub.name} = {self.parameters[sub.name]}{' ' + unit if unit else ''}")
+                    continue
+                if atom is None or isinstance(sub, E.Name) and sub.name in self.rules:
+                    continue
+                atoms.setdefault(str(atom), atom)
+            known = self.static[id(node)] = (E.unparse(node), tuple(atoms.values()), tuple(parameters))
+        return known
+
     def _readings(self, node: E.Node) -> str:
         """' (hba1c_mmol_mol = 61 mmol/mol, observed 2026-10-02)' for the atoms of a comparison."""
+        _, atoms, parameters = self._static(node)
         parts = []
-        seen = set()
-        for sub in E.walk(node):
-            atom = atom_of(sub)
-            if atom is None or isinstance(sub, E.Name) and (sub.name in self.parameters or sub.name in self.rules):
-                continue
-            if str(atom) in seen:
-                continue
-            seen.add(str(atom))
+        for atom in atoms:
             reading = self.read(atom)
             if reading.value is None:
                 parts.append(f"{atom} missing")
@@ -152,10 +168,7 @@ class ReferenceEvaluator:
             elif reading.detail and atom.func in ("value", "latest") and reading.detail[:1].isdigit():
                 text += f", given as {reading.detail}"
             parts.append(text)
-        for sub in E.walk(node):
-            if isinstance(sub, E.Name) and sub.name in self.parameters:
-                unit = self.units.get(sub.name)
-                parts.append(f"{sub.name} = {self.parameters[sub.name]}{' ' + unit if unit else ''}")
+        parts += parameters
         return f" ({'; '.join(dict.fromkeys(parts))})" if parts else ""
 
     def _unit(self, atom: Atom) -> str:

@@ -322,11 +322,13 @@ class Store:
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         runs: dict[str, dict] = {}
         decisions: dict[str, dict] = {}
+        originals: dict[str, Event] = {}
         for state, events in batches:
             for e in events:
                 if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
                     runs[e.run_key] = {"run_key": e.run_key, "enrollment_id": state.enrollment, "step": e.step,
                                        "due_on": e.on, "status": e.kind, "updated_on": e.decided}
+                originals.setdefault(e.key, e)
                 decisions.setdefault(e.key, {
                     "key": e.key, "run_key": e.run_key, "enrollment_id": state.enrollment, "kind": e.kind, "step": e.step,
                     "due_on": e.on, "decided_on": e.decided, "pathway_version": state.version, "version_key": state.version_key,
@@ -351,9 +353,9 @@ class Store:
         states = {state.enrollment: state for state, _ in batches}
         for d in new:
             state = states[d["enrollment_id"]]
-            detail = json.loads(d["detail"])
+            e = originals[d["key"]]  # the same content as the row's JSON (dates as text when the payload is serialised)
             payload = {"kind": d["kind"], "step": d["step"], "due_on": d["due_on"].isoformat(), "decided_on": d["decided_on"].isoformat(),
-                       "reasons": json.loads(d["reasons"]), **detail}
+                       "reasons": list(e.reasons), **e.detail}
             records.append(Record(ACTIONS.get(d["kind"], f"decision.{d['kind']}"), state.patient, state.enrollment, state.pathway,
                                   state.version, state.version_key, d["key"], payload))
         self.audit(session, records)

@@ -1,0 +1,126 @@
+"""Advance batches of enrollments, in worker processes when there is more than one batch.
+
+An advance is CPU-bound Python (rules, explanations, state), so threads would share one core.
+A cohort's batches are spread over ``PATHWAYS_WORKERS`` processes (default: the number of
+cores, at most 4), started once per process and kept for later runs. The workers do not import
+Prefect: each batch stays a Prefect task in the flow run (submitted concurrently), and only its
+work happens in the worker. Writes from several workers queue on the store's audit head lock.
+
+Each call carries the caller's environment and working directory, so a worker always uses the
+same database, roles and settings as the flow that sent the batch. If a worker process dies,
+its batch is run again in the calling process: advancing is idempotent (keyed decisions), so
+a batch that was half written before is neither doubled nor lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import os
+import pickle
+import threading
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
+
+
+def worker_count() -> int:
+    value = os.environ.get("PATHWAYS_WORKERS")
+    if value:
+        try:
+            count = int(value)
+        except ValueError:
+            raise ValueError(f"PATHWAYS_WORKERS: '{value}' is not a whole number (1 advances every batch in the flow's own process)") from None
+        return max(1, count)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def advance_batch(enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Advance one batch here; a compact summary (per step: counts and a few gated ids; events)."""
+    from pathways.clock import FixedClock
+    from pathways.orchestration.service import Runtimes, advance_many, open_store
+
+    clock = FixedClock.on(dt.date.fromisoformat(at))
+    store = open_store(clock, context=context)
+    steps: dict[str, Counter] = {}
+    gated: dict[str, list[str]] = {}
+    events: list[tuple[str, str, str | None]] = []
+    for advanced in advance_many(store, Runtimes(), enrollments, clock):
+        for step, status in advanced.statuses.items():
+            steps.setdefault(step, Counter())[status] += 1
+            if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
+                gated[step].append(advanced.enrollment)
+        events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
+    return {"steps": {s: dict(c) for s, c in steps.items()}, "gated": gated, "events": events}
+
+
+def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a worker process: take the caller's settings, then advance."""
+    if dict(os.environ) != environment:
+        os.environ.clear()
+        os.environ.update(environment)
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    try:
+        return advance_batch(enrollments, at, context)
+    except Exception as exc:  # keep the error's type when it crosses back, else its text
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        raise
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_lock = threading.Lock()
+
+
+def _executor(size: int) -> ProcessPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != size:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            import multiprocessing
+
+            # spawn: a fresh interpreter, no copy of this process's threads or durable-rules host
+            _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn")), size
+        return _pool
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown() -> None:
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown)
+
+
+_here = threading.Lock()  # durable-rules is not thread-safe: one batch at a time in this process
+
+
+def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool) -> dict[str, Any]:
+    """Advance a batch in a worker process (``parallel``) or here."""
+    if parallel and worker_count() > 1:
+        pool = _executor(worker_count())
+        try:
+            return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
+        except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
+            _discard(pool)
+    with _here:
+        return advance_batch(enrollments, at, context)
