@@ -328,7 +328,7 @@ def validate_paths(paths: list[Path]) -> Validation:
     return result
 
 
-def _validate_file(file: Path, result: Validation, libraries: _Libraries) -> Document | None:
+def _validate_file(file: Path, result: Validation, libraries: _Libraries, templates: bool = True) -> Document | None:
     libraries.files_seen.add(file.resolve())
     result.files += 1
     doc, problems = load_document(file, _display(file))
@@ -342,7 +342,7 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries) -> Doc
     available, names = libraries.for_pathway(file)
     problems = check_pathway(doc, available, names)
     result.problems.extend(problems)
-    if not problems:  # templates are rendered with the pathway's facts: only for a sound pathway
+    if not problems and templates:  # templates are rendered with the pathway's facts: only for a sound pathway
         spec = doc.model
         facts = {}
         for library in available.values():
@@ -430,12 +430,14 @@ def find_pathway(name: str) -> Path:
     raise ProblemsFound([Problem(Location(name), "PW007", f"unknown pathway '{name}'", hint)])
 
 
-def load_pathway(name: str) -> LoadedPathway:
-    """Load a pathway by name or path and check it; ProblemsFound with every problem if any."""
+def load_pathway(name: str, templates: bool = True) -> LoadedPathway:
+    """Load a pathway by name or path and check it; ProblemsFound with every problem if any.
+    ``templates=False`` leaves its document templates unchecked (for worker processes that only
+    advance enrollments, after the flow that sent them loaded the pathway with every check)."""
     file = find_pathway(name)
     result = Validation()
     libraries = _Libraries(result)
-    doc = _validate_file(file, result, libraries)
+    doc = _validate_file(file, result, libraries, templates)
     if result.problems:
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)

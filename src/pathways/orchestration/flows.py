@@ -99,9 +99,9 @@ def pathway_flow(pathway: str):
         counts: dict[str, Counter] = {}
         gated: dict[str, list[str]] = {}
         events: list = []
-        size = _batch_size()
-        batches = [enrollments[start:start + size] for start in range(0, len(enrollments), size)]
-        if len(batches) > 1 and workers.worker_count() > 1:  # batches run side by side in worker processes
+        parallel = len(enrollments) > _batch_size() and workers.worker_count() > 1
+        batches = workers.batches(enrollments, _batch_size(), parallel)
+        if parallel:  # batches run side by side in worker processes
             summaries = [future.result() for future in [advance_batch.submit(batch, at, True) for batch in batches]]
         else:
             summaries = [advance_batch(batch, at) for batch in batches]

@@ -32,18 +32,27 @@ _MIGRATED: set[str] = set()
 _CONFIGURED: set[tuple[str, str]] = set()
 
 
-def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None, context: dict[str, Any] | None = None) -> Store:
-    """A store on the configured database, brought to the current schema (once per process),
-    acting for ``actor`` (default: from the environment). A configuration that differs from the
-    last one recorded is audited (``config.changed``)."""
+def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None, context: dict[str, Any] | None = None,
+               migrated: bool = False) -> Store:
+    """A store on the configured database, brought to the current schema (once per process;
+    ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
+    A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
+    if migrated:
+        _MIGRATED.add(url)
+    engine = migrate_once(url)
+    store = Store(engine, clock.now, actor or actor_from_environment(os.environ), context)
+    note_configuration(store, url)
+    return store
+
+
+def migrate_once(url: str):
+    """The engine of ``url``, its database brought to the current schema once per process."""
     engine = make_engine(url)
     if url not in _MIGRATED:
         migrate(engine)
         _MIGRATED.add(url)
-    store = Store(engine, clock.now, actor or actor_from_environment(os.environ), context)
-    note_configuration(store, url)
-    return store
+    return engine
 
 
 def configuration(url: str) -> dict[str, Any]:
@@ -185,22 +194,23 @@ class Runtimes:
     removed, same PATHWAYS_PATH and PATHWAYS_TEMPLATES); otherwise the pathway is loaded again.
     """
 
-    _kept: dict[str, tuple[tuple, Runtime]] = {}  # per process
+    _kept: dict[tuple[str, bool], tuple[tuple, Runtime]] = {}  # per process
 
-    def __init__(self):
+    def __init__(self, templates: bool = True):
         self._by_name: dict[str, Runtime] = {}
+        self.templates = templates  # False: document templates left unchecked (worker processes)
 
     def get(self, pathway: str) -> Runtime:
         if pathway not in self._by_name:
-            kept = Runtimes._kept.get(pathway)
+            kept = Runtimes._kept.get((pathway, self.templates))
             if kept is not None and kept[0] == _signature(kept[1].loaded):
                 self._by_name[pathway] = kept[1]
             else:
-                loaded = load_pathway(pathway)
+                loaded = load_pathway(pathway, templates=self.templates)
                 # decisions come from durable-rules; the reference explains those that become events
                 # (`pathways evaluate` and the tests compare the two on every condition)
                 runtime = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
-                Runtimes._kept[pathway] = (_signature(loaded), runtime)
+                Runtimes._kept[(pathway, self.templates)] = (_signature(loaded), runtime)
                 self._by_name[pathway] = runtime
         return self._by_name[pathway]
 

@@ -38,17 +38,19 @@ def worker_count() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def advance_batch(enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
-    """Advance one batch here; a compact summary (per step: counts and a few gated ids; events)."""
+def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], worker: bool = False) -> dict[str, Any]:
+    """Advance one batch here; a compact summary (per step: counts and a few gated ids; events).
+    In a worker (``worker``), the flow that sent the batch has migrated the store and loaded the
+    pathway with every check: the worker skips both (its document templates are not used)."""
     from pathways.clock import FixedClock
     from pathways.orchestration.service import Runtimes, advance_many, open_store
 
     clock = FixedClock.on(dt.date.fromisoformat(at))
-    store = open_store(clock, context=context)
+    store = open_store(clock, context=context, migrated=worker)
     steps: dict[str, Counter] = {}
     gated: dict[str, list[str]] = {}
     events: list[tuple[str, str, str | None]] = []
-    for advanced in advance_many(store, Runtimes(), enrollments, clock):
+    for advanced in advance_many(store, Runtimes(templates=not worker), enrollments, clock):
         for step, status in advanced.statuses.items():
             steps.setdefault(step, Counter())[status] += 1
             if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
@@ -65,7 +67,7 @@ def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at
     if os.getcwd() != cwd:
         os.chdir(cwd)
     try:
-        return advance_batch(enrollments, at, context)
+        return advance_batch(enrollments, at, context, worker=True)
     except Exception as exc:  # keep the error's type when it crosses back, else its text
         try:
             pickle.loads(pickle.dumps(exc))
@@ -114,9 +116,23 @@ atexit.register(shutdown)
 _here = threading.Lock()  # durable-rules is not thread-safe: one batch at a time in this process
 
 
+def batches(enrollments: list[str], size: int, parallel: bool) -> list[list[str]]:
+    """Batches of at most ``size``; side by side, as many as keeps every worker busy to the end
+    (a multiple of the worker count, of equal size)."""
+    count = max(1, -(-len(enrollments) // size))
+    if parallel and count > 1:
+        workers = worker_count()
+        count = -(-count // workers) * workers
+    per = max(1, -(-len(enrollments) // count))
+    return [enrollments[start:start + per] for start in range(0, len(enrollments), per)]
+
+
 def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool) -> dict[str, Any]:
     """Advance a batch in a worker process (``parallel``) or here."""
     if parallel and worker_count() > 1:
+        from pathways.orchestration.service import database_url, migrate_once
+
+        migrate_once(database_url())  # here, once: the workers then skip it
         pool = _executor(worker_count())
         try:
             return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
