@@ -1,7 +1,8 @@
 """Synthetic enrollments over the three pathways advanced through one review cycle, end to end
 through Prefect (embedded server) with every decision persisted in the store.
 
-Prints enrollments per second, peak memory, and as its last line ``ratio R`` where
+Batches run side by side in PATHWAYS_WORKERS worker processes (default: the number of cores,
+at most 4). Prints enrollments per second, peak memory, and as its last line ``ratio R`` where
 R = end-to-end time / floor, the floor being the bare durable-rules evaluation of the same facts
 plus one bulk insert of the same decisions, measured in the same run.
 Usage: python bench/cohort.py [--enrollments 10000]
@@ -116,8 +117,14 @@ def main() -> None:
         session.execute(insert(Decision), rows)
     floor = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from pathways.orchestration import workers
+
+    used = workers.worker_count()
+    workers.shutdown()  # the batch workers' peak is known once they have ended
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child that has ended: a batch worker
     print(f"floor (durable-rules on the same facts + one bulk insert of {len(rows):,} decisions): {floor:.1f} s")
-    print(f"peak memory {peak:.0f} MB")
+    print(f"peak memory {peak:.0f} MB in this process; the largest batch worker {children:.0f} MB; "
+          f"batch workers: {used}")
     print(f"ratio {end_to_end / floor:.2f}")
     if args.prefect_db == "postgresql":
         with admin.connect() as c:

@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,18 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
 
 
 def migrate_once(url: str):
-    """The engine of ``url``, its database brought to the current schema once per process."""
+    """The engine of ``url``, its database brought to the current schema once per process
+    (Alembic's command API is not thread-safe: one migration at a time)."""
     engine = make_engine(url)
     if url not in _MIGRATED:
-        migrate(engine)
-        _MIGRATED.add(url)
+        with _MIGRATING:
+            if url not in _MIGRATED:
+                migrate(engine)
+                _MIGRATED.add(url)
     return engine
+
+
+_MIGRATING = threading.Lock()
 
 
 def configuration(url: str) -> dict[str, Any]:

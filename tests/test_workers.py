@@ -1,0 +1,136 @@
+"""Batches advanced in worker processes decide exactly what the flow's own process decides; a
+worker that dies costs nothing but time; kept runtimes follow their files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import ROOT
+from pathways.access import SERVICE, AccessDenied
+from pathways.orchestration import workers
+from pathways.orchestration.service import Runtimes
+from pathways.store import audit
+from pathways.store.db import make_engine
+from test_faults import AT, populate
+
+
+def decisions(url: str) -> list[tuple]:
+    engine = make_engine(url)
+    with engine.connect() as c:
+        rows = [tuple(r) for r in c.execute(sa.text("select key, kind, step, reasons, detail from decision order by key"))]
+        verified = audit.verify(c)
+        actions = sorted(r[0] for r in c.execute(sa.text("select action from audit_entry where action like 'step.%' or action like 'escalation.%'")))
+    engine.dispose()
+    assert verified.intact, verified.reason
+    return rows, actions
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATHWAYS_WORKERS", "2")
+    yield
+    workers.shutdown()
+
+
+def test_batches_in_worker_processes_decide_what_one_process_decides(tmp_path, settings, monkeypatch):
+    here, there = f"sqlite:///{tmp_path / 'here.db'}", f"sqlite:///{tmp_path / 'there.db'}"
+    populate(here, 60)
+    populate(there, 60)
+    from pathways.orchestration.service import enrollment_id
+    from pathways.definition.loader import load_pathway
+
+    loaded = load_pathway("diabetes")
+    ids = [enrollment_id(loaded, f"fault-{i:04d}") for i in range(60)]
+    context = {"prefect_flow_run": "test"}
+
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", here)
+    alone = [workers.advance(batch, AT.isoformat(), context, parallel=False) for batch in workers.batches(ids, 25, False)]
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", there)  # the workers take the caller's settings with every batch
+    batches = workers.batches(ids, 25, True)
+    assert [len(b) for b in batches] == [15, 15, 15, 15]  # 3 batches of 25 would leave a worker idle: 4 of 15
+    with ThreadPoolExecutor(4) as threads:  # as Prefect's task runner submits the batch tasks
+        side_by_side = list(threads.map(lambda batch: workers.advance(batch, AT.isoformat(), context, parallel=True), batches))
+
+    assert workers._pool is not None and len(workers._pool._processes) == 2  # really in two other processes
+    assert {os.getpid()} != set(workers._pool._processes)
+    assert decisions(here) == decisions(there) and len(decisions(here)[0]) > 60
+    events = lambda summaries: sorted(e for s in summaries for e in s["events"])  # noqa: E731
+    assert events(alone) == events(side_by_side)
+
+
+def test_a_worker_that_dies_leaves_its_batch_to_the_calling_process(tmp_path, settings, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    populate(url, 20)
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", url)
+    from pathways.orchestration.service import enrollment_id
+    from pathways.definition.loader import load_pathway
+
+    loaded = load_pathway("diabetes")
+    ids = [enrollment_id(loaded, f"fault-{i:04d}") for i in range(20)]
+    workers.advance(ids[:10], AT.isoformat(), {}, parallel=True)  # starts the workers
+    pool = workers._pool
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not pool._broken and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool._broken
+    summary = workers.advance(ids[10:], AT.isoformat(), {}, parallel=True)
+    assert len({e for e, _, _ in summary["events"]}) == 10  # done here instead
+    assert workers._pool is None  # the broken pool was let go; the next parallel batch starts a new one
+    rows, _ = decisions(url)
+    assert len({key.split(":")[0] for key, *_ in rows}) == 20
+
+
+def test_errors_cross_back_from_a_worker_as_themselves(tmp_path, settings, monkeypatch):
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    populate(f"sqlite:///{tmp_path / 'store.db'}", 1)
+    monkeypatch.setenv("PATHWAYS_ROLE", "auditor")
+    with pytest.raises(AccessDenied) as denied:
+        workers.advance(["diabetes-000000000000"], AT.isoformat(), {}, parallel=True)
+    assert denied.value.permission == "enrollment.write"
+    copy = pickle.loads(pickle.dumps(AccessDenied(SERVICE, "audit.read", "read the trail")))
+    assert (copy.actor, copy.permission, str(copy)) == (SERVICE, "audit.read", str(AccessDenied(SERVICE, "audit.read", "read the trail")))
+
+
+def test_worker_count_setting(monkeypatch):
+    monkeypatch.setenv("PATHWAYS_WORKERS", "3")
+    assert workers.worker_count() == 3
+    monkeypatch.setenv("PATHWAYS_WORKERS", "0")
+    assert workers.worker_count() == 1
+    monkeypatch.setenv("PATHWAYS_WORKERS", "two")
+    with pytest.raises(ValueError, match="PATHWAYS_WORKERS: 'two' is not a whole number"):
+        workers.worker_count()
+    monkeypatch.delenv("PATHWAYS_WORKERS")
+    assert 1 <= workers.worker_count() <= 4
+    assert [len(b) for b in workers.batches(list(range(7)), 500, True)] == [7]  # one batch stays one batch
+    assert [len(b) for b in workers.batches(list(range(1001)), 500, False)] == [334, 334, 333]
+
+
+def test_kept_runtimes_follow_their_files(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "pathways", tmp_path / "pathways")
+    monkeypatch.setenv("PATHWAYS_PATH", str(tmp_path / "pathways"))
+    first = Runtimes().get("copd")
+    assert Runtimes().get("copd") is first  # loaded once per process
+    unchecked = Runtimes(templates=False).get("copd")
+    assert unchecked is not first  # kept apart: a worker's runtime never stands in for a fully checked one
+    path = tmp_path / "pathways" / "copd" / "pathway.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("version: 1.1.0", "version: 1.1.1", 1), encoding="utf-8")
+    again = Runtimes().get("copd")
+    assert again is not first and again.spec.version == "1.1.1"
+    template = tmp_path / "pathways" / "_shared" / "documents" / "zorgplan.nl.md.j2"
+    template.write_text(template.read_text(encoding="utf-8") + "\n{{ onbekend }}\n", encoding="utf-8")
+    from pathways.errors import ProblemsFound
+
+    with pytest.raises(ProblemsFound, match="PW045"):  # a changed template is checked again before anything runs
+        Runtimes().get("copd")
