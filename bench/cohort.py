@@ -123,8 +123,8 @@ def main() -> None:
     workers.shutdown()  # the batch workers' peak is known once they have ended
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child that has ended: a batch worker
     print(f"floor (durable-rules on the same facts + one bulk insert of {len(rows):,} decisions): {floor:.1f} s")
-    print(f"peak memory {peak:.0f} MB in this process; the largest batch worker {children:.0f} MB; "
-          f"batch workers: {used}")
+    workers_peak = f"; the largest batch worker {children:.0f} MB" if used > 1 else ""
+    print(f"peak memory {peak:.0f} MB in this process{workers_peak}; batch workers: {used}")
     print(f"ratio {end_to_end / floor:.2f}")
     if args.prefect_db == "postgresql":
         with admin.connect() as c:
