@@ -135,7 +135,8 @@ def _settle(tasks: int, limit: float = 3.0) -> None:
     artifact, the final state). Task runs reach its database through an event recorder;
     a write of ours that meets the recorder's open transaction is answered 503 "database is
     locked" and Prefect's client then sleeps 2 s before retrying. Reading never blocks."""
-    if os.environ.get("PREFECT_API_URL") or "postgresql" in os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", ""):
+    database = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or ""
+    if os.environ.get("PREFECT_API_URL") or database.startswith("postgresql"):
         return
     import time
 
