@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from conftest import ROOT
 from pathways.access import SERVICE, AccessDenied
+from pathways.errors import SettingError
 from pathways.orchestration import workers
 from pathways.orchestration.service import Runtimes
 from pathways.store import audit
@@ -108,7 +109,7 @@ def test_worker_count_setting(monkeypatch):
     monkeypatch.setenv("PATHWAYS_WORKERS", "0")
     assert workers.worker_count() == 1
     monkeypatch.setenv("PATHWAYS_WORKERS", "two")
-    with pytest.raises(ValueError, match="PATHWAYS_WORKERS: 'two' is not a whole number"):
+    with pytest.raises(SettingError, match="PATHWAYS_WORKERS: .two. is not a whole number"):
         workers.worker_count()
     monkeypatch.delenv("PATHWAYS_WORKERS")
     assert 1 <= workers.worker_count() <= 4
@@ -134,3 +135,13 @@ def test_kept_runtimes_follow_their_files(tmp_path, monkeypatch):
 
     with pytest.raises(ProblemsFound, match="PW045"):  # a changed template is checked again before anything runs
         Runtimes().get("copd")
+
+
+def test_a_bad_setting_is_one_line_naming_it(tmp_path):
+    from conftest import run_cli
+
+    for name, value in (("PATHWAYS_WORKERS", "two"), ("PATHWAYS_BATCH_SIZE", "many"), ("PATHWAYS_BSN_STORAGE", "bad")):
+        result = run_cli("status", "diabetes-000000000000", cwd=tmp_path, env={name: value, "PATHWAYS_PATH": str(ROOT / "pathways")})
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: {name}: '{value}' is not") and "Traceback" not in result.stderr
+        assert not (tmp_path / ".pathways" / "pathways.db").exists()  # stopped before the store was touched

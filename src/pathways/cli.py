@@ -1196,8 +1196,13 @@ def audit_export(
 
 
 def main() -> None:  # console script entry point
+    from pathways.errors import SettingError
+
     try:
         app()
+    except SettingError as exc:  # a bad PATHWAYS_* value, from wherever it was first read
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
 

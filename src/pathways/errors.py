@@ -114,3 +114,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     if close:
         return f"did you mean '{folded[close[0]]}'?"
     return ""
+
+
+class SettingError(ValueError):
+    """An environment setting with a value the engine cannot use (named, with what it accepts)."""

@@ -39,7 +39,9 @@ from pathways.orchestration import workers  # noqa: E402
 from pathways.orchestration.service import Runtimes, open_store, record_step  # noqa: E402
 
 def _batch_size() -> int:
-    return max(1, int(os.environ.get("PATHWAYS_BATCH_SIZE", "500")))
+    from pathways.orchestration.service import batch_size
+
+    return batch_size()
 
 
 def _clock(at: str) -> FixedClock:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pathways.access import AccessDenied, Actor, actor_from_environment
 from pathways.clock import Clock
+from pathways.errors import SettingError
 from pathways.definition.loader import LoadedPathway, load_pathway
 from pathways.facts.load import load_patient_file
 from pathways.rules.evaluate import PathwayEvaluator
@@ -39,11 +40,12 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
     A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
+    settings = configuration(url)  # a bad setting stops here, before the database is touched
     if migrated:
         _MIGRATED.add(url)
     engine = migrate_once(url)
     store = Store(engine, clock.now, actor or actor_from_environment(os.environ), context)
-    note_configuration(store, url)
+    note_configuration(store, url, settings)
     return store
 
 
@@ -62,6 +64,26 @@ def migrate_once(url: str):
 _MIGRATING = threading.Lock()
 
 
+def batch_size() -> int:
+    """PATHWAYS_BATCH_SIZE: enrollments per batch (one Prefect task each), default 500."""
+    value = os.environ.get("PATHWAYS_BATCH_SIZE", "500")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise SettingError(f"PATHWAYS_BATCH_SIZE: '{value}' is not a whole number (enrollments per batch, default 500)") from None
+
+
+def worker_count() -> int:
+    """PATHWAYS_WORKERS: processes that advance batches side by side (default: the cores, at most 4)."""
+    value = os.environ.get("PATHWAYS_WORKERS")
+    if not value:
+        return max(1, min(4, os.cpu_count() or 1))
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise SettingError(f"PATHWAYS_WORKERS: '{value}' is not a whole number (1 advances every batch in the flow's own process)") from None
+
+
 def configuration(url: str) -> dict[str, Any]:
     """The settings that change what the engine does or keeps (secrets as fingerprints only)."""
     from sqlalchemy.engine import make_url
@@ -71,17 +93,18 @@ def configuration(url: str) -> dict[str, Any]:
         "database": make_url(url).render_as_string(hide_password=True),
         "bsn_storage": bsn_storage(),
         "identity_secret": hashlib.sha256(secret).hexdigest()[:12] if secret else None,
-        "batch_size": os.environ.get("PATHWAYS_BATCH_SIZE", "500"),
+        "batch_size": batch_size(),
+        "workers": worker_count(),
         "schedule_reviews": os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") == "1",
         "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "embedded",
         "roles_from": ("token-file" if os.environ.get("PATHWAYS_TOKEN_FILE") else "PATHWAYS_ROLE" if os.environ.get("PATHWAYS_ROLE") else "default (admin)"),
     }
 
 
-def note_configuration(store: Store, url: str) -> None:
+def note_configuration(store: Store, url: str, settings: dict[str, Any] | None = None) -> None:
     from pathways.store import audit
 
-    settings = configuration(url)
+    settings = settings or configuration(url)
     key = (url, json.dumps(settings, sort_keys=True))
     if key in _CONFIGURED:
         return
@@ -99,7 +122,7 @@ def bsn_storage() -> str:
     """PATHWAYS_BSN_STORAGE: hmac (default: a keyed hash), plain, or none (not kept)."""
     mode = os.environ.get("PATHWAYS_BSN_STORAGE", "hmac")
     if mode not in ("hmac", "plain", "none"):
-        raise ValueError(f"PATHWAYS_BSN_STORAGE: '{mode}' is not one of hmac, plain, none")
+        raise SettingError(f"PATHWAYS_BSN_STORAGE: '{mode}' is not one of hmac, plain, none")
     return mode
 
 

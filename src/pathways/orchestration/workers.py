@@ -24,18 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from pathways.orchestration.service import worker_count  # noqa: F401  (the setting lives with the others)
+
 GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
-
-
-def worker_count() -> int:
-    value = os.environ.get("PATHWAYS_WORKERS")
-    if value:
-        try:
-            count = int(value)
-        except ValueError:
-            raise ValueError(f"PATHWAYS_WORKERS: '{value}' is not a whole number (1 advances every batch in the flow's own process)") from None
-        return max(1, count)
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], worker: bool = False) -> dict[str, Any]:
