@@ -1,8 +1,10 @@
 """Pathways as Prefect flows (the only package that imports Prefect).
 
 Each pathway version is a flow named ``pathway-<id>`` with the pathway version as the flow
-version. One flow run advances a batch of enrollments (a flow run per patient would cost
-seconds each); inside it, one task per step in stage order reports that step for the batch:
+version. One flow run advances many enrollments (a flow run per patient would cost seconds
+each) in batches, one ``advance-batch`` task each, side by side in worker processes when there
+is more than one (orchestration/workers.py); then one task per step in stage order reports that
+step for all of them:
 ``Due``, ``Gated`` (a COMPLETED state named Gated, its message the reasons), ``Waiting`` or
 ``Done``. Escalations start the ``escalation-<id>`` subflow. Parameters, names, logs and the
 artifact carry pseudonymous enrollment ids and step ids only; clinical values stay in the store.
@@ -36,12 +38,7 @@ from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import Runtimes, open_store, record_step  # noqa: E402
-
-def _batch_size() -> int:
-    from pathways.orchestration.service import batch_size
-
-    return batch_size()
+from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step  # noqa: E402
 
 
 def _clock(at: str) -> FixedClock:
@@ -101,8 +98,8 @@ def pathway_flow(pathway: str):
         counts: dict[str, Counter] = {}
         gated: dict[str, list[str]] = {}
         events: list = []
-        parallel = len(enrollments) > _batch_size() and workers.worker_count() > 1
-        batches = workers.batches(enrollments, _batch_size(), parallel)
+        parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
+        batches = workers.batches(enrollments, batch_size(), parallel)
         if parallel:  # batches run side by side in worker processes
             summaries = [future.result() for future in [advance_batch.submit(batch, at, True) for batch in batches]]
         else:
