@@ -145,3 +145,14 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(f"error: {name}: '{value}' is not") and "Traceback" not in result.stderr
         assert not (tmp_path / ".pathways" / "pathways.db").exists()  # stopped before the store was touched
+
+
+def test_atoms_cross_processes_without_this_process_hash():
+    from pathways.definition.durations import Duration
+    from pathways.facts.derive import Atom
+
+    atom = Atom("min", "systolic_bp_mmhg", Duration(3, "months"))
+    cached = (hash(atom), atom.key)  # both are cached on the atom once asked for
+    copy = pickle.loads(pickle.dumps(atom))
+    assert "_hash" not in copy.__dict__ and "_key" not in copy.__dict__  # string hashes differ per process
+    assert copy == atom and (hash(copy), copy.key) == cached and {atom: 1}[copy] == 1

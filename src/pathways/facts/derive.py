@@ -40,6 +40,9 @@ class Atom:
             object.__setattr__(self, "_hash", value)
             return value
 
+    def __getstate__(self) -> dict:  # the cached hash is this process's (string hashes differ per process)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_key")}
+
     @property
     def key(self) -> str:
         """A flat field name (durable-rules reads nested names at dots)."""
