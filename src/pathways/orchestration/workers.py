@@ -67,6 +67,14 @@ def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at
         raise
 
 
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the flow's process stops, and a worker finishes
+    (or never starts) its batch, which is one transaction, instead of printing a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 _lock = threading.Lock()
@@ -81,7 +89,8 @@ def _executor(size: int) -> ProcessPoolExecutor:
             import multiprocessing
 
             # spawn: a fresh interpreter, no copy of this process's threads or durable-rules host
-            _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn")), size
+            _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_ignore_interrupts), size
         return _pool
 
 
