@@ -40,7 +40,8 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
     A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
-    settings = configuration(url)  # a bad setting stops here, before the database is touched
+    worker_count()  # a bad setting stops here, before the database is touched (this one changes no outcome: not recorded)
+    settings = configuration(url)
     if migrated:
         _MIGRATED.add(url)
     engine = migrate_once(url)
@@ -93,8 +94,7 @@ def configuration(url: str) -> dict[str, Any]:
         "database": make_url(url).render_as_string(hide_password=True),
         "bsn_storage": bsn_storage(),
         "identity_secret": hashlib.sha256(secret).hexdigest()[:12] if secret else None,
-        "batch_size": batch_size(),
-        "workers": worker_count(),
+        "batch_size": str(batch_size()),  # as recorded before it was checked
         "schedule_reviews": os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") == "1",
         "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "embedded",
         "roles_from": ("token-file" if os.environ.get("PATHWAYS_TOKEN_FILE") else "PATHWAYS_ROLE" if os.environ.get("PATHWAYS_ROLE") else "default (admin)"),

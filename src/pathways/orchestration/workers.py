@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pathways.orchestration.service import worker_count  # noqa: F401  (the setting lives with the others)
+from pathways.orchestration.service import worker_count  # the setting lives with the others
 
 GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
 
