@@ -23,6 +23,15 @@ from pathways.store.db import make_engine
 from test_faults import AT, populate
 
 
+def enrollment_ids(count: int) -> list[str]:
+    """The ids of the enrollments test_faults.populate stores."""
+    from pathways.definition.loader import load_pathway
+    from pathways.orchestration.service import enrollment_id
+
+    loaded = load_pathway("diabetes")
+    return [enrollment_id(loaded, f"fault-{i:04d}") for i in range(count)]
+
+
 def decisions(url: str) -> list[tuple]:
     engine = make_engine(url)
     with engine.connect() as c:
@@ -46,11 +55,7 @@ def test_batches_in_worker_processes_decide_what_one_process_decides(tmp_path, s
     here, there = f"sqlite:///{tmp_path / 'here.db'}", f"sqlite:///{tmp_path / 'there.db'}"
     populate(here, 60)
     populate(there, 60)
-    from pathways.orchestration.service import enrollment_id
-    from pathways.definition.loader import load_pathway
-
-    loaded = load_pathway("diabetes")
-    ids = [enrollment_id(loaded, f"fault-{i:04d}") for i in range(60)]
+    ids = enrollment_ids(60)
     context = {"prefect_flow_run": "test"}
 
     monkeypatch.setenv("PATHWAYS_DATABASE_URL", here)
@@ -62,7 +67,7 @@ def test_batches_in_worker_processes_decide_what_one_process_decides(tmp_path, s
         side_by_side = list(threads.map(lambda batch: workers.advance(batch, AT.isoformat(), context, parallel=True), batches))
 
     assert workers._pool is not None and len(workers._pool._processes) == 2  # really in two other processes
-    assert {os.getpid()} != set(workers._pool._processes)
+    assert os.getpid() not in workers._pool._processes
     assert decisions(here) == decisions(there) and len(decisions(here)[0]) > 60
     events = lambda summaries: sorted(e for s in summaries for e in s["events"])  # noqa: E731
     assert events(alone) == events(side_by_side)
@@ -72,11 +77,7 @@ def test_a_worker_that_dies_leaves_its_batch_to_the_calling_process(tmp_path, se
     url = f"sqlite:///{tmp_path / 'store.db'}"
     populate(url, 20)
     monkeypatch.setenv("PATHWAYS_DATABASE_URL", url)
-    from pathways.orchestration.service import enrollment_id
-    from pathways.definition.loader import load_pathway
-
-    loaded = load_pathway("diabetes")
-    ids = [enrollment_id(loaded, f"fault-{i:04d}") for i in range(20)]
+    ids = enrollment_ids(20)
     workers.advance(ids[:10], AT.isoformat(), {}, parallel=True)  # starts the workers
     pool = workers._pool
     for pid in list(pool._processes):

@@ -152,7 +152,7 @@ class Evaluation:
 
 def _message_fields(plan: Plan, fields: frozenset[str] | None) -> list[tuple[Atom, str, str | None]]:
     """Per plan and field set, once: the atoms to read, their keys and presence flags (or None)."""
-    cache = plan.__dict__.setdefault("_message_fields", {})
+    cache = plan.message_fields
     if fields not in cache:
         chosen = []
         for atom in plan.atoms:

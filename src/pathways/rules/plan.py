@@ -45,6 +45,8 @@ class Plan:
                 raise KeyError(f"unknown parameter '{name}'")
             self.parameters[name] = value
         self.conditions = self._conditions()
+        # per set of fields durable-rules reads: the atoms to put in a message (rules/evaluate.py)
+        self.message_fields: dict[frozenset[str] | None, list] = {}
 
     def _conditions(self) -> list[Condition]:
         spec = self.spec
