@@ -87,13 +87,16 @@ def main() -> None:
     total = per * len(NAMES)
     print(f"set-up: {total} enrollments stored in {time.perf_counter() - start:.1f} s ({WORK})")
 
-    from pathways.orchestration.flows import advance_with_prefect
+    from pathways.orchestration.flows import advance_pathways_with_prefect, advance_with_prefect
 
     advance_with_prefect("diabetes", cohorts["diabetes"][:1], AT)  # start the embedded server once, outside the timing
     start = time.perf_counter()
     kinds: dict[str, int] = {}
-    for name in NAMES:
-        for kind, n in advance_with_prefect(name, cohorts[name][1:] if name == "diabetes" else cohorts[name], AT).items():
+    # as `pathways advance --due` does: what has come due, per pathway, every pathway's flow run side by side
+    groups = {name: [e for e in members if e != cohorts["diabetes"][0]] for name, members in store.due_by_pathway(AT).items()}
+    assert sorted(e for m in groups.values() for e in m) == sorted(cohorts["diabetes"][1:] + cohorts["copd"] + cohorts["heartfailure"])
+    for counts in advance_pathways_with_prefect(groups, AT).values():
+        for kind, n in counts.items():
             kinds[kind] = kinds.get(kind, 0) + n
     end_to_end = time.perf_counter() - start
     decisions = sum(len(store.decisions(e)) for e in cohorts["heartfailure"][:50])

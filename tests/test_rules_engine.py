@@ -214,6 +214,7 @@ print(json.dumps({"same": got == want, "n": len(got)}))
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # a fresh embedded server can take over 20 s on a busy machine
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

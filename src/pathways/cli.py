@@ -290,8 +290,6 @@ def advance(
 ) -> None:
     """Advance enrollments in a Prefect flow run (embedded server unless PREFECT_API_URL is set)."""
     _require("enrollment.write", "advance enrollments", enrollment)
-    from collections import defaultdict
-
     from pathways.orchestration.service import at_clock
     from pathways.store.db import UnknownEnrollment
 
@@ -300,24 +298,23 @@ def advance(
         raise typer.Exit(2)
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     store = _store_or_fail(clock)
-    ids = [enrollment] if enrollment else store.enrollments_due(clock.today())
-    groups: dict[str, list[str]] = defaultdict(list)
-    for eid in ids:
+    if enrollment:
         try:
-            state, _ = store.load(eid)
+            state, _ = store.load(enrollment)
         except UnknownEnrollment as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1)
-        groups[state.pathway].append(eid)
-    if not ids:
+        groups = {state.pathway: [enrollment]}
+    else:
+        groups = store.due_by_pathway(clock.today())
+    if not groups:
         out.print(f"nothing due on {clock.today()}", markup=False)
         return
-    from pathways.orchestration.flows import advance_with_prefect
+    from pathways.orchestration.flows import advance_pathways_with_prefect
 
-    for pathway, members in sorted(groups.items()):
-        kinds = advance_with_prefect(pathway, members, clock.today())
+    for pathway, kinds in advance_pathways_with_prefect(groups, clock.today()).items():  # pathways side by side
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
-        out.print(f"{pathway}: advanced {len(members)} enrollment(s) on {clock.today()}: {summary}", markup=False)
+        out.print(f"{pathway}: advanced {len(groups[pathway])} enrollment(s) on {clock.today()}: {summary}", markup=False)
 
 
 @app.command()

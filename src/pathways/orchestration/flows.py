@@ -20,6 +20,9 @@ from typing import Any
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The embedded server migrates a fresh database when it first starts: 8-15 s here, more than
+# Prefect's 20 s limit on a busy or slow machine. Starting late is better than failing.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 if not os.environ.get("PREFECT_API_URL"):
     # The embedded server keeps no copy of Prefect's event feed (flow and task runs, their
     # states, logs and artifacts are all kept): on SQLite its event persister's writes make our
@@ -172,6 +175,36 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
         return run()
 
 
+def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> dict[str, dict[str, int]]:
+    """Advance the enrollments of several pathways: one flow run per pathway, side by side
+    (threads), so that one pathway's batches keep the workers busy while Prefect creates and
+    records another's runs. Returns each pathway's decision counts; if a pathway's run fails,
+    the others still finish and then its error is raised."""
+    groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
+    if len(groups) <= 1:
+        return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # start the embedded server here, once, not from several threads
+        client.api_healthcheck()
+    for pathway in groups:
+        pathway_flow(pathway)  # load each pathway once, before the threads
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
+        futures = {pathway: pool.submit(advance_with_prefect, pathway, members, at) for pathway, members in groups.items()}
+    results: dict[str, dict[str, int]] = {}
+    errors: list[BaseException] = []
+    for pathway, future in futures.items():
+        try:
+            results[pathway] = future.result()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
 # -- module-level flows that deployments point at -------------------------------------------
 
 @flow(name="pathways-advance", log_prints=False)
@@ -183,20 +216,23 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
     return kinds
 
 
-@flow(name="pathways-due", log_prints=False)
-def advance_due(at: str | None = None) -> dict[str, int]:
-    """The daily run: advance every enrollment that has come due, per pathway."""
-    from collections import defaultdict
+@task(name="advance-pathway", cache_policy=NO_CACHE)
+def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str, int]:
+    """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by side)."""
+    return pathway_flow(pathway)(pathway, enrollments, at, len(enrollments))
 
+
+@flow(name="pathways-due", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=8))
+def advance_due(at: str | None = None) -> dict[str, int]:
+    """The daily run: advance every enrollment that has come due, one pathway flow run per
+    pathway, side by side: one pathway's batches keep the workers busy while Prefect records
+    another's step tasks."""
     day = dt.date.fromisoformat(at) if at else _today()
     store = open_store(_clock(day.isoformat()))
-    groups: dict[str, list[str]] = defaultdict(list)
-    for enrollment in store.enrollments_due(day):
-        state, _ = store.load(enrollment)
-        groups[state.pathway].append(enrollment)
+    futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in store.due_by_pathway(day).items()]
     totals: Counter = Counter()
-    for pathway, members in sorted(groups.items()):
-        totals.update(pathway_flow(pathway)(pathway, members, day.isoformat(), len(members)))
+    for future in futures:
+        totals.update(future.result())
     return dict(totals)
 
 

@@ -186,7 +186,7 @@ class PathwayEvaluator:
         self.cross_check = cross_check
         self.trace: dict[str, set] | None = None  # comparison outcomes, collected for `pathways check`
         self._ruleset = None
-        self._static: dict[int, tuple] = {}  # the reference evaluator's per-node texts (the plan keeps the nodes alive)
+        self._static: dict = {}  # the reference evaluator's compiled nodes (the plan keeps the nodes alive)
 
     @property
     def ruleset(self):

@@ -284,9 +284,17 @@ class Store:
         retrying(write)
 
     def enrollments_due(self, on: dt.date) -> list[str]:
+        return [eid for members in self.due_by_pathway(on).values() for eid in members]
+
+    def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
+        """The enrollments that have come due on ``on``, per pathway (ids in order)."""
+        groups: dict[str, list[str]] = {}
         with Session(self.engine) as session:
-            rows = session.execute(select(Enrollment.id).where((Enrollment.next_due == None) | (Enrollment.next_due <= on)).order_by(Enrollment.id))  # noqa: E711
-            return list(rows.scalars().all())
+            rows = session.execute(select(Enrollment.pathway, Enrollment.id)
+                                   .where((Enrollment.next_due == None) | (Enrollment.next_due <= on)).order_by(Enrollment.id))  # noqa: E711
+            for pathway, eid in rows:
+                groups.setdefault(pathway, []).append(eid)
+        return dict(sorted(groups.items()))
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
               source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
@@ -395,21 +403,25 @@ class Store:
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
-    parts: dict[str, list] = {"observation": [], "condition": [], "medication": [], "event": []}
-    demographics: dict = {}
-    indications: dict = {}
+    """Rebuild a patient's facts from their rows, in order. The rows hold JSON written by the
+    models themselves: they are joined into one document that pydantic validates in one pass
+    (decoding every row in Python first costs twice as much)."""
+    parts: dict[str, list[str]] = {"observation": [], "condition": [], "medication": [], "event": []}
+    demographics = indications = "{}"
     for row in rows:
-        data = json.loads(row.payload)
         if row.kind in ("demographics", "indications"):
-            if any(v is not None for v in data.values()):  # the last one given wins
-                demographics, indications = (data, indications) if row.kind == "demographics" else (demographics, data)
+            if any(v is not None for v in json.loads(row.payload).values()):  # the last one given wins
+                if row.kind == "demographics":
+                    demographics = row.payload
+                else:
+                    indications = row.payload
         else:
-            parts[row.kind].append(data)
-    return PatientFacts.model_validate({
-        "patient": patient, "demographics": demographics, "indications": indications,
-        "observations": parts["observation"], "conditions": parts["condition"],
-        "medications": parts["medication"], "events": parts["event"],
-    })
+            parts[row.kind].append(row.payload)
+    return PatientFacts.model_validate_json(
+        f'{{"patient":{json.dumps(patient)},"demographics":{demographics},"indications":{indications},'
+        f'"observations":[{",".join(parts["observation"])}],"conditions":[{",".join(parts["condition"])}],'
+        f'"medications":[{",".join(parts["medication"])}],"events":[{",".join(parts["event"])}]}}'
+    )
 
 
 def _chunks(items: list, size: int = 500) -> list[list]:
