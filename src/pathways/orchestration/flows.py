@@ -28,6 +28,12 @@ if not os.environ.get("PREFECT_API_URL"):
     # states, logs and artifacts are all kept): on SQLite its event persister's writes make our
     # own API calls wait 2 s on "database is locked". Set it to true to keep the feed.
     os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false")
+    # Its task-run recorder writes each task-run event in a transaction of its own (10 s of the
+    # server's CPU for a 10,000-enrollment cohort here, beside the batches): 50 per transaction,
+    # at least every second, halves that. (Prefect reads the interval as whole seconds: 0.1 would
+    # be 0, a busy loop.)
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
 
 from typing import Literal  # noqa: E402
 
@@ -155,7 +161,7 @@ def _settle(tasks: int, limit: float = 3.0) -> None:
             while time.monotonic() < deadline:
                 if len(client.read_task_runs(flow_run_filter=runs, task_run_filter=finished, limit=tasks)) >= tasks:
                     return
-                time.sleep(0.05)
+                time.sleep(0.1)  # each look costs the server a query: not too often
     except Exception as exc:  # only a wait: the run goes on (at worst Prefect's client retries a write)
         get_run_logger().debug(f"not waiting for the server's task-run recorder: {type(exc).__name__}")
 
@@ -166,6 +172,8 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
     On the embedded server (no PREFECT_API_URL) the flow-run heartbeat is off: it exists to let
     a server notice crashed runs of remote workers, and its thread costs about a second per
     synchronous flow run here. With a server, heartbeats stay on."""
+    if len(enrollments) > batch_size():
+        workers.prepare([pathway])  # the workers start while the flow run is created
     run = lambda: pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))  # noqa: E731
     if os.environ.get("PREFECT_API_URL"):
         return run()
@@ -183,6 +191,9 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
     groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
     if len(groups) <= 1:
         return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
+    parallel = [pathway for pathway, members in groups.items() if len(members) > batch_size()]
+    if parallel:
+        workers.prepare(parallel)  # the workers start while the flow runs are created
     from concurrent.futures import ThreadPoolExecutor
 
     from prefect.client.orchestration import get_client

@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
+import orjson
+
 from sqlalchemy import Column, Integer, Text, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
@@ -66,8 +68,23 @@ class Record:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # dates through str(), as json does
+
+
 def canonical(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON with sorted keys (the stored text is what is hashed; it is never rebuilt)."""
+    try:
+        return orjson.dumps(payload, default=str, option=_ORJSON).decode()
+    except (TypeError, orjson.JSONEncodeError):  # what orjson refuses (a lone surrogate, a huge int): the standard library's text
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, keys in their order (decision reasons and details)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def entry_hash(row: dict[str, Any]) -> str:

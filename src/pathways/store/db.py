@@ -340,8 +340,8 @@ class Store:
                 decisions.setdefault(e.key, {
                     "key": e.key, "run_key": e.run_key, "enrollment_id": state.enrollment, "kind": e.kind, "step": e.step,
                     "due_on": e.on, "decided_on": e.decided, "pathway_version": state.version, "version_key": state.version_key,
-                    "reasons": json.dumps(list(e.reasons), ensure_ascii=False),
-                    "detail": json.dumps(e.detail, ensure_ascii=False, default=str),
+                    "reasons": audit.dumps(list(e.reasons)),
+                    "detail": audit.dumps(e.detail),
                 })
         connection = session.connection()  # Core statements on the tables: no ORM bulk machinery on the hot path
         if runs:
