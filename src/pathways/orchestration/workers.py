@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import gc
 import os
 import pickle
 import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from pathways.orchestration.service import worker_count  # the setting lives with the others
 
@@ -41,13 +43,30 @@ def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], work
     steps: dict[str, Counter] = {}
     gated: dict[str, list[str]] = {}
     events: list[tuple[str, str, str | None]] = []
-    for advanced in advance_many(store, Runtimes(templates=not worker), enrollments, clock):
+    with _no_cycle_collection():
+        advanced_all = advance_many(store, Runtimes(templates=not worker), enrollments, clock)
+    for advanced in advanced_all:
         for step, status in advanced.statuses.items():
             steps.setdefault(step, Counter())[status] += 1
             if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
                 gated[step].append(advanced.enrollment)
         events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
     return {"steps": {s: dict(c) for s, c in steps.items()}, "gated": gated, "events": events}
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while a batch runs. A batch allocates millions of short-lived
+    objects (states, facts, explanations) that reference counting frees; the collector's passes
+    over them cost a fifth of a batch's time here, and a batch leaves about 150 objects in
+    cycles, collected once it is switched back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +98,8 @@ def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
     runtimes = Runtimes(templates=False)
     for pathway in pathways:
         runtimes.get(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
+    gc.collect()
+    gc.freeze()  # the loaded pathways live as long as the worker: later collections skip them
     return os.getpid()
 
 
