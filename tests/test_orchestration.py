@@ -100,3 +100,50 @@ def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
         done = run_cli(*args, env=env)
         assert done.returncode == 1, args
         assert expected in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+DUE_RUN = r'''
+import json
+from prefect.client.orchestration import get_client
+from pathways.orchestration.flows import advance_due
+
+state = advance_due(at="2026-01-12", return_state=True)
+due = state.state_details.flow_run_id
+with get_client(sync_client=True) as client:
+    children = []
+    for run in client.read_flow_runs():
+        if run.parent_task_run_id and client.read_task_run(run.parent_task_run_id).flow_run_id == due:
+            children.append({"flow": client.read_flow(run.flow_id).name, "state": run.state.name,
+                             "start": run.start_time.timestamp(), "end": run.end_time.timestamp()})
+print(json.dumps({"result": state.result(), "children": children}))
+'''
+
+
+def test_due_runs_advance_every_pathway(tmp_path):
+    """`pathways advance --due` and the daily `pathways-due` flow: one flow run per pathway, submitted
+    together (one pathway's batches keep the workers busy while Prefect records another's)."""
+    import subprocess
+    import sys
+
+    env = environment(tmp_path)
+    for patient, pathway, condition in [("pt-due-1", "heartfailure", "hf_diagnosis"), ("pt-due-2", "diabetes", "dm2_diagnosis"),
+                                        ("pt-due-3", "copd", "copd_diagnosis")]:
+        facts = tmp_path / f"{patient}.json"
+        facts.write_text(json.dumps({**PATIENT, "patient": patient, "conditions": [{"fact": condition, "onset": "2020-01-01"}]}), encoding="utf-8")
+        assert run_cli("enroll", patient, "--pathway", pathway, "--facts", str(facts), env=env).returncode == 0
+    done = run_cli("advance", "--due", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["copd", "diabetes", "heartfailure"]
+    assert all("advanced 1 enrollment(s) on 2026-01-05: " in line and "indicated" in line for line in lines), lines
+
+    # a week later, the daily run: each pathway's flow run is one of its subflows
+    import os
+
+    done = subprocess.run([sys.executable, "-c", DUE_RUN], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    children = report["children"]
+    assert sorted(c["flow"] for c in children) == ["pathway-copd", "pathway-diabetes", "pathway-heartfailure"]
+    assert all(c["state"] == "Completed" for c in children)
+    assert set(report["result"]) <= {"due", "gated", "skipped", "escalated", "goal_met", "goal_missed", "indicated", "not_indicated"}

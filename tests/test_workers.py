@@ -157,3 +157,37 @@ def test_atoms_cross_processes_without_this_process_hash():
     copy = pickle.loads(pickle.dumps(atom))
     assert "_hash" not in copy.__dict__ and "_key" not in copy.__dict__  # string hashes differ per process
     assert copy == atom and (hash(copy), copy.key) == cached and {atom: 1}[copy] == 1
+
+
+def test_workers_start_and_load_their_pathways_ahead_of_the_first_batch(tmp_path, settings, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    populate(url, 20)
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", url)
+    loaded = workers.prepare(["diabetes"], wait=True)
+    assert loaded <= set(workers._pool._processes) and os.getpid() not in loaded and loaded  # in the workers, not here
+    assert workers.prepare(["diabetes"], wait=True) == set()  # once per pool: asked again, nothing is sent
+    summary = workers.advance(enrollment_ids(20), AT.isoformat(), {}, parallel=True)
+    assert sum(n for counts in summary["steps"].values() for n in counts.values()) > 20
+    pool = workers._pool
+    with pytest.raises(RuntimeError, match="PW007 unknown pathway 'no-such-pathway'"):  # fails in the worker, and says so here
+        workers.prepare(["no-such-pathway"], wait=True)
+    assert workers.prepare(["copd"], wait=True) and workers._pool is pool  # the pool survives it
+
+
+def test_batches_run_without_the_cycle_collector_and_restore_it():
+    import gc
+
+    assert gc.isenabled()
+    with workers._no_cycle_collection():
+        assert not gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with workers._no_cycle_collection():
+            raise RuntimeError("a batch that fails")
+    assert gc.isenabled()  # back on, even after an error
+    gc.disable()
+    try:
+        with workers._no_cycle_collection():
+            pass
+        assert not gc.isenabled()  # a caller's choice is left as it was
+    finally:
+        gc.enable()

@@ -89,6 +89,25 @@ def _age(born: dt.date, at: dt.date) -> int:
     return at.year - born.year - ((at.month, at.day) < (born.month, born.day))
 
 
+_INTERNED: dict[Atom, Atom] = {}
+
+
+def interned(atom: Atom) -> Atom:
+    """One object per distinct atom: readers' caches then find it by identity, hashed once."""
+    return _INTERNED.setdefault(atom, atom)
+
+
+_DERIVED: dict[int, tuple[Derived, Atom]] = {}
+
+
+def _derived_atom(d: Derived) -> Atom:
+    """The atom a derived fact reads, one object per definition (its hash is computed once)."""
+    known = _DERIVED.get(id(d))
+    if known is None or known[0] is not d:
+        known = _DERIVED[id(d)] = (d, interned(Atom("latest" if d.function == "latest" else d.function, d.of, d.window)))
+    return known[1]
+
+
 class Reader:
     """Reads atoms for one patient at one date; caches what it computed."""
 
@@ -97,15 +116,15 @@ class Reader:
         self.cache: dict[Atom, Reading] = {}
 
     def read(self, atom: Atom) -> Reading:
-        if atom not in self.cache:
-            self.cache[atom] = self._read(atom)
-        return self.cache[atom]
+        try:
+            return self.cache[atom]
+        except KeyError:
+            reading = self.cache[atom] = self._read(atom)
+            return reading
 
     def _read(self, atom: Atom) -> Reading:
         if atom.func == "value" and atom.fact in self.derived:
-            d = self.derived[atom.fact]
-            func = "latest" if d.function == "latest" else d.function
-            return self.read(Atom(func, d.of, d.window))
+            return self.read(_derived_atom(self.derived[atom.fact]))
         if atom.func in ("value", "latest"):
             return self._latest(atom.fact, self.at)
         if atom.func == "value_ago":

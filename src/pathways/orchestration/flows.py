@@ -240,7 +240,12 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     another's step tasks."""
     day = dt.date.fromisoformat(at) if at else _today()
     store = open_store(_clock(day.isoformat()))
-    futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in store.due_by_pathway(day).items()]
+    groups = store.due_by_pathway(day)
+    for pathway in groups:
+        pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
+    if any(len(members) > batch_size() for members in groups.values()):
+        workers.prepare([p for p, members in groups.items() if len(members) > batch_size()])
+    futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())

@@ -76,9 +76,17 @@ def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at
         os.environ.update(environment)
     if os.getcwd() != cwd:
         os.chdir(cwd)
-    try:
+    with _portable_errors():
         return advance_batch(enrollments, at, context, worker=True)
-    except Exception as exc:  # keep the error's type when it crosses back, else its text
+
+
+@contextmanager
+def _portable_errors() -> Iterator[None]:
+    """In a worker: an error keeps its type when it crosses back to the caller, else its text
+    (one that cannot be rebuilt there would break the whole pool)."""
+    try:
+        yield
+    except Exception as exc:
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:
@@ -96,32 +104,38 @@ def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
     from pathways.orchestration.service import Runtimes
 
     runtimes = Runtimes(templates=False)
-    for pathway in pathways:
-        runtimes.get(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
+    with _portable_errors():
+        for pathway in pathways:
+            runtimes.get(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
     gc.collect()
     gc.freeze()  # the loaded pathways live as long as the worker: later collections skip them
     return os.getpid()
 
 
-def prepare(pathways: list[str]) -> None:
-    """Start the worker processes now and let each load ``pathways``, without waiting: a
-    worker's interpreter start and pathway loading (about a second) then overlap with the
-    creation of the flow run instead of delaying its first batch."""
+def prepare(pathways: list[str], wait: bool = False) -> set[int]:
+    """Start the worker processes now and let each load ``pathways``: a worker's interpreter
+    start and pathway loading (about a second) then overlap with the creation of the flow run
+    instead of delaying its first batch. ``wait``: return once they are ready (a long-running
+    process that starts its workers up front); returns the ids of the processes that have
+    loaded them (none without ``wait``, or when there is nothing to do)."""
     count = worker_count()
     if count <= 1:
-        return
+        return set()
     pool = _executor(count)
     key = (id(pool), os.environ.get("PATHWAYS_PATH"), os.getcwd())
     wanted = sorted(p for p in set(pathways) if (key, p) not in _warmed)
     if not wanted:
-        return
+        return set()
+    loaded: set[int] = set()
     try:
-        for _ in range(count):
-            pool.submit(_warm, dict(os.environ), os.getcwd(), wanted)
+        futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
+        if wait:
+            loaded = {future.result() for future in futures}
     except BrokenProcessPool:  # the batches will find out and run here
         _discard(pool)
-        return
+        return set()
     _warmed.update((key, p) for p in wanted)
+    return loaded
 
 
 _warmed: set[tuple] = set()  # (pool, settings, pathway) already sent to be loaded

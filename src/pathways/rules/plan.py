@@ -14,7 +14,7 @@ from functools import cached_property
 from pathways.definition import expr as E
 from pathways.definition.dump import to_data
 from pathways.definition.loader import LoadedPathway
-from pathways.facts.derive import Atom
+from pathways.facts.derive import Atom, interned
 
 ELIGIBILITY_ROUTES = ("wlz", "wmo", "zvw_wijkverpleging", "pgb")
 COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
@@ -135,7 +135,7 @@ class Plan:
             found.setdefault(name, Atom("value", name))
         for name in self.derived:
             found.setdefault(name, Atom("value", name))
-        return tuple(found.values())
+        return tuple(interned(atom) for atom in found.values())
 
 
 NOT_A_LITERAL = object()

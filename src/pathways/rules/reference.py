@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pathways.definition import expr as E
-from pathways.facts.derive import Atom, Reading
+from pathways.facts.derive import Atom, Reading, interned
 from pathways.rules.plan import ARITH, COMPARE, NOT_A_LITERAL, atom_of, literal_value
 
 
@@ -89,7 +89,7 @@ class ReferenceEvaluator:
             return self._compiled(node, 1)
         atom = atom_of(node)
         if atom is not None:
-            name = str(atom)
+            atom, name = interned(atom), str(atom)
 
             def read_atom(run: _Run) -> Any:
                 value = run.read(atom).value
@@ -222,7 +222,7 @@ class ReferenceEvaluator:
                     continue
                 if atom is None or isinstance(sub, E.Name) and sub.name in self.rules:
                     continue
-                atoms.setdefault(str(atom), atom)
+                atoms.setdefault(str(atom), interned(atom))
             known = self.static[key] = (node, (E.unparse(node), tuple(atoms.values()), tuple(parameters)))
         return known[1]
 
