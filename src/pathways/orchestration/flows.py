@@ -166,14 +166,21 @@ def _settle(tasks: int, limit: float = 3.0) -> None:
         get_run_logger().debug(f"not waiting for the server's task-run recorder: {type(exc).__name__}")
 
 
+def _start_workers(groups: dict[str, list[str]]) -> None:
+    """Start the batch workers (without waiting) for the pathways with more than one batch: they
+    start and load while the flow runs are created."""
+    parallel = [pathway for pathway, members in groups.items() if len(members) > batch_size()]
+    if parallel:
+        workers.prepare(parallel)
+
+
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
     """Advance enrollments of one pathway in a Prefect flow run (embedded server by default).
 
     On the embedded server (no PREFECT_API_URL) the flow-run heartbeat is off: it exists to let
     a server notice crashed runs of remote workers, and its thread costs about a second per
     synchronous flow run here. With a server, heartbeats stay on."""
-    if len(enrollments) > batch_size():
-        workers.prepare([pathway])  # the workers start while the flow run is created
+    _start_workers({pathway: enrollments})
     run = lambda: pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))  # noqa: E731
     if os.environ.get("PREFECT_API_URL"):
         return run()
@@ -191,9 +198,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
     groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
     if len(groups) <= 1:
         return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
-    parallel = [pathway for pathway, members in groups.items() if len(members) > batch_size()]
-    if parallel:
-        workers.prepare(parallel)  # the workers start while the flow runs are created
+    _start_workers(groups)
     from concurrent.futures import ThreadPoolExecutor
 
     from prefect.client.orchestration import get_client
@@ -243,8 +248,7 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     groups = store.due_by_pathway(day)
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
-    if any(len(members) > batch_size() for members in groups.values()):
-        workers.prepare([p for p, members in groups.items() if len(members) > batch_size()])
+    _start_workers(groups)
     futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     totals: Counter = Counter()
     for future in futures:

@@ -71,11 +71,7 @@ def _no_cycle_collection() -> Iterator[None]:
 
 def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
     """Runs in a worker process: take the caller's settings, then advance."""
-    if dict(os.environ) != environment:
-        os.environ.clear()
-        os.environ.update(environment)
-    if os.getcwd() != cwd:
-        os.chdir(cwd)
+    _take_settings(environment, cwd)
     with _portable_errors():
         return advance_batch(enrollments, at, context, worker=True)
 
@@ -94,13 +90,18 @@ def _portable_errors() -> Iterator[None]:
         raise
 
 
-def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
-    """Runs in a worker process: load the pathways (and their rulesets) before the first batch."""
+def _take_settings(environment: dict[str, str], cwd: str) -> None:
+    """In a worker: the caller's environment and working directory, sent with every call."""
     if dict(os.environ) != environment:
         os.environ.clear()
         os.environ.update(environment)
     if os.getcwd() != cwd:
         os.chdir(cwd)
+
+
+def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
+    """Runs in a worker process: load the pathways (and their rulesets) before the first batch."""
+    _take_settings(environment, cwd)
     from pathways.orchestration.service import Runtimes
 
     runtimes = Runtimes(templates=False)
