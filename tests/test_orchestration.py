@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import sqlite3
+import uuid
 
 from conftest import FIXTURES, run_cli
 
@@ -147,3 +148,48 @@ def test_due_runs_advance_every_pathway(tmp_path):
     assert sorted(c["flow"] for c in children) == ["pathway-copd", "pathway-diabetes", "pathway-heartfailure"]
     assert all(c["state"] == "Completed" for c in children)
     assert set(report["result"]) <= {"due", "gated", "skipped", "escalated", "goal_met", "goal_missed", "indicated", "not_indicated"}
+
+
+def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
+    """Batches side by side (two workers, one enrollment per batch): the first escalation opens the
+    pathway's escalation subflow while later batches still run; it lists every escalation of the
+    run, its parameters carry the run's id only, and every task run is recorded as finished in
+    Prefect's own database once the command has exited."""
+    env = {**environment(tmp_path), "PATHWAYS_BATCH_SIZE": "1", "PATHWAYS_WORKERS": "2"}
+    enrollments = {}
+    for patient, potassium in [("pt-esc-1", 5.87), ("pt-esc-2", 4.4), ("pt-esc-3", 6.1)]:
+        facts = tmp_path / f"{patient}.json"
+        observation = {"fact": "potassium_mmol_l", "value": potassium, "unit": "mmol/L", "at": "2026-01-02"}
+        facts.write_text(json.dumps({**PATIENT, "patient": patient, "observations": [observation]}), encoding="utf-8")
+        done = run_cli("enroll", patient, "--pathway", "heartfailure", "--facts", str(facts), env=env)
+        assert done.returncode == 0, done.stderr
+        enrollments[patient] = done.stdout.split()[1]
+    done = run_cli("advance", "--due", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 escalated" in done.stdout, done.stdout
+
+    database = sqlite3.connect(next((tmp_path / "prefect").rglob("*.db")))
+    runs = {name: (run_id, json.loads(parameters), state, parent) for run_id, name, parameters, state, parent in database.execute(
+        "select flow_run.id, flow.name, flow_run.parameters, flow_run.state_type, flow_run.parent_task_run_id "
+        "from flow_run join flow on flow.id = flow_run.flow_id")}
+    assert set(runs) == {"pathway-heartfailure", "escalation-heartfailure"}
+    pathway_run, _, state, _ = runs["pathway-heartfailure"]
+    escalation_run, parameters, state_escalations, parent = runs["escalation-heartfailure"]
+    assert state == state_escalations == "COMPLETED"
+    assert parameters == {"pathway_run": str(uuid.UUID(pathway_run))}  # the run's id only: no enrollment ids, no patient data
+    assert database.execute("select flow_run_id from task_run where id = ?", (parent,)).fetchone()[0] == pathway_run
+    table = database.execute("select data from artifact where key = 'escalations-heartfailure'").fetchone()[0]
+    assert f"| {enrollments['pt-esc-1']} | hyperkaliemie |" in table and f"| {enrollments['pt-esc-3']} | hyperkaliemie |" in table
+    assert enrollments["pt-esc-2"] not in table
+
+    tasks = database.execute("select name, state_type, state_name from task_run where flow_run_id = ? and id != ? order by expected_start_time",
+                             (pathway_run, parent)).fetchall()
+    assert all(state_type == "COMPLETED" for _, state_type, _ in tasks), tasks
+    batches = [t for t in tasks if t[0].startswith("advance-batch")]
+    steps = [t for t in tasks if not t[0].startswith("advance-batch")]
+    assert len(batches) == 3
+    from pathways.definition.loader import load_pathway
+
+    spec = load_pathway("heartfailure").spec
+    assert [name.rsplit("-", 1)[0] for name, _, _ in steps] == [f"{s.stage}:{s.id}" for s in spec.steps]
+    assert dict((name.rsplit("-", 1)[0], state) for name, _, state in steps)["escalation:hyperkaliemie"] == "Escalated"

@@ -12,9 +12,12 @@ artifact carry pseudonymous enrollment ids and step ids only; clinical values st
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import os
+import threading
 from collections import Counter
+from concurrent.futures import Future
 from functools import lru_cache
 from typing import Any
 
@@ -82,9 +85,12 @@ def _step_task(step_id: str, stage: str):
 
 @lru_cache(maxsize=None)
 def escalation_flow(pathway: str):
-    @flow(name=f"escalation-{pathway}", log_prints=False)
-    def escalations(enrollments: list[str], steps: list[str]) -> int:
-        lines = [f"| {e} | {s} |" for e, s in zip(enrollments, steps)]
+    @flow(name=f"escalation-{pathway}", flow_run_name="escalations-{pathway_run}", log_prints=False)
+    def escalations(pathway_run: str) -> int:
+        """Opened by the pathway's flow run when its first batch escalates; lists every escalation
+        of that run once its last batch is in (parameters: the run's id only, no enrollment ids)."""
+        escalated = _OPENED[pathway_run].result()
+        lines = [f"| {e} | {s} |" for e, s in escalated]
         create_markdown_artifact(
             key=f"escalations-{pathway}".replace("_", "-"),
             markdown="| enrollment | escalation step |\n|---|---|\n" + "\n".join(lines),
@@ -93,6 +99,52 @@ def escalation_flow(pathway: str):
         return len(lines)
 
     return escalations
+
+
+_OPENED: dict[str, Future] = {}  # pathway flow run id -> its escalations, once all its batches are in
+
+
+class _Escalations:
+    """A pathway flow run's escalation subflow, started at the run's first escalation, while its
+    batches still run: creating a flow run right after many task runs meets the embedded
+    server's task-run recorder (SQLite answers "database is locked" and Prefect's client waits
+    2 s), and waiting for the recorder at the end of every run costs about half a second."""
+
+    def __init__(self, pathway: str):
+        from prefect.runtime import flow_run
+
+        self.pathway, self.run_id = pathway, str(flow_run.id)
+        self.escalated: list[tuple[str, str]] = []
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def add(self, escalated: list[tuple[str, str]]) -> None:
+        self.escalated += escalated
+        if escalated and self.thread is None:
+            _OPENED[self.run_id] = Future()
+            context = contextvars.copy_context()  # the flow run's context: the subflow's parent is this run
+            self.thread = threading.Thread(target=context.run, args=(self._run,), name=f"escalations-{self.pathway}", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            escalation_flow(self.pathway)(self.run_id)
+        except BaseException as exc:  # raised in the pathway's run, once it has handed the list over
+            self.error = exc
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Hand the complete list over (or the run's error) and wait for the subflow to end."""
+        if self.thread is None:
+            return
+        future = _OPENED[self.run_id]
+        if error is None:
+            future.set_result(list(self.escalated))
+        else:
+            future.set_exception(RuntimeError(f"the run of {self.pathway} failed: {type(error).__name__}"))
+        self.thread.join()
+        del _OPENED[self.run_id]
+        if error is None and self.error is not None:
+            raise self.error
 
 
 @lru_cache(maxsize=None)
@@ -109,22 +161,26 @@ def pathway_flow(pathway: str):
         events: list = []
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
-        if parallel:  # batches run side by side in worker processes
-            summaries = [future.result() for future in [advance_batch.submit(batch, at, True) for batch in batches]]
-        else:
-            summaries = [advance_batch(batch, at) for batch in batches]
-        for summary in summaries:
-            for step, c in summary["steps"].items():
-                counts.setdefault(step, Counter()).update(c)
-            for step, ids in summary["gated"].items():
-                gated.setdefault(step, []).extend(ids)
-            events += summary["events"]
+        escalations = _Escalations(spec.id)
+        try:
+            if parallel:  # batches run side by side in worker processes
+                futures = [advance_batch.submit(batch, at, True) for batch in batches]
+                summaries = (future.result() for future in futures)
+            else:
+                summaries = (advance_batch(batch, at) for batch in batches)
+            for summary in summaries:  # in order, as they come in
+                for step, c in summary["steps"].items():
+                    counts.setdefault(step, Counter()).update(c)
+                for step, ids in summary["gated"].items():
+                    gated.setdefault(step, []).extend(ids)
+                events += summary["events"]
+                escalations.add([(e, step) for e, kind, step in summary["events"] if kind == "escalated"])
+        except BaseException as exc:
+            escalations.close(exc)
+            raise
         for step_id, step_task in step_tasks:
             step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
-        _settle(len(batches) + len(step_tasks))
-        escalated = [(e, step) for e, kind, step in events if kind == "escalated"]
-        if escalated:
-            escalation_flow(spec.id)([e for e, _ in escalated], [s for _, s in escalated])
+        escalations.close()
         kinds = Counter(kind for _, kind, _ in events)
         rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
         create_markdown_artifact(
@@ -135,35 +191,6 @@ def pathway_flow(pathway: str):
         return dict(kinds)
 
     return run
-
-
-def _settle(tasks: int, limit: float = 3.0) -> None:
-    """Embedded server on SQLite: wait (at most ``limit`` s) until it has recorded this flow
-    run's ``tasks`` task runs as finished before the next write of our own (a subflow, an
-    artifact, the final state). Task runs reach its database through an event recorder;
-    a write of ours that meets the recorder's open transaction is answered 503 "database is
-    locked" and Prefect's client then sleeps 2 s before retrying. Reading never blocks."""
-    database = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or ""
-    if os.environ.get("PREFECT_API_URL") or database.startswith("postgresql"):
-        return
-    import time
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
-    from prefect.client.schemas.objects import StateType
-    from prefect.runtime import flow_run
-
-    runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
-    finished = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED])))
-    deadline = time.monotonic() + limit
-    try:
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                if len(client.read_task_runs(flow_run_filter=runs, task_run_filter=finished, limit=tasks)) >= tasks:
-                    return
-                time.sleep(0.1)  # each look costs the server a query: not too often
-    except Exception as exc:  # only a wait: the run goes on (at worst Prefect's client retries a write)
-        get_run_logger().debug(f"not waiting for the server's task-run recorder: {type(exc).__name__}")
 
 
 def _start_workers(groups: dict[str, list[str]]) -> None:
