@@ -193,3 +193,50 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     spec = load_pathway("heartfailure").spec
     assert [name.rsplit("-", 1)[0] for name, _, _ in steps] == [f"{s.stage}:{s.id}" for s in spec.steps]
     assert dict((name.rsplit("-", 1)[0], state) for name, _, state in steps)["escalation:hyperkaliemie"] == "Escalated"
+
+
+def test_side_by_side_runs_are_created_in_turn_then_begin_together():
+    """Runs started side by side are created one at a time (Prefect's embedded server on SQLite
+    answers concurrent creations with "database is locked", and the client then waits 2 s); their
+    batches begin only once all of them exist; a run that fails before it begins lets the others
+    go on at once instead of waiting for it."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pathways.orchestration import flows
+
+    log: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+
+    def fake_run(name: str, fail: bool = False) -> str:
+        with lock:
+            log.append((name, "create", time.monotonic()))
+        time.sleep(0.05)  # creating the flow run
+        if fail:
+            raise RuntimeError("creation failed")
+        with lock:
+            log.append((name, "created", time.monotonic()))
+        flows._start_together(limit=5)  # what a pathway run's body does first
+        with lock:
+            log.append((name, "batches", time.monotonic()))
+        return name
+
+    together = flows._Together(3)
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(flows._in_context(together), fake_run, name) for name in ("a", "b", "c")]
+    assert sorted(f.result() for f in futures) == ["a", "b", "c"]
+    creations = sorted((t, event) for _, event, t in log if event in ("create", "created"))
+    assert [event for _, event in creations] == ["create", "created"] * 3  # never two creations at once
+    last_created = max(t for _, event, t in log if event == "created")
+    assert all(t >= last_created for _, event, t in log if event == "batches")
+
+    log.clear()
+    together = flows._Together(3)
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(flows._in_context(together), fake_run, name, name == "a") for name in ("a", "b", "c")]
+    outcomes = sorted(repr(f.exception()) if f.exception() else f.result() for f in futures)
+    assert outcomes == ["RuntimeError('creation failed')", "b", "c"]
+    assert time.monotonic() - started < 2  # nobody waited out the 5 s limit for the failed run
+    assert flows._TOGETHER.get() is None  # the caller's context is left as it was

