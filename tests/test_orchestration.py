@@ -197,9 +197,11 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
 
 def test_side_by_side_runs_are_created_in_turn_then_begin_together():
     """Runs started side by side are created one at a time (Prefect's embedded server on SQLite
-    answers concurrent creations with "database is locked", and the client then waits 2 s); their
+    answers concurrent creations with "database is locked", and the client then waits 2 s), in the
+    caller's context; their
     batches begin only once all of them exist; a run that fails before it begins lets the others
     go on at once instead of waiting for it."""
+    import contextvars
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -208,8 +210,11 @@ def test_side_by_side_runs_are_created_in_turn_then_begin_together():
 
     log: list[tuple[str, str, float]] = []
     lock = threading.Lock()
+    submitter = contextvars.ContextVar("submitter", default=None)
+    submitter.set("the caller's settings")  # e.g. Prefect's settings context: the runs see the caller's
 
     def fake_run(name: str, fail: bool = False) -> str:
+        assert submitter.get() == "the caller's settings"
         with lock:
             log.append((name, "create", time.monotonic()))
         time.sleep(0.05)  # creating the flow run
@@ -224,7 +229,7 @@ def test_side_by_side_runs_are_created_in_turn_then_begin_together():
 
     together = flows._Together(3)
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_context(together), fake_run, name) for name in ("a", "b", "c")]
+        futures = [pool.submit(flows._in_turn(together, fake_run, name)) for name in ("a", "b", "c")]
     assert sorted(f.result() for f in futures) == ["a", "b", "c"]
     creations = sorted((t, event) for _, event, t in log if event in ("create", "created"))
     assert [event for _, event in creations] == ["create", "created"] * 3  # never two creations at once
@@ -235,7 +240,7 @@ def test_side_by_side_runs_are_created_in_turn_then_begin_together():
     together = flows._Together(3)
     started = time.monotonic()
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_context(together), fake_run, name, name == "a") for name in ("a", "b", "c")]
+        futures = [pool.submit(flows._in_turn(together, fake_run, name, name == "a")) for name in ("a", "b", "c")]
     outcomes = sorted(repr(f.exception()) if f.exception() else f.result() for f in futures)
     assert outcomes == ["RuntimeError('creation failed')", "b", "c"]
     assert time.monotonic() - started < 2  # nobody waited out the 5 s limit for the failed run
