@@ -201,7 +201,7 @@ class _Together:
     together. On the embedded server (SQLite) a flow run created while another run is being
     created, or while task runs are being recorded, is often answered "database is locked";
     Prefect's client then waits 2 s (4 s the next time) before trying again, and the workers
-    would sit idle. Creating a run takes about 0.1 s here."""
+    would sit idle. Creating a run takes 0.1-0.2 s here."""
 
     def __init__(self, count: int):
         self.creating = threading.Lock()
