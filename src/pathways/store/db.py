@@ -283,9 +283,6 @@ class Store:
                 self._write_goals(session, [s for s, _, _ in writes])
         retrying(write)
 
-    def enrollments_due(self, on: dt.date) -> list[str]:
-        return [eid for members in self.due_by_pathway(on).values() for eid in members]
-
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order)."""
         groups: dict[str, list[str]] = {}
