@@ -133,3 +133,48 @@ def test_goal_progress_is_upserted_in_bulk(engine):
     with Session(engine) as session:
         rows = session.exec(select(Goal)).all()
     assert [(r.enrollment_id, r.goal, r.baseline, r.latest, r.status) for r in rows] == [("enr-1", "gewicht", 84.0, 79.5, "met")]
+
+
+def test_bulk_writes_store_what_sqlalchemy_would_store(tmp_path):
+    """On SQLite the hot writes go straight to the driver (store/bulk.py): the stored text must be
+    exactly what SQLAlchemy writes for the same rows (dates, times with a zone, nulls, floats,
+    booleans, non-ASCII), and an update reports how many rows it changed."""
+    import sqlite3
+
+    from pathways.store import bulk
+    from pathways.store.db import _ADVANCE, _statements
+    from pathways.store.models import Enrollment, Goal
+
+    stamp = dt.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
+    enrollments = [{"id": f"e{i}", "patient_id": "p", "pathway": "copd", "version": "1.0.0", "version_key": "k", "enrolled_on": dt.date(2026, 1, i + 1),
+                    "as_of": dt.date(2026, 2, 1), "next_due": None if i % 2 else dt.date(2026, 3, i + 1), "state": '{"x":"é ✓"}',
+                    "state_version": i, "updated_at": stamp} for i in range(5)]
+    goals = [{"enrollment_id": f"e{i}", "goal": "pijn", "fact": "nrs_pain", "target": "<= 3", "agreed_on": dt.date(2026, 1, 5), "deadline": dt.date(2026, 4, 1),
+              "baseline": 7.0 if i else None, "latest": 2.5, "status": "open"} for i in range(5)]
+    advances = [{"b_id": f"e{i}", "b_version": 0 if i == 3 else i, "b_state": '{"y":1}', "b_next": i + 1, "b_as_of": dt.date(2026, 2, 2),
+                 "b_next_due": None, "b_updated": stamp + dt.timedelta(hours=1)} for i in range(5)]
+    stored = {}
+    for way in ("sqlalchemy", "driver"):
+        url = f"sqlite:///{tmp_path / (way + '.db')}"
+        engine = make_engine(url)
+        migrate(engine)
+        with engine.begin() as connection:
+            connection.execute(sa.insert(sa.table("patient", sa.column("id"), sa.column("created_at"))).values(id="p", created_at="2026-01-01"))
+            if way == "sqlalchemy":
+                connection.execute(sa.insert(Enrollment.__table__), enrollments)
+                connection.execute(_statements("sqlite")["goal"], goals)
+                changed = connection.execute(_ADVANCE, advances).rowcount
+                connection.execute(_statements("sqlite")["goal"], goals)  # the upsert again
+            else:
+                bulk.executemany(connection, sa.insert(Enrollment.__table__), enrollments)
+                bulk.executemany(connection, _statements("sqlite")["goal"], goals)
+                changed = bulk.executemany(connection, _ADVANCE, advances)
+                bulk.executemany(connection, _statements("sqlite")["goal"], goals)
+        assert changed == 4  # e3 was read at another version: not changed, and counted as such
+        raw = sqlite3.connect(tmp_path / (way + ".db"))
+        stored[way] = [raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in ("enrollment", "goal")]
+        raw.close()
+        engine.dispose()
+    assert stored["driver"] == stored["sqlalchemy"]
+    assert ("e0", "p", "copd", "1.0.0", "k", "2026-01-01", "2026-02-02", None, '{"y":1}', 1, "2026-12-01 00:59:58.123456") == stored["driver"][0][0]
+    assert len(stored["driver"][1]) == 5

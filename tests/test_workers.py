@@ -191,3 +191,33 @@ def test_batches_run_without_the_cycle_collector_and_restore_it():
         assert not gc.isenabled()  # a caller's choice is left as it was
     finally:
         gc.enable()
+
+
+def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
+    """One batch in flight per worker; among those waiting, a run's first batch goes first (so
+    every run side by side gets its first results early), the others in the order they came."""
+    import threading
+
+    queue = workers._Queue()
+    order: list[str] = []
+    release = threading.Event()
+
+    def batch(name: str, first: bool) -> None:
+        with queue.turn(first, slots=1):
+            order.append(name)
+            if name == "a1":
+                release.wait(10)
+
+    threads = [threading.Thread(target=batch, args=("a1", True))]
+    threads[0].start()
+    while not order:  # a1 holds the only worker
+        time.sleep(0.01)
+    for name, first in (("a2", False), ("a3", False), ("b1", True), ("a4", False), ("c1", True)):
+        thread = threading.Thread(target=batch, args=(name, first))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # arrive in this order
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["a1", "b1", "c1", "a2", "a3", "a4"]

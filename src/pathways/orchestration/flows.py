@@ -60,14 +60,15 @@ def _clock(at: str) -> FixedClock:
 
 
 @task(name="advance-batch", cache_policy=NO_CACHE)
-def advance_batch(enrollments: list[str], at: str, parallel: bool = False) -> dict[str, Any]:
-    """Advance a batch (in a worker process when ``parallel``); return a compact summary (per
-    step: counts and gated ids; events)."""
+def advance_batch(enrollments: list[str], at: str, parallel: bool = False, first: bool = False) -> dict[str, Any]:
+    """Advance a batch (in a worker process when ``parallel``; ``first``: its run's first batch,
+    which goes ahead of other runs' waiting batches); return a compact summary (per step: counts
+    and gated ids; events)."""
     from prefect.runtime import flow_run, task_run
 
     # audit entries name the Prefect runs that made them (ids only; the trail is self-sufficient)
     context = {"prefect_flow_run": str(flow_run.id), "prefect_task_run": str(task_run.id)}
-    return workers.advance(enrollments, at, context, parallel)
+    return workers.advance(enrollments, at, context, parallel, first)
 
 
 def _step_task(step_id: str, stage: str):
@@ -91,6 +92,7 @@ def escalation_flow(pathway: str):
     def escalations(pathway_run: str) -> int:
         """Opened by the pathway's flow run when its first batch escalates; lists every escalation
         of that run once its last batch is in (parameters: the run's id only, no enrollment ids)."""
+        _created()
         escalated = _OPENED[pathway_run].result()
         lines = [f"| {e} | {s} |" for e, s in escalated]
         create_markdown_artifact(
@@ -130,7 +132,11 @@ class _Escalations:
 
     def _run(self) -> None:
         try:
-            escalation_flow(self.pathway)(self.run_id)
+            side_by_side = _SIDE_BY_SIDE.get()
+            if side_by_side is None:
+                escalation_flow(self.pathway)(self.run_id)
+            else:  # not while another run is being created
+                side_by_side.run(escalation_flow(self.pathway), self.run_id)
         except BaseException as exc:  # raised in the pathway's run, once it has handed the list over
             self.error = exc
 
@@ -164,10 +170,10 @@ def pathway_flow(pathway: str):
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
         escalations = _Escalations(spec.id)
-        _start_together()
+        _created()
         try:
             if parallel:  # batches run side by side in worker processes
-                futures = [advance_batch.submit(batch, at, True) for batch in batches]
+                futures = [advance_batch.submit(batch, at, True, i == 0) for i, batch in enumerate(batches)]
                 summaries = (future.result() for future in futures)
             else:
                 summaries = (advance_batch(batch, at) for batch in batches)
@@ -196,49 +202,42 @@ def pathway_flow(pathway: str):
     return run
 
 
-class _Together:
-    """Pathway runs started side by side: created one after the other, then their batches begin
-    together. On the embedded server (SQLite) a flow run created while another run is being
-    created, or while task runs are being recorded, is often answered "database is locked";
-    Prefect's client then waits 2 s (4 s the next time) before trying again, and the workers
-    would sit idle. Creating a run takes 0.1-0.2 s here."""
+class _OneAtATime:
+    """Flow runs started side by side (pathway runs, their escalation subflows) are created one
+    at a time. On the embedded server (SQLite) a flow run created while another is being created
+    is often answered "database is locked"; Prefect's client then waits 2 s (4 s the next time)
+    before trying again. Creating a run takes 0.1-0.2 s here. Each run begins its batches as soon
+    as it exists: the batch workers are shared, so the runs created after it find them busy with
+    its batches, not idle."""
 
-    def __init__(self, count: int):
+    def __init__(self):
         self.creating = threading.Lock()
-        self.ready = threading.Barrier(count)
 
     def run(self, call, *args):
-        """In each run's thread: ``call`` (which starts the flow run) once no other run is being created."""
-        turn = {"holding": True}
+        """``call`` (which starts a flow run) once no other run is being created; the run's body
+        lets the next one be created (``_created``)."""
+        turn = {"lock": self.creating, "holding": True}
         self.creating.acquire()
         token = _TURN.set(turn)
         try:
             return call(*args)
         finally:
             _TURN.reset(token)
-            if turn["holding"]:  # the run failed before it began: the others go on without it
+            if turn["holding"]:  # the run failed before its body began
                 turn["holding"] = False
                 self.creating.release()
-                self.ready.abort()
 
 
-_TOGETHER: contextvars.ContextVar[_Together | None] = contextvars.ContextVar("pathways_together", default=None)
+_SIDE_BY_SIDE: contextvars.ContextVar[_OneAtATime | None] = contextvars.ContextVar("pathways_side_by_side", default=None)
 _TURN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pathways_turn", default=None)
 
 
-def _start_together(limit: float = 10.0) -> None:
-    """At the start of a pathway run's body: the next run may be created; wait (at most ``limit``
-    s) until every run started with this one has been created."""
-    together, turn = _TOGETHER.get(), _TURN.get()
-    if together is None or turn is None:
-        return
-    if turn["holding"]:
+def _created() -> None:
+    """First thing in a flow run's body: this run exists, the next one may be created."""
+    turn = _TURN.get()
+    if turn is not None and turn["holding"]:
         turn["holding"] = False
-        together.creating.release()
-    try:
-        together.ready.wait(limit)
-    except threading.BrokenBarrierError:  # one of them failed or is late: go on without it
-        pass
+        turn["lock"].release()
 
 
 def _start_workers(groups: dict[str, list[str]]) -> None:
@@ -249,14 +248,14 @@ def _start_workers(groups: dict[str, list[str]]) -> None:
         workers.prepare(parallel)
 
 
-def _in_turn(together: _Together, function, *args):
+def _in_turn(side_by_side: _OneAtATime, function, *args):
     """For a pool thread: ``function(*args)`` in a copy of this (the submitting thread's) context,
-    with ``together`` set, in turn with the others."""
+    with ``side_by_side`` set, created in turn with the others."""
     context = contextvars.copy_context()
 
     def inside():
-        _TOGETHER.set(together)
-        return together.run(function, *args)
+        _SIDE_BY_SIDE.set(side_by_side)
+        return side_by_side.run(function, *args)
 
     return lambda: context.run(inside)
 
@@ -299,11 +298,11 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
         client.api_healthcheck()
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
-    together = _Together(len(groups))
+    side_by_side = _OneAtATime()
     run = lambda pathway, members: pathway_flow(pathway)(pathway, members, at.isoformat(), len(members))  # noqa: E731
     with _embedded_settings(), ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
         # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
-        futures = {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
+        futures = {pathway: pool.submit(_in_turn(side_by_side, run, pathway, members)) for pathway, members in groups.items()}
     results: dict[str, dict[str, int]] = {}
     errors: list[BaseException] = []
     for pathway, future in futures.items():
@@ -331,10 +330,10 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
 def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str, int]:
     """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by side)."""
     run = pathway_flow(pathway)
-    together = _TOGETHER.get()
-    if together is None:
+    side_by_side = _SIDE_BY_SIDE.get()
+    if side_by_side is None:
         return run(pathway, enrollments, at, len(enrollments))
-    return together.run(run, pathway, enrollments, at, len(enrollments))
+    return side_by_side.run(run, pathway, enrollments, at, len(enrollments))
 
 
 @flow(name="pathways-due", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=8))
@@ -348,11 +347,11 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)
-    together = _TOGETHER.set(_Together(len(groups)) if len(groups) > 1 else None)  # the task threads take a copy of this context
+    side_by_side = _SIDE_BY_SIDE.set(_OneAtATime() if len(groups) > 1 else None)  # the task threads take a copy of this context
     try:
         futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     finally:
-        _TOGETHER.reset(together)
+        _SIDE_BY_SIDE.reset(side_by_side)
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())

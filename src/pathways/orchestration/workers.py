@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import gc
+import heapq
 import os
 import pickle
 import threading
@@ -40,18 +41,22 @@ def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], work
 
     clock = FixedClock.on(dt.date.fromisoformat(at))
     store = open_store(clock, context=context, migrated=worker)
-    steps: dict[str, Counter] = {}
+    pairs: Counter = Counter()  # (step, status) -> enrollments
     gated: dict[str, list[str]] = {}
     events: list[tuple[str, str, str | None]] = []
     with _no_cycle_collection():
         advanced_all = advance_many(store, Runtimes(templates=not worker), enrollments, clock)
     for advanced in advanced_all:
-        for step, status in advanced.statuses.items():
-            steps.setdefault(step, Counter())[status] += 1
-            if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
-                gated[step].append(advanced.enrollment)
+        pairs.update(advanced.statuses.items())  # counted in C: a batch has tens of thousands of them
+        if "gated" in advanced.statuses.values():
+            for step, status in advanced.statuses.items():
+                if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
+                    gated[step].append(advanced.enrollment)
         events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
-    return {"steps": {s: dict(c) for s, c in steps.items()}, "gated": gated, "events": events}
+    steps: dict[str, dict[str, int]] = {}
+    for (step, status), count in pairs.items():
+        steps.setdefault(step, {})[status] = count
+    return {"steps": steps, "gated": gated, "events": events}
 
 
 @contextmanager
@@ -202,16 +207,53 @@ def batches(enrollments: list[str], size: int, parallel: bool) -> list[list[str]
     return [enrollments[start:start + per] for start in range(0, len(enrollments), per)]
 
 
-def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool) -> dict[str, Any]:
-    """Advance a batch in a worker process (``parallel``) or here."""
+class _Queue:
+    """Batches waiting for a worker process: one batch in flight per worker, the rest wait here,
+    a run's first batch ahead of the later batches of runs started before it, then in the order
+    they came. Runs side by side thus each get their first results (and open their escalation
+    subflows, a Prefect flow run to create) early, while the workers still have most of the work
+    ahead of them, instead of the last run's only at the end."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []  # (0 for a run's first batch else 1, arrival): a heap
+        self._arrivals = 0
+        self._in_flight = 0
+
+    @contextmanager
+    def turn(self, first: bool, slots: int) -> Iterator[None]:
+        with self._changed:
+            self._arrivals += 1
+            entry = (0 if first else 1, self._arrivals)
+            heapq.heappush(self._waiting, entry)
+            while self._waiting[0] != entry or self._in_flight >= slots:
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._in_flight += 1
+            self._changed.notify_all()  # the next one may have a free worker too
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+
+_queue = _Queue()
+
+
+def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool, first: bool = False) -> dict[str, Any]:
+    """Advance a batch in a worker process (``parallel``; ``first``: the first batch of its run)
+    or here."""
     if parallel and worker_count() > 1:
         from pathways.orchestration.service import database_url, migrate_once
 
         migrate_once(database_url())  # here, once: the workers then skip it
-        pool = _executor(worker_count())
-        try:
-            return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
-        except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
-            _discard(pool)
+        with _queue.turn(first, worker_count()):
+            pool = _executor(worker_count())
+            try:
+                return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
+            except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
+                _discard(pool)
     with _here:
         return advance_batch(enrollments, at, context)

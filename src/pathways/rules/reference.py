@@ -58,9 +58,11 @@ class ReferenceEvaluator:
                  trace: dict[str, set] | None = None, static: dict | None = None):
         self.read, self.rules, self.parameters, self.units = read, rules, parameters, units
         self.trace = trace  # when given (`pathways check`): comparison text -> outcomes seen
-        self.fact_units = {name: f.unit for name, f in facts.items()}
-        self.fact_sources = {name: f.source for name, f in facts.items()}
         self.static = {} if static is None else static
+        known = self.static.get(("facts", id(facts)))
+        if known is None or known[0] is not facts:  # per plan, not per patient (the plan keeps ``facts`` alive)
+            known = self.static[("facts", id(facts))] = (facts, {name: f.unit for name, f in facts.items()}, {name: f.source for name, f in facts.items()})
+        _, self.fact_units, self.fact_sources = known
         self._shown: dict[Atom, str] = {}  # this patient's readings as text, per atom
 
     def evaluate(self, node: E.Node, text: str | None = None) -> Explanation:

@@ -24,6 +24,8 @@ from sqlalchemy import Column, Integer, Text, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
+from pathways.store import bulk
+
 GENESIS = "0" * 64
 FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
           "version_key", "subject", "payload", "prev_hash", "hash")
@@ -105,34 +107,49 @@ def lock(connection: Connection) -> None:
 
 
 def append(connection: Connection, records: Iterable[Record], actor: Any, now: dt.datetime, context: dict[str, Any] | None = None) -> int:
-    """Append records to the chain inside the caller's transaction; returns how many.
+    """Append records to the chain inside the caller's transaction; returns how many."""
+    return chain(connection, entries_for(records, actor, now, context))
 
-    The head row is locked first (an UPDATE), so a second writer waits for this transaction."""
-    records = list(records)
-    if not records:
+
+def entries_for(records: Iterable[Record], actor: Any, now: dt.datetime, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The entries of ``records`` as far as they can be written before the transaction: all but
+    their place in the chain (sequence number and hashes), which ``chain`` gives them."""
+    at = now.isoformat()
+    entries = []
+    for record in records:
+        payload = dict(record.payload)
+        if context:
+            payload.setdefault("context", context)
+        entries.append({
+            "at": at, "actor": actor.user, "role": actor.role, "action": record.action,
+            "patient_id": record.patient, "enrollment_id": record.enrollment, "pathway": record.pathway,
+            "pathway_version": record.pathway_version, "version_key": record.version_key, "subject": record.subject,
+            "payload": canonical(payload),
+        })
+    return entries
+
+
+_INSERT = insert(AuditEntry.__table__)  # built once (store/bulk.py compiles it once)
+
+
+def chain(connection: Connection, entries: list[dict[str, Any]]) -> int:
+    """Give ``entries`` (from ``entries_for``) the next places in the chain and insert them, inside
+    the caller's transaction; returns how many. The head row is locked first (an UPDATE), so a
+    second writer waits for this transaction."""
+    if not entries:
         return 0
     lock(connection)
     head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one_or_none()
     if head is None:
         raise RuntimeError("the audit head is missing: the store was not migrated (pathways migrations 0002)")
     seq, previous = head
-    at = now.isoformat()
     rows = []
-    for record in records:
+    for entry in entries:
         seq += 1
-        payload = dict(record.payload)
-        if context:
-            payload.setdefault("context", context)
-        row = {
-            "seq": seq, "at": at, "actor": actor.user, "role": actor.role, "action": record.action,
-            "patient_id": record.patient, "enrollment_id": record.enrollment, "pathway": record.pathway,
-            "pathway_version": record.pathway_version, "version_key": record.version_key, "subject": record.subject,
-            "payload": canonical(payload), "prev_hash": previous,
-        }
+        row = {"seq": seq, **entry, "prev_hash": previous}
         row["hash"] = previous = entry_hash(row)
         rows.append(row)
-    for start in range(0, len(rows), 500):
-        connection.execute(insert(AuditEntry), rows[start:start + 500])
+    bulk.executemany(connection, _INSERT, rows, chunk=500)
     connection.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=previous))
     return len(rows)
 

@@ -10,6 +10,8 @@ import datetime as dt
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -22,7 +24,7 @@ from sqlmodel import Session
 from pathways.access import SERVICE, Actor
 from pathways.facts.model import Condition, Event as FactEvent, Medication, Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
-from pathways.store import audit
+from pathways.store import audit, bulk
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
 
@@ -199,7 +201,7 @@ class Store:
         session.add(Enrollment(
             id=state.enrollment, patient_id=state.patient, pathway=state.pathway, version=state.version,
             version_key=state.version_key, enrolled_on=state.enrolled_on, as_of=state.as_of,
-            state=state.model_dump_json(), state_version=0, updated_at=self.now(),
+            state=state_json(state), state_version=0, updated_at=self.now(),
         ))
         self.audit(session, [Record("enrollment.created", state.patient, state.enrollment, state.pathway, state.version,
                                     state.version_key, state.enrollment, {"enrolled_on": state.enrolled_on.isoformat()})])
@@ -256,31 +258,28 @@ class Store:
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
         """Write many advances in one transaction; StaleState (and nothing written) if any
-        enrollment changed since it was read."""
-        table = Enrollment.__table__
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.state_version == bindparam("b_version"))
-            .values(state=bindparam("b_state"), state_version=bindparam("b_next"), as_of=bindparam("b_as_of"),
-                    next_due=bindparam("b_next_due"), updated_at=bindparam("b_updated"))
-        )
+        enrollment changed since it was read. Every row is prepared before the transaction
+        begins: the store's write lock is held only to write them."""
+        now = self.now()
+        params = [{"b_id": s.enrollment, "b_version": v, "b_state": state_json(s), "b_next": v + 1,
+                   "b_as_of": s.as_of, "b_next_due": _next_due(s), "b_updated": now} for s, v, _ in writes]
+        prepared = self._prepare_events([(s, events) for s, _, events in writes])
+        goals = _goal_rows([s for s, _, _ in writes])
 
         def write() -> None:
-            now = self.now()
             with self.transaction() as session:
-                params = [{"b_id": s.enrollment, "b_version": v, "b_state": s.model_dump_json(), "b_next": v + 1,
-                           "b_as_of": s.as_of, "b_next_due": _next_due(s), "b_updated": now} for s, v, _ in writes]
-                for chunk in _chunks(params):
-                    result = session.connection().execute(statement, chunk)
-                    if result.rowcount not in (len(chunk), -1):
-                        raise StaleState(f"{len(chunk) - result.rowcount} of {len(chunk)} enrollments changed since they were read")
-                    if result.rowcount == -1:  # driver does not report: check the versions
+                connection = session.connection()
+                changed = bulk.executemany(connection, _ADVANCE, params)
+                if changed not in (len(params), -1):
+                    raise StaleState(f"{len(params) - changed} of {len(params)} enrollments changed since they were read")
+                if changed == -1:  # the driver does not say: check the versions
+                    for chunk in _chunks(params):
                         ids = [p["b_id"] for p in chunk]
                         versions = dict(session.execute(select(Enrollment.id, Enrollment.state_version).where(Enrollment.id.in_(ids))).all())
                         if any(versions[p["b_id"]] != p["b_next"] for p in chunk):
                             raise StaleState("enrollments changed since they were read")
-                self._write_events_many(session, [(s, events) for s, _, events in writes])
-                self._write_goals(session, [s for s, _, _ in writes])
+                self._write_events(session, prepared)
+                bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
         retrying(write)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
@@ -301,82 +300,69 @@ class Store:
         enrollment changed since ``read_version`` the whole write is refused (StaleState).
         ``fail_after`` lets tests crash the transaction half way.
         """
+        prepared = self._prepare_events([(state, events)], [recorded] if recorded else None)
+        goals = _goal_rows([state])
+
         def write() -> int:
             with self.transaction() as session:
                 done = session.execute(
                     update(Enrollment)
                     .where(Enrollment.id == state.enrollment, Enrollment.state_version == read_version)
-                    .values(state=state.model_dump_json(), state_version=read_version + 1, as_of=state.as_of,
+                    .values(state=state_json(state), state_version=read_version + 1, as_of=state.as_of,
                             next_due=_next_due(state), updated_at=self.now())
                 )
                 if done.rowcount != 1:
                     raise StaleState(f"enrollment '{state.enrollment}' changed since it was read (version {read_version})")
                 if observations:
                     self._append(session, state.patient, PatientFacts(patient=state.patient, observations=tuple(observations)), source)
-                self._write_events_many(session, [(state, events)], [recorded] if recorded else None)
+                self._write_events(session, prepared)
                 if fail_after is not None:
                     fail_after(session)
-                self._write_goals(session, [state])
+                connection = session.connection()
+                bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
                 return read_version + 1
         return retrying(write)
 
-    def _write_events_many(self, session: Session, batches: list[tuple[EnrollmentState, list[Event]]],
-                           extra: list[Record] | None = None) -> None:
-        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing.
-        Each new decision is audited (with ``extra`` records first) in the same transaction."""
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> _Prepared:
+        """The rows of the events' step runs and decisions, and the audit entry of each decision
+        (``extra`` records first), built before the transaction; which decisions are new is
+        known only inside it."""
         runs: dict[str, dict] = {}
         decisions: dict[str, dict] = {}
-        originals: dict[str, Event] = {}
+        records: list[Record] = []
         for state, events in batches:
             for e in events:
                 if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
                     runs[e.run_key] = {"run_key": e.run_key, "enrollment_id": state.enrollment, "step": e.step,
                                        "due_on": e.on, "status": e.kind, "updated_on": e.decided}
-                originals.setdefault(e.key, e)
-                decisions.setdefault(e.key, {
+                if e.key in decisions:
+                    continue
+                decisions[e.key] = {
                     "key": e.key, "run_key": e.run_key, "enrollment_id": state.enrollment, "kind": e.kind, "step": e.step,
                     "due_on": e.on, "decided_on": e.decided, "pathway_version": state.version, "version_key": state.version_key,
                     "reasons": audit.dumps(list(e.reasons)),
                     "detail": audit.dumps(e.detail),
-                })
-        connection = session.connection()  # Core statements on the tables: no ORM bulk machinery on the hot path
-        if runs:
-            statement = insert(StepRun.__table__)
-            statement = statement.on_conflict_do_update(index_elements=["run_key"], set_={"status": statement.excluded.status, "updated_on": statement.excluded.updated_on})
-            for chunk in _chunks(list(runs.values()), 300):
-                connection.execute(statement, chunk)
-        existing: set[str] = set()
-        for chunk in _chunks(list(decisions), 500):
-            existing.update(session.connection().execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
-        new = [d for k, d in decisions.items() if k not in existing]
-        if new:
-            statement = insert(Decision.__table__).on_conflict_do_nothing(index_elements=["key"])
-            for chunk in _chunks(new, 300):
-                connection.execute(statement, chunk)
-        records = list(extra or [])
-        states = {state.enrollment: state for state, _ in batches}
-        for d in new:
-            state = states[d["enrollment_id"]]
-            e = originals[d["key"]]  # the same content as the row's JSON (dates as text when the payload is serialised)
-            payload = {"kind": d["kind"], "step": d["step"], "due_on": d["due_on"].isoformat(), "decided_on": d["decided_on"].isoformat(),
-                       "reasons": list(e.reasons), **e.detail}
-            records.append(Record(ACTIONS.get(d["kind"], f"decision.{d['kind']}"), state.patient, state.enrollment, state.pathway,
-                                  state.version, state.version_key, d["key"], payload))
-        self.audit(session, records)
+                }
+                payload = {"kind": e.kind, "step": e.step, "due_on": e.on.isoformat(), "decided_on": e.decided.isoformat(),
+                           "reasons": list(e.reasons), **e.detail}
+                records.append(Record(ACTIONS.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
+                                      state.version, state.version_key, e.key, payload))
+        now = self.now()
+        entries = audit.entries_for(records, self.actor, now, self.context)
+        return _Prepared(list(runs.values()), decisions, dict(zip(decisions, entries)), audit.entries_for(extra or [], self.actor, now, self.context))
 
-    def _write_goals(self, session: Session, states: list[EnrollmentState]) -> None:
-        """Goal progress upserted in bulk (one row per enrollment and goal)."""
-        rows = [{"enrollment_id": state.enrollment, "goal": goal_id, **goal.model_dump(include={"fact", "target", "agreed_on", "deadline", "baseline", "latest", "status"})}
-                for state in states for goal_id, goal in state.goals.items()]
-        if not rows:
-            return
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = insert(Goal.__table__)
-        statement = statement.on_conflict_do_update(index_elements=["enrollment_id", "goal"], set_={
-            name: getattr(statement.excluded, name) for name in ("fact", "target", "agreed_on", "deadline", "baseline", "latest", "status")})
-        for chunk in _chunks(rows, 300):
-            session.connection().execute(statement, chunk)
+    def _write_events(self, session: Session, prepared: _Prepared) -> None:
+        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing.
+        Each new decision is audited (after the ``extra`` records) in the same transaction."""
+        connection = session.connection()  # Core statements on the tables: no ORM bulk machinery on the hot path
+        statements = _statements(connection.dialect.name)
+        bulk.executemany(connection, statements["step_run"], prepared.runs)
+        existing: set[str] = set()
+        for chunk in _chunks(list(prepared.decisions), 500):
+            existing.update(connection.execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
+        new = [key for key in prepared.decisions if key not in existing]
+        bulk.executemany(connection, statements["decision"], [prepared.decisions[key] for key in new])
+        audit.chain(connection, prepared.extra + [prepared.entries[key] for key in new])
 
     def recorded_inputs(self, enrollment: str) -> list[tuple[dt.date, str, dict[str, Any]]]:
         """What people recorded for the enrollment's steps: (date, step, {fact: value})."""
@@ -419,6 +405,49 @@ def _facts_from_rows(patient: str, rows) -> PatientFacts:
         f'"observations":[{",".join(parts["observation"])}],"conditions":[{",".join(parts["condition"])}],'
         f'"medications":[{",".join(parts["medication"])}],"events":[{",".join(parts["event"])}]}}'
     )
+
+
+@dataclass
+class _Prepared:
+    """An advance's rows, built before its transaction (Store._prepare_events)."""
+
+    runs: list[dict[str, Any]]  # step runs
+    decisions: dict[str, dict[str, Any]]  # decision key -> its row
+    entries: dict[str, dict[str, Any]]  # decision key -> its audit entry, not yet chained
+    extra: list[dict[str, Any]]  # audit entries written before the decisions' (a recorded input)
+
+
+_ADVANCE = (  # an advance's new state, only if the state is still the one that was read
+    update(Enrollment.__table__)
+    .where(Enrollment.__table__.c.id == bindparam("b_id"), Enrollment.__table__.c.state_version == bindparam("b_version"))
+    .values(state=bindparam("b_state"), state_version=bindparam("b_next"), as_of=bindparam("b_as_of"),
+            next_due=bindparam("b_next_due"), updated_at=bindparam("b_updated"))
+)
+GOAL_FIELDS = ("fact", "target", "agreed_on", "deadline", "baseline", "latest", "status")
+
+
+@lru_cache(maxsize=None)
+def _statements(dialect: str) -> dict[str, Any]:
+    """The upserts of a write, built once per dialect (store/bulk.py compiles each once)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    runs = insert(StepRun.__table__)
+    runs = runs.on_conflict_do_update(index_elements=["run_key"], set_={"status": runs.excluded.status, "updated_on": runs.excluded.updated_on})
+    goals = insert(Goal.__table__)
+    goals = goals.on_conflict_do_update(index_elements=["enrollment_id", "goal"], set_={name: getattr(goals.excluded, name) for name in GOAL_FIELDS})
+    return {"step_run": runs, "decision": insert(Decision.__table__).on_conflict_do_nothing(index_elements=["key"]), "goal": goals}
+
+
+def _goal_rows(states: list[EnrollmentState]) -> list[dict[str, Any]]:
+    """Goal progress rows (one per enrollment and goal), upserted."""
+    return [{"enrollment_id": state.enrollment, "goal": goal_id, **goal.model_dump(include=set(GOAL_FIELDS))}
+            for state in states for goal_id, goal in state.goals.items()]
+
+
+def state_json(state: EnrollmentState) -> str:
+    """An enrollment's state as stored: what differs from the model's defaults (an untouched
+    step is ``{}``). It reloads to the same state, in about two thirds of the time of the full
+    text, and is read and rewritten on every advance."""
+    return state.model_dump_json(exclude_defaults=True)
 
 
 def _chunks(items: list, size: int = 500) -> list[list]:
