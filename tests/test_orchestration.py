@@ -195,11 +195,12 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     assert dict((name.rsplit("-", 1)[0], state) for name, _, state in steps)["escalation:hyperkaliemie"] == "Escalated"
 
 
-def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
-    """Runs started side by side, and the subflows they open, are created one at a time (Prefect's
-    embedded server on SQLite answers concurrent creations with "database is locked", and the
-    client then waits 2 s), in the caller's context. A run begins its batches as soon as it exists,
-    while the next one is created; a run that fails before it begins lets the next be created."""
+def test_side_by_side_runs_are_created_in_turn_then_begin_together():
+    """Runs started side by side, and the escalation subflows they open, are created one at a time
+    (Prefect's embedded server on SQLite answers concurrent creations with "database is locked",
+    and the client then waits 2 s), in the caller's context; the runs' batches begin only once all
+    of them exist; a run that fails before it begins lets the others go on at once instead of
+    waiting for it."""
     import contextvars
     import threading
     import time
@@ -220,7 +221,7 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
         note(name, "create")
         time.sleep(0.05)
         note(name, "created")
-        flows._created()
+        flows._created()  # what the escalation subflow's body does first
 
     def fake_run(name: str, fail: bool = False) -> str:
         assert submitter.get() == "the caller's settings"
@@ -229,32 +230,31 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
         if fail:
             raise RuntimeError("creation failed")
         note(name, "created")
-        flows._created()  # what a pathway run's body does first
+        flows._start_together(limit=5)  # what a pathway run's body does first
         note(name, "batches")
         # as an escalation opens its subflow from the run's body, in a thread with the run's context
-        opener = threading.Thread(target=contextvars.copy_context().run, args=(flows._SIDE_BY_SIDE.get().run, fake_subflow, f"{name}-sub"))
+        opener = threading.Thread(target=contextvars.copy_context().run, args=(flows._TOGETHER.get().run, fake_subflow, f"{name}-sub"))
         opener.start()
-        time.sleep(0.2)  # the batches
+        time.sleep(0.1)  # the batches
         opener.join()
         return name
 
-    side_by_side = flows._OneAtATime()
+    together = flows._Together(3)
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_turn(side_by_side, fake_run, name)) for name in ("a", "b", "c")]
+        futures = [pool.submit(flows._in_turn(together, fake_run, name)) for name in ("a", "b", "c")]
     assert sorted(f.result() for f in futures) == ["a", "b", "c"]
     creations = sorted((t, event) for _, event, t in log if event in ("create", "created"))
     assert [event for _, event in creations] == ["create", "created"] * 6  # three runs, three subflows: never two creations at once
-    first_batches = min(t for _, event, t in log if event == "batches")
     last_created = max(t for name, event, t in log if event == "created" and "-" not in name)
-    assert first_batches < last_created  # the first run's batches did not wait for the others' creation
+    assert all(t >= last_created for _, event, t in log if event == "batches")
 
     log.clear()
-    side_by_side = flows._OneAtATime()
+    together = flows._Together(3)
     started = time.monotonic()
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_turn(side_by_side, fake_run, name, name == "a")) for name in ("a", "b", "c")]
+        futures = [pool.submit(flows._in_turn(together, fake_run, name, name == "a")) for name in ("a", "b", "c")]
     outcomes = sorted(repr(f.exception()) if f.exception() else f.result() for f in futures)
     assert outcomes == ["RuntimeError('creation failed')", "b", "c"]
-    assert time.monotonic() - started < 2
-    assert not side_by_side.creating.locked()
-    assert flows._SIDE_BY_SIDE.get() is None  # the caller's context is left as it was
+    assert time.monotonic() - started < 2  # nobody waited out the 5 s limit for the failed run
+    assert not together.creating.locked()
+    assert flows._TOGETHER.get() is None  # the caller's context is left as it was

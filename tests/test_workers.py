@@ -194,8 +194,8 @@ def test_batches_run_without_the_cycle_collector_and_restore_it():
 
 
 def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
-    """One batch in flight per worker; among those waiting, a run's first batch goes first (so
-    every run side by side gets its first results early), the others in the order they came."""
+    """One batch in flight per worker; among those waiting, every run's first batch goes first (so
+    every run side by side gets its first results early), then the other batches run after run."""
     import threading
 
     queue = workers._Queue()
@@ -203,7 +203,7 @@ def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
     release = threading.Event()
 
     def batch(name: str, first: bool) -> None:
-        with queue.turn(first, slots=1):
+        with queue.turn(first, slots=1, run=name[0]):
             order.append(name)
             if name == "a1":
                 release.wait(10)
@@ -212,7 +212,7 @@ def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
     threads[0].start()
     while not order:  # a1 holds the only worker
         time.sleep(0.01)
-    for name, first in (("a2", False), ("a3", False), ("b1", True), ("a4", False), ("c1", True)):
+    for name, first in (("a2", False), ("b2", False), ("a3", False), ("b1", True), ("a4", False), ("c1", True)):
         thread = threading.Thread(target=batch, args=(name, first))
         thread.start()
         threads.append(thread)
@@ -220,4 +220,5 @@ def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
     release.set()
     for thread in threads:
         thread.join(10)
-    assert order == ["a1", "b1", "c1", "a2", "a3", "a4"]
+    assert order == ["a1", "b1", "c1", "a2", "a3", "a4", "b2"]
+    assert queue._runs == {}  # forgotten once nothing waits

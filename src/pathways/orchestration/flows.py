@@ -132,23 +132,30 @@ class _Escalations:
 
     def _run(self) -> None:
         try:
-            side_by_side = _SIDE_BY_SIDE.get()
-            if side_by_side is None:
+            together = _TOGETHER.get()
+            if together is None:
                 escalation_flow(self.pathway)(self.run_id)
             else:  # not while another run is being created
-                side_by_side.run(escalation_flow(self.pathway), self.run_id)
+                together.run(escalation_flow(self.pathway), self.run_id)
         except BaseException as exc:  # raised in the pathway's run, once it has handed the list over
             self.error = exc
 
+    def hand_over(self) -> None:
+        """Hand the complete list over once the last batch is in: the subflow lists it while the
+        run reports its steps."""
+        if self.thread is not None and not _OPENED[self.run_id].done():
+            _OPENED[self.run_id].set_result(list(self.escalated))
+
     def close(self, error: BaseException | None = None) -> None:
-        """Hand the complete list over (or the run's error) and wait for the subflow to end."""
+        """Hand the complete list over (or the run's error) if not yet done, and wait for the subflow to end."""
         if self.thread is None:
             return
         future = _OPENED[self.run_id]
-        if error is None:
-            future.set_result(list(self.escalated))
-        else:
-            future.set_exception(RuntimeError(f"the run of {self.pathway} failed: {type(error).__name__}"))
+        if not future.done():
+            if error is None:
+                future.set_result(list(self.escalated))
+            else:
+                future.set_exception(RuntimeError(f"the run of {self.pathway} failed: {type(error).__name__}"))
         self.thread.join()
         del _OPENED[self.run_id]
         if error is None and self.error is not None:
@@ -170,7 +177,7 @@ def pathway_flow(pathway: str):
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
         escalations = _Escalations(spec.id)
-        _created()
+        _start_together()
         try:
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(batch, at, True, i == 0) for i, batch in enumerate(batches)]
@@ -184,11 +191,12 @@ def pathway_flow(pathway: str):
                     gated.setdefault(step, []).extend(ids)
                 events += summary["events"]
                 escalations.add([(e, step) for e, kind, step in summary["events"] if kind == "escalated"])
+            escalations.hand_over()
+            for step_id, step_task in step_tasks:
+                step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
         except BaseException as exc:
             escalations.close(exc)
             raise
-        for step_id, step_task in step_tasks:
-            step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
         escalations.close()
         kinds = Counter(kind for _, kind, _ in events)
         rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
@@ -202,20 +210,22 @@ def pathway_flow(pathway: str):
     return run
 
 
-class _OneAtATime:
-    """Flow runs started side by side (pathway runs, their escalation subflows) are created one
-    at a time. On the embedded server (SQLite) a flow run created while another is being created
-    is often answered "database is locked"; Prefect's client then waits 2 s (4 s the next time)
-    before trying again. Creating a run takes 0.1-0.2 s here. Each run begins its batches as soon
-    as it exists: the batch workers are shared, so the runs created after it find them busy with
-    its batches, not idle."""
+class _Together:
+    """Pathway runs started side by side: created one after the other, then their batches begin
+    together. On the embedded server (SQLite) a flow run created while another run is being
+    created, or while task runs are being recorded, is often answered "database is locked";
+    Prefect's client then waits 2 s (4 s the next time) before trying again, and the workers
+    would sit idle. Creating a run takes 0.1-0.2 s here. (Letting each run begin as soon as it
+    exists saved about 0.4 s, but a later run's creation then met the first run's batches: one
+    run in ten waited 2-6 s.) The runs' escalation subflows are created in turn too."""
 
-    def __init__(self):
+    def __init__(self, count: int):
         self.creating = threading.Lock()
+        self.ready = threading.Barrier(count)
 
     def run(self, call, *args):
         """``call`` (which starts a flow run) once no other run is being created; the run's body
-        lets the next one be created (``_created``)."""
+        lets the next one be created (``_start_together``, ``_created``)."""
         turn = {"lock": self.creating, "holding": True}
         self.creating.acquire()
         token = _TURN.set(turn)
@@ -223,12 +233,13 @@ class _OneAtATime:
             return call(*args)
         finally:
             _TURN.reset(token)
-            if turn["holding"]:  # the run failed before its body began
+            if turn["holding"]:  # the run failed before it began: the others go on without it
                 turn["holding"] = False
                 self.creating.release()
+                self.ready.abort()
 
 
-_SIDE_BY_SIDE: contextvars.ContextVar[_OneAtATime | None] = contextvars.ContextVar("pathways_side_by_side", default=None)
+_TOGETHER: contextvars.ContextVar[_Together | None] = contextvars.ContextVar("pathways_together", default=None)
 _TURN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pathways_turn", default=None)
 
 
@@ -240,6 +251,19 @@ def _created() -> None:
         turn["lock"].release()
 
 
+def _start_together(limit: float = 10.0) -> None:
+    """At the start of a pathway run's body: the next run may be created; wait (at most ``limit``
+    s) until every run started with this one has been created."""
+    together, turn = _TOGETHER.get(), _TURN.get()
+    if together is None or turn is None:
+        return
+    _created()
+    try:
+        together.ready.wait(limit)
+    except threading.BrokenBarrierError:  # one of them failed or is late: go on without it
+        pass
+
+
 def _start_workers(groups: dict[str, list[str]]) -> None:
     """Start the batch workers (without waiting) for the pathways with more than one batch: they
     start and load while the flow runs are created."""
@@ -248,14 +272,14 @@ def _start_workers(groups: dict[str, list[str]]) -> None:
         workers.prepare(parallel)
 
 
-def _in_turn(side_by_side: _OneAtATime, function, *args):
+def _in_turn(together: _Together, function, *args):
     """For a pool thread: ``function(*args)`` in a copy of this (the submitting thread's) context,
-    with ``side_by_side`` set, created in turn with the others."""
+    with ``together`` set, in turn with the others."""
     context = contextvars.copy_context()
 
     def inside():
-        _SIDE_BY_SIDE.set(side_by_side)
-        return side_by_side.run(function, *args)
+        _TOGETHER.set(together)
+        return together.run(function, *args)
 
     return lambda: context.run(inside)
 
@@ -298,11 +322,11 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
         client.api_healthcheck()
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
-    side_by_side = _OneAtATime()
+    together = _Together(len(groups))
     run = lambda pathway, members: pathway_flow(pathway)(pathway, members, at.isoformat(), len(members))  # noqa: E731
     with _embedded_settings(), ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
         # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
-        futures = {pathway: pool.submit(_in_turn(side_by_side, run, pathway, members)) for pathway, members in groups.items()}
+        futures = {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
     results: dict[str, dict[str, int]] = {}
     errors: list[BaseException] = []
     for pathway, future in futures.items():
@@ -330,10 +354,10 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
 def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str, int]:
     """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by side)."""
     run = pathway_flow(pathway)
-    side_by_side = _SIDE_BY_SIDE.get()
-    if side_by_side is None:
+    together = _TOGETHER.get()
+    if together is None:
         return run(pathway, enrollments, at, len(enrollments))
-    return side_by_side.run(run, pathway, enrollments, at, len(enrollments))
+    return together.run(run, pathway, enrollments, at, len(enrollments))
 
 
 @flow(name="pathways-due", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=8))
@@ -347,11 +371,11 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)
-    side_by_side = _SIDE_BY_SIDE.set(_OneAtATime() if len(groups) > 1 else None)  # the task threads take a copy of this context
+    together = _TOGETHER.set(_Together(len(groups)) if len(groups) > 1 else None)  # the task threads take a copy of this context
     try:
         futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     finally:
-        _SIDE_BY_SIDE.reset(side_by_side)
+        _TOGETHER.reset(together)
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())

@@ -208,23 +208,26 @@ def batches(enrollments: list[str], size: int, parallel: bool) -> list[list[str]
 
 
 class _Queue:
-    """Batches waiting for a worker process: one batch in flight per worker, the rest wait here,
-    a run's first batch ahead of the later batches of runs started before it, then in the order
-    they came. Runs side by side thus each get their first results (and open their escalation
-    subflows, a Prefect flow run to create) early, while the workers still have most of the work
-    ahead of them, instead of the last run's only at the end."""
+    """Batches waiting for a worker process: one batch in flight per worker, the rest wait here.
+    Every run's first batch goes first; then the runs' other batches, run after run (in the order
+    the runs' batches first came), each run's in order. Runs side by side thus each get their first
+    results (and open their escalation subflows, a Prefect flow run to create) early, while the
+    workers still have most of the work ahead; and they still end one after the other, so that
+    one run's closing work (its step tasks, artifacts) overlaps the next run's batches."""
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._waiting: list[tuple[int, int]] = []  # (0 for a run's first batch else 1, arrival): a heap
+        self._waiting: list[tuple[int, int, int]] = []  # a heap of (0 for a first batch else 1, run rank, arrival)
+        self._runs: dict[str, int] = {}  # run -> its rank, while the queue is busy
         self._arrivals = 0
         self._in_flight = 0
 
     @contextmanager
-    def turn(self, first: bool, slots: int) -> Iterator[None]:
+    def turn(self, first: bool, slots: int, run: str = "") -> Iterator[None]:
         with self._changed:
             self._arrivals += 1
-            entry = (0 if first else 1, self._arrivals)
+            rank = self._runs.setdefault(run, len(self._runs))
+            entry = (0, 0, self._arrivals) if first else (1, rank, self._arrivals)
             heapq.heappush(self._waiting, entry)
             while self._waiting[0] != entry or self._in_flight >= slots:
                 self._changed.wait()
@@ -236,6 +239,8 @@ class _Queue:
         finally:
             with self._changed:
                 self._in_flight -= 1
+                if not self._in_flight and not self._waiting:
+                    self._runs.clear()
                 self._changed.notify_all()
 
 
@@ -249,7 +254,7 @@ def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: 
         from pathways.orchestration.service import database_url, migrate_once
 
         migrate_once(database_url())  # here, once: the workers then skip it
-        with _queue.turn(first, worker_count()):
+        with _queue.turn(first, worker_count(), str(context.get("prefect_flow_run", ""))):
             pool = _executor(worker_count())
             try:
                 return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
