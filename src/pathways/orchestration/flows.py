@@ -39,6 +39,9 @@ if not os.environ.get("PREFECT_API_URL"):
     # be 0, a busy loop.)
     os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
     os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+    # With its waits cut to a 32nd (``_quick_retries``), ten retries give the client the same
+    # patience as Prefect's five: about a minute in all.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
 
 from typing import Literal  # noqa: E402
 
@@ -53,6 +56,34 @@ from pydantic import Field  # noqa: E402
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
 from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step  # noqa: E402
+
+
+def _quick_retries() -> None:
+    """On the embedded server, Prefect's client retries a 503 after 1/16 s, then twice as long
+    each time (1/16, 1/8, ... 32 s: ten retries, about a minute), instead of after 2 s (2, 4,
+    ... 32 s: five). The embedded server answers 503 only when SQLite refuses a write because
+    another one has just committed ("database is locked"); the next attempt succeeds at once,
+    so the 2 s wait was idle time: a flow run created at that moment (a pathway run, an
+    escalation subflow) held its run up by 2-4 s, about one cohort in four here. With a server
+    (``PREFECT_API_URL``) Prefect's own back-off applies. The wait is Prefect's, with its
+    jitter (``PREFECT_CLIENT_RETRY_JITTER_FACTOR``; set to 0 it means Prefect's 2 s again)."""
+    import prefect.client.base as base
+    from prefect.settings import PREFECT_API_URL
+
+    prefects = base.clamped_poisson_interval
+    if getattr(prefects, "embedded_quick_retries", False):
+        return
+
+    def interval(average_interval: float, clamping_factor: float = 0.3) -> float:
+        if PREFECT_API_URL.value():
+            return prefects(average_interval, clamping_factor)
+        return prefects(average_interval / 32, clamping_factor)
+
+    interval.embedded_quick_retries = True  # type: ignore[attr-defined]
+    base.clamped_poisson_interval = interval
+
+
+_quick_retries()
 
 
 def _clock(at: str) -> FixedClock:
@@ -111,8 +142,9 @@ _OPENED: dict[str, Future] = {}  # pathway flow run id -> its escalations, once 
 class _Escalations:
     """A pathway flow run's escalation subflow, started at the run's first escalation, while its
     batches still run: creating a flow run right after many task runs meets the embedded
-    server's task-run recorder (SQLite answers "database is locked" and Prefect's client waits
-    2 s), and waiting for the recorder at the end of every run costs about half a second."""
+    server's task-run recorder (SQLite answers "database is locked"; Prefect's client waited 2 s
+    before ``_quick_retries``), and waiting for the recorder at the end of every run costs
+    about half a second."""
 
     def __init__(self, pathway: str):
         from prefect.runtime import flow_run
@@ -177,7 +209,7 @@ def pathway_flow(pathway: str):
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
         escalations = _Escalations(spec.id)
-        _start_together()
+        _created()
         try:
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(batch, at, True, i == 0) for i, batch in enumerate(batches)]
@@ -211,21 +243,18 @@ def pathway_flow(pathway: str):
 
 
 class _Together:
-    """Pathway runs started side by side: created one after the other, then their batches begin
-    together. On the embedded server (SQLite) a flow run created while another run is being
-    created, or while task runs are being recorded, is often answered "database is locked";
-    Prefect's client then waits 2 s (4 s the next time) before trying again, and the workers
-    would sit idle. Creating a run takes 0.1-0.2 s here. (Letting each run begin as soon as it
-    exists saved about 0.4 s, but a later run's creation then met the first run's batches: one
-    run in ten waited 2-6 s.) The runs' escalation subflows are created in turn too."""
+    """Pathway runs started side by side, and their escalation subflows, are created one after
+    the other; each run begins its batches as soon as it exists. On the embedded server (SQLite)
+    a flow run created while another is being created is often answered "database is locked".
+    (Before the client's quick retries, ``_quick_retries``, each such answer cost 2 s, and the
+    runs waited for each other's creation before they began: 0.1-0.2 s of idle workers.)"""
 
-    def __init__(self, count: int):
+    def __init__(self):
         self.creating = threading.Lock()
-        self.ready = threading.Barrier(count)
 
     def run(self, call, *args):
         """``call`` (which starts a flow run) once no other run is being created; the run's body
-        lets the next one be created (``_start_together``, ``_created``)."""
+        lets the next one be created (``_created``)."""
         turn = {"lock": self.creating, "holding": True}
         self.creating.acquire()
         token = _TURN.set(turn)
@@ -236,7 +265,6 @@ class _Together:
             if turn["holding"]:  # the run failed before it began: the others go on without it
                 turn["holding"] = False
                 self.creating.release()
-                self.ready.abort()
 
 
 _TOGETHER: contextvars.ContextVar[_Together | None] = contextvars.ContextVar("pathways_together", default=None)
@@ -249,19 +277,6 @@ def _created() -> None:
     if turn is not None and turn["holding"]:
         turn["holding"] = False
         turn["lock"].release()
-
-
-def _start_together(limit: float = 10.0) -> None:
-    """At the start of a pathway run's body: the next run may be created; wait (at most ``limit``
-    s) until every run started with this one has been created."""
-    together, turn = _TOGETHER.get(), _TURN.get()
-    if together is None or turn is None:
-        return
-    _created()
-    try:
-        together.ready.wait(limit)
-    except threading.BrokenBarrierError:  # one of them failed or is late: go on without it
-        pass
 
 
 def _start_workers(groups: dict[str, list[str]]) -> None:
@@ -322,7 +337,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
         client.api_healthcheck()
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
-    together = _Together(len(groups))
+    together = _Together()
     run = lambda pathway, members: pathway_flow(pathway)(pathway, members, at.isoformat(), len(members))  # noqa: E731
     with _embedded_settings(), ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
         # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
@@ -371,7 +386,7 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)
-    together = _TOGETHER.set(_Together(len(groups)) if len(groups) > 1 else None)  # the task threads take a copy of this context
+    together = _TOGETHER.set(_Together() if len(groups) > 1 else None)  # the task threads take a copy of this context
     try:
         futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     finally:
