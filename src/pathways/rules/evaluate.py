@@ -187,6 +187,7 @@ class PathwayEvaluator:
         self.trace: dict[str, set] | None = None  # comparison outcomes, collected for `pathways check`
         self._ruleset = None
         self._static: dict = {}  # the reference evaluator's compiled nodes (the plan keeps the nodes alive)
+        self._route_list: list | None = None  # the financing routes decided (``_routes``)
 
     @property
     def ruleset(self):
@@ -291,19 +292,30 @@ class PathwayEvaluator:
 
         return indicated, LazyReasons(reasons)
 
+    def _routes(self, decisions) -> list[tuple[str, str, Any, dt.date, dt.date | None]]:
+        """The financing routes this pathway decides: (route, condition, library, in effect from,
+        until), once per plan."""
+        routes = self._route_list
+        if routes is None:
+            routes = []
+            libraries = [d.model for d in self.loaded.libraries if d.model.financing]
+            for route in ELIGIBILITY_ROUTES:
+                cid = f"eligibility:{route}"
+                if cid not in decisions:
+                    continue
+                library = next(lib for lib in libraries if route in lib.financing)
+                rule = self.plan.rules[library.financing[route]]
+                starts = max(d for d in (library.effective_from, rule.effective_from) if d is not None)
+                ends = [d for d in (library.effective_until, rule.effective_until) if d is not None]
+                routes.append((route, cid, library, starts, min(ends) if ends else None))
+            self._route_list = routes
+        return routes
+
     def _eligibility(self, reader: Reader, at: dt.date, decisions, explanations) -> dict[str, dict]:
         result: dict[str, dict] = {}
-        libraries = [d.model for d in self.loaded.libraries if d.model.financing]
-        for route in ELIGIBILITY_ROUTES:
-            cid = f"eligibility:{route}"
-            if cid not in decisions:
-                continue
-            library = next(lib for lib in libraries if route in lib.financing)
-            rule = self.plan.rules[library.financing[route]]
+        for route, cid, library, starts, ends in self._routes(decisions):
             eligible = decisions[cid]
-            starts = max(d for d in (library.effective_from, rule.effective_from) if d is not None)
-            ends = [d for d in (library.effective_until, rule.effective_until) if d is not None]
-            in_effect = not (at < starts or (ends and at >= min(ends)))
+            in_effect = not (at < starts or (ends is not None and at >= ends))
             if not in_effect:
                 eligible = None
 
