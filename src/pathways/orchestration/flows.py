@@ -75,8 +75,8 @@ def _quick_retries() -> None:
         return
 
     def interval(average_interval: float, clamping_factor: float = 0.3) -> float:
-        if PREFECT_API_URL.value():
-            return prefects(average_interval, clamping_factor)
+        if PREFECT_API_URL.value():  # (at most Prefect's own longest wait, should ten retries be set)
+            return prefects(min(average_interval, 32.0), clamping_factor)
         return prefects(average_interval / 32, clamping_factor)
 
     interval.embedded_quick_retries = True  # type: ignore[attr-defined]
