@@ -292,16 +292,17 @@ class PathwayEvaluator:
 
         return indicated, LazyReasons(reasons)
 
-    def _routes(self, decisions) -> list[tuple[str, str, Any, dt.date, dt.date | None]]:
+    def _routes(self) -> list[tuple[str, str, Any, dt.date, dt.date | None]]:
         """The financing routes this pathway decides: (route, condition, library, in effect from,
         until), once per plan."""
         routes = self._route_list
         if routes is None:
             routes = []
             libraries = [d.model for d in self.loaded.libraries if d.model.financing]
+            conditions = {c.id for c in self.plan.conditions}
             for route in ELIGIBILITY_ROUTES:
                 cid = f"eligibility:{route}"
-                if cid not in decisions:
+                if cid not in conditions:
                     continue
                 library = next(lib for lib in libraries if route in lib.financing)
                 rule = self.plan.rules[library.financing[route]]
@@ -313,7 +314,7 @@ class PathwayEvaluator:
 
     def _eligibility(self, reader: Reader, at: dt.date, decisions, explanations) -> dict[str, dict]:
         result: dict[str, dict] = {}
-        for route, cid, library, starts, ends in self._routes(decisions):
+        for route, cid, library, starts, ends in self._routes():
             eligible = decisions[cid]
             in_effect = not (at < starts or (ends is not None and at >= ends))
             if not in_effect:
