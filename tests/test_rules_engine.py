@@ -103,6 +103,22 @@ def test_durable_rules_agrees_with_the_reference_including_missing_facts(trees, 
         assert row == expected, (facts_, [E.unparse(t) for t in trees])
 
 
+def test_division_of_whole_numbers_is_a_real_division_in_the_engine():
+    """durable-rules divides two whole numbers as whole numbers (1 / 2 = 0); the compiled rules
+    make it a real division, as the reference (and the pathway author) means it. Found by the
+    property test above; kept here so every run checks it."""
+    m = E.Call("max", (E.Name("x", S), E.Dur(Duration(4, "w"), S)), S)
+    trees = [
+        E.Compare("<", E.Arith("/", m, E.Name("y", S), S), E.Num(0.5, None, S), S),  # 1 / 2 < 0.5: false
+        E.Compare(">=", E.Arith("/", E.Name("x", S), E.Name("y", S), S), E.Num(0.5, None, S), S),  # 1 / 2 >= 0.5: true
+        E.Compare("<", m, E.Arith("/", E.Num(0, None, S), m, S), S),  # 1 < 0 / 1: false (a constant divided)
+        E.Compare("==", E.Arith("/", E.Num(3, None, S), E.Name("y", S), S), E.Num(1.5, None, S), S),  # 3 / 2 == 1.5
+    ]
+    facts_ = {"x": 1, "y": 2, "z": None, "max__x__4w": 1, "b": None, "c": None, "s": None}
+    assert [reference_value(t, facts_) for t in trees] == [False, True, False, True]
+    assert durable_values(trees, [facts_]) == [[False, True, False, True]]
+
+
 def test_the_library_layer_and_the_direct_engine_path_agree():
     trees = [E.parse(t) for t in ("x > 5 and (b or not c)", "x + y > 10", 's in ["p", "q"]', "missing(z)", "x / y > 1")]
     ids = [f"c{i}" for i in range(len(trees))]

@@ -74,7 +74,11 @@ def _rvalue(node: E.Node) -> Any:
     if isinstance(node, E.Neg):
         return {"$mul": {"$l": -1, "$r": _rvalue(node.operand)}}
     if isinstance(node, E.Arith):
-        return {_ARITH[node.op]: {"$l": _rvalue(node.left), "$r": _rvalue(node.right)}}
+        left = _rvalue(node.left)
+        if node.op == "/":  # durable-rules divides two whole numbers as whole numbers (1 / 2 = 0): a real division
+            # (a constant becomes a decimal number; the engine computes nothing over constants alone)
+            left = {"$mul": {"$l": 1.0, "$r": left}} if isinstance(left, dict) else float(left)
+        return {_ARITH[node.op]: {"$l": left, "$r": _rvalue(node.right)}}
     raise Unsupported(f"cannot compile {E.unparse(node)} as a value")
 
 
