@@ -290,3 +290,58 @@ def test_the_embedded_servers_busy_answer_is_retried_at_once(monkeypatch):
         with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):
             assert busy_then_ok(2).status_code == 200
         assert len(waits) == 2 and waits[0] > 1 and waits[1] > 3  # a real server: Prefect's 2 s and 4 s
+
+
+def test_prefects_api_clients_share_one_tls_context_per_ca_file(tmp_path):
+    """Prefect builds a TLS context (loading the whole CA bundle) for every API client; pathways
+    builds it once per CA file and shares it. A changed or different CA file gets a context of
+    its own, and Prefect's unverified context (PREFECT_API_TLS_INSECURE_SKIP_VERIFY) stays its own."""
+    import shutil
+    import ssl
+
+    import certifi
+
+    from pathways.orchestration import flows  # noqa: F401 - shares the contexts
+    import prefect.client.orchestration as orchestration
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
+
+    def context(client):
+        return client._client._transport._pool._ssl_context
+
+    first, second = (orchestration.SyncPrefectClient("http://127.0.0.1:1/api") for _ in range(2))
+    assert context(first) is context(second)
+    assert context(first).verify_mode == ssl.CERT_REQUIRED and context(first).check_hostname
+    assert context(orchestration.PrefectClient("http://127.0.0.1:1/api")) is context(first)  # the async client too
+
+    bundle = tmp_path / "ca.pem"
+    shutil.copy(certifi.where(), bundle)
+    with temporary_settings(updates={PREFECT_API_SSL_CERT_FILE: str(bundle)}):
+        own = context(orchestration.SyncPrefectClient("http://127.0.0.1:1/api"))
+        assert own is not context(first) and own.verify_mode == ssl.CERT_REQUIRED
+        assert context(orchestration.SyncPrefectClient("http://127.0.0.1:1/api")) is own
+        bundle.write_bytes(bundle.read_bytes() + b"\n")  # changed on disk: read again
+        assert context(orchestration.SyncPrefectClient("http://127.0.0.1:1/api")) is not own
+
+    with temporary_settings(updates={PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        insecure = [context(orchestration.SyncPrefectClient("http://127.0.0.1:1/api")) for _ in range(2)]
+        assert insecure[0] is not insecure[1] and insecure[0].verify_mode == ssl.CERT_NONE
+    assert context(orchestration.SyncPrefectClient("http://127.0.0.1:1/api")).verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_client_asks_the_embedded_server_for_csrf_tokens_only_when_it_is_protected():
+    """Prefect's embedded server does not check CSRF tokens unless told to; its clients then skip
+    asking for one (each new client's request was refused). A server told to check them gets them."""
+    from pathways.orchestration.flows import _no_csrf_tokens_unless_protected
+
+    for protection in (None, "false", "0", ""):
+        environ = {} if protection is None else {"PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": protection}
+        _no_csrf_tokens_unless_protected(environ)
+        assert environ.get("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED") == "false", protection
+    for name in ("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "PREFECT_SERVER_CSRF_PROTECTION_ENABLED"):
+        for protection in ("true", "True", "1", "on"):
+            environ = {name: protection}
+            _no_csrf_tokens_unless_protected(environ)
+            assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in environ, (name, protection)
+    environ = {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "true"}  # the user's own choice stays
+    _no_csrf_tokens_unless_protected(environ)
+    assert environ["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "true"

@@ -33,7 +33,8 @@ GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
 
 
 def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], worker: bool = False) -> dict[str, Any]:
-    """Advance one batch here; a compact summary (per step: counts and a few gated ids; events).
+    """Advance one batch here; a compact summary: per step, its enrollments per status and a few
+    gated ids; per kind of event, how many; the escalations opened (enrollment, step).
     In a worker (``worker``), the flow that sent the batch has migrated the store and loaded the
     pathway with every check: the worker skips both (its document templates are not used)."""
     from pathways.clock import FixedClock
@@ -43,7 +44,8 @@ def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], work
     store = open_store(clock, context=context, migrated=worker)
     pairs: Counter = Counter()  # (step, status) -> enrollments
     gated: dict[str, list[str]] = {}
-    events: list[tuple[str, str, str | None]] = []
+    kinds: Counter = Counter()
+    escalated: list[tuple[str, str | None]] = []
     with _no_cycle_collection():
         advanced_all = advance_many(store, Runtimes(templates=not worker), enrollments, clock)
     for advanced in advanced_all:
@@ -52,11 +54,14 @@ def advance_batch(enrollments: list[str], at: str, context: dict[str, Any], work
             for step, status in advanced.statuses.items():
                 if status == "gated" and len(gated.setdefault(step, [])) < GATED_SHOWN:
                     gated[step].append(advanced.enrollment)
-        events += [(advanced.enrollment, e.kind, e.step) for e in advanced.events]
+        for event in advanced.events:
+            kinds[event.kind] += 1
+            if event.kind == "escalated":
+                escalated.append((advanced.enrollment, event.step))
     steps: dict[str, dict[str, int]] = {}
     for (step, status), count in pairs.items():
         steps.setdefault(step, {})[status] = count
-    return {"steps": steps, "gated": gated, "events": events}
+    return {"steps": steps, "gated": gated, "kinds": dict(kinds), "escalated": escalated, "advanced": len(advanced_all)}
 
 
 @contextmanager

@@ -28,18 +28,19 @@ class EngineDisagreement(RuntimeError):
 
 
 class StepResult:
-    """A step's status at the date; its reasons are explained when first asked for."""
+    """A step's status at the date; its reasons are explained when first asked for, by
+    ``explain(about)`` (one function per evaluation, not one per step)."""
 
-    __slots__ = ("id", "stage", "status", "_reasons", "_explain")
+    __slots__ = ("id", "stage", "status", "_reasons", "_explain", "_about")
 
-    def __init__(self, id: str, stage: str, status: str, reasons: list[str] | None = None, explain=None):
+    def __init__(self, id: str, stage: str, status: str, reasons: list[str] | None = None, explain=None, about=None):
         self.id, self.stage, self.status = id, stage, status
-        self._reasons, self._explain = reasons, explain
+        self._reasons, self._explain, self._about = reasons, explain, about
 
     @property
     def reasons(self) -> list[str]:
         if self._reasons is None:
-            self._reasons = self._explain() if self._explain is not None else []
+            self._reasons = self._explain(self._about) if self._explain is not None else []
         return self._reasons
 
 
@@ -188,6 +189,7 @@ class PathwayEvaluator:
         self._ruleset = None
         self._static: dict = {}  # the reference evaluator's compiled nodes (the plan keeps the nodes alive)
         self._route_list: list | None = None  # the financing routes decided (``_routes``)
+        self._step_list: list | None = None  # the steps as ``_assemble`` walks them (``_step_plan``)
 
     @property
     def ruleset(self):
@@ -234,39 +236,32 @@ class PathwayEvaluator:
         eligibility = self._eligibility(reader, at, decisions, explanations)
         steps: list[StepResult] = []
         escalations: list[EscalationResult] = []
-        for step in spec.steps:
-            if step.escalation is not None:
-                cid = f"trigger:{step.id}"
-                decision = decisions[cid]
-                explain = (lambda cid=cid: _reasons(explanations[cid]))
-                if not indicated:
-                    steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
-                elif decision:
-                    reasons = explain()
-                    steps.append(StepResult(step.id, step.stage, "escalated", reasons))
-                    e = step.escalation
-                    escalations.append(EscalationResult(step.id, e.severity, e.action, list(e.notify), reasons))
-                else:
-                    steps.append(StepResult(step.id, step.stage, "not_due", explain=explain))
-                continue
+
+        def explain_trigger(cid: str) -> list[str]:
+            return _reasons(explanations[cid])
+
+        def explain_step(about: tuple) -> list[str]:
+            _, _, _, _, gate, route = about
+            reasons = _reasons(explanations[gate]) if gate is not None else []
+            if route in eligibility and eligibility[route]["eligible"] is not True:
+                reasons.append(f"financing {route}: eligible {truth(eligibility[route]['eligible'])}")
+            return reasons
+
+        unfinanced = {route for route, e in eligibility.items() if e["eligible"] is not True}
+        for about in self._step_plan():
+            step_id, stage, escalation, trigger, gate, route = about
             if not indicated:
-                steps.append(StepResult(step.id, step.stage, "not_due", ["not indicated"]))
-                continue
-            status = "due"
-            if step.gate is not None and decisions[f"gate:{step.id}"] is not True:
-                status = "gated"
-            route = step.financing
-            unfinanced = route in eligibility and eligibility[route]["eligible"] is not True
-            if unfinanced:
-                status = "gated"
-
-            def explain(step=step, route=route, unfinanced=unfinanced) -> list[str]:
-                reasons = _reasons(explanations[f"gate:{step.id}"]) if step.gate is not None else []
-                if unfinanced:
-                    reasons.append(f"financing {route}: eligible {truth(eligibility[route]['eligible'])}")
-                return reasons
-
-            steps.append(StepResult(step.id, step.stage, status, explain=explain))
+                steps.append(StepResult(step_id, stage, "not_due", ["not indicated"]))
+            elif escalation is not None:
+                if decisions[trigger]:
+                    reasons = explain_trigger(trigger)
+                    steps.append(StepResult(step_id, stage, "escalated", reasons))
+                    escalations.append(EscalationResult(step_id, escalation.severity, escalation.action, list(escalation.notify), reasons))
+                else:
+                    steps.append(StepResult(step_id, stage, "not_due", explain=explain_trigger, about=trigger))
+            else:
+                gated = (gate is not None and decisions[gate] is not True) or route in unfinanced
+                steps.append(StepResult(step_id, stage, "gated" if gated else "due", explain=explain_step, about=about))
         names = [*self.plan.facts, *self.plan.derived]
         facts = LazyFacts(lambda: {name: reader.read(Atom("value", name)).value for name in names})
         return Evaluation(
@@ -291,6 +286,17 @@ class PathwayEvaluator:
             return lines
 
         return indicated, LazyReasons(reasons)
+
+    def _step_plan(self) -> list[tuple]:
+        """Per step, once per plan: (id, stage, escalation, trigger condition, gate condition, financing route)."""
+        plan = self._step_list
+        if plan is None:
+            plan = self._step_list = [
+                (s.id, s.stage, s.escalation, f"trigger:{s.id}" if s.escalation is not None else None,
+                 f"gate:{s.id}" if s.escalation is None and s.gate is not None else None, s.financing)
+                for s in self.plan.spec.steps
+            ]
+        return plan
 
     def _routes(self) -> list[tuple[str, str, Any, dt.date, dt.date | None]]:
         """The financing routes this pathway decides: (route, condition, library, in effect from,
