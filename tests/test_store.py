@@ -153,6 +153,7 @@ def test_bulk_writes_store_what_sqlalchemy_would_store(tmp_path):
               "baseline": 7.0 if i else None, "latest": 2.5, "status": "open"} for i in range(5)]
     advances = [{"b_id": f"e{i}", "b_version": 0 if i == 3 else i, "b_state": '{"y":1}', "b_next": i + 1, "b_as_of": dt.date(2026, 2, 2),
                  "b_next_due": None, "b_updated": stamp + dt.timedelta(hours=1)} for i in range(5)]
+    forget = sa.delete(Goal.__table__).where(Goal.__table__.c.enrollment_id == sa.bindparam("b_id"))
     stored = {}
     for way in ("sqlalchemy", "driver"):
         url = f"sqlite:///{tmp_path / (way + '.db')}"
@@ -165,16 +166,19 @@ def test_bulk_writes_store_what_sqlalchemy_would_store(tmp_path):
                 connection.execute(_statements("sqlite")["goal"], goals)
                 changed = connection.execute(_ADVANCE, advances).rowcount
                 connection.execute(_statements("sqlite")["goal"], goals)  # the upsert again
+                removed = connection.execute(forget, [{"b_id": "e0"}, {"b_id": "e1"}, {"b_id": "nobody"}]).rowcount
             else:
                 bulk.executemany(connection, sa.insert(Enrollment.__table__), enrollments)
                 bulk.executemany(connection, _statements("sqlite")["goal"], goals)
                 changed = bulk.executemany(connection, _ADVANCE, advances)
                 bulk.executemany(connection, _statements("sqlite")["goal"], goals)
+                removed = bulk.executemany(connection, forget, [{"b_id": "e0"}, {"b_id": "e1"}, {"b_id": "nobody"}])  # one parameter
         assert changed == 4  # e3 was read at another version: not changed, and counted as such
+        assert removed == 2
         raw = sqlite3.connect(tmp_path / (way + ".db"))
         stored[way] = [raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in ("enrollment", "goal")]
         raw.close()
         engine.dispose()
     assert stored["driver"] == stored["sqlalchemy"]
     assert ("e0", "p", "copd", "1.0.0", "k", "2026-01-01", "2026-02-02", None, '{"y":1}', 1, "2026-12-01 00:59:58.123456") == stored["driver"][0][0]
-    assert len(stored["driver"][1]) == 5
+    assert len(stored["driver"][1]) == 3 and not {"e0", "e1"} & {value for row in stored["driver"][1] for value in row}

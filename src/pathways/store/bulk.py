@@ -10,6 +10,7 @@ time of an insert here.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable
 
 from sqlalchemy.engine import Connection
@@ -30,7 +31,18 @@ def executemany(connection: Connection, statement: Executable, rows: list[dict[s
             total = -1 if count == -1 or total == -1 else total + count
         return total
     sql, names, processors = _compiled(connection, statement, tuple(rows[0]))
-    values = [tuple(row[name] if process is None else process(row[name]) for name, process in zip(names, processors)) for row in rows]
+    get = itemgetter(*names)  # a row's values in the statement's order, taken in C
+    converted = [(i, process) for i, process in enumerate(processors) if process is not None]
+    if len(names) == 1:
+        values = [(get(row),) for row in rows]
+    else:
+        values = [get(row) for row in rows]
+    if converted:
+        for n, row in enumerate(values):
+            row = list(row)
+            for i, process in converted:
+                row[i] = process(row[i])
+            values[n] = tuple(row)
     return connection.exec_driver_sql(sql, values).rowcount
 
 
