@@ -249,11 +249,11 @@ class Store:
         def read() -> dict[str, PatientFacts]:
             rows_by_patient: dict[str, list] = {p: [] for p in patients}
             with Session(self.engine) as session:
-                for chunk in _chunks(patients):  # plain rows, not ORM objects: this is the hot path of a cohort
+                for chunk in _chunks(patients):  # plain tuples, not ORM objects: this is the hot path of a cohort
                     statement = select(Fact.patient_id, Fact.kind, Fact.payload).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)
-                    for row in session.execute(statement):
-                        rows_by_patient[row.patient_id].append(row)
-            return {p: _facts_from_rows(p, rows) for p, rows in rows_by_patient.items()}
+                    for patient, kind, payload in session.execute(statement).tuples():
+                        rows_by_patient[patient].append((kind, payload))
+            return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
         return retrying(read)
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
@@ -386,20 +386,25 @@ class Store:
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
-    """Rebuild a patient's facts from their rows, in order. The rows hold JSON written by the
-    models themselves: they are joined into one document that pydantic validates in one pass
-    (decoding every row in Python first costs twice as much)."""
+    """Rebuild a patient's facts from their rows (with ``kind`` and ``payload``), in order."""
+    return _facts_from_pairs(patient, [(row.kind, row.payload) for row in rows])
+
+
+def _facts_from_pairs(patient: str, pairs: list[tuple[str, str]]) -> PatientFacts:
+    """Rebuild a patient's facts from their (kind, payload) rows, in order. The rows hold JSON
+    written by the models themselves: they are joined into one document that pydantic validates
+    in one pass (decoding every row in Python first costs twice as much)."""
     parts: dict[str, list[str]] = {"observation": [], "condition": [], "medication": [], "event": []}
     demographics = indications = "{}"
-    for row in rows:
-        if row.kind in ("demographics", "indications"):
-            if any(v is not None for v in json.loads(row.payload).values()):  # the last one given wins
-                if row.kind == "demographics":
-                    demographics = row.payload
+    for kind, payload in pairs:
+        if kind == "demographics" or kind == "indications":
+            if any(v is not None for v in json.loads(payload).values()):  # the last one given wins
+                if kind == "demographics":
+                    demographics = payload
                 else:
-                    indications = row.payload
+                    indications = payload
         else:
-            parts[row.kind].append(row.payload)
+            parts[kind].append(payload)
     return PatientFacts.model_validate_json(
         f'{{"patient":{json.dumps(patient)},"demographics":{demographics},"indications":{indications},'
         f'"observations":[{",".join(parts["observation"])}],"conditions":[{",".join(parts["condition"])}],'
