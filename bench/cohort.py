@@ -48,6 +48,27 @@ from rules import AT, synthetic  # noqa: E402
 NAMES = ["diabetes", "copd", "heartfailure"]
 
 
+def _spin(_: int = 0) -> float:
+    """A fixed piece of pure-Python work; its duration in seconds."""
+    start, total = time.perf_counter(), 0
+    for i in range(3_000_000):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def two_core_check() -> float:
+    """How fast two processes run the same fixed work side by side, as a share of one process
+    alone (1.0: two full cores). The floor uses one core and the end to end run two, so R also
+    reflects what the machine gives its second core at the time (seen here: 0.82-1.00)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [0, 0])  # started and warm
+        alone = min(_spin() for _ in range(2))
+        both = max(pool.map(_spin, [0, 1]))
+    return alone / both
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--enrollments", type=int, default=10_000)
@@ -158,6 +179,7 @@ def main() -> None:
           f"(evaluation {evaluation_before:.1f} s before the end-to-end run and {evaluation_after:.1f} s after it, their mean; insert {writing:.1f} s)")
     workers_peak = f"; the largest batch worker {children:.0f} MB" if used > 1 else ""
     print(f"peak memory {peak:.0f} MB in this process{workers_peak}; batch workers: {used}")
+    print(f"two-core check (not part of R): two processes ran a fixed loop side by side at {two_core_check():.2f} of one process's speed")
     print(f"ratio {end_to_end / floor:.2f}")
     if args.prefect_db == "postgresql":
         with admin.connect() as c:
