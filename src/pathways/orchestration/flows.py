@@ -105,10 +105,11 @@ class _SharedTLS:
     against a CA file is built once per file (and its size and modification time) and shared,
     instead of once for every API client Prefect creates. Building one loads the whole CA bundle:
     16-70 ms of CPU each time here, seven times in a cohort run, one of them on the way to every
-    flow run's first batch, although the embedded server is plain HTTP. A shared context is
-    what an HTTP library does itself (a context serves many connections; Prefect sets nothing on
-    it after building it). Anything else, including Prefect's unverified context
-    (PREFECT_API_TLS_INSECURE_SKIP_VERIFY, which it changes after building), is Prefect's own."""
+    flow run's first batch, although the embedded server is plain HTTP. A context serves many
+    connections; after building it Prefect sets nothing on it, and the HTTP library sets only the
+    ALPN protocols of a TLS connection, the same for every Prefect client (one HTTP/2 setting).
+    Anything else, including Prefect's unverified context (PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+    which it changes after building), is Prefect's own."""
 
     def __init__(self, module):
         self._module = module

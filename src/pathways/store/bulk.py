@@ -31,12 +31,14 @@ def executemany(connection: Connection, statement: Executable, rows: list[dict[s
             total = -1 if count == -1 or total == -1 else total + count
         return total
     sql, names, processors = _compiled(connection, statement, tuple(rows[0]))
-    get = itemgetter(*names)  # a row's values in the statement's order, taken in C
     converted = [(i, process) for i, process in enumerate(processors) if process is not None]
-    if len(names) == 1:
-        values = [(get(row),) for row in rows]
-    else:
+    if len(names) > 1:
+        get = itemgetter(*names)  # a row's values in the statement's order, taken in C
         values = [get(row) for row in rows]
+    elif names:
+        values = [(row[names[0]],) for row in rows]
+    else:
+        values = [() for _ in rows]
     if converted:
         for n, row in enumerate(values):
             row = list(row)
