@@ -251,7 +251,7 @@ class Store:
             with Session(self.engine) as session:
                 for chunk in _chunks(patients):  # plain tuples, not ORM objects: this is the hot path of a cohort
                     statement = select(Fact.patient_id, Fact.kind, Fact.payload).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)
-                    for patient, kind, payload in session.execute(statement).tuples():
+                    for patient, kind, payload in session.execute(statement):
                         rows_by_patient[patient].append((kind, payload))
             return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
         return retrying(read)
