@@ -28,7 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-WORK = Path(tempfile.mkdtemp(prefix="pathways-bench-"))
+# one folder per bench run: the processes it spawns (batch workers, the two-core check) import
+# this file again and find the folder in their environment instead of making another
+WORK = Path(os.environ.get("PATHWAYS_BENCH_WORK") or tempfile.mkdtemp(prefix="pathways-bench-"))
+os.environ["PATHWAYS_BENCH_WORK"] = str(WORK)
 os.environ["PATHWAYS_DATABASE_URL"] = f"sqlite:///{WORK / 'store.db'}"
 os.environ.setdefault("PREFECT_HOME", str(WORK / "prefect"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -23,6 +23,17 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterator
 
+
+def _no_csrf_tokens_unless_protected(environ) -> None:
+    """On the embedded server: unless its CSRF protection is switched on (Prefect's default is
+    off), the client does not ask for CSRF tokens. Every new API client would otherwise ask the
+    server for one first and be refused (six requests in a cohort run, one on the way to the
+    first batch)."""
+    protected = environ.get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", ""))
+    if protected.strip().lower() not in ("1", "true", "t", "yes", "y", "on"):
+        environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
+
+
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The embedded server migrates a fresh database when it first starts: 8-15 s here, more than
@@ -42,19 +53,6 @@ if not os.environ.get("PREFECT_API_URL"):
     # With its waits cut to a 32nd (``_quick_retries``), ten retries give the client the same
     # patience as Prefect's five: about a minute in all.
     os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
-
-
-def _no_csrf_tokens_unless_protected(environ) -> None:
-    """On the embedded server: unless its CSRF protection is switched on (Prefect's default is
-    off), the client does not ask for CSRF tokens. Every new API client would otherwise ask the
-    server for one first and be refused (six requests in a cohort run, one on the way to the
-    first batch)."""
-    protected = environ.get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", ""))
-    if protected.strip().lower() not in ("1", "true", "t", "yes", "y", "on"):
-        environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
-
-
-if not os.environ.get("PREFECT_API_URL"):
     _no_csrf_tokens_unless_protected(os.environ)
 
 from typing import Literal  # noqa: E402
