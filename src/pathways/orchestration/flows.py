@@ -146,8 +146,23 @@ def _clock(at: str) -> FixedClock:
     return FixedClock.on(dt.date.fromisoformat(at))
 
 
+class BatchSummary:
+    """A batch task's result: its compact summary (``data``, from ``workers.advance_batch``).
+    Prefect walks a task's result for futures and states inside it, into every item of a dict
+    or list (the escalations listed, the gated ids: 0.3 s of the flow process's CPU for a
+    10,000-enrollment cohort here); an object of another kind it passes on as it is."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"BatchSummary({self.data.get('advanced')} enrollments)"
+
+
 @task(name="advance-batch", cache_policy=NO_CACHE)
-def advance_batch(enrollments: list[str], at: str, parallel: bool = False, first: bool = False) -> dict[str, Any]:
+def advance_batch(enrollments: list[str], at: str, parallel: bool = False, first: bool = False) -> BatchSummary:
     """Advance a batch (in a worker process when ``parallel``; ``first``: its run's first batch,
     which goes ahead of other runs' waiting batches); return a compact summary (per step: counts
     and gated ids; events)."""
@@ -155,7 +170,7 @@ def advance_batch(enrollments: list[str], at: str, parallel: bool = False, first
 
     # audit entries name the Prefect runs that made them (ids only; the trail is self-sufficient)
     context = {"prefect_flow_run": str(flow_run.id), "prefect_task_run": str(task_run.id)}
-    return workers.advance(enrollments, at, context, parallel, first)
+    return BatchSummary(workers.advance(enrollments, at, context, parallel, first))
 
 
 def _step_task(step_id: str, stage: str):
@@ -269,9 +284,9 @@ def pathway_flow(pathway: str):
         try:
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(batch, at, True, i == 0) for i, batch in enumerate(batches)]
-                summaries = (future.result() for future in futures)
+                summaries = (future.result().data for future in futures)
             else:
-                summaries = (advance_batch(batch, at) for batch in batches)
+                summaries = (advance_batch(batch, at).data for batch in batches)
             for summary in summaries:  # in order, as they come in
                 for step, c in summary["steps"].items():
                     counts.setdefault(step, Counter()).update(c)
