@@ -295,21 +295,44 @@ def pathway_flow(pathway: str):
                 kinds.update(summary["kinds"])
                 escalations.add(summary["escalated"])
             escalations.hand_over()
+            summarised = _beside(_decisions_artifact, spec.id, spec.version, len(enrollments), at, dict(kinds))
             for step_id, step_task in step_tasks:
                 step_task(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20], return_state=True)
         except BaseException as exc:
             escalations.close(exc)
             raise
         escalations.close()
-        rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
-        create_markdown_artifact(
-            key=f"decisions-{spec.id}".replace("_", "-"),
-            markdown=f"Advanced {len(enrollments)} enrollments of {spec.id} {spec.version} at {at}.\n\n| decision | count |\n|---|---|\n{rows}\n",
-            description="Decisions of this run (details and explanations are in the pathways store)",
-        )
+        summarised.result()
         return dict(kinds)
 
     return run
+
+
+def _decisions_artifact(pathway: str, version: str, size: int, at: str, kinds: dict[str, int]) -> None:
+    """A pathway run's artifact: how many decisions of each kind (counts only)."""
+    rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
+    create_markdown_artifact(
+        key=f"decisions-{pathway}".replace("_", "-"),
+        markdown=f"Advanced {size} enrollments of {pathway} {version} at {at}.\n\n| decision | count |\n|---|---|\n{rows}\n",
+        description="Decisions of this run (details and explanations are in the pathways store)",
+    )
+
+
+def _beside(function, *args) -> Future:
+    """``function(*args)`` in a thread of its own, in a copy of this thread's context (the flow
+    run's): a run's artifact is created while the run reports its steps, instead of after them
+    (0.1-0.2 s at the end of every run here, most of it the server's)."""
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            future.set_result(context.run(function, *args))
+        except BaseException as exc:  # raised in the run when it asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="run-artifact", daemon=True).start()
+    return future
 
 
 class _Together:
