@@ -181,6 +181,11 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     table = database.execute("select data from artifact where key = 'escalations-heartfailure'").fetchone()[0]
     assert f"| {enrollments['pt-esc-1']} | hyperkaliemie |" in table and f"| {enrollments['pt-esc-3']} | hyperkaliemie |" in table
     assert enrollments["pt-esc-2"] not in table
+    # the run's decisions artifact (created beside its step tasks): attached to the run, counts only
+    summary, artifact_run = database.execute("select data, flow_run_id from artifact where key = 'decisions-heartfailure'").fetchone()
+    assert artifact_run == pathway_run
+    assert "Advanced 3 enrollments of heartfailure" in summary and "| escalated | 2 |" in summary, summary
+    assert not any(e in summary for e in enrollments.values()) and "pt-esc" not in summary
 
     tasks = database.execute("select name, state_type, state_name from task_run where flow_run_id = ? and id != ? order by expected_start_time",
                              (pathway_run, parent)).fetchall()
