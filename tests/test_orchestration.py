@@ -350,3 +350,37 @@ def test_the_client_asks_the_embedded_server_for_csrf_tokens_only_when_it_is_pro
     environ = {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "true"}  # the user's own choice stays
     _no_csrf_tokens_unless_protected(environ)
     assert environ["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "true"
+
+
+def test_a_large_runs_escalations_artifact_counts_them_all_and_lists_the_first():
+    """Thousands of escalations (a cohort's first review) make an artifact of counts per step and
+    the first ESCALATIONS_LISTED enrollments, pointing to the audit trail for the rest; a small
+    run's artifact lists every one."""
+    from pathways.orchestration.flows import ESCALATIONS_LISTED, escalations_markdown
+
+    escalated = [(f"enr-{i:05d}", "hyperkaliemie" if i % 3 else "decompensatie") for i in range(ESCALATIONS_LISTED + 57)]
+    table = escalations_markdown(escalated, "heartfailure", "2026-11-01")
+    per_step = {"hyperkaliemie": sum(1 for _, s in escalated if s == "hyperkaliemie"), "decompensatie": sum(1 for _, s in escalated if s == "decompensatie")}
+    assert f"| decompensatie | {per_step['decompensatie']} |" in table and f"| hyperkaliemie | {per_step['hyperkaliemie']} |" in table
+    listed = re.findall(r"^\| (enr-\d+) \| ", table, flags=re.M)
+    assert listed == [e for e, _ in escalated[:ESCALATIONS_LISTED]]
+    assert "57 more not listed here" in table
+    assert "`pathways audit log --action escalation.opened --pathway heartfailure --since 2026-11-01`" in table
+
+    small = escalations_markdown(escalated[:3], "heartfailure", "2026-11-01")
+    assert re.findall(r"^\| (enr-\d+) \| ", small, flags=re.M) == ["enr-00000", "enr-00001", "enr-00002"]
+    assert "more not listed" not in small
+
+
+def test_a_batch_reaches_its_task_as_one_object():
+    """A batch task's enrollment ids travel as one Batch object (Prefect would walk a list item by
+    item for futures); the task gets exactly the ids given, in order."""
+    from prefect.utilities.collections import visit_collection
+
+    from pathways.orchestration.flows import Batch
+
+    ids = [f"enr-{i}" for i in range(1000)]
+    seen = []
+    batch = Batch(ids)
+    assert visit_collection(batch, visit_fn=lambda item: seen.append(item) or item, return_data=True) is batch
+    assert len(seen) == 1 and seen[0] is batch and batch.enrollments == ids and repr(batch) == "Batch(1000 enrollments)"
