@@ -181,6 +181,12 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     table = database.execute("select data from artifact where key = 'escalations-heartfailure'").fetchone()[0]
     assert f"| {enrollments['pt-esc-1']} | hyperkaliemie |" in table and f"| {enrollments['pt-esc-3']} | hyperkaliemie |" in table
     assert enrollments["pt-esc-2"] not in table
+    assert "| hyperkaliemie | 2 |" in table and "more not listed" not in table  # counted per step; a small run lists all
+    # what a large run's artifact points to for the rest: the audit trail lists exactly these
+    listed = run_cli("audit", "log", "--action", "escalation.opened", "--pathway", "heartfailure", "--since", "2026-01-05",
+                     "--json", "--fields", "enrollment_id,subject", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(e["enrollment_id"] for e in json.loads(listed.stdout)) == sorted([enrollments["pt-esc-1"], enrollments["pt-esc-3"]])
     # the run's decisions artifact (created beside its step tasks): attached to the run, counts only
     summary, artifact_run = database.execute("select data, flow_run_id from artifact where key = 'decisions-heartfailure'").fetchone()
     assert artifact_run == pathway_run
