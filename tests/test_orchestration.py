@@ -379,8 +379,9 @@ def test_a_large_runs_escalations_artifact_counts_them_all_and_lists_the_first()
 
 
 def test_a_batch_reaches_its_task_as_one_object():
-    """A batch task's enrollment ids travel as one Batch object (Prefect would walk a list item by
-    item for futures); the task gets exactly the ids given, in order."""
+    """A batch task's enrollment ids travel as one Batch object: Prefect's walk over a task's inputs
+    (looking for futures, item by item in a list) sees the one object and passes it on as it is,
+    its ids unchanged and in order. (A run through batch tasks: the escalation test above.)"""
     from prefect.utilities.collections import visit_collection
 
     from pathways.orchestration.flows import Batch
