@@ -278,12 +278,10 @@ class _Escalations:
         """Hand the complete list over (or the run's error) if not yet done, and wait for the subflow to end."""
         if self.subflow is None:
             return
-        future = _OPENED[self.run_id]
-        if not future.done():
-            if error is None:
-                future.set_result((self.at, list(self.escalated)))
-            else:
-                future.set_exception(RuntimeError(f"the run of {self.pathway} failed: {type(error).__name__}"))
+        if error is None:
+            self.hand_over()
+        elif not _OPENED[self.run_id].done():
+            _OPENED[self.run_id].set_exception(RuntimeError(f"the run of {self.pathway} failed: {type(error).__name__}"))
         failed = self.subflow.exception()  # waits for the subflow to end
         del _OPENED[self.run_id]
         if error is None and failed is not None:
