@@ -9,8 +9,6 @@ import shutil
 import sqlite3
 import uuid
 
-import pytest
-
 from conftest import FIXTURES, run_cli
 
 PATIENT = {
@@ -118,11 +116,7 @@ with get_client(sync_client=True) as client:
         if run.parent_task_run_id and client.read_task_run(run.parent_task_run_id).flow_run_id == due:
             children.append({"flow": client.read_flow(run.flow_id).name, "state": run.state.name,
                              "start": run.start_time.timestamp(), "end": run.end_time.timestamp()})
-import os
-from prefect.server.api.server import SubprocessASGIServer
-servers = [s.server_process.pid for s in SubprocessASGIServer._instances.values() if s.server_process is not None]
-nice = {"own": os.getpriority(os.PRIO_PROCESS, 0), "servers": [os.getpriority(os.PRIO_PROCESS, pid) for pid in servers]}
-print(json.dumps({"result": state.result(), "children": children, "nice": nice}))
+print(json.dumps({"result": state.result(), "children": children}))
 '''
 
 
@@ -154,59 +148,6 @@ def test_due_runs_advance_every_pathway(tmp_path):
     assert sorted(c["flow"] for c in children) == ["pathway-copd", "pathway-diabetes", "pathway-heartfailure"]
     assert all(c["state"] == "Completed" for c in children)
     assert set(report["result"]) <= {"due", "gated", "skipped", "escalated", "goal_met", "goal_missed", "indicated", "not_indicated"}
-    # the embedded server's CPU priority is 10 lower than the process that runs the flows (the default)
-    assert report["nice"]["servers"] == [min(19, report["nice"]["own"] + 10)], report["nice"]
-
-
-def test_the_embedded_server_yields_the_cores_to_the_batches(monkeypatch):
-    """On the embedded server, the server's process gets a lower CPU priority than this one
-    (PATHWAYS_EMBEDDED_SERVER_NICE more, default 10), once; never with a real server, not with 0,
-    and a bad setting is a clear error before anything runs."""
-    import os
-    import subprocess
-    import sys
-    import types
-
-    from prefect.server.api.server import SubprocessASGIServer
-
-    from pathways.errors import SettingError
-    from pathways.orchestration import flows
-    from pathways.orchestration.service import embedded_server_nice
-
-    def started(**env):
-        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        monkeypatch.setattr(SubprocessASGIServer, "_instances", {None: types.SimpleNamespace(server_process=process)})
-        for name in ("PREFECT_API_URL", "PATHWAYS_EMBEDDED_SERVER_NICE"):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return process
-
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    processes = []
-    try:
-        processes.append(server := started())
-        flows._embedded_server_yields()
-        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, own + 10)
-        flows._embedded_server_yields()  # once per server process: not lowered again
-        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, own + 10)
-        processes.append(server := started(PATHWAYS_EMBEDDED_SERVER_NICE="3"))
-        flows._embedded_server_yields()
-        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, own + 3)
-        processes.append(server := started(PATHWAYS_EMBEDDED_SERVER_NICE="0"))
-        flows._embedded_server_yields()
-        assert os.getpriority(os.PRIO_PROCESS, server.pid) == own
-        processes.append(server := started(PREFECT_API_URL="http://127.0.0.1:1/api"))
-        flows._embedded_server_yields()
-        assert os.getpriority(os.PRIO_PROCESS, server.pid) == own
-        for bad in ("-1", "20", "low"):
-            monkeypatch.setenv("PATHWAYS_EMBEDDED_SERVER_NICE", bad)
-            with pytest.raises(SettingError, match="PATHWAYS_EMBEDDED_SERVER_NICE: '" + bad + "' is not a whole number from 0 to 19"):
-                embedded_server_nice()
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
 
 
 def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):

@@ -144,8 +144,7 @@ def test_kept_runtimes_follow_their_files(tmp_path, monkeypatch):
 def test_a_bad_setting_is_one_line_naming_it(tmp_path):
     from conftest import run_cli
 
-    for name, value in (("PATHWAYS_WORKERS", "two"), ("PATHWAYS_BATCH_SIZE", "many"), ("PATHWAYS_BSN_STORAGE", "bad"),
-                        ("PATHWAYS_EMBEDDED_SERVER_NICE", "-5")):
+    for name, value in (("PATHWAYS_WORKERS", "two"), ("PATHWAYS_BATCH_SIZE", "many"), ("PATHWAYS_BSN_STORAGE", "bad")):
         result = run_cli("status", "diabetes-000000000000", cwd=tmp_path, env={name: value, "PATHWAYS_PATH": str(ROOT / "pathways")})
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(f"error: {name}: '{value}' is not") and "Traceback" not in result.stderr

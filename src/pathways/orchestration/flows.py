@@ -67,7 +67,7 @@ from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import Runtimes, batch_size, embedded_server_nice, open_store, record_step  # noqa: E402
+from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step  # noqa: E402
 
 
 def _quick_retries() -> None:
@@ -397,38 +397,6 @@ def _created() -> None:
     if turn is not None and turn["holding"]:
         turn["holding"] = False
         turn["lock"].release()
-    _embedded_server_yields()
-
-
-_YIELDING: set[int] = set()  # the embedded server processes whose priority was lowered
-
-
-def _embedded_server_yields() -> None:
-    """On the embedded server (no PREFECT_API_URL): its process runs at a lower CPU priority than
-    this one and the batch workers (``PATHWAYS_EMBEDDED_SERVER_NICE`` more, default 10). On a
-    machine whose cores the batches keep busy, Prefect's records of the runs (task-run events,
-    states) then wait for a free moment, such as a worker's commit waiting for the disk, instead
-    of taking the core from an advance; what a run waits for (its creation, its states) comes
-    when the cores are free at a run's start and end. Measured here: about 3 % off a
-    10,000-enrollment cohort (docs/performance.md). Done once per server process; only ever
-    lowers (raising a priority needs privileges), and a server that cannot be found or changed
-    is left as it is."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    increment = embedded_server_nice()
-    if not increment:
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
-        process = getattr(server, "server_process", None)
-        if process is None or process.pid in _YIELDING or process.poll() is not None:
-            continue
-        _YIELDING.add(process.pid)
-        try:
-            os.setpriority(os.PRIO_PROCESS, process.pid, min(19, os.getpriority(os.PRIO_PROCESS, process.pid) + increment))
-        except OSError:  # gone, or not ours to change
-            pass
 
 
 def _start_workers(groups: dict[str, list[str]]) -> None:

@@ -40,8 +40,7 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
     A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
-    worker_count()  # bad settings stop here, before the database is touched (these change no outcome: not recorded)
-    embedded_server_nice()
+    worker_count()  # a bad setting stops here, before the database is touched (this one changes no outcome: not recorded)
     settings = configuration(url)
     if migrated:
         _MIGRATED.add(url)
@@ -84,20 +83,6 @@ def worker_count() -> int:
         return max(1, int(value))
     except ValueError:
         raise SettingError(f"PATHWAYS_WORKERS: '{value}' is not a whole number (1 advances every batch in the flow's own process)") from None
-
-
-def embedded_server_nice() -> int:
-    """PATHWAYS_EMBEDDED_SERVER_NICE: how much lower the CPU priority of Prefect's embedded server
-    is than this process's (a nice increment, 0-19; default 10; 0 leaves it as started)."""
-    value = os.environ.get("PATHWAYS_EMBEDDED_SERVER_NICE", "10")
-    try:
-        nice = int(value)
-    except ValueError:
-        nice = -1
-    if not 0 <= nice <= 19:
-        raise SettingError(f"PATHWAYS_EMBEDDED_SERVER_NICE: '{value}' is not a whole number from 0 to 19 "
-                           "(how much lower the embedded Prefect server's CPU priority is; 0 keeps it equal)")
-    return nice
 
 
 def configuration(url: str) -> dict[str, Any]:
