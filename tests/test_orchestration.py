@@ -83,11 +83,44 @@ def test_cohort_run_continues_past_a_broken_file_and_says_so(tmp_path):
     shutil.copy(FIXTURES / "fhir" / "synthea" / "dm_casimira.json.gz", cohort / "a.json.gz")
     (cohort / "b.json").write_text(json.dumps({**PATIENT, "patient": "pt-orch-2", "conditions": [{"fact": "dm2_diagnosis", "onset": "2019-01-01"}]}), encoding="utf-8")
     (cohort / "c.json").write_text('{"patient": "pt-orch-3", "observations": [', encoding="utf-8")
+    # read, but a value the pathway cannot use: not enrolled (it would silently count as missing)
+    unusable = {"fact": "hba1c_mmol_mol", "value": "high", "at": "2019-06-01"}
+    (cohort / "d.json").write_text(json.dumps({**PATIENT, "patient": "pt-orch-4", "observations": [unusable]}), encoding="utf-8")
     done = run_cli("run", "diabetes", "--cohort", str(cohort), "--at", "2020-07-10", env=environment(tmp_path, "2026-11-23"))
     assert done.returncode == 1
     assert "enrolled and advanced" in done.stdout and "│ enrolled and advanced │     2 │" in done.stdout
-    assert "│ failed to read        │     1 │" in done.stdout
+    assert "│ failed (not enrolled) │     2 │" in done.stdout
     assert f"error: c.json: {cohort / 'c.json'}:1:43: malformed JSON" in done.stderr
+    assert "error: d.json: observations[0]: hba1c_mmol_mol: expected a number, got 'high'; not enrolled" in done.stderr
+    store = sqlite3.connect(tmp_path / "store.db")
+    assert store.execute("select count(*) from patient where id = 'pt-orch-4'").fetchone() == (0,)  # nothing of it stored
+    assert store.execute("select count(*) from enrollment").fetchone() == (2,)
+
+
+def test_enrolling_a_file_with_a_value_the_pathway_cannot_use_stores_nothing(tmp_path):
+    """`pathways enroll` refuses what `pathways evaluate` refuses: a value of the wrong kind, an
+    unknown unit, a date in the future; the file and the field are named, nothing is stored."""
+    facts = tmp_path / "pt-orch-5.json"
+    observations = [{"fact": "hba1c_mmol_mol", "value": "high", "at": "2025-12-01"},
+                     {"fact": "hba1c_mmol_mol", "value": 61, "unit": "furlongs", "at": "2025-12-02"}]
+    facts.write_text(json.dumps({**PATIENT, "patient": "pt-orch-5", "observations": observations}), encoding="utf-8")
+    env = environment(tmp_path)
+    done = run_cli("enroll", "pt-orch-5", "--pathway", "diabetes", "--facts", str(facts), env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"error: {facts}: observations[0]: hba1c_mmol_mol: expected a number, got 'high'", lines
+    assert lines[1].startswith(f"error: {facts}: observations[1]: ") and "furlongs" in lines[1], lines
+    assert lines[2] == "error: 2 problems in the patient file; nothing stored, not enrolled", lines
+    evaluated = run_cli("evaluate", "diabetes", "--facts", str(facts), env=env)  # the same problems, the same words
+    assert evaluated.returncode == 1 and lines[0] in evaluated.stderr and lines[1] in evaluated.stderr
+    store = sqlite3.connect(tmp_path / "store.db")
+    assert store.execute("select count(*) from patient").fetchone() == (0,)
+    assert store.execute("select count(*) from fact").fetchone() == (0,)
+    assert store.execute("select count(*) from enrollment").fetchone() == (0,)
+    # mended, the same file enrols
+    facts.write_text(json.dumps({**PATIENT, "patient": "pt-orch-5", "observations": [{**observations[0], "value": 61, "unit": "mmol/mol"}]}), encoding="utf-8")
+    done = run_cli("enroll", "pt-orch-5", "--pathway", "diabetes", "--facts", str(facts), env=env)
+    assert done.returncode == 0 and done.stdout.startswith("enrolled: diabetes-"), done.stderr
 
 
 def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
@@ -391,3 +424,22 @@ def test_a_batch_reaches_its_task_as_one_object():
     batch = Batch(ids)
     assert visit_collection(batch, visit_fn=lambda item: seen.append(item) or item, return_data=True) is batch
     assert len(seen) == 1 and seen[0] is batch and batch.enrollments == ids and repr(batch) == "Batch(1000 enrollments)"
+
+
+def test_simulate_summarises_every_patient_and_names_a_file_it_cannot_use(tmp_path):
+    """`pathways simulate` stores nothing and fast-forwards each patient; a file with a value the
+    pathway cannot use is named with the value's field and left out (as `run` and `evaluate` do),
+    the others are simulated and the exit status says one failed."""
+    from conftest import ROOT
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(ROOT / "examples" / "cohort-diabetes", cohort)
+    unusable = {"fact": "hba1c_mmol_mol", "value": "high", "at": "2025-12-01"}
+    (cohort / "zz-unusable.json").write_text(json.dumps({**PATIENT, "patient": "pt-orch-6", "observations": [unusable]}), encoding="utf-8")
+    env = environment(tmp_path)
+    done = run_cli("simulate", "diabetes", "--patients", str(cohort), "--months", "6", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "error: zz-unusable.json: observations[0]: hba1c_mmol_mol: expected a number, got 'high'; not simulated" in done.stderr
+    simulated = {json.loads((cohort / name).read_text(encoding="utf-8"))["patient"] for name in sorted(p.name for p in cohort.glob("demo-*.json"))}
+    assert all(patient in done.stdout for patient in simulated) and "pt-orch-6" not in done.stdout
+    assert not (tmp_path / "store.db").exists()  # stores nothing

@@ -484,7 +484,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, at_clock, enroll_patient
+    from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     files = _patient_files(cohort)
@@ -501,7 +501,10 @@ def run(
             if isinstance(patient, PatientFileError):
                 failed.append((label, "; ".join(patient.problems)))
             else:
-                enrolled.append(enroll_patient(store, runtimes, name, patient, source, clock).enrollment)
+                try:
+                    enrolled.append(enroll_patient(store, runtimes, name, patient, source, clock).enrollment)
+                except UnusableValues as exc:
+                    failed.append((label, f"{exc}; not enrolled"))
             progress.advance(job)
     kinds = {}
     if enrolled:
@@ -514,7 +517,7 @@ def run(
     table.add_row("patient files", str(len(files)))
     table.add_row("patients read", str(len(enrolled) + len(failed)))
     table.add_row("enrolled and advanced", str(len(enrolled)))
-    table.add_row("failed to read", str(len(failed)))
+    table.add_row("failed (not enrolled)", str(len(failed)))
     for kind, n in sorted(kinds.items()):
         table.add_row(f"decisions: {kind}", str(n))
     out.print(table)
@@ -556,6 +559,10 @@ def simulate(
             failed.append((label, "; ".join(patient.problems)))
             continue
         facts = patient.facts
+        unusable = runtime.evaluator.timeline(facts, first).unusable()
+        if unusable:  # as `pathways evaluate` and `pathways run` refuse them: they would count as missing
+            failed.append((label, "; ".join(str(issue) for issue in unusable) + "; not simulated"))
+            continue
         result = run_simulation(runtime, facts, first, months)
         counts = result.counts
         row = {

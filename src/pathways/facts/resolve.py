@@ -61,6 +61,7 @@ class FactIssue:
     where: str  # a field path in the input, e.g. observations[3]
     message: str
     excluded: bool = False
+    kind: str = "value"  # the value itself; "unknown_fact": a fact this pathway does not declare; "future": dated after the day
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" + (" - left out" if self.excluded else "")
@@ -78,6 +79,12 @@ class Timeline:
 
     def add(self, name: str, point: Point) -> None:
         self.points.setdefault(name, []).append(point)
+
+    def unusable(self) -> list[FactIssue]:
+        """Values the pathway cannot use (of the wrong kind, in an unknown unit, a condition ending
+        before it starts): they would count as missing. Not among them: values left out as
+        impossible, facts the pathway does not declare, values dated after the day."""
+        return [issue for issue in self.issues if not issue.excluded and issue.kind == "value"]
 
     def sort(self) -> None:
         for series in self.points.values():
@@ -141,13 +148,13 @@ def resolve(patient: PatientFacts, facts: dict[str, Fact], today: dt.date) -> Ti
 
     def future(where: str, when: dt.date | None) -> bool:
         if when is not None and when > today:
-            timeline.issues.append(FactIssue(where, f"date {when} is in the future (today is {today})"))
+            timeline.issues.append(FactIssue(where, f"date {when} is in the future (today is {today})", kind="future"))
             return True
         return False
 
     def unmapped(where: str, label: str) -> None:
         if label.startswith("unknown fact"):
-            timeline.issues.append(FactIssue(where, label))
+            timeline.issues.append(FactIssue(where, label, kind="unknown_fact"))
         else:
             timeline.unmapped_codes.append(f"{where}: {label}")
 

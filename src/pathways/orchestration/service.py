@@ -280,7 +280,12 @@ class Enrolled:
 def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, clock: Clock, patient_id: str | None = None) -> Enrolled:
     """Read a patient file (facts JSON or FHIR), store its facts, enrol the patient
     (under ``patient_id`` when given, else the file's pseudonym)."""
-    return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id)
+    from pathways.facts.load import PatientFileError
+
+    try:
+        return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id)
+    except UnusableValues as exc:
+        raise PatientFileError([f"{path}: {problem}" for problem in exc.problems] + [exc.summary]) from None
 
 
 def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, source: str, clock: Clock, patient_id: str | None = None) -> Enrolled:
@@ -297,10 +302,25 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     if exists:
         return Enrolled(eid, facts.patient, False, patient.notes)
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
+    # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate`
+    # refuses it (facts the pathway does not declare are kept: a patient's file may serve several pathways)
+    unusable = runtime.evaluator.timeline(facts, clock.today()).unusable()
+    if unusable:
+        raise UnusableValues([str(issue) for issue in unusable])
     ensure_published(store, runtime)
     state = enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator)
     store.enroll(facts, state, source, identity_row(patient.identity))
     return Enrolled(eid, facts.patient, True, patient.notes)
+
+
+class UnusableValues(ValueError):
+    """A patient file whose values the pathway cannot use (a wrong kind of value, an unknown unit,
+    a date in the future): nothing is stored, the patient is not enrolled."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        self.summary = f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the patient file; nothing stored, not enrolled"
+        super().__init__("; ".join(problems))
 
 
 @dataclass
