@@ -123,6 +123,29 @@ def test_enrolling_a_file_with_a_value_the_pathway_cannot_use_stores_nothing(tmp
     assert done.returncode == 0 and done.stdout.startswith("enrolled: diabetes-"), done.stderr
 
 
+def test_advancing_back_in_time_is_a_clear_error_before_anything_runs(tmp_path):
+    """An enrollment advanced (or enrolled) on a day cannot be advanced to an earlier one: a clear
+    error naming the date to give, no Prefect run, nothing written; a due run for an earlier day
+    leaves it out instead of failing its batch."""
+    facts = tmp_path / "pt-orch-7.json"
+    facts.write_text(json.dumps({**PATIENT, "patient": "pt-orch-7"}), encoding="utf-8")
+    env = environment(tmp_path)  # today 2026-01-05
+    done = run_cli("enroll", "pt-orch-7", "--pathway", "heartfailure", "--facts", str(facts), env=env)
+    assert done.returncode == 0, done.stderr
+    enrollment = done.stdout.split()[1]
+    store = sqlite3.connect(tmp_path / "store.db")
+    before = store.execute("select state, state_version from enrollment").fetchall()
+    done = run_cli("advance", enrollment, "--at", "2026-01-01", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (f"error: {enrollment} was advanced to 2026-01-05 already: it cannot go back to 2026-01-01 "
+                                   "(give --at 2026-01-05 or later; nothing was run)"), done.stderr
+    assert not (tmp_path / "prefect").exists()  # no Prefect server was started
+    done = run_cli("advance", "--due", "--at", "2026-01-01", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "nothing due on 2026-01-01", (done.stdout, done.stderr)
+    assert store.execute("select state, state_version from enrollment").fetchall() == before
+    assert store.execute("select count(*) from decision").fetchone() == (0,)
+
+
 def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
     env = environment(tmp_path)
     for args, expected in [

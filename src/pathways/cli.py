@@ -304,6 +304,10 @@ def advance(
         except UnknownEnrollment as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1)
+        if clock.today() < state.as_of:
+            err.print(f"error: {enrollment} was advanced to {state.as_of} already: it cannot go back to {clock.today()} "
+                      f"(give --at {state.as_of} or later; nothing was run)", markup=False)
+            raise typer.Exit(1)
         groups = {state.pathway: [enrollment]}
     else:
         groups = store.due_by_pathway(clock.today())

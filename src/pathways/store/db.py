@@ -283,11 +283,13 @@ class Store:
         retrying(write)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
-        """The enrollments that have come due on ``on``, per pathway (ids in order)."""
+        """The enrollments that have come due on ``on``, per pathway (ids in order). One already
+        advanced past ``on`` is not among them (a run for an earlier date cannot take it back)."""
         groups: dict[str, list[str]] = {}
         with Session(self.engine) as session:
             rows = session.execute(select(Enrollment.pathway, Enrollment.id)
-                                   .where((Enrollment.next_due == None) | (Enrollment.next_due <= on)).order_by(Enrollment.id))  # noqa: E711
+                                   .where((Enrollment.next_due == None) | (Enrollment.next_due <= on))  # noqa: E711
+                                   .where(Enrollment.as_of <= on).order_by(Enrollment.id))
             for pathway, eid in rows:
                 groups.setdefault(pathway, []).append(eid)
         return dict(sorted(groups.items()))
