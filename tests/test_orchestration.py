@@ -98,8 +98,8 @@ def test_cohort_run_continues_past_a_broken_file_and_says_so(tmp_path):
 
 
 def test_enrolling_a_file_with_a_value_the_pathway_cannot_use_stores_nothing(tmp_path):
-    """`pathways enroll` refuses what `pathways evaluate` refuses: a value of the wrong kind, an
-    unknown unit, a date in the future; the file and the field are named, nothing is stored."""
+    """`pathways enroll` refuses the values `pathways evaluate` refuses as unusable: a value of the
+    wrong kind, an unknown unit; the file and the field are named, nothing is stored."""
     facts = tmp_path / "pt-orch-5.json"
     observations = [{"fact": "hba1c_mmol_mol", "value": "high", "at": "2025-12-01"},
                      {"fact": "hba1c_mmol_mol", "value": 61, "unit": "furlongs", "at": "2025-12-02"}]
@@ -463,6 +463,6 @@ def test_simulate_summarises_every_patient_and_names_a_file_it_cannot_use(tmp_pa
     done = run_cli("simulate", "diabetes", "--patients", str(cohort), "--months", "6", env=env)
     assert done.returncode == 1, done.stderr
     assert "error: zz-unusable.json: observations[0]: hba1c_mmol_mol: expected a number, got 'high'; not simulated" in done.stderr
-    simulated = {json.loads((cohort / name).read_text(encoding="utf-8"))["patient"] for name in sorted(p.name for p in cohort.glob("demo-*.json"))}
+    simulated = {json.loads(path.read_text(encoding="utf-8"))["patient"] for path in cohort.glob("demo-*.json")}
     assert all(patient in done.stdout for patient in simulated) and "pt-orch-6" not in done.stdout
     assert not (tmp_path / "store.db").exists()  # stores nothing

@@ -302,8 +302,7 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     if exists:
         return Enrolled(eid, facts.patient, False, patient.notes)
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
-    # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate`
-    # refuses it (facts the pathway does not declare are kept: a patient's file may serve several pathways)
+    # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate` refuses it
     unusable = runtime.evaluator.timeline(facts, clock.today()).unusable()
     if unusable:
         raise UnusableValues([str(issue) for issue in unusable])
@@ -314,8 +313,8 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
 
 
 class UnusableValues(ValueError):
-    """A patient file whose values the pathway cannot use (a wrong kind of value, an unknown unit,
-    a date in the future): nothing is stored, the patient is not enrolled."""
+    """A patient file with values the pathway cannot use (``Timeline.unusable``): nothing is
+    stored, the patient is not enrolled."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
