@@ -499,16 +499,19 @@ def run(
     except ProblemsFound as exc:
         _fail(exc.problems)
     enrolled, failed = [], []
+    unreadable = refused = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=err, transient=True) as progress:
         job = progress.add_task(f"enrolling from {len(files)} files", total=None)
         for label, patient, source in _cohort(files):
             if isinstance(patient, PatientFileError):
                 failed.append((label, "; ".join(patient.problems)))
+                unreadable += 1
             else:
                 try:
                     enrolled.append(enroll_patient(store, runtimes, name, patient, source, clock).enrollment)
                 except UnusableValues as exc:
                     failed.append((label, f"{exc}; not enrolled"))
+                    refused += 1
             progress.advance(job)
     kinds = {}
     if enrolled:
@@ -519,7 +522,9 @@ def run(
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("patient files", str(len(files)))
-    table.add_row("patients read", str(len(enrolled) + len(failed)))
+    table.add_row("could not be read", str(unreadable))
+    table.add_row("patients read", str(len(enrolled) + refused))
+    table.add_row("refused (unusable values)", str(refused))
     table.add_row("enrolled and advanced", str(len(enrolled)))
     table.add_row("failed (not enrolled)", str(len(failed)))
     for kind, n in sorted(kinds.items()):
