@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -114,6 +115,23 @@ def test_an_unreachable_database_is_retried_then_a_clear_error():
     with pytest.raises(StoreUnavailable) as info:
         retrying(lambda: engine.connect().close(), attempts=3, first_wait=0.01)
     assert str(info.value).startswith("the database is unavailable after 3 attempts:")
+
+
+def test_commands_on_an_unreachable_database_retry_then_name_it_without_its_password(tmp_path):
+    """Every command's first contact (migrating a writing command's store, opening an audit
+    reader) is retried with backoff, then one clear line and exit 1: no traceback, no password."""
+    from conftest import run_cli
+
+    url = "postgresql://postgres:s3cret@127.0.0.1:1/none"
+    env = {"PATHWAYS_DATABASE_URL": url, "PREFECT_HOME": str(tmp_path / "prefect"), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
+    for args, what in ((("status", "enr-x"), "the database"), (("advance", "--due"), "the database"), (("audit", "log"), "the store")):
+        start = time.monotonic()
+        done = run_cli(*args, env=env)
+        assert done.returncode == 1, (args, done.stderr[-2000:])
+        assert done.stderr.startswith(f"error: {what} postgresql://postgres:***@127.0.0.1:1/none (PATHWAYS_DATABASE_URL) "
+                                      "is unavailable after 5 attempts: connection failed"), (args, done.stderr)
+        assert "Traceback" not in done.stderr and "s3cret" not in done.stderr + done.stdout
+        assert time.monotonic() - start >= 3.0  # waited 0.2 + 0.4 + 0.8 + 1.6 s between its attempts
 
 
 def test_goal_progress_is_upserted_in_bulk(engine):

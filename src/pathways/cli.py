@@ -1210,12 +1210,16 @@ def audit_export(
 
 def main() -> None:  # console script entry point
     from pathways.errors import SettingError
+    from pathways.store.db import StoreError
 
     try:
         app()
     except SettingError as exc:  # a bad PATHWAYS_* value, from wherever it was first read
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
+    except StoreError as exc:  # the store unreachable or locked after its retries, wherever it was met
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
 

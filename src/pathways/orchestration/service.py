@@ -23,7 +23,7 @@ from pathways.facts.load import load_patient_file
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.runtime.core import Event, Runtime, enroll
 from pathways.store.audit import Record
-from pathways.store.db import DEFAULT_URL, StaleState, Store, make_engine, migrate
+from pathways.store.db import DEFAULT_URL, StaleState, Store, make_engine, migrate, retrying
 
 
 def database_url() -> str:
@@ -108,8 +108,11 @@ def note_configuration(store: Store, url: str, settings: dict[str, Any] | None =
     key = (url, json.dumps(settings, sort_keys=True))
     if key in _CONFIGURED:
         return
-    with store.engine.connect() as connection:
-        last = audit.last_payload(connection, "config.changed")
+    def read() -> dict[str, Any] | None:
+        with store.engine.connect() as connection:
+            return audit.last_payload(connection, "config.changed")
+
+    last = retrying(read)
     if last is None or last.get("settings") != settings:
         changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
         store.record_audit([Record("config.changed", subject="configuration", payload={"settings": settings, "changed": changed})])

@@ -72,14 +72,32 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
+    """Bring the database to the current schema, in one transaction. A database that cannot be
+    reached (or stays locked) is retried with backoff, then a StoreUnavailable naming it."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+
+    def upgrade() -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    retrying(upgrade, what=f"the database {shown(engine.url.render_as_string(hide_password=False))} (PATHWAYS_DATABASE_URL)")
+
+
+def shown(url: str) -> str:
+    """A database URL as it may be shown: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        text = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
 def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database") -> T:
@@ -208,8 +226,10 @@ class Store:
 
     # -- pathway versions -----------------------------------------------------------------
     def is_published(self, version_key: str) -> bool:
-        with self.engine.connect() as connection:
-            return audit.published(connection, version_key)
+        def read() -> bool:
+            with self.engine.connect() as connection:
+                return audit.published(connection, version_key)
+        return retrying(read)
 
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was."""
@@ -285,14 +305,16 @@ class Store:
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order). One already
         advanced past ``on`` is not among them (a run for an earlier date cannot take it back)."""
-        groups: dict[str, list[str]] = {}
-        with Session(self.engine) as session:
-            rows = session.execute(select(Enrollment.pathway, Enrollment.id)
-                                   .where((Enrollment.next_due == None) | (Enrollment.next_due <= on))  # noqa: E711
-                                   .where(Enrollment.as_of <= on).order_by(Enrollment.id))
-            for pathway, eid in rows:
-                groups.setdefault(pathway, []).append(eid)
-        return dict(sorted(groups.items()))
+        def read() -> dict[str, list[str]]:
+            groups: dict[str, list[str]] = {}
+            with Session(self.engine) as session:
+                rows = session.execute(select(Enrollment.pathway, Enrollment.id)
+                                       .where((Enrollment.next_due == None) | (Enrollment.next_due <= on))  # noqa: E711
+                                       .where(Enrollment.as_of <= on).order_by(Enrollment.id))
+                for pathway, eid in rows:
+                    groups.setdefault(pathway, []).append(eid)
+            return dict(sorted(groups.items()))
+        return retrying(read)
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
               source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
@@ -368,23 +390,30 @@ class Store:
 
     def recorded_inputs(self, enrollment: str) -> list[tuple[dt.date, str, dict[str, Any]]]:
         """What people recorded for the enrollment's steps: (date, step, {fact: value})."""
-        grouped: dict[tuple[dt.date, str], dict[str, Any]] = {}
         prefix = f"record:{enrollment}:"
-        with Session(self.engine) as session:
-            rows = session.execute(select(Fact).where(Fact.source.startswith(prefix), Fact.kind == "observation").order_by(Fact.id)).scalars().all()
-            for row in rows:
-                data = json.loads(row.payload)
-                grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
-        return [(day, step, values) for (day, step), values in grouped.items()]
+
+        def read() -> list[tuple[dt.date, str, dict[str, Any]]]:
+            grouped: dict[tuple[dt.date, str], dict[str, Any]] = {}
+            with Session(self.engine) as session:
+                rows = session.execute(select(Fact).where(Fact.source.startswith(prefix), Fact.kind == "observation").order_by(Fact.id)).scalars().all()
+                for row in rows:
+                    data = json.loads(row.payload)
+                    grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
+            return [(day, step, values) for (day, step), values in grouped.items()]
+        return retrying(read)
 
     def identity(self, patient: str) -> dict[str, Any] | None:
-        with Session(self.engine) as session:
-            row = session.get(PatientIdentity, patient)
-            return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
+        def read() -> dict[str, Any] | None:
+            with Session(self.engine) as session:
+                row = session.get(PatientIdentity, patient)
+                return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
+        return retrying(read)
 
     def decisions(self, enrollment: str) -> list[Decision]:
-        with Session(self.engine) as session:
-            return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
+        def read() -> list[Decision]:
+            with Session(self.engine) as session:
+                return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
+        return retrying(read)
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
@@ -476,7 +505,7 @@ def open_readonly(url: str) -> Engine:
     from sqlalchemy.exc import DatabaseError
 
     url = normalise_url(url)
-    where = url
+    where = shown(url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         where = str(path)
@@ -487,11 +516,13 @@ def open_readonly(url: str) -> Engine:
         engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    try:
+
+    def tables_of() -> set[str]:
         with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
-    except OperationalError as exc:
-        raise StoreUnavailable(f"{where}: cannot read the store: {_reason(exc)}") from None
+            return set(inspect(connection).get_table_names())
+
+    try:
+        tables = retrying(tables_of, what=f"the store {where} (PATHWAYS_DATABASE_URL)")
     except DatabaseError as exc:
         raise StoreError(f"{where} is not a readable database ({_reason(exc)}): the file may be corrupted; nothing was written") from None
     if "audit_entry" not in tables:
