@@ -117,6 +117,15 @@ def test_an_unreachable_database_is_retried_then_a_clear_error():
     assert str(info.value).startswith("the database is unavailable after 3 attempts:")
 
 
+def test_a_store_whose_database_goes_away_names_it_in_its_error():
+    """What a batch worker meets mid-run (a read or a write after the schema check)."""
+    store = Store(make_engine("postgresql://postgres:s3cret@127.0.0.1:1/none"), lambda: dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc))
+    for action in (lambda: store.load_many(["enr-1"]), lambda: store.due_by_pathway(dt.date(2026, 1, 5)), lambda: store.apply_many([])):
+        with pytest.raises(StoreUnavailable) as info:
+            action()
+        assert str(info.value).startswith("the database postgresql://postgres:***@127.0.0.1:1/none is unavailable after 5 attempts: connection failed")
+
+
 def test_commands_on_an_unreachable_database_retry_then_name_it_without_its_password(tmp_path):
     """Every command's first contact (migrating a writing command's store, opening an audit
     reader) is retried with backoff, then one clear line and exit 1: no traceback, no password."""

@@ -112,7 +112,7 @@ def note_configuration(store: Store, url: str, settings: dict[str, Any] | None =
         with store.engine.connect() as connection:
             return audit.last_payload(connection, "config.changed")
 
-    last = retrying(read)
+    last = retrying(read, what=store.where)
     if last is None or last.get("settings") != settings:
         changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
         store.record_audit([Record("config.changed", subject="configuration", payload={"settings": settings, "changed": changed})])

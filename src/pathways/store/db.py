@@ -137,6 +137,7 @@ class Store:
 
     def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
         self.engine = engine
+        self.where = f"the database {shown(engine.url.render_as_string(hide_password=False))}"  # as errors name it
         self.now = now  # the clock's now(): the store reads no wall clock itself
         self.actor = actor
         self.context = dict(context or {})
@@ -157,14 +158,14 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self.audit(session, records)
-        retrying(write)
+        retrying(write, what=self.where)
 
     # -- patients and facts ---------------------------------------------------------------
     def add_patient_facts(self, facts: PatientFacts, source: str) -> None:
         def write() -> None:
             with self.transaction() as session:
                 self._add_patient(session, facts, source, None)
-        retrying(write)
+        retrying(write, what=self.where)
 
     def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> None:
         records = []
@@ -188,7 +189,7 @@ class Store:
             with self.transaction() as session:
                 self._add_patient(session, facts, source, identity)
                 self._create_enrollment(session, state)
-        retrying(write)
+        retrying(write, what=self.where)
 
     def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> None:
         now = self.now()
@@ -213,7 +214,7 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self._create_enrollment(session, state)
-        retrying(write)
+        retrying(write, what=self.where)
 
     def _create_enrollment(self, session: Session, state: EnrollmentState) -> None:
         session.add(Enrollment(
@@ -229,7 +230,7 @@ class Store:
         def read() -> bool:
             with self.engine.connect() as connection:
                 return audit.published(connection, version_key)
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was."""
@@ -240,7 +241,7 @@ class Store:
                 self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
                                             version_key=version_key, subject=version_key, payload=payload)])
                 return True
-        return retrying(write)
+        return retrying(write, what=self.where)
 
     def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
         def read() -> tuple[EnrollmentState, int]:
@@ -249,7 +250,7 @@ class Store:
                 if row is None:
                     raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
                 return EnrollmentState.model_validate_json(row.state), row.state_version
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
         def read() -> dict[str, tuple[EnrollmentState, int]]:
@@ -263,7 +264,7 @@ class Store:
             if missing:
                 raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
             return found
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
@@ -274,7 +275,7 @@ class Store:
                     for patient, kind, payload in session.execute(statement):
                         rows_by_patient[patient].append((kind, payload))
             return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
         """Write many advances in one transaction; StaleState (and nothing written) if any
@@ -300,7 +301,7 @@ class Store:
                             raise StaleState("enrollments changed since they were read")
                 self._write_events(session, prepared)
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
-        retrying(write)
+        retrying(write, what=self.where)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order). One already
@@ -314,7 +315,7 @@ class Store:
                 for pathway, eid in rows:
                     groups.setdefault(pathway, []).append(eid)
             return dict(sorted(groups.items()))
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
               source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
@@ -345,7 +346,7 @@ class Store:
                 connection = session.connection()
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
                 return read_version + 1
-        return retrying(write)
+        return retrying(write, what=self.where)
 
     def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> _Prepared:
         """The rows of the events' step runs and decisions, and the audit entry of each decision
@@ -400,20 +401,20 @@ class Store:
                     data = json.loads(row.payload)
                     grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
             return [(day, step, values) for (day, step), values in grouped.items()]
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def identity(self, patient: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             with Session(self.engine) as session:
                 row = session.get(PatientIdentity, patient)
                 return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
-        return retrying(read)
+        return retrying(read, what=self.where)
 
     def decisions(self, enrollment: str) -> list[Decision]:
         def read() -> list[Decision]:
             with Session(self.engine) as session:
                 return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
-        return retrying(read)
+        return retrying(read, what=self.where)
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
