@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import bindparam, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -85,18 +85,18 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
-    retrying(upgrade, what=f"the database {shown(engine.url.render_as_string(hide_password=False))} (PATHWAYS_DATABASE_URL)")
+    retrying(upgrade, what=f"the database {shown(engine.url)} (PATHWAYS_DATABASE_URL)")
 
 
-def shown(url: str) -> str:
-    """A database URL as it may be shown: without its password."""
+def shown(url: str | URL) -> str:
+    """A database URL (text or SQLAlchemy's) as it may be shown: without its password."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         text = make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url.split("@", 1)[-1] if "@" in url else url
+        return str(url).split("@", 1)[-1]
     return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
@@ -137,7 +137,7 @@ class Store:
 
     def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
         self.engine = engine
-        self.where = f"the database {shown(engine.url.render_as_string(hide_password=False))}"  # as errors name it
+        self.where = f"the database {shown(engine.url)}"  # as errors name it
         self.now = now  # the clock's now(): the store reads no wall clock itself
         self.actor = actor
         self.context = dict(context or {})
