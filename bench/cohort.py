@@ -65,7 +65,7 @@ from rules import AT, synthetic  # noqa: E402
 
 NAMES = ["diabetes", "copd", "heartfailure"]
 DECISION_INSERT = insert(Decision.__table__)  # the store's own bulk path (store/bulk.py), as the run's writes use
-DECISION_COLUMNS = ("key", "run_key", "enrollment_id", "kind", "step", "due_on", "decided_on", "pathway_version", "version_key", "reasons", "detail")
+DECISION_COLUMNS = tuple(c.name for c in Decision.__table__.columns if not c.primary_key)  # a decision row as written, without its id
 
 
 def _spin(_: int = 0) -> float:
@@ -215,7 +215,7 @@ def main() -> None:
         written = sum(kinds.values())
         with store.transaction() as session:
             made = session.execute(select(*[getattr(Decision, c) for c in DECISION_COLUMNS])).all()  # a round's own copy: the run's rows only
-        made = [row for row in made if row[2] not in warmed]  # the warm-up's decisions are not this run's
+        made = [row for row in made if row.enrollment_id not in warmed]  # the warm-up's decisions are not this run's
         assert len(made) == written, (len(made), written)
         gc.collect()
         start = time.perf_counter()

@@ -108,6 +108,7 @@ def note_configuration(store: Store, url: str, settings: dict[str, Any] | None =
     key = (url, json.dumps(settings, sort_keys=True))
     if key in _CONFIGURED:
         return
+
     def read() -> dict[str, Any] | None:
         with store.engine.connect() as connection:
             return audit.last_payload(connection, "config.changed")
