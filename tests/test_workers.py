@@ -225,3 +225,56 @@ def test_a_runs_first_batch_goes_ahead_of_batches_waiting_for_a_worker():
         thread.join(10)
     assert order == ["a1", "b1", "c1", "a2", "a3", "a4", "b2"]
     assert queue._runs == {}  # forgotten once nothing waits
+
+
+def test_a_batch_evaluated_in_bulk_decides_what_advancing_one_by_one_decides(tmp_path, monkeypatch):
+    """advance_many evaluates a batch's rules in bulk (every durable-rules decision first, then
+    the explanations); each enrollment advanced on its own is evaluated alone. Same states,
+    same decisions with the same reasons and details, same audit entries."""
+    import datetime as dt
+
+    from pathways.clock import FixedClock
+    from pathways.orchestration.service import advance_many, advance_one, open_store
+
+    bulk, alone = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'alone.db'}"
+    populate(bulk, 40)
+    populate(alone, 40)
+    ids = enrollment_ids(40)
+    clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
+
+    def states(url: str) -> list[tuple]:
+        engine = make_engine(url)
+        with engine.connect() as c:
+            rows = [tuple(r) for r in c.execute(sa.text("select id, state, state_version, next_due from enrollment order by id"))]
+        engine.dispose()
+        return rows
+
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", bulk)
+    together = advance_many(open_store(clock), Runtimes(), ids, clock)
+    monkeypatch.setenv("PATHWAYS_DATABASE_URL", alone)
+    store = open_store(clock)
+    one_by_one = [advance_one(store, Runtimes(), enrollment, clock) for enrollment in ids]
+
+    assert [(a.enrollment, a.events, a.statuses) for a in together] == [(a.enrollment, a.events, a.statuses) for a in one_by_one]
+    assert decisions(bulk) == decisions(alone) and len(decisions(bulk)[0]) > 40
+    assert {kind for _, kind, *_ in decisions(bulk)[0]} >= {"indicated", "due", "escalated"}  # explanations of each kind compared
+    assert states(bulk) == states(alone) and all(version == 1 for _, _, version, _ in states(bulk))
+
+
+def test_an_evaluation_made_for_another_date_is_refused():
+    import datetime as dt
+
+    from pathways.clock import FixedClock
+    from pathways.definition.loader import load_pathway
+    from pathways.facts.model import PatientFacts
+    from pathways.runtime.core import Runtime, enroll
+
+    loaded = load_pathway("diabetes")
+    runtime = Runtime(loaded)
+    patient = PatientFacts(patient="p-1")
+    state = enroll(loaded, "enr-1", "p-1", AT, runtime.evaluator)
+    earlier = runtime.evaluator.evaluate_many([patient], AT, AT)[0]
+    later = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc) + dt.timedelta(days=7))
+    with pytest.raises(ValueError, match="not of diabetes@.* at "):
+        runtime.advance(state, patient, later, earlier)
+    assert runtime.advance(state, patient, FixedClock.on(AT), earlier)[0] == runtime.advance(state, patient, FixedClock.on(AT))[0]

@@ -219,6 +219,20 @@ class PathwayEvaluator:
     def evaluate(self, patient: PatientFacts, at: dt.date, today: dt.date) -> Evaluation:
         timeline = self.timeline(patient, today)
         decisions, reader = self.decide(timeline, at)
+        return self._explained(timeline, reader, at, decisions)
+
+    def evaluate_many(self, patients: list[PatientFacts], at: dt.date, today: dt.date) -> list[Evaluation]:
+        """``evaluate`` for many patients, the rules in bulk: every patient's durable-rules
+        decisions first, then their explanations and answers. The same results as one by one;
+        a batch's evaluation loop then stays small enough for the processor's caches (a worker's
+        advance took 5-8 % less CPU here, docs/performance.md)."""
+        decided = []
+        for patient in patients:
+            timeline = self.timeline(patient, today)
+            decided.append((timeline, *self.decide(timeline, at)))
+        return [self._explained(timeline, reader, at, decisions) for timeline, decisions, reader in decided]
+
+    def _explained(self, timeline: Timeline, reader: Reader, at: dt.date, decisions: dict[str, bool | None]) -> Evaluation:
         reference = ReferenceEvaluator(
             reader.read, self.plan.rules, self.plan.parameters, self.plan.parameter_units, self.plan.facts, self.trace, self._static
         )

@@ -158,11 +158,18 @@ class Runtime:
         return {"conditions": conditions, "rules": dict(sorted(rules.items())), "facts": dict(sorted(facts.items()))}
 
     # -- advance -------------------------------------------------------------------------
-    def advance(self, state: EnrollmentState, patient: PatientFacts, clock: Clock) -> tuple[EnrollmentState, list[Event], Evaluation]:
+    def advance(self, state: EnrollmentState, patient: PatientFacts, clock: Clock,
+                evaluation: Evaluation | None = None) -> tuple[EnrollmentState, list[Event], Evaluation]:
+        """``evaluation``: the patient's evaluation at the clock's date, when already made (in
+        bulk, ``PathwayEvaluator.evaluate_many``); else it is made here."""
         at = clock.today()
         if at < state.as_of:
             raise ValueError(f"cannot advance {state.enrollment} back in time ({at} < {state.as_of})")
-        evaluation = self.evaluator.evaluate(patient, at, at)
+        if evaluation is None:
+            evaluation = self.evaluator.evaluate(patient, at, at)
+        elif evaluation.at != at or evaluation.version_key != state.version_key:
+            raise ValueError(f"the evaluation given for {state.enrollment} is of {evaluation.version_key} at {evaluation.at}, "
+                             f"not of {state.version_key} at {at}")
         events: list[Event] = []
         indicated = evaluation.indicated
         if indicated != state.indicated:
