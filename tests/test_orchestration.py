@@ -263,6 +263,18 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     spec = load_pathway("heartfailure").spec
     assert [name.rsplit("-", 1)[0] for name, _, _ in steps] == [f"{s.stage}:{s.id}" for s in spec.steps]
     assert dict((name.rsplit("-", 1)[0], state) for name, _, state in steps)["escalation:hyperkaliemie"] == "Escalated"
+    # each step's run as Prefect's UI shows it: its state's name and message (counts per status), a start and an end
+    shown = {name.rsplit("-", 1)[0]: (state, message, start, end) for name, state, message, start, end in database.execute(
+        "select task_run.name, task_run_state.name, task_run_state.message, task_run.start_time, task_run.end_time "
+        "from task_run join task_run_state on task_run_state.id = task_run.state_id where task_run.flow_run_id = ? "
+        "and task_run.name not like 'advance-batch%' and task_run.id != ?", (pathway_run, parent))}
+    assert len(shown) == len(spec.steps)
+    assert shown["escalation:hyperkaliemie"][1] == "2 escalated, 1 waiting", shown["escalation:hyperkaliemie"]
+    assert all(start and end and sum(int(part.split()[0]) for part in message.split(";")[0].split(", ")) == 3
+               for _, message, start, end in shown.values()), shown  # every step counts the run's three enrollments
+    assert {state for state, *_ in shown.values()} <= {"Escalated", "Due", "Gated", "Waiting"}
+    for state, message, _, _ in shown.values():
+        assert (state == "Gated") == ("gated for " in message), (state, message)
 
 
 def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():

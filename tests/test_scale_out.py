@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import ROOT, SERVER, _pg_database
+from pathways.definition.loader import load_pathway
 from pathways.store.db import make_engine
 from test_faults import populate
 
@@ -174,12 +175,29 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases
             "        runs = await client.read_flow_runs(limit=200)\n"
             "        flows = {f.id: f.name for f in await client.read_flows(limit=50)}\n"
             "        print(json.dumps([[flows.get(r.flow_id), r.name, r.state.type.value] for r in runs]))\n"
+            "        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId\n"
+            "        from prefect.client.schemas.sorting import TaskRunSort\n"
+            "        pathway_runs = [r.id for r in runs if flows.get(r.flow_id) == 'pathway-diabetes']\n"
+            "        for _ in range(60):  # the server's task-run recorder writes them from the event stream\n"
+            "            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=pathway_runs)),\n"
+            "                                                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)\n"
+            f"            if len([t for t in tasks if not t.name.startswith('advance-batch')]) >= {len(load_pathway('diabetes').spec.steps)}:\n"
+            "                break\n"
+            "            await asyncio.sleep(0.5)\n"
+            "        print(json.dumps([[t.name, t.state.type.value, t.state.name, t.state.message] for t in tasks]))\n"
             "asyncio.run(main())\n"
         )
         done = subprocess.run([sys.executable, "-c", query], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
-        runs = json.loads(done.stdout.strip().splitlines()[-1])
+        runs = json.loads(done.stdout.strip().splitlines()[-2])
         assert ["pathway-diabetes", f"diabetes-{AT.isoformat()}-n30", "COMPLETED"] in runs
+        # its tasks through the API: the batch, then one per step in stage order, each with its state and counts
+        tasks = json.loads(done.stdout.strip().splitlines()[-1])
+        steps = [t for t in tasks if not t[0].startswith("advance-batch")]
+        assert [name.rsplit("-", 1)[0] for name, *_ in steps] == [f"{s.stage}:{s.id}" for s in load_pathway("diabetes").spec.steps], tasks
+        assert any(name.startswith("advance-batch") for name, *_ in tasks)
+        assert all(kind == "COMPLETED" and state in {"Escalated", "Due", "Gated", "Waiting"} for _, kind, state, _ in steps), steps
+        assert all(sum(int(part.split()[0]) for part in message.split(";")[0].split(", ")) == 30 for *_, message in steps), steps
         scheduled = sorted(r[1] for r in runs if r[0] == "pathways-advance" and r[2] == "SCHEDULED")
         from pathways.runtime.core import EnrollmentState
 
