@@ -277,6 +277,31 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
         assert (state == "Gated") == ("gated for " in message), (state, message)
 
 
+def test_step_runs_carry_the_tags_their_flow_run_is_started_in(tmp_path):
+    """A pathway run started inside Prefect's ``tags(...)``: its recorded step runs carry those
+    tags beside their own, as task runs through Prefect's task engine do (its batch task, here)."""
+    import os
+    import subprocess
+    import sys
+
+    env = environment(tmp_path)
+    facts = tmp_path / "patient.json"
+    facts.write_text(json.dumps(PATIENT), encoding="utf-8")
+    done = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
+    assert done.returncode == 0, done.stderr
+    enrollment = done.stdout.split()[1]
+    script = ("import datetime as dt\nfrom prefect import tags\n"
+              "from pathways.orchestration.flows import advance_with_prefect\n"
+              "with tags('netwerk-noord'):\n"
+              f"    advance_with_prefect('heartfailure', [{enrollment!r}], dt.date(2026, 1, 5))\n")
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    database = sqlite3.connect(next((tmp_path / "prefect").rglob("*.db")))
+    tagged = {name.rsplit("-", 1)[0]: json.loads(tags) for name, tags in database.execute("select name, tags from task_run")}
+    assert len(tagged) > 20 and "escalation:hyperkaliemie" in tagged
+    assert all(tags == ["netwerk-noord"] for tags in tagged.values()), tagged
+
+
 def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
     """Runs started side by side, and the escalation subflows they open, are created one at a time
     (Prefect's embedded server on SQLite answers concurrent creations with "database is locked"),

@@ -223,10 +223,12 @@ def _report_steps(step_tasks: list[tuple[str, Any]], counts: dict[str, Counter],
     from uuid import UUID, uuid4
 
     from prefect.client.schemas.objects import TaskRun, TaskRunPolicy
+    from prefect.context import TagsContext
     from prefect.runtime import flow_run
     from prefect.utilities.engine import emit_task_run_state_change_event
 
     run_id = UUID(flow_run.id)
+    around = set(TagsContext.get().current_tags or ())  # tags the run is in (``with tags(...)``), as the engine gives them
     previous = None
     for i, (step_id, step_task) in enumerate(step_tasks):
         state = _step_state(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20])
@@ -236,7 +238,7 @@ def _report_steps(step_tasks: list[tuple[str, Any]], counts: dict[str, Counter],
         task_run_id = uuid4()
         state.state_details.task_run_id, state.state_details.flow_run_id = task_run_id, run_id
         run = TaskRun(id=task_run_id, name=f"{step_task.name}-{i}", flow_run_id=run_id, task_key=step_task.task_key,
-                      dynamic_key=str(i), task_version=step_task.version, empirical_policy=TaskRunPolicy(), tags=list(step_task.tags),
+                      dynamic_key=str(i), task_version=step_task.version, empirical_policy=TaskRunPolicy(), tags=sorted(around | set(step_task.tags)),
                       task_inputs={}, run_count=1, expected_start_time=state.timestamp, start_time=state.timestamp,
                       end_time=state.timestamp, state_id=state.id, state_type=state.type, state_name=state.name, state=state,
                       created=state.timestamp, updated=state.timestamp)
