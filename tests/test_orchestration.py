@@ -29,13 +29,18 @@ def environment(tmp_path, today="2026-01-05"):
     }
 
 
-def test_enroll_advance_status_record(tmp_path):
-    env = environment(tmp_path)
+def enroll_patient(tmp_path, env):
+    """PATIENT enrolled in heartfailure with the real command: its facts file, the command's answer, the enrollment id."""
     facts = tmp_path / "patient.json"
     facts.write_text(json.dumps(PATIENT), encoding="utf-8")
     done = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
     assert done.returncode == 0, done.stderr
-    enrollment = done.stdout.split()[1]
+    return facts, done, done.stdout.split()[1]
+
+
+def test_enroll_advance_status_record(tmp_path):
+    env = environment(tmp_path)
+    facts, done, enrollment = enroll_patient(tmp_path, env)
     assert done.stdout.strip() == f"enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
     again = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
     assert again.stdout.strip() == f"already enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
@@ -285,11 +290,7 @@ def test_step_runs_carry_the_tags_their_flow_run_is_started_in(tmp_path):
     import sys
 
     env = environment(tmp_path)
-    facts = tmp_path / "patient.json"
-    facts.write_text(json.dumps(PATIENT), encoding="utf-8")
-    done = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
-    assert done.returncode == 0, done.stderr
-    enrollment = done.stdout.split()[1]
+    _, _, enrollment = enroll_patient(tmp_path, env)
     script = ("import datetime as dt\nfrom prefect import tags\n"
               "from pathways.orchestration.flows import advance_with_prefect\n"
               "with tags('netwerk-noord'):\n"
