@@ -167,6 +167,7 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases
         assert worker_entries and set(worker_entries) == {"scheduler"}  # the worker acted as a scheduler, inside Prefect runs
 
         # Prefect's API: the pathway flow ran as a subflow, and next reviews are scheduled runs
+        diabetes_steps = load_pathway("diabetes").spec.steps
         query = (
             "import asyncio, json\n"
             "from prefect.client.orchestration import get_client\n"
@@ -181,7 +182,7 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases
             "        for _ in range(60):  # the server's task-run recorder writes them from the event stream\n"
             "            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=pathway_runs)),\n"
             "                                                sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)\n"
-            f"            if len([t for t in tasks if not t.name.startswith('advance-batch')]) >= {len(load_pathway('diabetes').spec.steps)}:\n"
+            f"            if len([t for t in tasks if not t.name.startswith('advance-batch')]) >= {len(diabetes_steps)}:\n"
             "                break\n"
             "            await asyncio.sleep(0.5)\n"
             "        print(json.dumps([[t.name, t.state.type.value, t.state.name, t.state.message] for t in tasks]))\n"
@@ -194,7 +195,7 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases
         # its tasks through the API: the batch, then one per step in stage order, each with its state and counts
         tasks = json.loads(done.stdout.strip().splitlines()[-1])
         steps = [t for t in tasks if not t[0].startswith("advance-batch")]
-        assert [name.rsplit("-", 1)[0] for name, *_ in steps] == [f"{s.stage}:{s.id}" for s in load_pathway("diabetes").spec.steps], tasks
+        assert [name.rsplit("-", 1)[0] for name, *_ in steps] == [f"{s.stage}:{s.id}" for s in diabetes_steps], tasks
         assert any(name.startswith("advance-batch") for name, *_ in tasks)
         assert all(kind == "COMPLETED" and state in {"Escalated", "Due", "Gated", "Waiting"} for _, kind, state, _ in steps), steps
         assert all(sum(int(part.split()[0]) for part in message.split(";")[0].split(", ")) == 30 for *_, message in steps), steps

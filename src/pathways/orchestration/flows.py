@@ -231,7 +231,7 @@ def _report_steps(step_tasks: list[tuple[str, Any]], counts: dict[str, Counter],
     around = set(TagsContext.get().current_tags or ())  # tags the run is in (``with tags(...)``), as the engine gives them
     previous = None
     for i, (step_id, step_task) in enumerate(step_tasks):
-        state = _step_state(dict(counts.get(step_id, {})), gated.get(step_id, [])[:20])
+        state = _step_state(counts.get(step_id, {}), gated.get(step_id, []))
         if previous is not None and state.timestamp <= previous:  # stage order is time order, also on a coarse clock
             state.timestamp = previous + dt.timedelta(microseconds=1)
         previous = state.timestamp
