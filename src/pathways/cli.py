@@ -254,24 +254,31 @@ def enroll(
     pathway: Annotated[str, typer.Option("--pathway", help="Pathway name")],
     facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
     fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource")] = None,
+    from_stage: Annotated[Optional[str], typer.Option("--from", help="Start part-way, at this stage: the steps of the stages before it are marked done before the enrollment (a patient known for years)")] = None,
 ) -> None:
-    """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL)."""
+    """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL).
+    A patient enrolled already gets what is new in the file (nothing is stored twice)."""
     _require("enrollment.write", f"enrol {patient} in {pathway}", patient)
     import re
 
     from pathways.facts.load import PatientFileError
     from pathways.orchestration.service import Runtimes, enroll_file
 
+    from pathways.definition.model import STAGES
+
     _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
         err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
         raise typer.Exit(1)
+    if from_stage is not None and from_stage not in STAGES[:-1]:
+        err.print(f"error: --from '{from_stage}' is not a stage to start from: one of {', '.join(STAGES[:-1])}", markup=False)
+        raise typer.Exit(2)
     clock = _clock()
     store = _store_or_fail(clock)
     try:
         runtimes = Runtimes()
         runtimes.get(pathway)
-        enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient)
+        enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except ProblemsFound as exc:
         _fail(exc.problems)
     except PatientFileError as exc:
@@ -279,7 +286,11 @@ def enroll(
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
     verb = "enrolled" if enrolled.created else "already enrolled"
-    out.print(f"{verb}: {enrolled.enrollment} (patient {enrolled.patient}, {pathway})", markup=False)
+    start = f", from stage {from_stage}" if from_stage and enrolled.created else ""
+    out.print(f"{verb}: {enrolled.enrollment} (patient {enrolled.patient}, {pathway}{start}); "
+              f"facts: {enrolled.facts_added} added, {enrolled.facts_known} already known", markup=False)
+    if from_stage and not enrolled.created:
+        err.print(f"note: --from {from_stage} applies to a new enrollment only; {enrolled.enrollment} is unchanged", markup=False)
 
 
 @app.command()
@@ -340,12 +351,19 @@ def status(enrollment: Annotated[str, typer.Argument(help="Enrollment id")]) -> 
     for column in ("step", "status", "due on", "done on", "reasons"):
         table.add_column(column)
     for step, progress in state.steps.items():
-        table.add_row(step, progress.status, str(progress.due_on or ""), ", ".join(str(d) for d in progress.done_on), "\n".join(progress.reasons[-2:]).replace("[", "\\["))
+        shown_status = "done" if progress.status == "finished" and progress.done_on else progress.status
+        table.add_row(step, shown_status, str(progress.due_on or ""), ", ".join(str(d) for d in progress.done_on), "\n".join(progress.reasons[-2:]).replace("[", "\\["))
     out.print(table)
     for step, escalation in state.escalations.items():
         out.print(f"open escalation {step}: {escalation.severity}, {escalation.action} since {escalation.since}", markup=False)
+    for step, episode in state.closed_escalations.items():
+        if step in state.escalations:
+            continue
+        still = "its trigger has stopped holding since" if episode.recovered else "its trigger still holds"
+        out.print(f"closed escalation {step}: opened {episode.opened}, {episode.how} on {episode.closed} ({still})", markup=False)
     for goal, progress in state.goals.items():
-        out.print(f"goal {goal}: {progress.fact} {progress.target} by {progress.deadline} - {progress.status} (baseline {progress.baseline}, latest {progress.latest})", markup=False)
+        shown_status = progress.status.replace("_", " ")
+        out.print(f"goal {goal}: {progress.fact} {progress.target} by {progress.deadline} - {shown_status} (baseline {progress.baseline}, latest {progress.latest})", markup=False)
 
 
 @app.command()
@@ -377,7 +395,7 @@ def record(
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     store = _store_or_fail(clock)
     try:
-        events = record_step(store, Runtimes(), enrollment, step, values, clock)
+        events = record_step(store, Runtimes(), enrollment, step, values, clock, today=_today())
     except (RecordError,) as exc:
         for problem in exc.problems:
             err.print(f"error: {data}: {problem}", markup=False)
@@ -386,6 +404,38 @@ def record(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in events), markup=False)
+
+
+@app.command()
+def resolve(
+    enrollment: Annotated[str, typer.Argument(help="Enrollment id")],
+    step: Annotated[str, typer.Argument(help="An open escalation step, e.g. verwijzing_nefroloog")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is closed without doing the step (kept in the store's audit trail, never in Prefect)")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Close an open escalation for a documented reason (e.g. the huisarts judged a referral not
+    needed). It opens again only when its trigger newly holds after the patient recovered, or after
+    the escalation's reopen_after interval."""
+    _require("input.record", f"resolve escalation {step} of {enrollment}", enrollment)
+    from pathways.orchestration.service import Runtimes, at_clock, resolve_escalation
+    from pathways.runtime.core import RecordError
+    from pathways.store.db import UnknownEnrollment
+
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    if clock.today() > _today():
+        err.print(f"error: --at {clock.today()} is in the future (today is {_today()})", markup=False)
+        raise typer.Exit(1)
+    store = _store_or_fail(clock)
+    try:
+        resolve_escalation(store, Runtimes(), enrollment, step, reason, clock)
+    except RecordError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    except UnknownEnrollment as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"resolved {step} for {enrollment} on {clock.today()}", markup=False)
 
 
 @app.command()
@@ -482,7 +532,9 @@ def run(
     cohort: Annotated[Path, typer.Option("--cohort", help="Folder of patient files (FHIR bundles or facts JSON)")],
     at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD (default: today)")] = None,
 ) -> None:
-    """Enrol every patient file in a folder and advance them all in one Prefect flow run."""
+    """Enrol every patient file in a folder and advance them all in one Prefect flow run. Patients
+    enrolled already get what is new in their files (a later export, a bulk-data delta) and are
+    advanced with the others."""
     _require("enrollment.write", f"run a cohort of {name}", name)
     from rich.progress import Progress
     from rich.table import Table
@@ -498,8 +550,8 @@ def run(
         runtimes.get(name)
     except ProblemsFound as exc:
         _fail(exc.problems)
-    enrolled, failed = [], []
-    unreadable = refused = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
+    enrolled, known, failed = [], [], []
+    unreadable = refused = added = repeated = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=err, transient=True) as progress:
         job = progress.add_task(f"enrolling from {len(files)} files", total=None)
         for label, patient, source in _cohort(files):
@@ -508,16 +560,22 @@ def run(
                 unreadable += 1
             else:
                 try:
-                    enrolled.append(enroll_patient(store, runtimes, name, patient, source, clock).enrollment)
+                    result = enroll_patient(store, runtimes, name, patient, source, clock)
                 except UnusableValues as exc:
                     failed.append((label, f"{exc}; not enrolled"))
                     refused += 1
+                else:
+                    (enrolled if result.created else known).append(result.enrollment)
+                    added, repeated = added + result.facts_added, repeated + result.facts_known
             progress.advance(job)
     kinds = {}
-    if enrolled:
+    states = store.load_many(known) if known else {}
+    ahead = [e for e in known if states[e][0].as_of > clock.today()]  # advanced past this day already: left as they are
+    advancing = enrolled + [e for e in known if e not in ahead]
+    if advancing:
         from pathways.orchestration.flows import advance_with_prefect
 
-        kinds = advance_with_prefect(name, enrolled, clock.today())
+        kinds = advance_with_prefect(name, advancing, clock.today())
     table = Table(title=f"{name}: cohort {cohort} on {clock.today()}", title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -526,11 +584,110 @@ def run(
     table.add_row("patients read", str(len(enrolled) + refused))
     table.add_row("refused (unusable values)", str(refused))
     table.add_row("enrolled and advanced", str(len(enrolled)))
+    table.add_row("already enrolled, advanced", str(len(known) - len(ahead)))
+    if ahead:
+        table.add_row(f"already enrolled, past {clock.today()} (not advanced)", str(len(ahead)))
+    table.add_row("facts added", str(added))
+    table.add_row("facts already known", str(repeated))
     table.add_row("failed (not enrolled)", str(len(failed)))
     for kind, n in sorted(kinds.items()):
         table.add_row(f"decisions: {kind}", str(n))
     out.print(table)
     _report_failed(failed)
+
+
+facts_app = typer.Typer(help="A known patient's facts: add new lab results and observations.", no_args_is_help=True)
+app.add_typer(facts_app, name="facts")
+
+
+@facts_app.command("add")
+def facts_add(
+    patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
+    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
+    fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource, or a bulk-data .ndjson file of this patient")] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="Re-evaluate on this date YYYY-MM-DD (default: today)")] = None,
+    enroll_in: Annotated[Optional[str], typer.Option("--enroll", help="Enrol the patient in this pathway if not known yet")] = None,
+) -> None:
+    """Add what is new in a file to a known patient (the same file twice adds nothing), then
+    re-evaluate every enrollment of the patient at once in a Prefect flow run: an urgent value
+    escalates in this command, audited with the facts that triggered it."""
+    _require("enrollment.write", f"add facts for {patient}", patient)
+    import re
+
+    from pathways.facts.load import PatientFileError, load_bulk_export, load_patient_file
+    from pathways.orchestration.newfacts import FactsRefused, add_facts
+    from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
+
+    path = _one_patient_file(facts, fhir)
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
+        err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
+        raise typer.Exit(2)
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    if clock.today() > _today():
+        err.print(f"error: --at {clock.today()} is in the future (today is {_today()})", markup=False)
+        raise typer.Exit(1)
+    try:
+        if path.name.lower().endswith(".ndjson"):
+            found = load_bulk_export([path])
+            if len(found) != 1:
+                err.print(f"error: {path}: holds {len(found)} patients; give one patient's file, or add a bulk-data delta "
+                          f"with `pathways run PATHWAY --cohort FOLDER`", markup=False)
+                raise typer.Exit(1)
+            read = found[0][1]
+            if isinstance(read, PatientFileError):
+                raise read
+        else:
+            read = load_patient_file(path)
+    except PatientFileError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    store = _store_or_fail(clock)
+    runtimes = Runtimes()
+    source = f"file:{path.name}"
+    try:
+        if enroll_in is not None and not store.has_patient(patient):
+            runtimes.get(enroll_in)
+            enrolled = enroll_patient(store, runtimes, enroll_in, read, source, clock, patient)
+            out.print(f"enrolled: {enrolled.enrollment} (patient {patient}, {enroll_in}); facts: {enrolled.facts_added} added", markup=False)
+            added, groups = enrolled.facts_added, {enroll_in: [enrolled.enrollment]}
+        else:
+            result = add_facts(store, runtimes, patient, read.facts, read.identity, source, clock, str(path), today=_today())
+            out.print(f"facts for {patient} from {path.name}: {result.added} added, {result.known} already known", markup=False)
+            added, groups = result.added, result.enrollments
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except (FactsRefused, UnusableValues) as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    if not added:
+        out.print("nothing new: the enrollments stand as they were", markup=False)
+        return
+    _reevaluate(store, groups, clock.today())
+
+
+def _reevaluate(store, groups: dict[str, list[str]], at) -> None:
+    """Advance a patient's enrollments (each on ``at``, or the day it stands on when later) in
+    Prefect flow runs, and say what changed."""
+    from pathways.orchestration.flows import advance_pathways_with_prefect
+
+    ids = [e for members in groups.values() for e in members]
+    before = {eid: state for eid, (state, _) in store.load_many(ids).items()}
+    by_day: dict = {}
+    for pathway, members in groups.items():
+        for eid in members:
+            by_day.setdefault(max(at, before[eid].as_of), {}).setdefault(pathway, []).append(eid)
+    for day, day_groups in sorted(by_day.items()):
+        for pathway, kinds in advance_pathways_with_prefect(day_groups, day).items():
+            summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
+            out.print(f"{pathway}: re-evaluated on {day}: {summary}", markup=False)
+    after = store.load_many(ids)
+    for eid in ids:
+        state = after[eid][0]
+        for step in sorted(set(state.escalations) - set(before[eid].escalations)):
+            escalation = state.escalations[step]
+            out.print(f"escalation opened: {step} ({escalation.severity}, {escalation.action}) for {eid}", markup=False)
 
 
 @app.command()
@@ -539,9 +696,13 @@ def simulate(
     patients: Annotated[Path, typer.Option("--patients", help="Folder of patient files (FHIR bundles or facts JSON)")],
     months: Annotated[int, typer.Option("--months", min=1, max=120, help="How long to simulate")] = 12,
     start: Annotated[Optional[str], typer.Option("--start", help="First day YYYY-MM-DD (default: today)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-patient counts as JSON")] = False,
 ) -> None:
     """Fast-forward patients through the pathway on a simulated clock, then a summary.
-    Stores nothing; due steps are completed with the latest known values of their outputs."""
+    Stores nothing; due steps and open escalations are completed with the latest known values
+    of their outputs (an escalation is then closed: it opens again only as the pathway says)."""
+    import json
+
     from rich.table import Table
 
     from pathways.definition.loader import load_pathway
@@ -555,14 +716,9 @@ def simulate(
         runtime = Runtime(load_pathway(name))
     except ProblemsFound as exc:
         _fail(exc.problems)
-    if not out.is_terminal:
-        out.width = max(out.width, 160)
-    table = Table(title=f"{name}: {months} months from {first}", title_justify="left")
-    for column in ("patient", "steps done", "reviews done", "gated", "escalations", "goals met", "goals missed", "done without a required input"):
-        table.add_column(column, justify="left" if column in ("patient", "done without a required input") else "right", overflow="fold")
-    totals: dict[str, int] = {}
     failed = []
     reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
+    rows = []
     for label, patient, _ in _cohort(files):
         if isinstance(patient, PatientFileError):
             failed.append((label, "; ".join(patient.problems)))
@@ -572,17 +728,23 @@ def simulate(
         if unusable:  # as `pathways evaluate` and `pathways run` refuse them: they would count as missing
             failed.append((label, "; ".join(str(issue) for issue in unusable) + "; not simulated"))
             continue
-        result = run_simulation(runtime, facts, first, months)
-        counts = result.counts
-        row = {
-            "done": counts["done"], "reviews": sum(1 for e in result.events if e.kind == "done" and e.step in reviews),
-            "gated": counts["gated"], "escalated": counts["escalated"], "met": counts["goal_met"], "missed": counts["goal_missed"],
-        }
-        for key, value in row.items():
-            totals[key] = totals.get(key, 0) + value
-        table.add_row(facts.patient, *(str(v) for v in row.values()), ", ".join(sorted(result.without_input)) or "-")
-    table.add_row("[bold]total[/bold]", *(str(totals.get(k, 0)) for k in ("done", "reviews", "gated", "escalated", "met", "missed")), "")
-    out.print(table)
+        rows.append(run_simulation(runtime, facts, first, months).summary(reviews))
+    columns = {"steps_done": "steps done", "reviews_done": "reviews done", "gated": "gated", "escalations": "escalations",
+               "goals_met": "goals met", "goals_missed": "goals missed", "goals_not_measured": "goals not measured"}
+    totals = {key: sum(row[key] for row in rows) for key in columns}
+    if as_json:
+        out.print_json(json.dumps({"pathway": name, "start": first.isoformat(), "months": months, "patients": rows, "total": totals,
+                                   "failed": [{"file": f, "problem": why} for f, why in failed]}))
+    else:
+        if not out.is_terminal:
+            out.width = max(out.width, 160)
+        table = Table(title=f"{name}: {months} months from {first}", title_justify="left")
+        for column in ("patient", *columns.values(), "done without a required input"):
+            table.add_column(column, justify="left" if column in ("patient", "done without a required input") else "right", overflow="fold")
+        for row in rows:
+            table.add_row(row["patient"], *(str(row[key]) for key in columns), ", ".join(row["done_without_required_input"]) or "-")
+        table.add_row("[bold]total[/bold]", *(str(totals[key]) for key in columns), "")
+        out.print(table)
     _report_failed(failed)
 
 

@@ -249,6 +249,9 @@ class Escalation(Strict):
     severity: Severity
     action: EscalationAction
     notify: tuple[Discipline, ...] = Field(min_length=1)
+    # once acted on, the escalation opens again while its trigger keeps holding only after this
+    # long (without it: only after the patient recovered and the trigger newly holds)
+    reopen_after: Duration | None = None
 
 
 class Step(Strict):

@@ -279,21 +279,26 @@ class Enrolled:
     patient: str
     created: bool
     notes: list[str] = field(default_factory=list)
+    facts_added: int = 0  # facts the store did not know yet
+    facts_known: int = 0  # facts it knew already (from another file or another pathway)
 
 
-def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, clock: Clock, patient_id: str | None = None) -> Enrolled:
+def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, clock: Clock, patient_id: str | None = None,
+                from_stage: str | None = None) -> Enrolled:
     """Read a patient file (facts JSON or FHIR), store its facts, enrol the patient
     (under ``patient_id`` when given, else the file's pseudonym)."""
     from pathways.facts.load import PatientFileError
 
     try:
-        return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id)
+        return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id, from_stage)
     except UnusableValues as exc:
         raise PatientFileError([f"{path}: {problem}" for problem in exc.problems] + [exc.summary]) from None
 
 
-def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, source: str, clock: Clock, patient_id: str | None = None) -> Enrolled:
-    """Store a read patient file's facts (identity apart) and enrol the patient."""
+def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, source: str, clock: Clock, patient_id: str | None = None,
+                   from_stage: str | None = None) -> Enrolled:
+    """Store a read patient file's facts (identity apart) and enrol the patient. A patient
+    already enrolled gets what is new of the file's facts (nothing is stored twice)."""
     from sqlmodel import Session
 
     from pathways.store.models import Enrollment
@@ -303,17 +308,21 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     eid = enrollment_id(runtime.loaded, facts.patient)
     with Session(store.engine) as session:
         exists = session.get(Enrollment, eid) is not None
-    if exists:
-        return Enrolled(eid, facts.patient, False, patient.notes)
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
     # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate` refuses it
     unusable = runtime.evaluator.timeline(facts, clock.today()).unusable()
     if unusable:
         raise UnusableValues([str(issue) for issue in unusable])
+    if exists:
+        added, known = store.add_patient_facts(facts, source)
+        return Enrolled(eid, facts.patient, False, patient.notes, added, known)
     ensure_published(store, runtime)
     state = enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator)
-    store.enroll(facts, state, source, identity_row(patient.identity))
-    return Enrolled(eid, facts.patient, True, patient.notes)
+    events = []
+    if from_stage is not None:
+        state, events = runtime.enroll_from(state, from_stage)
+    added, known = store.enroll(facts, state, source, identity_row(patient.identity), events)
+    return Enrolled(eid, facts.patient, True, patient.notes, added, known)
 
 
 class UnusableValues(ValueError):
@@ -392,17 +401,53 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
 
 
 def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock,
-                require_all: bool = True, note: dict[str, Any] | None = None) -> list[Event]:
+                require_all: bool = True, note: dict[str, Any] | None = None, today: dt.date | None = None) -> list[Event]:
     """Record a step done with people's input (``require_all=False``: simulations and tests may
-    leave required outputs out when nothing is known of them)."""
+    leave required outputs out when nothing is known of them), then advance the enrollment on
+    that day at once (no earlier than it stands), in the same transaction: the step shows as done,
+    what it unblocks comes due, and an urgent value escalates now, not at the next run.
+    ``today``: the real date, when the clock is set to the day the step was done (--at)."""
+    from pathways.clock import FixedClock
+    from pathways.runtime.core import RecordError
+
     authorize(store, "input.record", f"record step {step}", enrollment)
     state, version = store.load(enrollment)
+    at = clock.today()
+    if at < state.enrolled_on:
+        raise RecordError([f"{at} is before {enrollment} was enrolled ({state.enrolled_on}): give --at {state.enrolled_on} or later"])
+    if today is not None and at > today:
+        raise RecordError([f"{at} is in the future (today is {today}): record a step on the day it was done"])
     runtime = runtimes.get(state.pathway)
+    progress = state.steps.get(step)
+    if progress is not None and progress.done_on and progress.status != "due" and runtime.steps[step].escalation is None:
+        raise RecordError([_recorded_already(store, enrollment, step, progress)])
     facts = store.patient_facts(state.patient)
     new, events, observations = runtime.record(state, step, data, facts, clock, require_all)
+    if observations:
+        facts = facts.model_copy(update={"observations": (*facts.observations, *observations)})
+    new, advanced, _ = runtime.advance(new, facts, FixedClock.on(max(at, state.as_of)))
     recorded = Record("input.recorded", state.patient, enrollment, state.pathway, state.version, state.version_key,
-                      f"{enrollment}:{step}", {"step": step, "values": data, "on": clock.today().isoformat(), **(note or {})})
-    store.apply(new, version, events, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
+                      f"{enrollment}:{step}", {"step": step, "values": data, "on": at.isoformat(), **(note or {})})
+    store.apply(new, version, events + advanced, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
+    return events + advanced
+
+
+def _recorded_already(store: Store, enrollment: str, step: str, progress) -> str:
+    """Why a step cannot be recorded again: when it was and by whom, and when it is due next."""
+    entry = store.last_recorded(enrollment, step)
+    by = f" by {entry['actor']} ({entry['role']}, entered {entry['at'][:10]})" if entry else ""
+    nxt = (f"; its next occurrence is due on {progress.due_on}" if progress.status == "waiting" and progress.due_on
+           else "; it is not due again" if progress.status in ("finished", "waiting") else f" (status {progress.status})")
+    return f"step '{step}' was recorded already on {progress.done_on[-1]}{by}{nxt}"
+
+
+def resolve_escalation(store: Store, runtimes: Runtimes, enrollment: str, step: str, reason: str, clock: Clock) -> list[Event]:
+    """Close an open escalation for a documented reason (audited with who and why)."""
+    authorize(store, "input.record", f"resolve escalation {step}", enrollment)
+    state, version = store.load(enrollment)
+    runtime = runtimes.get(state.pathway)
+    new, events = runtime.resolve(state, step, reason, clock)
+    store.apply(new, version, events)
     return events
 
 

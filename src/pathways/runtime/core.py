@@ -7,9 +7,14 @@ can be saved and reloaded between any two calls.
   then its gate and financing decide: ``due`` or ``gated`` (with the reasons).
 - Recurring reviews move to their next occurrence when done; a gated occurrence is passed over
   when the next one comes due.
-- Escalations open when their trigger holds and stay open until someone records the step.
+- Escalations open once when their trigger holds and stay open until acted on: the step recorded
+  (a sign-off records it) or a documented resolution. A closed escalation is not opened again
+  while its trigger keeps holding: only when the trigger newly holds after the patient recovered
+  (it stopped holding at an advance since), or once the pathway's ``reopen_after`` interval has
+  passed since it was closed.
 - Goals are agreed when their step is recorded (those whose condition holds), with the latest
-  value as baseline, and judged met or missed at their deadline.
+  value as baseline, and judged at their deadline: met, missed, or not measured when no value
+  was recorded after the goal was agreed.
 Every event names its step run (enrollment, step, due date: one row in the store) and has an
 idempotency key (the run and the outcome), so advancing twice never duplicates a decision.
 """
@@ -55,7 +60,7 @@ class GoalProgress(_State):
     deadline: dt.date
     baseline: float | None = None
     latest: float | None = None
-    status: Literal["open", "met", "missed"] = "open"
+    status: Literal["open", "met", "missed", "not_measured"] = "open"
 
 
 class OpenEscalation(_State):
@@ -63,6 +68,16 @@ class OpenEscalation(_State):
     severity: str
     action: str
     reasons: tuple[str, ...] = ()
+
+
+class ClosedEscalation(_State):
+    """The last episode of an escalation, closed: it does not open again while its trigger keeps
+    holding (``recovered``: the trigger stopped holding at an advance since it was closed)."""
+
+    opened: dt.date
+    closed: dt.date
+    how: Literal["done", "resolved"]
+    recovered: bool = False
 
 
 class EnrollmentState(_State):
@@ -77,11 +92,12 @@ class EnrollmentState(_State):
     steps: dict[str, StepProgress]
     goals: dict[str, GoalProgress] = {}
     escalations: dict[str, OpenEscalation] = {}
+    closed_escalations: dict[str, ClosedEscalation] = {}
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # due | gated | escalated | done | goal_agreed | goal_met | goal_missed | indicated | not_indicated | skipped
+    kind: str  # due | gated | escalated | resolved | done | done_before | goal_agreed | goal_met | goal_missed | goal_not_measured | indicated | not_indicated | skipped
     step: str | None
     on: dt.date  # the due date of the step occurrence (or the date of the event)
     run_key: str  # the step run: enrollment, step and due date (one row in the store)
@@ -181,16 +197,38 @@ class Runtime:
             if step.escalation is not None:
                 continue
             steps[step.id] = self._step(state, step, steps, statuses[step.id], at, indicated, events, evaluation)
-        escalations = dict(state.escalations)
-        for escalation in evaluation.escalations:
-            if escalation.id not in escalations:
-                escalations[escalation.id] = OpenEscalation(since=at, severity=escalation.severity, action=escalation.action, reasons=tuple(escalation.reasons))
-                events.append(Event("escalated", escalation.id, at, _key(state, escalation.id, at), at, tuple(escalation.reasons),
-                                    {"severity": escalation.severity, "action": escalation.action, "notify": escalation.notify,
-                                     **self.basis(evaluation, f"trigger:{escalation.id}")}))
+        escalations, closed = self._escalate(state, evaluation, at, events)
         goals = {gid: self._judge(goal, patient, at, gid, state, events) for gid, goal in state.goals.items()}
-        new = state.model_copy(update={"as_of": at, "indicated": indicated, "steps": steps, "escalations": escalations, "goals": goals})
+        new = state.model_copy(update={"as_of": at, "indicated": indicated, "steps": steps, "escalations": escalations,
+                                       "goals": goals, "closed_escalations": closed})
         return new, events, evaluation
+
+    def _escalate(self, state: EnrollmentState, evaluation: Evaluation, at: dt.date, events: list[Event]):
+        """Open the escalations whose trigger holds, once per episode (see the module's docstring)."""
+        escalations = dict(state.escalations)
+        closed = dict(state.closed_escalations)
+        holding = {e.id for e in evaluation.escalations}
+        for eid, episode in state.closed_escalations.items():
+            if eid not in holding and not episode.recovered:
+                closed[eid] = episode.model_copy(update={"recovered": True})
+        for escalation in evaluation.escalations:
+            if escalation.id in escalations:
+                continue
+            episode = closed.get(escalation.id)
+            why: dict[str, Any] = {}
+            if episode is not None:
+                reopen_after = self.steps[escalation.id].escalation.reopen_after
+                if episode.recovered:
+                    why = {"reopened": f"the trigger holds again after it stopped holding since {episode.closed}"}
+                elif reopen_after is not None and at >= add(episode.closed, reopen_after):
+                    why = {"reopened": f"the trigger still holds {reopen_after} (reopen_after) after it was closed on {episode.closed}"}
+                else:
+                    continue  # the same episode: acted on already
+            escalations[escalation.id] = OpenEscalation(since=at, severity=escalation.severity, action=escalation.action, reasons=tuple(escalation.reasons))
+            events.append(Event("escalated", escalation.id, at, _key(state, escalation.id, at), at, tuple(escalation.reasons),
+                                {"severity": escalation.severity, "action": escalation.action, "notify": escalation.notify, **why,
+                                 **self.basis(evaluation, f"trigger:{escalation.id}")}))
+        return escalations, closed
 
     def _anchor(self, step, steps: dict[str, StepProgress], state: EnrollmentState) -> dt.date | None:
         required = [steps[r].done_on[0] if steps[r].done_on else None for r in step.requires]
@@ -246,11 +284,20 @@ class Runtime:
         if at < goal.deadline:
             return goal.model_copy(update={"latest": latest})
         reader, reference = self._reference(patient, goal.deadline)
+        measured = reader.read(Atom("value", goal.fact)).observed
+        if at == goal.deadline and (measured is None or measured <= goal.agreed_on):
+            return goal.model_copy(update={"latest": latest})  # the review of the deadline's own day may still be recorded
+        detail = {"goal": gid, "fact": goal.fact, "target": goal.target, "deadline": goal.deadline.isoformat(),
+                  "agreed_on": goal.agreed_on.isoformat(), "baseline": goal.baseline, "facts": {goal.fact: latest}}
+        if measured is None or measured <= goal.agreed_on:  # only the baseline (or nothing) is known: no judgement
+            events.append(Event("goal_not_measured", goal.step, goal.deadline, _key(state, f"goal-{gid}", goal.deadline), at,
+                                (f"{goal.fact} was not measured between {goal.agreed_on} and {goal.deadline}, target {goal.target}",),
+                                {**detail, "last_measured": measured.isoformat() if measured else None}))
+            return goal.model_copy(update={"latest": latest, "status": "not_measured"})
         met = reference.evaluate(E.parse(f"{goal.fact} {goal.target}")).value is True
         events.append(Event("goal_met" if met else "goal_missed", goal.step, goal.deadline, _key(state, f"goal-{gid}", goal.deadline), at,
-                            (f"{goal.fact} = {latest} at {goal.deadline}, target {goal.target}",),
-                            {"goal": gid, "fact": goal.fact, "target": goal.target, "deadline": goal.deadline.isoformat(),
-                             "agreed_on": goal.agreed_on.isoformat(), "baseline": goal.baseline, "facts": {goal.fact: latest}}))
+                            (f"{goal.fact} = {latest} on {measured}, target {goal.target} by {goal.deadline}",),
+                            {**detail, "measured_on": measured.isoformat()}))
         return goal.model_copy(update={"latest": latest, "status": "met" if met else "missed"})
 
     # -- human input ---------------------------------------------------------------------
@@ -278,6 +325,9 @@ class Runtime:
             "status": "waiting", "reasons": (),
         })
         escalations = {k: v for k, v in state.escalations.items() if k != step_id}
+        closed = dict(state.closed_escalations)
+        if step.escalation is not None:
+            closed[step_id] = ClosedEscalation(opened=state.escalations[step_id].since, closed=at, how="done")
         goals = dict(state.goals)
         if step.goals:
             updated = patient.model_copy(update={"observations": (*patient.observations, *observations)})
@@ -292,8 +342,44 @@ class Runtime:
                 events.append(Event("goal_agreed", step_id, at, _key(state, f"goal-{goal.id}", at), at, (f"{goal.fact} {goal.target} by {add(at, goal.deadline)}",),
                                     {"goal": goal.id, "fact": goal.fact, "target": goal.target, "deadline": add(at, goal.deadline).isoformat(),
                                      "baseline": baseline, "facts": {goal.fact: baseline}}))
-        new = state.model_copy(update={"steps": steps, "escalations": escalations, "goals": goals})
+        new = state.model_copy(update={"steps": steps, "escalations": escalations, "goals": goals, "closed_escalations": closed})
         return new, events, observations
+
+    def resolve(self, state: EnrollmentState, step_id: str, reason: str, clock: Clock) -> tuple[EnrollmentState, list[Event]]:
+        """Close an open escalation without doing its step, for a documented reason (e.g. the
+        huisarts judged a referral not needed): it is then treated as acted on."""
+        at = clock.today()
+        if step_id not in state.escalations:
+            raise RecordError([f"'{step_id}' is not an open escalation of {state.enrollment} "
+                               f"(open: {', '.join(sorted(state.escalations)) or 'none'})"])
+        if not reason.strip():
+            raise RecordError(["give the reason the escalation is resolved (--reason)"])
+        opened = state.escalations[step_id]
+        if at < opened.since:
+            raise RecordError([f"'{step_id}' was opened on {opened.since}: it cannot be resolved on {at}, before that"])
+        event = Event("resolved", step_id, opened.since, _key(state, step_id, opened.since), at, (reason.strip(),),
+                      {"opened": opened.since.isoformat(), "severity": opened.severity, "action": opened.action})
+        closed = {**state.closed_escalations, step_id: ClosedEscalation(opened=opened.since, closed=at, how="resolved")}
+        escalations = {k: v for k, v in state.escalations.items() if k != step_id}
+        return state.model_copy(update={"escalations": escalations, "closed_escalations": closed}), [event]
+
+    def enroll_from(self, state: EnrollmentState, stage: str) -> tuple[EnrollmentState, list[Event]]:
+        """A patient known for years, enrolled part-way: the steps of the stages before ``stage``
+        are marked done before the enrollment (on its date, with no outputs recorded)."""
+        from pathways.definition.model import STAGES
+
+        if stage not in STAGES or stage == "escalation":
+            raise RecordError([f"'{stage}' is not a stage to start from (one of {', '.join(STAGES[:-1])})"])
+        before = STAGES[:STAGES.index(stage)]
+        at = state.enrolled_on
+        steps = dict(state.steps)
+        events = []
+        for step in self.spec.steps:
+            if step.stage in before and step.escalation is None:
+                steps[step.id] = steps[step.id].model_copy(update={"done_on": (at,), "occurrence": 1, "status": "waiting", "reasons": ()})
+                events.append(Event("done_before", step.id, at, _key(state, step.id, at), at, (f"done before enrollment (enrolled from stage {stage})",),
+                                    {"stage": step.stage, "from_stage": stage}))
+        return state.model_copy(update={"steps": steps}), events
 
     def _outputs(self, step, data: dict[str, Any], at: dt.date, require_all: bool = True) -> tuple[list[str], list[Observation]]:
         declared = {o.fact: o for o in step.outputs}

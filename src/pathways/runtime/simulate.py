@@ -28,6 +28,19 @@ class Simulated:
     def counts(self) -> Counter:
         return Counter(e.kind for e in self.events)
 
+    def summary(self, reviews: set[str]) -> dict:
+        """What a person reads of the simulation (``reviews``: the ids of the reviews-stage steps)."""
+        counts = self.counts
+        return {
+            "patient": self.patient, "steps_done": counts["done"],
+            "reviews_done": sum(1 for e in self.events if e.kind == "done" and e.step in reviews),
+            "gated": counts["gated"], "escalations": counts["escalated"],
+            "escalations_by_step": dict(sorted(Counter(e.step for e in self.events if e.kind == "escalated").items())),
+            "goals_agreed": counts["goal_agreed"], "goals_met": counts["goal_met"], "goals_missed": counts["goal_missed"],
+            "goals_not_measured": counts["goal_not_measured"],
+            "done_without_required_input": sorted(self.without_input),
+        }
+
 
 def carried_forward(runtime: Runtime, step_id: str, patient: PatientFacts, at: dt.date) -> tuple[dict, bool]:
     """The step's outputs from the latest known values, and whether every required one was known."""

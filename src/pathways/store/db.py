@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from pathways.access import SERVICE, Actor
-from pathways.facts.model import Condition, Event as FactEvent, Medication, Observation, PatientFacts
+from pathways.facts.model import Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
-from pathways.store import audit, bulk
+from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
 
@@ -119,14 +119,11 @@ def _reason(exc) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
 
 
-def _entry_kind(entry: Any) -> str:
-    return {Observation: "observation", Condition: "condition", Medication: "medication", FactEvent: "event"}[type(entry)]
-
-
 # the audit action of each kind of decision event
 ACTIONS = {
     "due": "step.due", "gated": "step.gated", "skipped": "step.skipped", "done": "step.done",
-    "escalated": "escalation.opened", "goal_agreed": "goal.agreed", "goal_met": "goal.met", "goal_missed": "goal.missed",
+    "escalated": "escalation.opened", "resolved": "escalation.resolved", "done_before": "step.done_before",
+    "goal_agreed": "goal.agreed", "goal_met": "goal.met", "goal_missed": "goal.missed", "goal_not_measured": "goal.not_measured",
     "indicated": "indication.indicated", "not_indicated": "indication.not_indicated",
 }
 
@@ -161,13 +158,29 @@ class Store:
         retrying(write, what=self.where)
 
     # -- patients and facts ---------------------------------------------------------------
-    def add_patient_facts(self, facts: PatientFacts, source: str) -> None:
-        def write() -> None:
+    def add_patient_facts(self, facts: PatientFacts, source: str) -> tuple[int, int]:
+        """Store what is new of a patient's facts (the patient too, if new); (added, already known)."""
+        def write() -> tuple[int, int]:
             with self.transaction() as session:
-                self._add_patient(session, facts, source, None)
-        retrying(write, what=self.where)
+                return self._add_patient(session, facts, source, None)
+        return retrying(write, what=self.where)
 
-    def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> None:
+    def has_patient(self, patient: str) -> bool:
+        def read() -> bool:
+            with Session(self.engine) as session:
+                return session.get(Patient, patient) is not None
+        return retrying(read, what=self.where)
+
+    def enrollments_of(self, patient: str) -> list[tuple[str, str, dt.date]]:
+        """The patient's enrollments: (id, pathway, as of), in id order."""
+        def read() -> list[tuple[str, str, dt.date]]:
+            with Session(self.engine) as session:
+                rows = session.execute(select(Enrollment.id, Enrollment.pathway, Enrollment.as_of)
+                                       .where(Enrollment.patient_id == patient).order_by(Enrollment.id))
+                return [tuple(row) for row in rows]
+        return retrying(read, what=self.where)
+
+    def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> tuple[int, int]:
         records = []
         if session.get(Patient, facts.patient) is None:
             session.add(Patient(id=facts.patient, created_at=self.now()))
@@ -177,27 +190,38 @@ class Store:
             session.merge(PatientIdentity(patient_id=facts.patient, **identity))
             records.append(Record("identity.stored", patient=facts.patient,
                                   payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
-        self._append(session, facts.patient, facts, source)
-        counts = {"observations": len(facts.observations), "conditions": len(facts.conditions),
-                  "medications": len(facts.medications), "events": len(facts.events)}
-        records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts}))
+        added, known, counts = self._append(session, facts.patient, facts, source)
+        records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
         self.audit(session, records)
+        return added, known
 
-    def enroll(self, facts: PatientFacts, state: EnrollmentState, source: str, identity: dict[str, Any] | None = None) -> None:
-        """Store the patient (and identity, if given), the facts and the enrollment in one transaction."""
-        def write() -> None:
+    def enroll(self, facts: PatientFacts, state: EnrollmentState, source: str, identity: dict[str, Any] | None = None,
+               events: list[Event] = ()) -> tuple[int, int]:
+        """Store the patient (and identity, if given), what is new of the facts and the enrollment
+        (with ``events`` decided at enrollment) in one transaction; (facts added, already known)."""
+        prepared = self._prepare_events([(state, list(events))]) if events else None
+
+        def write() -> tuple[int, int]:
             with self.transaction() as session:
-                self._add_patient(session, facts, source, identity)
+                added = self._add_patient(session, facts, source, identity)
                 self._create_enrollment(session, state)
-        retrying(write, what=self.where)
+                if prepared is not None:
+                    session.flush()  # the enrollment's row before its step runs (Core statements)
+                    self._write_events(session, prepared)
+                return added
+        return retrying(write, what=self.where)
 
-    def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> None:
+    def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> tuple[int, int, dict[str, int]]:
+        """Store the facts the patient does not have yet; returns (added, already known, the
+        added entries' counts per kind)."""
+        known = factrows.Known.from_rows(session.execute(
+            select(Fact.kind, Fact.payload, Fact.fingerprint).where(Fact.patient_id == patient).order_by(Fact.id)).all())
+        fresh, repeated = factrows.new_rows(factrows.rows_of(facts), known)
         now = self.now()
-        session.add(Fact(patient_id=patient, kind="demographics", payload=facts.demographics.model_dump_json(), source=source, recorded_at=now))
-        session.add(Fact(patient_id=patient, kind="indications", payload=facts.indications.model_dump_json(), source=source, recorded_at=now))
-        for entry in (*facts.observations, *facts.conditions, *facts.medications, *facts.events):
-            observed = getattr(entry, "at", None) or getattr(entry, "onset", None) or getattr(entry, "start", None)
-            session.add(Fact(patient_id=patient, kind=_entry_kind(entry), payload=entry.model_dump_json(), observed_on=observed, source=source, recorded_at=now))
+        for row, print_ in fresh:
+            session.add(Fact(patient_id=patient, kind=row.kind, payload=row.payload, observed_on=row.observed_on,
+                             source=source, recorded_at=now, fingerprint=print_))
+        return len(fresh), repeated, factrows.counts(fresh)
 
     def patient_facts(self, patient: str, session: Session | None = None) -> PatientFacts:
         """Everything known about a patient, rebuilt from the append-only fact rows."""
@@ -357,7 +381,7 @@ class Store:
         records: list[Record] = []
         for state, events in batches:
             for e in events:
-                if e.step is not None and e.kind in ("due", "gated", "done", "skipped"):
+                if e.step is not None and e.kind in ("due", "gated", "done", "done_before", "skipped"):
                     runs[e.run_key] = {"run_key": e.run_key, "enrollment_id": state.enrollment, "step": e.step,
                                        "due_on": e.on, "status": e.kind, "updated_on": e.decided}
                 if e.key in decisions:
@@ -410,6 +434,14 @@ class Store:
                 return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
         return retrying(read, what=self.where)
 
+    def last_recorded(self, enrollment: str, step: str) -> dict[str, Any] | None:
+        """The audit entry of the last input recorded for a step (who recorded it, when), if any."""
+        def read() -> dict[str, Any] | None:
+            with self.engine.connect() as connection:
+                found = list(audit.entries(connection, audit.Query(enrollment=enrollment, action="input.recorded", subject=f"{enrollment}:{step}")))
+            return found[-1] if found else None
+        return retrying(read, what=self.where)
+
     def decisions(self, enrollment: str) -> list[Decision]:
         def read() -> list[Decision]:
             with Session(self.engine) as session:
@@ -422,26 +454,7 @@ def _facts_from_rows(patient: str, rows) -> PatientFacts:
     return _facts_from_pairs(patient, [(row.kind, row.payload) for row in rows])
 
 
-def _facts_from_pairs(patient: str, pairs: list[tuple[str, str]]) -> PatientFacts:
-    """Rebuild a patient's facts from their (kind, payload) rows, in order. The rows hold JSON
-    written by the models themselves: they are joined into one document that pydantic validates
-    in one pass (decoding every row in Python first costs twice as much)."""
-    parts: dict[str, list[str]] = {"observation": [], "condition": [], "medication": [], "event": []}
-    demographics = indications = "{}"
-    for kind, payload in pairs:
-        if kind == "demographics" or kind == "indications":
-            if any(v is not None for v in json.loads(payload).values()):  # the last one given wins
-                if kind == "demographics":
-                    demographics = payload
-                else:
-                    indications = payload
-        else:
-            parts[kind].append(payload)
-    return PatientFacts.model_validate_json(
-        f'{{"patient":{json.dumps(patient)},"demographics":{demographics},"indications":{indications},'
-        f'"observations":[{",".join(parts["observation"])}],"conditions":[{",".join(parts["condition"])}],'
-        f'"medications":[{",".join(parts["medication"])}],"events":[{",".join(parts["event"])}]}}'
-    )
+_facts_from_pairs = factrows.facts_from_pairs
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 - patient: pseudonymous id only; identifying data (BSN as a keyed hash, name, birth date) sits
   apart in patient_identity, optional, and is never sent to Prefect.
-- fact: append-only; what was known, where it came from, when it was observed and recorded.
+- fact: append-only, and the patient's (not an enrollment's): what was known, where it came from,
+  when it was observed and recorded. Each is stored once per patient: ``fingerprint`` (what was
+  observed, its value and time, as JSON) is unique per patient, so a file read twice, or a patient
+  enrolled in a second pathway, adds nothing that is already known.
 - enrollment: one patient in one pathway version; its runtime state as JSON with a version
   number for optimistic concurrency.
 - step_run: one row per enrollment, step and due date (run_key, unique).
@@ -35,6 +38,7 @@ class PatientIdentity(SQLModel, table=True):
 
 
 class Fact(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("patient_id", "fingerprint", name="uq_fact_patient_fingerprint"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
     kind: str = Field(max_length=32)  # observation | condition | medication | event | demographics | indications
@@ -42,6 +46,7 @@ class Fact(SQLModel, table=True):
     observed_on: Optional[dt.date] = None
     source: str = Field(max_length=256)  # file, FHIR resource, or "record:<enrollment>:<step>"
     recorded_at: dt.datetime
+    fingerprint: str = Field(max_length=64)  # sha256 of kind and payload: the same fact is stored once per patient
 
 
 class Enrollment(SQLModel, table=True):
