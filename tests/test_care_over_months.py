@@ -401,3 +401,16 @@ def test_a_patient_known_for_years_is_enrolled_part_way(engine):
     assert not {e.step for e in advanced.events if e.kind == "due"} & earlier  # not asked again
     with pytest.raises(RecordError, match="'escalation' is not a stage to start from"):
         runtimes.get("diabetes").enroll_from(state, "escalation")
+
+
+def test_reopen_after_must_move_forward(tmp_path):
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    path = folder / "heartfailure" / "pathway.yaml"
+    text = path.read_text(encoding="utf-8")
+    anchor = "      trigger: potassium_mmol_l > potassium_max\n"
+    path.write_text(text.replace(anchor, anchor + "      reopen_after: 0d\n"), encoding="utf-8")
+    line = text[:text.index(anchor)].count("\n") + 2
+    done = run_cli("validate", str(path))
+    assert done.returncode == 1
+    assert f"{path}:{line}:21: PW035 'reopen_after: 0d' of 'hyperkaliemie' would open it again at once" in done.stdout + done.stderr

@@ -334,6 +334,16 @@ def test_run_cohort_reads_a_bulk_export_and_refuses_a_broken_one_whole(tmp_path)
     done = run_cli("run", "diabetes", "--cohort", str(cohort), env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"patients read +│ +3 │", done.stdout) and re.search(r"enrolled and advanced +│ +3 │", done.stdout)
+    # a delta of the export (a later HbA1c of one patient) for the same store: known patients get what is new
+    lines = (cohort / "Observation.ndjson").read_text(encoding="utf-8").splitlines()
+    hba1c = next(json.loads(line) for line in lines if '"4548-4"' in line)
+    hba1c.update({"id": "delta-hba1c-1", "effectiveDateTime": "2026-10-20T09:00:00+02:00", "issued": "2026-10-20T09:00:00+02:00"})
+    hba1c["valueQuantity"]["value"] = 6.9
+    (cohort / "Observation.ndjson").write_text("\n".join(lines + [json.dumps(hba1c)]) + "\n", encoding="utf-8")
+    delta = run_cli("run", "diabetes", "--cohort", str(cohort), env=env)
+    assert delta.returncode == 0, delta.stderr[-2000:]
+    assert re.search(r"enrolled and advanced +│ +0 │", delta.stdout) and re.search(r"already enrolled, advanced +│ +3 │", delta.stdout)
+    assert re.search(r"facts added +│ +1 │", delta.stdout), delta.stdout
     # one malformed line: the whole bulk export is refused (named by file and line), the rest runs
     with (cohort / "Observation.ndjson").open("a", encoding="utf-8") as handle:
         handle.write('{"resourceType": "Observation", "status": \n')

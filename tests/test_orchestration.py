@@ -41,9 +41,9 @@ def enroll_patient(tmp_path, env):
 def test_enroll_advance_status_record(tmp_path):
     env = environment(tmp_path)
     facts, done, enrollment = enroll_patient(tmp_path, env)
-    assert done.stdout.strip() == f"enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
+    assert done.stdout.strip() == f"enrolled: {enrollment} (patient pt-orch-1, heartfailure); facts: 3 added, 0 already known"
     again = run_cli("enroll", "pt-orch-1", "--pathway", "heartfailure", "--facts", str(facts), env=env)
-    assert again.stdout.strip() == f"already enrolled: {enrollment} (patient pt-orch-1, heartfailure)"
+    assert again.stdout.strip() == f"already enrolled: {enrollment} (patient pt-orch-1, heartfailure); facts: 0 added, 3 already known"
 
     done = run_cli("advance", enrollment, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -70,7 +70,9 @@ def test_enroll_advance_status_record(tmp_path):
     good = tmp_path / "good.json"
     good.write_text('{"body_weight_kg": 81, "nyha_class": 2, "systolic_bp_mmhg": 130}', encoding="utf-8")
     done = run_cli("record", enrollment, "intake_poh", "--data", str(good), env=env)
-    assert done.returncode == 0 and done.stdout.strip() == f"recorded intake_poh for {enrollment}: done intake_poh"
+    assert done.returncode == 0 and done.stdout.strip().splitlines() == [
+        f"recorded intake_poh for {enrollment}: done intake_poh",
+        "then: due laboratorium_voor_start, due medicatiebeoordeling, due zelfredzaamheid_thuis"]  # what it unblocks, at once
 
     # nothing about the patient but the pseudonymous ids reaches Prefect's database
     database = next((tmp_path / "prefect").rglob("*.db"))

@@ -403,7 +403,11 @@ def record(
     except UnknownEnrollment as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
-    out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in events), markup=False)
+    recorded = [e for e in events if e.kind in ("done", "goal_agreed") and e.step == step]
+    then = [e for e in events if e not in recorded]
+    out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in recorded), markup=False)
+    if then:
+        out.print("then: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in then), markup=False)
 
 
 @app.command()

@@ -331,6 +331,10 @@ def _check_step(ctx, doc, path, step: Step, steps, broken_steps, symbols: Symbol
             ctx.add(doc.at(path + ("escalation",), key=True), "PW039", f"step '{step.id}' of stage '{step.stage}' has an escalation", "move it to stage: escalation")
         if not _check_condition(ctx, checker_for, doc, path + ("escalation", "trigger"), step.escalation.trigger, f"the trigger of '{step.id}'", cited, symbols):
             why = "its trigger can never be true"
+        reopen = step.escalation.reopen_after
+        if reopen is not None and reopen.amount <= 0:
+            ctx.add(doc.at(path + ("escalation", "reopen_after")), "PW035", f"'reopen_after: {reopen}' of '{step.id}' would open it again at once",
+                    "give a positive interval such as 3mo, or leave reopen_after out: it then opens again only after the patient recovered")
     why = _check_timing(ctx, doc, path, step, steps) or why
     for j, output in enumerate(step.outputs):
         if output.fact not in symbols.facts and output.fact not in symbols.broken:

@@ -35,9 +35,9 @@ LANGS = ("nl", "en")
 
 STATUS_TEXT = {
     "nl": {"waiting": "gepland", "due": "nu aan de beurt", "gated": "nog niet: voorwaarde niet vervuld", "finished": "afgerond",
-           "open": "loopt", "met": "gehaald", "missed": "niet gehaald", "done": "gedaan"},
+           "open": "loopt", "met": "gehaald", "missed": "niet gehaald", "not_measured": "niet gemeten", "done": "gedaan"},
     "en": {"waiting": "planned", "due": "due now", "gated": "not yet: a condition is not met", "finished": "finished",
-           "open": "in progress", "met": "met", "missed": "not met", "done": "done"},
+           "open": "in progress", "met": "met", "missed": "not met", "not_measured": "not measured", "done": "done"},
 }
 SEVERITY_TEXT = {"nl": {"spoed": "spoed: dezelfde dag", "regulier": "niet dringend"},
                  "en": {"spoed": "urgent: the same day", "regulier": "not urgent"}}

@@ -146,6 +146,10 @@ WORDS = {
         "goal_agreed": "doel afgesproken: {reasons}",
         "goal_met": "doel gehaald: {reasons}",
         "goal_missed": "doel niet gehaald: {reasons}",
+        "goal_not_measured": "doel niet gemeten: {reasons}",
+        "resolved": "{title} afgesloten zonder uitvoering: {reasons}",
+        "done_before": "{title} al gedaan voor de inschrijving",
+        "deduplicated": "{total} dubbel opgeslagen gegevens verwijderd (een gegeven hoort bij de patiënt)",
         "published": "pathway {pathway} {version} gepubliceerd ({key})",
         "config": "configuratie gewijzigd: {changed}",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
@@ -171,6 +175,10 @@ WORDS = {
         "goal_agreed": "goal agreed: {reasons}",
         "goal_met": "goal met: {reasons}",
         "goal_missed": "goal missed: {reasons}",
+        "goal_not_measured": "goal not measured: {reasons}",
+        "resolved": "{title} closed without doing it: {reasons}",
+        "done_before": "{title} done before the enrollment",
+        "deduplicated": "{total} facts stored twice removed (a fact belongs to the patient)",
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
         "denied": "access denied to {actor} ({role}): {attempted}",
@@ -184,7 +192,8 @@ WORDS = {
 DISCIPLINE_SHORT = {"poh": "POH"}
 EVENT_WORD = {
     "step.due": "due", "step.gated": "gated", "step.skipped": "skipped", "step.done": "done", "escalation.opened": "escalated",
-    "goal.agreed": "goal_agreed", "goal.met": "goal_met", "goal.missed": "goal_missed",
+    "goal.agreed": "goal_agreed", "goal.met": "goal_met", "goal.missed": "goal_missed", "goal.not_measured": "goal_not_measured",
+    "escalation.resolved": "resolved", "step.done_before": "done_before",
     "indication.indicated": "indicated", "indication.not_indicated": "not_indicated",
 }
 
@@ -232,6 +241,8 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         return words["enrolled"].format(**values)
     if action == "facts.added":
         return words["facts"].format(source=payload.get("source"), counts=words["counts"].format(**payload.get("counts", {})))
+    if action == "facts.deduplicated":
+        return words["deduplicated"].format(total=payload.get("total", 0))
     if action == "identity.stored":
         return words["identity"].format(fields=", ".join(payload.get("fields", [])))
     if action == "patient.created":
@@ -316,6 +327,8 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         if e["action"] == "step.done":
             done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
             done_run[e["subject"].rsplit(":", 1)[0]] = dt.date.fromisoformat(p["decided_on"])
+        elif e["action"] == "escalation.resolved":  # closed for a documented reason: acted on too
+            done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
         elif e["action"] == "input.recorded":
             recorded[(e["enrollment_id"], p["step"])].append({"on": dt.date.fromisoformat(p["on"]), "values": p.get("values", {}), "key": e["version_key"]})
 
@@ -371,14 +384,15 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
                                      "median_days": _median(referral_days), "days": sorted(referral_days)}
 
     # goals met by deadline
-    met = missed = 0
+    met = missed = unmeasured = 0
     for e in entries:
-        if e["action"] in ("goal.met", "goal.missed"):
+        if e["action"] in ("goal.met", "goal.missed", "goal.not_measured"):
             deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
             if deadline in period:
                 met += e["action"] == "goal.met"
                 missed += e["action"] == "goal.missed"
-    result.goals = {"judged": met + missed, "met": met, "missed": missed, "percent_met": _pct(met, met + missed)}
+                unmeasured += e["action"] == "goal.not_measured"
+    result.goals = {"judged": met + missed, "met": met, "missed": missed, "not_measured": unmeasured, "percent_met": _pct(met, met + missed)}
 
     # PROMs over time
     proms: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

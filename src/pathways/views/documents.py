@@ -119,8 +119,8 @@ def _review(spec, state, recorded, decisions, facts, lang) -> dict[str, Any]:
                       "previous": D.format_value(earlier[-1], fact.unit) if earlier else None})
     since = previous[0] if previous else state.enrolled_on
     changes = []
-    words = {"nl": {"escalated": "escalatie", "goal_agreed": "doel afgesproken", "goal_met": "doel gehaald", "goal_missed": "doel niet gehaald", "gated": "tegengehouden"},
-             "en": {"escalated": "escalation", "goal_agreed": "goal agreed", "goal_met": "goal met", "goal_missed": "goal missed", "gated": "held back"}}[lang]
+    words = {"nl": {"escalated": "escalatie", "goal_agreed": "doel afgesproken", "goal_met": "doel gehaald", "goal_missed": "doel niet gehaald", "goal_not_measured": "doel niet gemeten", "gated": "tegengehouden"},
+             "en": {"escalated": "escalation", "goal_agreed": "goal agreed", "goal_met": "goal met", "goal_missed": "goal missed", "goal_not_measured": "goal not measured", "gated": "held back"}}[lang]
     titles = {s.id: D.text(s.title, lang) for s in spec.steps}
     for d in decisions:
         if since < d.decided_on <= day and d.kind in words:

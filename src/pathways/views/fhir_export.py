@@ -160,17 +160,22 @@ def care_plan(loaded: LoadedPathway, state, today: dt.date) -> list[dict[str, An
         codes = [c for c in getattr(fact, "codes", ()) if c.system in CODE_SYSTEMS]
         if codes:
             measure["coding"] = [{"system": CODE_SYSTEMS[c.system], "code": c.code, "display": c.display} for c in codes[:3]]
-        goals.append({
+        resource = {
             "resourceType": "Goal", "id": _id(f"goal-{state.enrollment}-{gid}"),
             "identifier": [{"system": f"{BASE}:goal", "value": f"{state.enrollment}:{gid}"}],
             "lifecycleStatus": "active" if goal.status == "open" else "completed",
-            "achievementStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
-                                              "code": {"open": "in-progress", "met": "achieved", "missed": "not-achieved"}[goal.status]}]},
             "description": {"text": f"{goal.fact} {goal.target}"},
             "subject": subject, "startDate": goal.agreed_on.isoformat(),
             "target": [{"measure": measure, "detailString": goal.target, "dueDate": goal.deadline.isoformat()}],
             "note": [{"text": f"baseline {goal.baseline}, latest {goal.latest}"}],
-        })
+        }
+        # goal-achievement has no code for "not measured by the deadline": left out, said in a note
+        achievement = {"open": "in-progress", "met": "achieved", "missed": "not-achieved"}.get(goal.status)
+        if achievement:
+            resource["achievementStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": achievement}]}
+        else:
+            resource["note"].append({"text": f"not measured between {goal.agreed_on} and {goal.deadline}"})
+        goals.append(resource)
     tasks = []
     activities = []
     for step in spec.steps:
