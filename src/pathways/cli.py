@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from pathways.errors import Problem, ProblemsFound
+from pathways.errors import Problem, ProblemsFound, errors
 
 app = typer.Typer(
     name="pathways",
@@ -47,8 +47,9 @@ def validate(
     from pathways.definition.loader import validate_paths
 
     result = validate_paths(paths or [Path("pathways")])
-    if result.problems:
+    if errors(result.problems):
         _fail(result.problems)
+    _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(

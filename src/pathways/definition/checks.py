@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from pathways.definition import expr as E
+from pathways.definition.bounds import point_gaps
+from pathways.definition.goals import unmeasured_goals
 from pathways.definition.model import (
     STAGES,
     Evidence,
@@ -58,6 +60,7 @@ class Symbols:
     facts: dict = field(default_factory=dict)
     origin: dict[str, tuple[Document, PathKey]] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+    parameters: dict[str, object] = field(default_factory=dict)  # parameter -> value, for bound checks
 
 
 def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
@@ -85,6 +88,7 @@ def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
             symbols.table[name] = Symbol("fact", fact_type(entry), entry.source not in NON_CLINICAL_SOURCES)
         elif section == "parameters":
             symbols.table[name] = Symbol("parameter", parameter_type(entry), False)
+            symbols.parameters[name] = entry.value
         elif section == "rules":
             symbols.table[name] = Symbol("rule", T("boolean"), False)
     for name, (doc, path) in symbols.origin.items():
@@ -128,6 +132,16 @@ def _check_condition(
     if unsatisfiable(expression.ast):
         ctx.add(doc.source.in_scalar(path, 0), "PW041", f"{what} can never be true", "check the bounds: they exclude each other")
         return False
+    for gap in point_gaps(expression.ast, symbols.parameters):
+        below, above = E.unparse(gap.below), E.unparse(gap.above)
+        value = f"{gap.value:g}"
+        bound = gap.bound if gap.bound == value else f"{gap.bound} ({value})"
+        ctx.add(
+            doc.source.in_scalar(path, gap.later.span.start),
+            "PW050",
+            f"{what} leaves {gap.subject} = {bound} in no branch: one tests {below}, another {above}",
+            "use <= or >= on one side, the side the source puts the boundary on, and cite it",
+        )
     return True
 
 
@@ -293,6 +307,10 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
         in_cycle |= set(cycle)
         ctx.add(doc.at(step_path(cycle[0]) + ("requires",)), "PW032", f"steps require each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "remove one of the requirements")
     _report_unreachable(ctx, doc, spec, graph, blocked, in_cycle, step_path)
+    if not ctx.problems:  # warn about a sound pathway only: a broken one has no meaningful schedule
+        for late in unmeasured_goals(spec, symbols.facts):
+            where = doc.at(step_path(late.step.id) + ("goals", late.index, "deadline"))
+            ctx.add(where, "PW051", late.message, late.hint)
     return ctx.problems
 
 
