@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIXTURES
 from pathways.definition import expr as E
-from pathways.definition.bounds import point_gaps
+from pathways.definition.bounds import alternatives_gaps, point_gaps
 from pathways.definition.loader import load_pathway
 from pathways.rules.cases import Case, boundaries_of, patient_facts
 from pathways.rules.evaluate import PathwayEvaluator
@@ -49,6 +49,14 @@ def test_gaps_by_value_written_the_other_way_round_and_nested():
     assert gaps("b and (-3 > change(w, 3d) or change(w, 3d) > -3)") == [
         ("change(w, 3d)", -3.0, "-3 > change(w, 3d)", "change(w, 3d) > -3")
     ]
+
+
+def test_durations_and_alternatives_written_as_separate_conditions():
+    assert gaps("days_since(d) < 10y or days_since(d) > 10y")[0][:2] == ("days_since(d)", 3652.5)
+    whens = [E.parse("not frail and days_since(d) < 10y"), E.parse("not frail and days_since(d) >= 10y"), E.parse("frail")]
+    assert alternatives_gaps(whens, PARAMETERS) == []
+    whens[1] = E.parse("not frail and days_since(d) > 10y")
+    assert [(g.subject, g.bound) for g in alternatives_gaps(whens, PARAMETERS)] == [("days_since(d)", "10y")]
 
 
 def test_a_pathway_with_only_warnings_loads_and_runs():

@@ -68,6 +68,12 @@ def point_gaps(node: E.Node, parameters: Mapping[str, object]) -> list[Gap]:
     return gaps
 
 
+def alternatives_gaps(conditions: list[E.Node], parameters: Mapping[str, object]) -> list[Gap]:
+    """Gaps between alternatives written as separate conditions (e.g. the ``when`` of each goal
+    on the same fact): together they act as the branches of one ``or``."""
+    return _gaps_in(tuple(conditions), parameters)
+
+
 def _gaps_in(branches: tuple[E.Node, ...], parameters: Mapping[str, object]) -> list[Gap]:
     per_subject: dict[str, list[_Interval]] = {}
     names: dict[str, str] = {}
@@ -121,9 +127,12 @@ def _normalise(node: E.Compare, parameters: Mapping[str, object]) -> tuple[E.Nod
 
 
 def _value(node: E.Node, parameters: Mapping[str, object]) -> float | None:
-    """The number a constant side stands for: a literal, a numeric parameter, or minus one."""
+    """The number a constant side stands for: a literal, a numeric parameter, minus one, or a
+    duration in (approximate) days."""
     if isinstance(node, E.Num):
         return float(node.value)
+    if isinstance(node, E.Dur):
+        return node.value.approx_days
     if isinstance(node, E.Neg):
         inner = _value(node.operand, parameters)
         return None if inner is None else -inner
