@@ -34,8 +34,11 @@ def _print_problems(problems: list[Problem]) -> None:
 
 def _fail(problems: list[Problem]) -> None:
     _print_problems(problems)
-    noun = "problem" if len(problems) == 1 else "problems"
-    err.print(f"{len(problems)} {noun} found", markup=False)
+    failing = errors(problems)
+    noun = "problem" if len(failing) == 1 else "problems"
+    warned = len(problems) - len(failing)
+    also = f", {warned} warning{'s' if warned > 1 else ''}" if warned else ""
+    err.print(f"{len(failing)} {noun} found{also}", markup=False)
     raise typer.Exit(1)
 
 
