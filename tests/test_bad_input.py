@@ -61,7 +61,8 @@ def test_all_files_are_reported_in_one_run(tmp_path):
     done = run_cli("validate", str(root))
     assert done.returncode == 1
     codes = [line.split(": ")[1].split(" ")[0] for line in done.stderr.splitlines()[:-1]]
-    assert codes == ["PW003", "PW001"]
+    assert codes == ["PW003", "PW001", "PW051"]  # PW051: the shipped COPD pathway's warning
+    assert done.stderr.splitlines()[-1] == "2 problems found, 1 warning"
 
 
 def test_unknown_pathway_name_suggests_the_closest(cli):

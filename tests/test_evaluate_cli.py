@@ -140,11 +140,31 @@ def test_check_fails_on_a_wrong_expectation_and_on_an_uncovered_threshold(tmp_pa
     # drop the only case that sees the stable-weight side of the weight-gain threshold
     start = text.index("  - id: gewicht_stabiel")
     text = text[:start] + text[text.index("  - id: hyperkaliemie"):]
+    start = text.index("  - id: gewicht_precies_2_kg_in_3_dagen")  # 2 kg exactly is the stable side too
+    text = text[:start] + text[text.index("  - id: kalium_precies_5_5"):]
     cases.write_text(text, encoding="utf-8")
     done = run_cli("check", str(root / "heartfailure"), env=TODAY)
     assert done.returncode == 1
     assert "heartfailure/hyperkaliemie: escalations: expected [], got ['hyperkaliemie']" in done.stdout
     assert "uncovered threshold: trigger:gewichtstoename: change(body_weight_kg, 3d) > weight_gain_kg never false" in done.stdout
+
+
+def test_check_requires_a_case_exactly_at_each_threshold(tmp_path):
+    root = tmp_path / "pathways"
+    shutil.copytree(PATHWAYS_DIR, root)
+    cases = root / "diabetes" / "cases.yaml"
+    text = cases.read_text(encoding="utf-8")
+    start = text.index("  - id: glucose_precies_4")  # the only case with glucose exactly at the hypo bound
+    text = text[:start] + text[text.index("  - id: glucose_precies_15"):]
+    cases.write_text(text, encoding="utf-8")
+    done = run_cli("check", str(root / "diabetes"), env=TODAY)
+    assert done.returncode == 1
+    lines = [line for line in done.stdout.splitlines() if line.startswith("uncovered threshold: ")]
+    assert lines == [
+        "uncovered threshold: trigger:hypoglykemie: glucose_mmol_l < hypo_glucose never exactly at the threshold "
+        "(add a case with glucose_mmol_l at hypo_glucose = 4)"
+    ]
+    assert done.stdout.rstrip().endswith("0 failed; 1 threshold sides not covered")
 
 
 def test_evaluate_and_check_never_import_prefect(tmp_path):

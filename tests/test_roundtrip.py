@@ -136,7 +136,8 @@ def test_generated_definitions_check_clean_and_roundtrip(tmp_path: Path, data):
     doc, problems = load_document(file)
     assert problems == []
     assert doc is not None
-    assert [str(p) for p in check_pathway(doc, {}, [])] == []
+    # generated goals have random deadlines and schedules: a PW051 warning is fair, an error is not
+    assert [str(p) for p in check_pathway(doc, {}, []) if not p.is_warning] == []
     assert doc.model == spec
     assert to_data(doc.model) == to_data(spec)
     assert dump_yaml(doc.model) == dump_yaml(spec)

@@ -103,6 +103,16 @@ def test_durable_rules_agrees_with_the_reference_including_missing_facts(trees, 
         assert row == expected, (facts_, [E.unparse(t) for t in trees])
 
 
+def test_the_trace_for_pathways_check_marks_a_comparison_exactly_at_its_bound():
+    from pathways.rules.reference import AT_THRESHOLD
+
+    tree = E.parse("x < 4 or y > 2")
+    trace: dict[str, set] = {}
+    read = lambda atom: Reading({"x": 4.0, "y": 2.5}.get(atom.key))  # noqa: E731
+    ReferenceEvaluator(read, {}, {}, {}, {}, trace).evaluate(tree)
+    assert trace == {"x < 4": {False, AT_THRESHOLD}, "y > 2": {True}}
+
+
 def test_division_of_whole_numbers_is_a_real_division_in_the_engine():
     """durable-rules divides two whole numbers as whole numbers (1 / 2 = 0); the compiled rules
     make it a real division, as the reference (and the pathway author) means it. Found by the

@@ -14,7 +14,12 @@ SHIPPED = ["diabetes", "copd", "heartfailure"]
 
 def test_all_shipped_files_validate_clean():
     result = validate_paths([PATHWAYS_DIR])
-    assert [str(p) for p in result.problems] == []
+    assert [str(p) for p in result.problems if not p.is_warning] == []
+    # the one known warning, for the COPD owner to decide: no step records cigarettes per day
+    # after the goals are agreed, so the smoking goal is judged on its baseline at 12 weeks
+    assert [(p.location.file.rsplit("pathways/", 1)[-1], p.code) for p in result.problems if p.is_warning] == [
+        ("copd/pathway.yaml", "PW051")
+    ]
     assert sorted(d.model.id for d in result.pathways) == sorted(SHIPPED)
     assert sorted(d.model.id for d in result.libraries) == ["clinical", "financing"]
 

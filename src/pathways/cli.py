@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from pathways.errors import Problem, ProblemsFound
+from pathways.errors import Problem, ProblemsFound, errors
 
 app = typer.Typer(
     name="pathways",
@@ -34,8 +34,11 @@ def _print_problems(problems: list[Problem]) -> None:
 
 def _fail(problems: list[Problem]) -> None:
     _print_problems(problems)
-    noun = "problem" if len(problems) == 1 else "problems"
-    err.print(f"{len(problems)} {noun} found", markup=False)
+    failing = errors(problems)
+    noun = "problem" if len(failing) == 1 else "problems"
+    warned = len(problems) - len(failing)
+    also = f", {warned} warning{'s' if warned > 1 else ''}" if warned else ""
+    err.print(f"{len(failing)} {noun} found{also}", markup=False)
     raise typer.Exit(1)
 
 
@@ -47,8 +50,9 @@ def validate(
     from pathways.definition.loader import validate_paths
 
     result = validate_paths(paths or [Path("pathways")])
-    if result.problems:
+    if errors(result.problems):
         _fail(result.problems)
+    _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(

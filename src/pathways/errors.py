@@ -55,7 +55,14 @@ CODES: dict[str, tuple[str, str]] = {
     "PW044": ("template-syntax", "a document template cannot be parsed"),
     "PW045": ("template-undefined", "a document template uses a name a document does not provide, or fails to render"),
     "PW046": ("missing-template", "a step names a document that has no Dutch template"),
+    # boundaries and goals
+    "PW050": ("uncovered-boundary", "branches compare a value strictly on both sides of a bound and leave the bound itself out"),
+    "PW051": ("goal-not-remeasured", "warning: no step measures a goal's fact again by its deadline, so it is judged on its baseline"),
 }
+
+# Codes that warn: reported by validate, but neither fail it (exit 0) nor stop a pathway from
+# loading. Every other code is an error.
+WARNINGS: frozenset[str] = frozenset({"PW051"})
 
 
 @dataclass(frozen=True, order=True)
@@ -81,12 +88,21 @@ class Problem:
         if self.code not in CODES:
             raise ValueError(f"unregistered problem code {self.code}")
 
+    @property
+    def is_warning(self) -> bool:
+        return self.code in WARNINGS
+
     def __str__(self) -> str:
         text = f"{self.location}: {self.code} {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
     def sort_key(self) -> tuple:
         return (self.location, self.code, self.message)
+
+
+def errors(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems that are not warnings."""
+    return [p for p in problems if not p.is_warning]
 
 
 class ProblemsFound(Exception):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from pathways.definition import expr as E
+from pathways.definition.bounds import Gap, alternatives_gaps, point_gaps
+from pathways.definition.goals import unmeasured_goals
 from pathways.definition.model import (
     STAGES,
     Evidence,
@@ -58,6 +60,7 @@ class Symbols:
     facts: dict = field(default_factory=dict)
     origin: dict[str, tuple[Document, PathKey]] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+    parameters: dict[str, object] = field(default_factory=dict)  # parameter -> value, for bound checks
 
 
 def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
@@ -85,6 +88,7 @@ def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
             symbols.table[name] = Symbol("fact", fact_type(entry), entry.source not in NON_CLINICAL_SOURCES)
         elif section == "parameters":
             symbols.table[name] = Symbol("parameter", parameter_type(entry), False)
+            symbols.parameters[name] = entry.value
         elif section == "rules":
             symbols.table[name] = Symbol("rule", T("boolean"), False)
     for name, (doc, path) in symbols.origin.items():
@@ -128,7 +132,38 @@ def _check_condition(
     if unsatisfiable(expression.ast):
         ctx.add(doc.source.in_scalar(path, 0), "PW041", f"{what} can never be true", "check the bounds: they exclude each other")
         return False
+    for gap in point_gaps(expression.ast, symbols.parameters):
+        _report_gap(ctx, doc.source.in_scalar(path, gap.later.span.start), gap, f"{what} leaves", "in no branch")
     return True
+
+
+def _report_gap(ctx: _Context, where: Location, gap: Gap, what: str, where_not: str) -> None:
+    below, above = E.unparse(gap.below), E.unparse(gap.above)
+    named = gap.bound.lstrip("-")[:1].isalpha()  # a parameter: show its value too
+    bound = f"{gap.bound} ({gap.value:g})" if named else gap.bound
+    ctx.add(
+        where,
+        "PW050",
+        f"{what} {gap.subject} = {bound} {where_not}: one tests {below}, another {above}",
+        "use <= or >= on one side, the side the source puts the boundary on, and cite it",
+    )
+
+
+def _check_goal_alternatives(ctx: _Context, doc: Document, path: PathKey, step: Step, symbols: Symbols) -> None:
+    """Goals of one step on the same fact, each for some patients (``when``), are alternatives
+    of one decision (which target applies): a value none of them takes leaves a patient without one."""
+    by_fact: dict[str, list[int]] = {}
+    for j, goal in enumerate(step.goals):
+        if goal.when is not None:
+            by_fact.setdefault(goal.fact, []).append(j)
+    for fact, indexes in by_fact.items():
+        if len(indexes) < 2:
+            continue
+        whens = [step.goals[j].when.ast for j in indexes]
+        for gap in alternatives_gaps(whens, symbols.parameters):
+            j = next(j for j, tree in zip(indexes, whens) if any(n is gap.later for n in E.walk(tree)))
+            where = doc.source.in_scalar(path + ("goals", j, "when"), gap.later.span.start)
+            _report_gap(ctx, where, gap, f"the goals on {fact} of step '{step.id}' leave", "to no goal")
 
 
 def _literal(node: E.Num) -> str:
@@ -293,6 +328,10 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
         in_cycle |= set(cycle)
         ctx.add(doc.at(step_path(cycle[0]) + ("requires",)), "PW032", f"steps require each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "remove one of the requirements")
     _report_unreachable(ctx, doc, spec, graph, blocked, in_cycle, step_path)
+    if not ctx.problems:  # warn about a sound pathway only: a broken one has no meaningful schedule
+        for late in unmeasured_goals(spec, symbols.facts):
+            where = doc.at(step_path(late.step.id) + ("goals", late.index, "deadline"))
+            ctx.add(where, "PW051", late.message, late.hint)
     return ctx.problems
 
 
@@ -344,6 +383,7 @@ def _check_step(ctx, doc, path, step: Step, steps, broken_steps, symbols: Symbol
             ctx.add(doc.at(path + ("outputs", j, "fact")), "PW040", f"step '{step.id}' records unknown fact '{output.fact}'", hint)
     for j, goal in enumerate(step.goals):
         _check_goal(ctx, doc, path + ("goals", j), goal, cited, symbols, checker_for)
+    _check_goal_alternatives(ctx, doc, path, step, symbols)
     if step.financing in FINANCING_NEEDS_RULE and not any(step.financing in lib.model.financing for lib in used):
         ctx.add(doc.at(path + ("financing",)), "PW043", f"financing route '{step.financing}' has no eligibility rule", "add `uses: [financing]` or a library that maps this route to a rule")
     return why

@@ -19,7 +19,7 @@ from pathways.definition.documents import check_templates
 from pathways.definition.checks import Document, check_library, check_pathway
 from pathways.definition.model import Library, PathwaySpec
 from pathways.definition.yamlsource import PathKey, Source, read_yaml
-from pathways.errors import Location, Problem, ProblemsFound, did_you_mean
+from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, errors
 
 PATHWAY_FILE = "pathway.yaml"
 SHARED_DIR = "_shared"
@@ -342,7 +342,7 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries, templa
     available, names = libraries.for_pathway(file)
     problems = check_pathway(doc, available, names)
     result.problems.extend(problems)
-    if not problems and templates:  # templates are rendered with the pathway's facts: only for a sound pathway
+    if not errors(problems) and templates:  # templates are rendered with the pathway's facts: only for a sound pathway
         spec = doc.model
         facts = {}
         for library in available.values():
@@ -438,7 +438,7 @@ def load_pathway(name: str, templates: bool = True) -> LoadedPathway:
     result = Validation()
     libraries = _Libraries(result)
     doc = _validate_file(file, result, libraries, templates)
-    if result.problems:
+    if errors(result.problems):  # warnings do not stop a pathway from loading
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)
     spec: PathwaySpec = doc.model

@@ -71,8 +71,7 @@ class Source:
             before = value[:offset] if isinstance(value, str) else ""
             line_index = pos.line + before.count("\n")  # 0-based index of the content line
             if pos.style == ">":
-                line_index = pos.line  # folded text: point at its first line
-                before = ""
+                return self._in_folded(pos, lines, offset)
             if line_index < len(lines):
                 content = lines[line_index]
                 indent = len(content) - len(content.lstrip(" "))
@@ -81,6 +80,21 @@ class Source:
             return Location(self.file, pos.line, pos.col)
         shift = 1 if pos.style in ("'", '"') else 0
         return Location(self.file, pos.line, pos.col + shift + offset)
+
+    def _in_folded(self, pos, lines: list[str], offset: int) -> Location:
+        """Folded text (``>``, ``>-``): each content line became its words plus one space."""
+        consumed = 0
+        for index in range(pos.line, len(lines)):
+            content = lines[index]
+            stripped = content.strip()
+            if not stripped:
+                break  # a blank line folds into a newline: stop at the paragraph
+            indent = len(content) - len(content.lstrip(" "))
+            if offset < consumed + len(stripped) + 1:
+                return Location(self.file, index + 1, indent + offset - consumed + 1)
+            consumed += len(stripped) + 1
+        first = lines[pos.line] if pos.line < len(lines) else ""
+        return Location(self.file, pos.line + 1, len(first) - len(first.lstrip(" ")) + 1)
 
 
 def _get(data: Any, path: PathKey) -> Any:

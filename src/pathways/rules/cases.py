@@ -2,7 +2,9 @@
 
 A case names facts by their canonical names and canonical units, so a case reads like the
 guideline. ``pathways check`` runs every case and reports threshold coverage: each comparison
-with a guideline threshold must be seen both true and false across the cases.
+with a guideline threshold must be seen both true and false across the cases, and each ordering
+comparison (< <= > >=) of a numeric fact with a number or parameter must also be seen with the
+fact exactly at the threshold (the value a source puts on one side or the other; docs/cases.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathways.definition.yamlsource import read_yaml
 from pathways.errors import Problem, ProblemsFound
 from pathways.facts.model import Condition, Demographics, Event, Indications, Medication, Observation, PatientFacts
 from pathways.rules.evaluate import Evaluation, PathwayEvaluator
+from pathways.rules.plan import atom_of
+from pathways.rules.reference import AT_THRESHOLD
 
 Scalar = Union[bool, int, float, str]
 Status = Literal["due", "not_due", "gated", "escalated"]
@@ -177,6 +181,48 @@ def thresholds_of(evaluator: PathwayEvaluator) -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class Boundary:
+    """A threshold comparison that needs a case exactly at its bound."""
+
+    where: str  # 'rule:kidney_referral', 'gate:metformine_starten', ...
+    subject: str  # 'age_years', 'change(body_weight_kg, 3d)'
+    bound: str  # 'ckd_age_boundary_years', '18', '-weight_loss_month_pct'
+    value: float
+
+
+ORDERING = {"<", "<=", ">", ">="}
+
+
+def boundaries_of(evaluator: PathwayEvaluator) -> dict[str, Boundary]:
+    """Ordering comparisons of a fact (or a function of one) with a number or numeric parameter."""
+    plan = evaluator.plan
+    found: dict[str, Boundary] = {}
+    trees = [(c.id, c.ast) for c in plan.conditions] + [(f"rule:{n}", r.when.ast) for n, r in plan.rules.items()]
+    for where, tree in trees:
+        for node in E.walk(tree):
+            if not isinstance(node, E.Compare) or node.op not in ORDERING:
+                continue
+            for subject, bound in ((node.left, node.right), (node.right, node.left)):
+                value = _constant(bound, plan.parameters)
+                if value is not None and atom_of(subject) is not None and not (isinstance(subject, E.Name) and subject.name in plan.parameters):
+                    found.setdefault(E.unparse(node), Boundary(where, E.unparse(subject), E.unparse(bound), value))
+    return found
+
+
+def _constant(node: E.Node, parameters: dict) -> float | None:
+    if isinstance(node, E.Num):
+        return float(node.value)
+    if isinstance(node, E.Neg):
+        inner = _constant(node.operand, parameters)
+        return None if inner is None else -inner
+    if isinstance(node, E.Name) and node.name in parameters:
+        value = parameters[node.name]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def run_cases(loaded: LoadedPathway, cases: CaseFile, today: dt.date) -> CheckReport:
     evaluator = PathwayEvaluator(loaded)  # cross-checks, so every condition is explained and traced
     report = CheckReport(loaded.spec.id)
@@ -195,4 +241,8 @@ def run_cases(loaded: LoadedPathway, cases: CaseFile, today: dt.date) -> CheckRe
         for value in (True, False):
             if value not in outcomes:
                 report.uncovered.append(f"{where}: {text} never {'true' if value else 'false'}")
+    for text, boundary in boundaries_of(evaluator).items():
+        if AT_THRESHOLD not in seen.get(text, set()):
+            at = boundary.bound if boundary.bound == f"{boundary.value:g}" else f"{boundary.bound} = {boundary.value:g}"
+            report.uncovered.append(f"{boundary.where}: {text} never exactly at the threshold (add a case with {boundary.subject} at {at})")
     return report

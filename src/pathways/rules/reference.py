@@ -9,6 +9,7 @@ exists()/missing() are always known. Durations compare in days (months 30.4375, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from pathways.definition import expr as E
 from pathways.facts.derive import Atom, Reading, interned
 from pathways.rules.plan import ARITH, COMPARE, NOT_A_LITERAL, atom_of, literal_value
 
+AT_THRESHOLD = "at"  # traced (for `pathways check`) when a comparison's two sides are equal
 
 
 def truth(value: bool | None) -> str:
@@ -174,7 +176,10 @@ class ReferenceEvaluator:
                 a, b = left(run), right(run)
                 result = None if a is None or b is None or not _comparable(a, b) else op(a, b)
                 if run.trace is not None:
-                    run.trace.setdefault(text, set()).add(result)
+                    outcomes = run.trace.setdefault(text, set())
+                    outcomes.add(result)
+                    if _numbers(a, b) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9):
+                        outcomes.add(AT_THRESHOLD)  # both sides equal: the case sits exactly on the bound
                 run.lines.append(prefix + _TRUTH[result] + readings(run))
                 return result
             return comparison
