@@ -57,7 +57,7 @@ def test_a_broken_fact_name_in_a_gate_is_reported_at_its_place_with_a_suggestion
     copd = root / "copd" / "pathway.yaml"
     assert done.stderr.splitlines() == [
         f"{copd}:390:19: PW051 goal 'stoppen_met_roken' is judged 12w after step 'doelen_afspreken', but no later step "
-        "records cigarettes_per_day (so it is judged on its baseline: record cigarettes_per_day in a step due by 12w, "
+        "records cigarettes_per_day (so it can only be judged 'not measured': record cigarettes_per_day in a step due by 12w, "
         "or give the goal a later deadline)",  # the shipped COPD pathway's one warning, printed with the problems
         f"{path}:{index + 1}:{column}: PW021 unknown name 'on_insuline' (did you mean 'on_insulin'?)",
         "1 problem found, 1 warning",

@@ -57,7 +57,7 @@ CODES: dict[str, tuple[str, str]] = {
     "PW046": ("missing-template", "a step names a document that has no Dutch template"),
     # boundaries and goals
     "PW050": ("uncovered-boundary", "branches compare a value strictly on both sides of a bound and leave the bound itself out"),
-    "PW051": ("goal-not-remeasured", "warning: no step measures a goal's fact again by its deadline, so it is judged on its baseline"),
+    "PW051": ("goal-not-remeasured", "warning: no step measures a goal's fact again by its deadline, so it can only be judged 'not measured'"),
 }
 
 # Codes that warn: reported by validate, but neither fail it (exit 0) nor stop a pathway from

@@ -47,7 +47,7 @@ def unmeasured_goals(spec: PathwaySpec, facts: dict) -> list[UnmeasuredGoal]:
                 message = f"goal '{goal.id}' is judged {goal.deadline} after step '{step.id}', but {goal.fact} is first recorded again {delay} after it (step '{first[1]}')"
             else:
                 continue
-            hint = f"so it is judged on its baseline: record {goal.fact} in a step due by {goal.deadline}, or give the goal a later deadline"
+            hint = f"so it can only be judged 'not measured': record {goal.fact} in a step due by {goal.deadline}, or give the goal a later deadline"
             found.append(UnmeasuredGoal(step, index, goal, message, hint))
     return found
 
