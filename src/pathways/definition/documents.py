@@ -134,7 +134,7 @@ def fact_item(name: str, fact: Any, value: Any, observed: dt.date | None, lang: 
     unit = getattr(fact, "unit", None)
     title = getattr(fact, "title", None) or name
     if lang != "nl" and getattr(getattr(fact, "label", None), lang, None):
-        title = W.fact_label(name, fact, lang)  # fact titles are Dutch; a label may have the English name
+        title = W.capitalized(W.fact_label(name, fact, lang))  # fact titles are Dutch; a label may have the English name
     return {"name": name, "title": title, "value": value, "unit": unit, "observed": observed,
             "text": W.fact_value_text(fact, value, lang)}
 

@@ -110,6 +110,11 @@ def fact_label(name: str, fact: Any, lang: str) -> str:
     return name.replace("_", " ")
 
 
+def capitalized(text: str) -> str:
+    """A capital at the start, unless the name is written so ("eGFR", "pH")."""
+    return text[0].upper() + text[1:] if text[:2].islower() else text
+
+
 def threshold_text(name: str, parameter: Any, value_shown: str, lang: str) -> str:
     """"de verwijsgrens van 30 voor 65-plussers" (the parameter's label), else "de grens van 30"."""
     label = getattr(parameter, "label", None)

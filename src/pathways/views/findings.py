@@ -80,11 +80,6 @@ class Basis:
         return MISSING
 
 
-def _sentence(text: str) -> str:
-    """A capital at the start, unless the name is written so ("eGFR", "pH")."""
-    return text[0].upper() + text[1:] if text[:2].islower() else text
-
-
 def _like(text: str, default: Any) -> Any:
     """A parameter value as the explanation printed it, of the default's type."""
     if isinstance(default, bool):
@@ -120,7 +115,7 @@ class Findings:
             return []
         found: list[str] = []
         self._walk(condition.ast, outcome, evaluator, basis, found)
-        return [_sentence(f) for f in dict.fromkeys(found)]
+        return [W.capitalized(f) for f in dict.fromkeys(found)]
 
     def criterion(self, condition_id: str) -> str | None:
         """The title of the named rule a condition is, if it is one ("Verwijzen naar internist-nefroloog ...").

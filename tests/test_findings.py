@@ -1,0 +1,115 @@
+"""Findings: a decision's basis written as a clinician writes it, with only the branch of a rule
+that held, from the explanation the rules layer gives (as the runtime stores it), and values,
+units and codes shown in the letter's language."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pathways.definition import wording as W
+from pathways.definition.loader import load_pathway
+from pathways.facts.model import PatientFacts
+from pathways.rules.evaluate import PathwayEvaluator
+from pathways.views.findings import Findings
+
+AT = dt.date(2026, 10, 20)
+KIDNEY = "trigger:verwijzing_nefroloog"
+
+
+def patient(born: str, sex: str, egfr: float | None, acr: float) -> PatientFacts:
+    observations = [{"fact": "acr_mg_mmol", "value": acr, "unit": "mg/mmol", "at": "2026-10-15"}]
+    if egfr is not None:
+        observations.append({"fact": "egfr_ml_min_1_73m2", "value": egfr, "unit": "mL/min/{1.73_m2}", "at": "2026-10-15"})
+    return PatientFacts.model_validate({
+        "patient": "p-findings", "demographics": {"birth_date": born, "sex": sex},
+        "conditions": [{"fact": "dm2_diagnosis", "onset": "2016-04-01"}], "observations": observations,
+    })
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return PathwayEvaluator(load_pathway("diabetes"))
+
+
+def written(evaluator, facts: PatientFacts, lang: str, outcome=True, condition=KIDNEY, writer_plan=None) -> list[str]:
+    """What the runtime stores (explanation lines and values read), written back as findings."""
+    explanation = evaluator.evaluate(facts, AT, AT).explanations[condition]
+    return Findings(writer_plan or evaluator.plan, lang).of(condition, explanation.lines, explanation.used, outcome)
+
+
+def test_an_82_year_old_is_referred_on_the_over_65_branch_only(evaluator):
+    facts = patient("1944-06-30", "female", 26, 3)
+    assert written(evaluator, facts, "nl") == [
+        "Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar",
+        "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers",
+    ]
+    assert written(evaluator, facts, "en") == [
+        "Age 82 years, above the age limit of 65 years",
+        "eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients over 65",
+    ]
+
+
+def test_a_60_year_old_is_referred_on_the_under_65_branch_and_macroalbuminuria_by_sex(evaluator):
+    facts = patient("1966-01-10", "male", 40.5, 31)
+    assert written(evaluator, facts, "nl") == [
+        "Geslacht: man",
+        "ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen",
+        "Leeftijd 60 jaar, onder de leeftijdsgrens van 65 jaar",
+        "eGFR 40,5 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 45 voor patiënten jonger dan 65",
+    ]
+
+
+def test_what_did_not_hold_and_what_was_missing(evaluator):
+    fine = patient("1966-01-10", "female", 70, 3)
+    found = written(evaluator, fine, "nl", outcome=False)
+    assert "eGFR 70 ml/min/1,73m² (15 oktober 2026), op of boven de verwijsgrens van 45 voor patiënten jonger dan 65" in found
+    assert "ACR 3 mg/mmol (15 oktober 2026), op of onder de grens van 35 voor macroalbuminurie bij vrouwen" in found
+    unknown = patient("1966-01-10", "female", None, 3)
+    assert written(evaluator, unknown, "nl", outcome=None) == ["eGFR: onbekend"]
+    assert written(evaluator, unknown, "en", outcome=None) == ["eGFR: not known"]
+
+
+def test_the_threshold_is_the_one_decided_with_even_under_a_care_networks_override(evaluator):
+    stricter = PathwayEvaluator(load_pathway("diabetes"), {"ckd_refer_egfr_older": 35})
+    facts = patient("1944-06-30", "female", 32, 3)
+    # the trail's writer knows the published defaults only; the stored explanation has the value decided with
+    assert written(stricter, facts, "nl", writer_plan=evaluator.plan)[-1] == (
+        "eGFR 32 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 35 voor 65-plussers")
+
+
+def test_values_that_do_not_give_the_stored_outcome_again_give_no_findings(evaluator):
+    explanation = evaluator.evaluate(patient("1944-06-30", "female", 26, 3), AT, AT).explanations[KIDNEY]
+    tampered = {**explanation.used, "egfr_ml_min_1_73m2": 50}
+    assert Findings(evaluator.plan, "nl").of(KIDNEY, explanation.lines, tampered) == []
+    assert Findings(evaluator.plan, "nl").of("trigger:nope", explanation.lines, explanation.used) == []
+
+
+def test_the_criterion_is_the_rule_title_in_dutch(evaluator):
+    assert Findings(evaluator.plan, "nl").criterion(KIDNEY) == "Verwijzen naar internist-nefroloog (LTA chronische nierschade)"
+    assert Findings(evaluator.plan, "en").criterion(KIDNEY) is None  # rule titles are Dutch: the letter uses the step's title
+
+
+@pytest.mark.parametrize("unit, nl, en", [
+    ("mL/min/{1.73_m2}", "26,5 ml/min/1,73m²", "26.5 ml/min/1.73m²"),
+    ("kg/m2", "26,5 kg/m²", "26.5 kg/m²"),
+    ("mm[Hg]", "26,5 mmHg", "26.5 mmHg"),
+    ("mmol/mol", "26,5 mmol/mol", "26.5 mmol/mol"),
+    ("mmol/L", "26,5 mmol/l", "26.5 mmol/L"),
+    ("umol/L", "26,5 µmol/l", "26.5 µmol/L"),
+    ("a", "26,5 jaar", "26.5 years"),
+    ("%", "26,5%", "26.5%"),
+    ("{score}", "26,5", "26.5"),
+])
+def test_units_are_shown_as_clinicians_write_them(unit, nl, en):
+    assert W.quantity_text(26.5, unit, "nl") == nl and W.quantity_text(26.5, unit, "en") == en
+
+
+def test_coded_values_in_the_letters_language():
+    loaded = load_pathway("diabetes")
+    sex, step = loaded.facts["sex"], loaded.facts["treatment_step"]
+    assert [W.fact_value_text(sex, v, "nl") for v in ("male", "female")] == ["man", "vrouw"]
+    assert [W.fact_value_text(sex, v, "en") for v in ("male", "female")] == ["male", "female"]
+    assert W.fact_value_text(step, "su", "nl") == "SU-derivaat" and W.fact_value_text(step, "su", "en") == "sulfonylurea"
+    assert W.fact_value_text(None, True, "nl") == "ja" and W.number_text(5.95, "nl") == "5,95" and W.number_text(30.0, "nl") == "30"
