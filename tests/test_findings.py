@@ -113,3 +113,25 @@ def test_coded_values_in_the_letters_language():
     assert [W.fact_value_text(sex, v, "en") for v in ("male", "female")] == ["male", "female"]
     assert W.fact_value_text(step, "su", "nl") == "SU-derivaat" and W.fact_value_text(step, "su", "en") == "sulfonylurea"
     assert W.fact_value_text(None, True, "nl") == "ja" and W.number_text(5.95, "nl") == "5,95" and W.number_text(30.0, "nl") == "30"
+
+
+def test_wording_is_not_part_of_a_versions_key(tmp_path):
+    """Labels and value titles only word documents: adding them to a shipped pathway must not
+    strand its running enrollments on 'another version'."""
+    import re
+    import shutil
+
+    from conftest import PATHWAYS_DIR
+    from pathways.rules.plan import Plan
+
+    bare = tmp_path / "pathways"
+    shutil.copytree(PATHWAYS_DIR, bare)
+    for path in bare.rglob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        text = re.sub(r"^( +)value_titles:\n(?:\1 +.*\n)+", "", text, flags=re.M)
+        path.write_text(re.sub(r"^ +label: .*\n", "", text, flags=re.M), encoding="utf-8")
+    shipped, stripped = load_pathway("diabetes"), load_pathway(str(bare / "diabetes"))
+    assert shipped.facts["sex"].value_titles and stripped.facts["sex"].value_titles is None
+    assert shipped.parameters["ckd_refer_egfr_older"].label and stripped.parameters["ckd_refer_egfr_older"].label is None
+    assert Plan(shipped).version_key == Plan(stripped).version_key
+    assert Plan(shipped).version_key != Plan(shipped, {"ckd_refer_egfr_older": 35}).version_key

@@ -77,8 +77,7 @@ def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, to
             continue
         detail = json.loads(d.detail)
         at_decision = Reader(timeline, evaluator.plan.facts, evaluator.plan.derived, d.decided_on)
-        used = [D.fact_item(k, facts[k], v, None if facts[k].source == "demographic" else at_decision.read(Atom("value", k)).observed, lang)
-                for k, v in (detail.get("facts") or {}).items() if k in facts and k not in HIDDEN_FACTS]
+        used = _facts_read(detail.get("facts") or {}, facts, at_decision, lang)
         reasons, trigger = json.loads(d.reasons), f"trigger:{d.step}"
         # the date an escalation opened is its decision's date, whenever the letter is written
         escalations.append(D.escalation_item(by_step[d.step], lang, d.decided_on, reasons, used, d.step in state.escalations,
@@ -136,6 +135,22 @@ def _review(spec, state, recorded, decisions, facts, lang, written: Findings) ->
             found = _decision_findings(written, d)
             changes.append(f"{D.format_date(d.decided_on, lang)}: {words[d.kind]}: {titles.get(d.step, d.step or '')}" + (f" ({'; '.join(found)})" if found else ""))
     return {"step": item, "recorded": items, "proms": proms, "changes": changes, "previous_on": previous[0] if previous else None}
+
+
+def _facts_read(read: dict[str, Any], facts: dict, at_decision: Reader, lang: str) -> list[dict]:
+    """The facts a decision read, with their values and dates: a function of a fact over time
+    (``min(ccq_score, 6mo)``) stands for its fact's value then; what was missing is not a fact it rested on."""
+    items: dict[str, dict] = {}
+    for key, value in read.items():
+        name = key if key in facts else key.partition("(")[2].partition(",")[0].partition(")")[0].strip()
+        if name not in facts or name in HIDDEN_FACTS or name in items:
+            continue
+        reading = at_decision.read(Atom("value", name))
+        value = value if key == name else reading.value
+        if value is None:
+            continue
+        items[name] = D.fact_item(name, facts[name], value, None if facts[name].source == "demographic" else reading.observed, lang)
+    return list(items.values())
 
 
 def _decision_findings(written: Findings, decision) -> list[str]:
