@@ -135,3 +135,29 @@ def test_wording_is_not_part_of_a_versions_key(tmp_path):
     assert shipped.parameters["ckd_refer_egfr_older"].label and stripped.parameters["ckd_refer_egfr_older"].label is None
     assert Plan(shipped).version_key == Plan(stripped).version_key
     assert Plan(shipped).version_key != Plan(shipped, {"ckd_refer_egfr_older": 35}).version_key
+
+
+def test_a_label_naming_an_unknown_parameter_is_found_by_validate(tmp_path, evaluator):
+    import shutil
+
+    from conftest import PATHWAYS_DIR
+    from pathways.definition.loader import validate_paths
+
+    copy = tmp_path / "pathways"
+    shutil.copytree(PATHWAYS_DIR, copy)
+    pathway = copy / "diabetes" / "pathway.yaml"
+    text = pathway.read_text(encoding="utf-8")
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "voor {ckd_age_boundary_years}-plussers\", en: \"the referral" in l)
+    pathway.write_text(text.replace("voor {ckd_age_boundary_years}-plussers\", en: \"the referral", "voor {ckd_age_boundry_years}-plussers\", en: \"the referral"), encoding="utf-8")
+    problems = [(p.code, p.location.line, p.message, p.hint) for p in validate_paths([copy]).problems]
+    assert problems == [("PW021", line, "the label of parameter 'ckd_refer_egfr_older' names unknown parameter '{ckd_age_boundry_years}'",
+                         "did you mean 'ckd_age_boundary_years'?")]
+
+
+def test_a_label_reads_the_other_parameters_as_decided(evaluator):
+    """A care network that refers from 70 on: the letter says so."""
+    older = PathwayEvaluator(load_pathway("diabetes"), {"ckd_age_boundary_years": 70})
+    assert written(older, patient("1944-06-30", "female", 26, 3), "nl", writer_plan=evaluator.plan) == [
+        "Leeftijd 82 jaar, boven de leeftijdsgrens van 70 jaar",
+        "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 70-plussers",
+    ]

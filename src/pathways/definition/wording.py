@@ -115,12 +115,17 @@ def capitalized(text: str) -> str:
     return text[0].upper() + text[1:] if text[:2].islower() else text
 
 
-def threshold_text(name: str, parameter: Any, value_shown: str, lang: str) -> str:
-    """"de verwijsgrens van 30 voor 65-plussers" (the parameter's label), else "de grens van 30"."""
+def threshold_text(name: str, parameter: Any, value_shown: str, lang: str, parameters: dict[str, Any] | None = None) -> str:
+    """"de verwijsgrens van 30 voor 65-plussers" (the parameter's label), else "de grens van 30".
+    A label may name other parameters, ``{ckd_age_boundary_years}-plussers``: their values as
+    decided, so a care network's other age limit reads right."""
     label = getattr(parameter, "label", None)
     if label is None:
         return f"de grens van {value_shown}" if lang == "nl" else f"the threshold of {value_shown}"
     phrase = text_in(label, lang)
+    for other, value in (parameters or {}).items():
+        if "{" + other + "}" in phrase:
+            phrase = phrase.replace("{" + other + "}", number_text(value, lang))
     if "{value}" in phrase:
         return phrase.replace("{value}", value_shown)
     return f"{phrase} ({value_shown})"

@@ -189,7 +189,7 @@ class Findings:
             value = basis.parameters[node.name]
             unit = self.plan.parameter_units.get(node.name)
             shown = W.number_text(value, self.lang) if unit == subject_unit or unit is None else W.quantity_text(value, unit, self.lang)
-            return W.threshold_text(node.name, self.parameters[node.name], shown, self.lang)
+            return W.threshold_text(node.name, self.parameters[node.name], shown, self.lang, basis.parameters)
         if isinstance(node, E.Num):
             return W.quantity_text(node.value, node.unit or subject_unit, self.lang)
         if isinstance(node, E.Neg) and isinstance(node.operand, E.Num):
