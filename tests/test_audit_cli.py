@@ -117,12 +117,20 @@ def test_timeline_tells_the_story_in_dutch_and_english(trail):
     assert nl.returncode == 0, nl.stderr
     lines = nl.stdout.splitlines()
     assert lines[0].startswith("2026-11-01 ingeschreven in Diabetes mellitus type 2")
-    assert any(l.startswith("2026-11-01 Verwijzing internist-nefroloog nodig (regulier, verwijzing specialist): ") and "egfr_ml_min_1_73m2" in l for l in lines)
+    # what a clinician writes: only the branch of the rule that held for this 82-year-old, units and codes in Dutch
+    referral = ("2026-11-01 Verwijzing internist-nefroloog nodig (niet dringend, verwijzing naar de specialist): Geslacht: man; "
+                "ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen; "
+                "Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar; "
+                "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers  [#")
+    assert any(l.startswith(referral) for l in lines), nl.stdout
+    for raw in ("egfr_ml_min_1_73m2", "ckd_refer_egfr", "{1.73_m2}", "mL/min", "== \"male\"", ": true"):
+        assert raw not in nl.stdout, raw
     assert any(l.startswith("2026-11-25 vastgelegd bij Verwijzing internist-nefroloog: referral_date = 2026-11-03, specialist_contact_date = 2026-11-24") for l in lines)
     assert any(l.startswith("2026-11-25 Verwijzing internist-nefroloog door huisarts") for l in lines)
     en = cli(trail, "audit", "timeline", enrollment, "--lang", "en")
     assert en.stdout.splitlines()[0].startswith("2026-11-01 enrolled in Type 2 diabetes")
-    assert "Referral to nephrology needed" in en.stdout
+    assert "Referral to nephrology needed (not urgent, referral to the specialist): Sex: male; " in en.stdout
+    assert "eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients aged 65 and over  [#" in en.stdout
     missing = cli(trail, "audit", "timeline", "diabetes-000000000000")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: unknown enrollment 'diabetes-000000000000': the audit trail has no entry for it"
 
@@ -135,6 +143,10 @@ def test_show_gives_the_decision_with_facts_versions_and_prefect_runs(trail):
     assert f"decision {escalation['subject']}" in text and "outcome: escalation.opened verwijzing_nefroloog" in text
     assert "facts used: " in text and "egfr_ml_min_1_73m2 = 26.0" in text
     assert "rules (defined in): " in text and "kidney_referral (diabetes@1.1.0)" in text
+    # the auditor keeps the raw expressions, every branch with its outcome
+    assert "condition trigger:verwijzing_nefroloog: kidney_referral" in text
+    assert "egfr_ml_min_1_73m2 < ckd_refer_egfr_younger: true (egfr_ml_min_1_73m2 = 26 mL/min/{1.73_m2}, observed 2026-10-15" in text
+    assert "age_years < ckd_age_boundary_years: false" in text
     assert f"pathway: diabetes 1.1.0 ({escalation['version_key']})" in text
     flow_run = escalation["payload"]["context"]["prefect_flow_run"]
     task_run = escalation["payload"]["context"]["prefect_task_run"]

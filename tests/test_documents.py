@@ -187,6 +187,68 @@ def test_render_command_writes_md_html_and_pdf_and_audits_it(world, tmp_path):
         ("zorgplan", "md", True), ("verwijsbrief", "pdf", True), ("zorgplan", "md", False)]
 
 
+@pytest.fixture(scope="module")
+def referral(tmp_path_factory):
+    """The 82-year-old of issue 24 (demo-dm-03: man, eGFR 26 and ACR 31 on 15 October 2026),
+    referred to nephrology on 20 October 2026; the letters are written on 1 December."""
+    home = tmp_path_factory.mktemp("referral")
+    url = f"sqlite:///{home / 'store.db'}"
+    clock = FixedClock.on(dt.date(2026, 10, 20))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHWAYS_IDENTITY_SECRET", "test-secret")
+        store = open_store(clock, url, Actor("poh-1", "admin", "environment"))
+        runtimes = Runtimes()
+        facts = PatientFacts.model_validate(PATIENTS["diabetes"])
+        enrollment = enroll_patient(store, runtimes, "diabetes", PatientFile(facts, "facts", [], None), "test", clock).enrollment
+        advance_one(store, runtimes, enrollment, clock)
+    env = {"PATHWAYS_DATABASE_URL": url, "PATHWAYS_TODAY": "2026-12-01", "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
+    letters = {}
+    for lang in LANGS:
+        done = run_cli("render", "verwijsbrief", enrollment, "--format", "md", "--out", "-", "--lang", lang, env=env)
+        assert done.returncode == 0, done.stderr
+        letters[lang] = done.stdout
+    return {"home": home, "env": env, "enrollment": enrollment, "letters": letters}
+
+
+def test_a_referral_letter_writes_its_findings_as_a_clinician_does(referral):
+    nl = referral["letters"]["nl"]
+    reason = nl[nl.index("## Reden"):nl.index("## Gegevens waarop dit berust")]
+    assert reason == (
+        "## Reden\n\n"
+        "Binnen het zorgpad Diabetes mellitus type 2 in de huisartsenpraktijk (diabetes 1.1.0) is aan dit criterium voldaan: "
+        "Verwijzen naar internist-nefroloog (LTA chronische nierschade).\n\n"
+        "- Geslacht: man\n"
+        "- ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen\n"
+        "- Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar\n"
+        "- eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers\n\n")
+    assert "| eGFR | 26 ml/min/1,73m² | 15 oktober 2026 |" in nl and "| Geslacht (administratief) | man | - |" in nl
+    # no raw expression, no UCUM braces, no English coded value, not the under-65 branch
+    for raw in ("egfr_ml_min_1_73m2", "kidney_referral", "ckd_", "`", "{", "}", ": true", "mL/min", "jonger dan 65"):
+        assert raw not in nl, raw
+    assert not re.search(r"\b(male|female|yes|no)\b", nl)
+    # dated on the escalation, not on the day it is written
+    assert "Datum: 20 oktober 2026  \n" in nl and "december" not in nl
+
+
+def test_a_referral_letter_in_english_is_in_english(referral):
+    en = referral["letters"]["en"]
+    assert "Date: 20 October 2026  \n" in en and "this criterion is met: Referral to nephrology." in en
+    assert "- Sex: male\n" in en
+    assert "- eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients aged 65 and over\n" in en
+    assert "| Sex | male | - |" in en
+    for dutch in ("Geslacht", "man |", "Leeftijd", "onder de", "oktober", "{"):
+        assert dutch not in en, dutch
+
+
+def test_the_referral_letter_pdf_reads_as_the_markdown(referral, tmp_path, pdftotext):
+    pdf = tmp_path / "brief.pdf"
+    done = run_cli("render", "verwijsbrief", referral["enrollment"], "--format", "pdf", "--out", str(pdf), env=referral["env"])
+    assert done.returncode == 0, done.stderr
+    text = " ".join(subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout.split())
+    assert "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers" in text
+    assert "Datum: 20 oktober 2026" in text and "egfr_ml_min_1_73m2" not in text
+
+
 def test_render_bad_input(world, tmp_path):
     env = {"PATHWAYS_DATABASE_URL": world["url"], "PATHWAYS_TODAY": world["today"].isoformat(), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
     enrollment = world["enrollments"]["copd"]

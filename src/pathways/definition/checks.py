@@ -4,6 +4,7 @@ timings and citations. Pure functions over loaded documents; they return every p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
@@ -209,6 +210,13 @@ def _check_definitions(ctx: _Context, doc: Document, symbols: Symbols, checker_f
                 and not isinstance(alternative.value, bool) and not isinstance(parameter.value, bool)
             ):
                 ctx.add(doc.at(("parameters", name, "alternatives", j, "value")), "PW024", f"alternative value of '{name}' is not of the same kind as its value", "give a value of the same kind")
+    parameters = sorted(n for n, symbol in symbols.table.items() if symbol.kind == "parameter")
+    for name, parameter in model.parameters.items():  # a label's {placeholders} are filled in letters: no typo may reach one
+        for phrase in (parameter.label.nl, parameter.label.en) if parameter.label is not None else ():
+            for placeholder in dict.fromkeys(re.findall(r"\{([^{}]*)\}", phrase or "")):
+                if placeholder != "value" and placeholder not in parameters:
+                    ctx.add(doc.at(("parameters", name, "label")), "PW021", f"the label of parameter '{name}' names unknown parameter '{{{placeholder}}}'",
+                            did_you_mean(placeholder, ["value", *parameters]) or "write {value} for its own value, or {name} of another parameter")
     for name, rule in model.rules.items():
         path = ("rules", name)
         _check_evidence(ctx, doc, path + ("evidence",), rule.evidence)

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from pathways.definition import wording as W
 from pathways.definition.model import DISCIPLINES, PathwaySpec, Step
 from pathways.errors import Location, Problem
 
@@ -132,8 +133,10 @@ def step_item(step: Step, lang: str, status: str, due_on: dt.date | None, done_o
 def fact_item(name: str, fact: Any, value: Any, observed: dt.date | None, lang: str) -> dict:
     unit = getattr(fact, "unit", None)
     title = getattr(fact, "title", None) or name
+    if lang != "nl" and getattr(getattr(fact, "label", None), lang, None):
+        title = W.capitalized(W.fact_label(name, fact, lang))  # fact titles are Dutch; a label may have the English name
     return {"name": name, "title": title, "value": value, "unit": unit, "observed": observed,
-            "text": format_value(value, unit)}
+            "text": W.fact_value_text(fact, value, lang)}
 
 
 def goal_item(goal_id: str, spec_goal: Any, lang: str, *, fact: Any, target: str, baseline: Any, latest: Any,
@@ -142,11 +145,13 @@ def goal_item(goal_id: str, spec_goal: Any, lang: str, *, fact: Any, target: str
     fact_title = getattr(fact, "title", None) or (spec_goal.fact if spec_goal else goal_id)
     title = text(spec_goal.title, lang) if spec_goal is not None else goal_id
     by = format_date(deadline, lang)
-    smart = (f"{fact_title}: van {format_value(baseline, unit)} naar {target} {'' if unit in (None, '1', '{score}') else unit} vóór {by}"
-             if lang == "nl" else f"{fact_title}: from {format_value(baseline, unit)} to {target} {'' if unit in (None, '1', '{score}') else unit} by {by}")
+    baseline_text, latest_text = W.fact_value_text(fact, baseline, lang), W.fact_value_text(fact, latest, lang)
+    target_text = f"{W.number_text(target, lang) if isinstance(target, (int, float)) else target} {W.unit_text(unit, lang)}"
+    smart = (f"{fact_title}: van {baseline_text} naar {target_text} vóór {by}" if lang == "nl"
+             else f"{fact_title}: from {baseline_text} to {target_text} by {by}")
     return {"id": goal_id, "title": title, "fact": spec_goal.fact if spec_goal else None, "fact_title": fact_title, "unit": unit,
-            "target": target, "baseline": baseline, "latest": latest, "latest_text": format_value(latest, unit),
-            "baseline_text": format_value(baseline, unit), "agreed_on": agreed_on, "deadline": deadline,
+            "target": target, "baseline": baseline, "latest": latest, "latest_text": latest_text,
+            "baseline_text": baseline_text, "agreed_on": agreed_on, "deadline": deadline,
             "status": status, "status_text": STATUS_TEXT[lang].get(status, status), "smart": " ".join(smart.split())}
 
 
@@ -157,11 +162,14 @@ def contact_item(step: Step, lang: str) -> dict:
             "notify": [discipline_label(d, lang) for d in e.notify]}
 
 
-def escalation_item(step: Step, lang: str, since: dt.date, reasons: Iterable[str], facts: list[dict], open_: bool) -> dict:
-    reasons = list(reasons)
-    # the parts of the explanation that held (an `or` also explains the branches that did not)
-    findings = held(reasons, "true") or reasons
-    return {**contact_item(step, lang), "since": since, "reasons": reasons, "findings": findings, "facts": facts, "open": open_}
+def escalation_item(step: Step, lang: str, since: dt.date, reasons: Iterable[str], facts: list[dict], open_: bool,
+                    findings: Iterable[str] = (), criterion: str | None = None) -> dict:
+    """``findings``: the clinical sentences of what held (``pathways.views.findings``); the raw
+    explanation stays in ``reasons`` for templates that want it, and in `audit show`.
+    ``criterion``: the title of the rule that triggered it (else the step's title)."""
+    item = contact_item(step, lang)
+    return {**item, "since": since, "reasons": list(reasons), "findings": list(findings), "criterion": criterion or item["title"],
+            "facts": facts, "open": open_}
 
 
 def held(reasons: list[str], truth: str) -> list[str]:
@@ -217,12 +225,13 @@ def sample_context(spec: PathwaySpec, facts: dict, document: str, lang: str) -> 
                                    agreed_on=day, deadline=day, status="open"))
     fact_items = [fact_item(name, f, 1.0, day, lang) for name, f in list(facts.items())[:5]] or [fact_item("x", None, 1.0, day, lang)]
     escalation_steps = [s for s in spec.steps if s.escalation is not None]
-    escalations = [escalation_item(s, lang, day, ["sample reason"], fact_items[:2], True) for s in escalation_steps]
+    escalations = [escalation_item(s, lang, day, ["sample reason"], fact_items[:2], True, ["sample finding"], "sample criterion")
+                   for s in escalation_steps]
     sample_goal = goal_item("sample", None, lang, fact=None, target="< 1", baseline=1.0, latest=1.0, agreed_on=day, deadline=day, status="open")
     step_sample = steps[0] if steps else None
     return context(
         spec, document, lang, day,
-        patient={"id": "p-sample", "name": "Sample", "birth_date": day, "age": 70, "sex": "female"},
+        patient={"id": "p-sample", "name": "Sample", "birth_date": day, "age": 70, "sex": "female", "sex_text": W.code_text(facts.get("sex"), "female", lang)},
         enrollment={"id": f"{spec.id}-sample", "enrolled_on": day, "as_of": day},
         steps=steps, goals=goals or [sample_goal], facts=fact_items,
         medications=[{"name": "sample", "since": day}],

@@ -137,6 +137,8 @@ class Fact(Strict):
     molar_mass_g_mol: float | None = Field(default=None, gt=0)  # to convert mass <-> molar concentrations
     convert_from: tuple[LinearConversion, ...] = ()
     prom: bool = False  # a patient-reported outcome measure (PROM): reported over time in audits
+    label: Text | None = None  # the short clinical name letters use ("eGFR", "leeftijd"); else the title
+    value_titles: dict[str, Text] | None = None  # a code fact's values as a letter writes them (male: {nl: man})
 
     @model_validator(mode="after")
     def _consistent(self) -> "Fact":
@@ -148,6 +150,9 @@ class Fact(Strict):
             raise ValueError("only a code fact lists its values; remove 'values' or make it type: code")
         if self.type == "code" and not self.values:
             raise ValueError("a code fact lists the values it can take (values: [...])")
+        unknown = sorted(set(self.value_titles or ()) - set(self.values or ()))
+        if unknown:
+            raise ValueError(f"value_titles names values the fact does not list: {', '.join(unknown)} (values: {', '.join(self.values or ())})")
         if self.range is not None:
             if self.type not in ("quantity", "count"):
                 raise ValueError("only quantity and count facts have a plausible range")
@@ -163,6 +168,7 @@ class Derived(Strict):
     of: Identifier
     window: Duration | None = None
     title: NonEmpty | None = None
+    label: Text | None = None  # the short clinical name letters use
 
     @model_validator(mode="after")
     def _window(self) -> "Derived":
@@ -190,6 +196,9 @@ class Parameter(Strict):
     unit: NonEmpty | None = None
     evidence: Evidence
     alternatives: tuple[Alternative, ...] = ()
+    # how a letter names the threshold, with {value} where its value goes:
+    # "de verwijsgrens van {value} voor 65-plussers"; without one, "de grens van {value}"
+    label: Text | None = None
 
 
 class Rule(Strict):

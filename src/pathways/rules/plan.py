@@ -75,8 +75,8 @@ class Plan:
         """Pathway id, version and a hash of everything evaluated (definition, libraries, overrides)."""
         payload = json.dumps(
             {
-                "pathway": to_data(self.spec),
-                "libraries": [to_data(d.model) for d in self.loaded.libraries],
+                "pathway": _evaluated(to_data(self.spec)),
+                "libraries": [_evaluated(to_data(d.model)) for d in self.loaded.libraries],
                 "parameters": self.parameters,
             },
             sort_keys=True,
@@ -136,6 +136,19 @@ class Plan:
         for name in self.derived:
             found.setdefault(name, Atom("value", name))
         return tuple(interned(atom) for atom in found.values())
+
+
+# how documents word facts and thresholds: not evaluated, so not part of a version's key (adding a
+# label to a shipped pathway must not strand its running enrollments on "another version")
+WORDING_ONLY = ("label", "value_titles")
+
+
+def _evaluated(data: dict) -> dict:
+    for section in ("facts", "derived", "parameters"):
+        if isinstance(data.get(section), dict):
+            data[section] = {name: {k: v for k, v in item.items() if k not in WORDING_ONLY} if isinstance(item, dict) else item
+                             for name, item in data[section].items()}
+    return data
 
 
 NOT_A_LITERAL = object()

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from pathways.definition.documents import held
+from pathways.definition.documents import ACTION_TEXT, SEVERITY_TEXT, held
 from pathways.definition.model import DISCIPLINES
 
 REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
@@ -78,6 +78,7 @@ class Catalog:
 
     def __init__(self, entries: Iterable[dict[str, Any]]):
         self.versions: dict[str, PathwayVersion] = {}
+        self._findings: dict[tuple[str, str], Any] = {}
         for entry in entries:
             if entry["action"] == "pathway.published":
                 self.versions[entry["version_key"]] = _parse_version(entry)
@@ -88,6 +89,24 @@ class Catalog:
     def step(self, key: str | None, step: str | None) -> dict[str, Any]:
         version = self.get(key)
         return (version.steps.get(step) if version and step else None) or {}
+
+    def findings(self, key: str | None, lang: str):
+        """The findings writer of a published version (``pathways.views.findings``), or None when
+        the version was not published in this trail or its files no longer load."""
+        if key not in self.versions:
+            return None
+        if (key, lang) not in self._findings:
+            from pathways.definition.loader import ProblemsFound
+            from pathways.rules.plan import Plan
+            from pathways.views.findings import Findings
+
+            plans = [v for (k, _), v in self._findings.items() if k == key and v is not None]
+            try:
+                plan = plans[0].plan if plans else Plan(self.loaded(key))
+            except (ProblemsFound, OSError, ValueError):
+                plan = None
+            self._findings[(key, lang)] = Findings(plan, lang) if plan is not None else None
+        return self._findings[(key, lang)]
 
     def loaded(self, key: str):
         """The published version as a LoadedPathway (its files written to a temporary folder)."""
@@ -222,15 +241,12 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     step = catalog.step(entry["version_key"], step_id)
     title_field = step.get("title") or {}
     title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
-    reasons = payload.get("reasons") or []
-    if action in ("escalation.opened", "indication.indicated"):
-        reasons = held(reasons, "true") or reasons
-    elif action == "step.gated":
-        reasons = held(reasons, "false") + held(reasons, "missing") or reasons
+    reasons = _findings(entry, catalog, lang)
+    severity, shown_action = payload.get("severity"), payload.get("action")
     values = {
         "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
         "reasons": "; ".join(reasons) or words["none"],
-        "severity": payload.get("severity"), "action": (payload.get("action") or action).replace("_", " "),
+        "severity": SEVERITY_TEXT[lang].get(severity, severity), "action": ACTION_TEXT[lang].get(shown_action, (shown_action or action).replace("_", " ")),
         "pathway": entry.get("pathway"), "version": entry.get("pathway_version"), "key": entry.get("version_key"),
     }
     if action in EVENT_WORD:
@@ -260,6 +276,30 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     if action == "access.denied":
         return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
     return words["other"].format(action=action)
+
+
+def _findings(entry: dict[str, Any], catalog: Catalog, lang: str) -> list[str]:
+    """What a decision rested on, in clinical sentences (only the branch of a rule that applied);
+    the raw explanation lines where the version is not in the trail. `audit show` keeps the raw lines."""
+    payload, action = entry["payload"], entry["action"]
+    reasons = payload.get("reasons") or []
+    if action not in ("escalation.opened", "indication.indicated", "step.gated"):
+        return reasons
+    writer = catalog.findings(entry.get("version_key"), lang)
+    conditions = [c["id"] for c in payload.get("conditions") or []]
+    facts = payload.get("facts") or {}
+    found: list[str] = []
+    if writer is not None and conditions:
+        if action == "step.gated":
+            for condition in conditions:
+                found += writer.of(condition, reasons, facts, False) or writer.of(condition, reasons, facts, None)
+        else:
+            found = writer.of(conditions[0], reasons, facts, True)
+    if found:
+        return found
+    if action == "step.gated":
+        return held(reasons, "false") + held(reasons, "missing") or reasons
+    return held(reasons, "true") or reasons
 
 
 def _value(value: Any) -> str:

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pathways.definition import documents as D
+from pathways.definition import wording as W
 from pathways.definition.loader import LoadedPathway
 from pathways.facts.derive import Atom, Reader
+from pathways.views.findings import Findings
 
 FORMATS = ("md", "html", "pdf")
 HIDDEN_FACTS = {"birth_date", "deceased_date", "referral_date", "specialist_contact_date"}  # identifying, or bookkeeping
@@ -33,6 +35,7 @@ def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, to
     evaluation = evaluator.evaluate(patient_facts, today, today)
     timeline = evaluator.timeline(patient_facts, today)
     reader = Reader(timeline, evaluator.plan.facts, evaluator.plan.derived, today)
+    written = Findings(evaluator.plan, lang)
     steps = []
     for step in spec.steps:
         if step.escalation is not None:
@@ -62,9 +65,11 @@ def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, to
     financing = []
     for route, e in evaluation.eligibility.items():
         eligible = e["eligible"]
+        explanation = evaluation.explanations[f"eligibility:{route}"]
+        found = written.of(f"eligibility:{route}", explanation.lines, explanation.used, eligible) if eligible is not None or explanation.missing else []
         financing.append({"route": route, "label": D.ROUTE_TEXT.get(route, route), "eligible": eligible,
                           "eligible_text": {True: "ja" if lang == "nl" else "yes", False: "nee" if lang == "nl" else "no"}.get(eligible, "onbekend" if lang == "nl" else "unknown"),
-                          "reasons": list(e["reasons"])[:1]})
+                          "reasons": found[:3]})
     escalations = []
     by_step = {s.id: s for s in spec.steps}
     for d in decisions:
@@ -72,9 +77,11 @@ def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, to
             continue
         detail = json.loads(d.detail)
         at_decision = Reader(timeline, evaluator.plan.facts, evaluator.plan.derived, d.decided_on)
-        used = [D.fact_item(k, facts[k], v, None if facts[k].source == "demographic" else at_decision.read(Atom("value", k)).observed, lang)
-                for k, v in (detail.get("facts") or {}).items() if k in facts and k not in HIDDEN_FACTS]
-        escalations.append(D.escalation_item(by_step[d.step], lang, d.decided_on, json.loads(d.reasons), used, d.step in state.escalations))
+        used = _facts_read(detail.get("facts") or {}, facts, at_decision, lang)
+        reasons, trigger = json.loads(d.reasons), f"trigger:{d.step}"
+        # the date an escalation opened is its decision's date, whenever the letter is written
+        escalations.append(D.escalation_item(by_step[d.step], lang, d.decided_on, reasons, used, d.step in state.escalations,
+                                             written.of(trigger, reasons, detail.get("facts") or {}), written.criterion(trigger)))
     escalations.sort(key=lambda e: e["since"], reverse=True)
     chosen = None
     if escalation_step is not None:
@@ -87,16 +94,17 @@ def build_context(loaded: LoadedPathway, evaluator, document: str, lang: str, to
         chosen = next((e for e in referrals if e["open"]), None) or (referrals[0] if referrals else escalations[0])
     if document == "verwijsbrief" and chosen is None:
         raise DocumentError(f"no escalation to refer for: {state.enrollment} has had none (a verwijsbrief explains an escalation)")
-    review = _review(spec, state, recorded, decisions, facts, lang)
+    review = _review(spec, state, recorded, decisions, facts, lang, written)
     patient = {"id": state.patient, "name": (identity or {}).get("name"), "birth_date": (identity or {}).get("birth_date"),
-               "age": evaluation.facts.get("age_years"), "sex": evaluation.facts.get("sex")}
+               "age": evaluation.facts.get("age_years"), "sex": evaluation.facts.get("sex"),
+               "sex_text": W.code_text(facts.get("sex"), evaluation.facts.get("sex"), lang) if evaluation.facts.get("sex") else None}
     return D.context(spec, document, lang, today, patient=patient,
                      enrollment={"id": state.enrollment, "enrolled_on": state.enrolled_on, "as_of": state.as_of},
                      steps=steps, goals=goals, facts=fact_items, medications=medications, financing=financing,
                      escalations=escalations, escalation=chosen, review=review)
 
 
-def _review(spec, state, recorded, decisions, facts, lang) -> dict[str, Any]:
+def _review(spec, state, recorded, decisions, facts, lang, written: Findings) -> dict[str, Any]:
     """The latest review done, what was recorded at it, PROMs, and what changed since the one before."""
     reviews = {s.id for s in spec.steps if s.stage == "reviews"}
     done = sorted(((day, step, values) for day, step, values in recorded if step in reviews), key=lambda r: r[0])
@@ -115,8 +123,8 @@ def _review(spec, state, recorded, decisions, facts, lang) -> dict[str, Any]:
         if fact is None or not getattr(fact, "prom", False):
             continue
         earlier = [v[name] for d, _, v in history if d < day and name in v]
-        proms.append({"name": name, "title": fact.title, "latest": D.format_value(value, fact.unit),
-                      "previous": D.format_value(earlier[-1], fact.unit) if earlier else None})
+        proms.append({"name": name, "title": fact.title, "latest": W.fact_value_text(fact, value, lang),
+                      "previous": W.fact_value_text(fact, earlier[-1], lang) if earlier else None})
     since = previous[0] if previous else state.enrolled_on
     changes = []
     words = {"nl": {"escalated": "escalatie", "goal_agreed": "doel afgesproken", "goal_met": "doel gehaald", "goal_missed": "doel niet gehaald", "goal_not_measured": "doel niet gemeten", "gated": "tegengehouden"},
@@ -124,9 +132,39 @@ def _review(spec, state, recorded, decisions, facts, lang) -> dict[str, Any]:
     titles = {s.id: D.text(s.title, lang) for s in spec.steps}
     for d in decisions:
         if since < d.decided_on <= day and d.kind in words:
-            reasons = json.loads(d.reasons)
-            changes.append(f"{D.format_date(d.decided_on, lang)}: {words[d.kind]}: {titles.get(d.step, d.step or '')}" + (f" ({reasons[0]})" if reasons else ""))
+            found = _decision_findings(written, d)
+            changes.append(f"{D.format_date(d.decided_on, lang)}: {words[d.kind]}: {titles.get(d.step, d.step or '')}" + (f" ({'; '.join(found)})" if found else ""))
     return {"step": item, "recorded": items, "proms": proms, "changes": changes, "previous_on": previous[0] if previous else None}
+
+
+def _facts_read(read: dict[str, Any], facts: dict, at_decision: Reader, lang: str) -> list[dict]:
+    """The facts a decision read, with their values and dates: a function of a fact over time
+    (``min(ccq_score, 6mo)``) stands for its fact's value then; what was missing is not a fact it rested on."""
+    items: dict[str, dict] = {}
+    for key, value in read.items():
+        name = key if key in facts else key.partition("(")[2].partition(",")[0].partition(")")[0].strip()
+        if name not in facts or name in HIDDEN_FACTS or name in items:
+            continue
+        reading = at_decision.read(Atom("value", name))
+        value = value if key == name else reading.value
+        if value is None:
+            continue
+        items[name] = D.fact_item(name, facts[name], value, None if facts[name].source == "demographic" else reading.observed, lang)
+    return list(items.values())
+
+
+def _decision_findings(written: Findings, decision) -> list[str]:
+    """What an escalation or a held-back step rested on, in clinical sentences (none for other decisions)."""
+    detail = json.loads(decision.detail)
+    conditions = [c["id"] for c in detail.get("conditions") or []]
+    if decision.kind == "escalated" and conditions:
+        return written.of(conditions[0], json.loads(decision.reasons), detail.get("facts") or {})
+    found: list[str] = []
+    if decision.kind == "gated":  # its gate, or its financing, did not hold (or could not be known)
+        reasons = json.loads(decision.reasons)
+        for condition in conditions:
+            found += written.of(condition, reasons, detail.get("facts") or {}, False) or written.of(condition, reasons, detail.get("facts") or {}, None)
+    return found
 
 
 def render_markdown(loaded: LoadedPathway, document: str, lang: str, context: dict[str, Any]) -> str:
