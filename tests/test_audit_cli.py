@@ -120,7 +120,7 @@ def test_timeline_tells_the_story_in_dutch_and_english(trail):
     # what a clinician writes: only the branch of the rule that held for this 82-year-old, units and codes in Dutch
     referral = ("2026-11-01 Verwijzing internist-nefroloog nodig (niet dringend, verwijzing naar de specialist): Geslacht: man; "
                 "ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen; "
-                "Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar; "
+                "Leeftijd 82 jaar, op of boven de leeftijdsgrens van 65 jaar; "
                 "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers  [#")
     assert any(l.startswith(referral) for l in lines), nl.stdout
     for raw in ("egfr_ml_min_1_73m2", "ckd_refer_egfr", "{1.73_m2}", "mL/min", "== \"male\"", ": true"):

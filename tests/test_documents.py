@@ -219,7 +219,7 @@ def test_a_referral_letter_writes_its_findings_as_a_clinician_does(referral):
         "Verwijzen naar internist-nefroloog (LTA chronische nierschade).\n\n"
         "- Geslacht: man\n"
         "- ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen\n"
-        "- Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar\n"
+        "- Leeftijd 82 jaar, op of boven de leeftijdsgrens van 65 jaar\n"
         "- eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers\n\n")
     assert "| eGFR | 26 ml/min/1,73m² | 15 oktober 2026 |" in nl and "| Geslacht (administratief) | man | - |" in nl
     # no raw expression, no UCUM braces, no English coded value, not the under-65 branch

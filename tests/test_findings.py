@@ -42,11 +42,11 @@ def written(evaluator, facts: PatientFacts, lang: str, outcome=True, condition=K
 def test_an_82_year_old_is_referred_on_the_over_65_branch_only(evaluator):
     facts = patient("1944-06-30", "female", 26, 3)
     assert written(evaluator, facts, "nl") == [
-        "Leeftijd 82 jaar, boven de leeftijdsgrens van 65 jaar",
+        "Leeftijd 82 jaar, op of boven de leeftijdsgrens van 65 jaar",
         "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 65-plussers",
     ]
     assert written(evaluator, facts, "en") == [
-        "Age 82 years, above the age limit of 65 years",
+        "Age 82 years, at or above the age limit of 65 years",
         "eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients aged 65 and over",
     ]
 
@@ -149,7 +149,9 @@ def test_a_label_naming_an_unknown_parameter_is_found_by_validate(tmp_path, eval
     text = pathway.read_text(encoding="utf-8")
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "voor {ckd_age_boundary_years}-plussers\", en: \"the referral" in l)
     pathway.write_text(text.replace("voor {ckd_age_boundary_years}-plussers\", en: \"the referral", "voor {ckd_age_boundry_years}-plussers\", en: \"the referral"), encoding="utf-8")
-    problems = [(p.code, p.location.line, p.message, p.hint) for p in validate_paths([copy]).problems]
+    from pathways.errors import WARNINGS
+
+    problems = [(p.code, p.location.line, p.message, p.hint) for p in validate_paths([copy]).problems if p.code not in WARNINGS]
     assert problems == [("PW021", line, "the label of parameter 'ckd_refer_egfr_older' names unknown parameter '{ckd_age_boundry_years}'",
                          "did you mean 'ckd_age_boundary_years'?")]
 
@@ -158,6 +160,6 @@ def test_a_label_reads_the_other_parameters_as_decided(evaluator):
     """A care network that refers from 70 on: the letter says so."""
     older = PathwayEvaluator(load_pathway("diabetes"), {"ckd_age_boundary_years": 70})
     assert written(older, patient("1944-06-30", "female", 26, 3), "nl", writer_plan=evaluator.plan) == [
-        "Leeftijd 82 jaar, boven de leeftijdsgrens van 70 jaar",
+        "Leeftijd 82 jaar, op of boven de leeftijdsgrens van 70 jaar",
         "eGFR 26 ml/min/1,73m² (15 oktober 2026), onder de verwijsgrens van 30 voor 70-plussers",
     ]
