@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,9 +38,15 @@ PYTHON = [sys.executable, "-m", "pathways.cli"]
 def api(base: str, path: str, body: dict | None = None, method: str | None = None):
     request = urllib.request.Request(f"{base}{path}", data=None if body is None else json.dumps(body).encode(),
                                      method=method or ("POST" if body is not None else "GET"), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-    return json.loads(text) if text else None
+    for attempt in range(8):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read()
+            return json.loads(text) if text else None
+        except urllib.error.HTTPError as exc:  # 503: the server's SQLite was busy ("database is locked"), as Prefect's client retries
+            if exc.code != 503 or attempt == 7:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
 
 
 def flow_runs(base: str) -> list[dict]:
@@ -220,7 +227,7 @@ def test_serve_leaves_the_deployments_it_found_as_they_were(server):
                                stdout=open(home / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while deployment(base, "pathways-due/daily")["work_pool_name"] is not None:  # serve has taken them over
+        while [s["schedule"].get("cron") for s in deployment(base, "pathways-due/daily")["schedules"]] != ["0 7 * * *"]:  # serve's, applied
             assert time.monotonic() < deadline and serving.poll() is None, (home / "serve.log").read_text()[-3000:]
             time.sleep(1)
         time.sleep(2)
@@ -231,8 +238,31 @@ def test_serve_leaves_the_deployments_it_found_as_they_were(server):
     after = {name: deployment(base, name) for name in before}
     for name, was in before.items():
         now = after[name]
-        assert now["paused"] == was["paused"], (name, (home / "serve.log").read_text()[-3000:])
+        assert now["paused"] == was["paused"], f"{name}: paused {now['paused']}, was {was['paused']}"
         for key in ("work_pool_name", "job_variables", "entrypoint", "path", "pull_steps"):
             assert now[key] == was[key], (name, key, now[key], was[key])
         assert [s["schedule"] for s in now["schedules"]] == [s["schedule"] for s in was["schedules"]], name
     assert after["pathways-due/daily"]["schedules"][0]["schedule"]["cron"] == "30 5 * * *"
+
+    # deployments serve created itself it pauses when it stops, as Prefect's serve does: nobody serves them any more
+    for was in before.values():
+        api(base, f"/deployments/{was['id']}", method="DELETE")
+    serving = subprocess.Popen([*PYTHON, "serve", "--cron", "0 8 * * *"], env=env, cwd=home,
+                               stdout=open(home / "serve2.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if [s["schedule"].get("cron") for s in deployment(base, "pathways-due/daily")["schedules"]] == ["0 8 * * *"]:
+                    break
+            except urllib.error.HTTPError:  # not there yet
+                pass
+            assert time.monotonic() < deadline and serving.poll() is None, (home / "serve2.log").read_text()[-3000:]
+            time.sleep(1)
+        time.sleep(2)
+        serving.send_signal(signal.SIGTERM)
+        serving.wait(timeout=60)
+    finally:
+        stop(serving)
+    created = {name: deployment(base, name) for name in before}
+    assert all(d["paused"] and d["id"] not in {w["id"] for w in before.values()} for d in created.values()), created
