@@ -597,7 +597,7 @@ def review_deployment():
         except ObjectNotFound:
             if setting == "1":
                 _logger().warning(f"PATHWAYS_SCHEDULE_REVIEWS=1 but there is no deployment {BATCH_DEPLOYMENT}: "
-                                                 "next reviews not scheduled (`pathways deploy` or `pathways serve` makes it)")
+                                  "next reviews not scheduled (`pathways deploy` or `pathways serve` makes it)")
             return None
 
 
