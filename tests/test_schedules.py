@@ -119,6 +119,10 @@ def test_the_daily_schedule_fires_and_its_next_reviews_run_on_a_worker(server):
     again = cli(env, "deploy", "--pool", "pathways-test", "--cron", "* * * * *")  # once there, it is used as it is
     assert again.returncode == 0 and "created work pool" not in again.stdout, again.stderr[-2000:]
     assert deployment(base, "pathways-due/daily")["schedules"][0]["schedule"]["cron"] == "* * * * *"
+    api(base, "/work_pools/", {"name": "pathways-docker", "type": "docker"})  # a pool `pathways worker` cannot serve: refused
+    wrong = cli(env, "deploy", "--pool", "pathways-docker")
+    assert wrong.returncode == 1 and wrong.stderr.startswith("error: work pool pathways-docker is of type docker"), wrong.stderr[-2000:]
+    assert deployment(base, "pathways-due/daily")["work_pool_name"] == "pathways-test"  # nothing registered
 
     # a command advancing through the server schedules the next review on the batch deployment
     done = cli(env, "advance", reviewed[0], "--at", DAY.isoformat())
