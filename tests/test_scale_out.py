@@ -27,20 +27,22 @@ from test_faults import populate
 AT = __import__("datetime").date(2031, 3, 3)
 
 
-def through_goal_setting(store_url: str) -> None:
-    """Bring every enrollment through intake and goal setting (as the POH would record them),
-    so that the cohort run finds reviews with a date to schedule."""
+def through_goal_setting(store_url: str, at=None, only: list[str] | None = None) -> None:
+    """Bring every enrollment (or ``only`` these) through intake and goal setting on ``at``
+    (default AT), as the POH would record them, so that the cohort run finds reviews with a date
+    to schedule."""
     import datetime as dt
 
     from pathways.clock import FixedClock
     from pathways.orchestration.service import Runtimes, advance_one
     from pathways.store.db import Store, make_engine
 
-    clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
+    at = at or AT
+    clock = FixedClock(dt.datetime(at.year, at.month, at.day, 12, tzinfo=dt.timezone.utc))
     store = Store(make_engine(store_url), clock.now)
     runtimes = Runtimes()
     with store.engine.connect() as c:
-        enrollments = [row[0] for row in c.execute(sa.text("select id from enrollment"))]
+        enrollments = only or [row[0] for row in c.execute(sa.text("select id from enrollment"))]
     for enrollment in enrollments:
         for _ in range(6):
             advance_one(store, runtimes, enrollment, clock)

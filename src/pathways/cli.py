@@ -761,31 +761,52 @@ def serve(
     cron: Annotated[str, typer.Option("--cron", help="When the daily due run starts (cron, UTC)")] = "0 6 * * *",
 ) -> None:
     """Create the deployments (daily `pathways-due`, on-demand `pathways-advance`) and serve them
-    from this process; reviews become scheduled flow runs. Needs PREFECT_API_URL for a server."""
+    from this process; reviews become scheduled flow runs. Needs PREFECT_API_URL for a server.
+    When it stops, deployments it found (made by `pathways deploy`) are left as they were."""
     _require("enrollment.write", "serve the deployments")
     import os
 
+    from pathways.orchestration.deploy import DeployError, check_cron, serve as serve_deployments
+
+    try:
+        check_cron(cron)
+    except DeployError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2)
     os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
-    from prefect import serve as prefect_serve
-
-    from pathways.orchestration.flows import advance_due, advance_enrollments
-
-    prefect_serve(
-        advance_due.to_deployment(name="daily", cron=cron),
-        advance_enrollments.to_deployment(name="batch"),
-    )
+    serve_deployments(cron)
 
 
 @app.command()
 def deploy(
-    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process)")] = "pathways",
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process; created if the server has none of that name)")] = "pathways",
+    cron: Annotated[str, typer.Option("--cron", help="When the daily due run starts (cron, UTC)")] = "0 6 * * *",
 ) -> None:
     """Register the deployments on a work pool, for `pathways worker` processes on any machine."""
     _require("enrollment.write", "register deployments")
-    from pathways.orchestration.deploy import register
+    from pathways.orchestration.deploy import DeployError, check_cron, ensure_pool, register, server_problem
 
-    for name in register(pool):
+    try:
+        check_cron(cron)
+    except DeployError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2)
+    try:
+        if ensure_pool(pool):
+            out.print(f"created work pool {pool} (type process): start workers with `pathways worker --pool {pool}`", markup=False)
+        names = register(pool, cron)
+    except DeployError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    except Exception as exc:
+        problem = server_problem(exc)
+        if problem is None:
+            raise
+        err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    for name in names:
         out.print(f"deployment {name} on work pool {pool}", markup=False)
+    out.print(f"{names[-1]} runs at cron '{cron}' (UTC)", markup=False)
 
 
 @app.command()

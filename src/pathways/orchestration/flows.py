@@ -67,7 +67,7 @@ from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step  # noqa: E402
+from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step, schedule_reviews_setting  # noqa: E402
 
 
 def _quick_retries() -> None:
@@ -462,10 +462,13 @@ def _in_turn(together: _Together, function, *args):
 
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
-    """Advance enrollments of one pathway in a Prefect flow run (embedded server by default)."""
+    """Advance enrollments of one pathway in a Prefect flow run (embedded server by default), then
+    schedule their next due dates when ``review_deployment`` says so."""
     _start_workers({pathway: enrollments})
     with _embedded_settings():
-        return pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))
+        kinds = pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))
+    _schedule_reviews(enrollments)
+    return kinds
 
 
 @contextmanager
@@ -485,8 +488,9 @@ def _embedded_settings() -> Iterator[None]:
 def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> dict[str, dict[str, int]]:
     """Advance the enrollments of several pathways: one flow run per pathway, side by side
     (threads), so that one pathway's batches keep the workers busy while Prefect creates and
-    records another's runs. Returns each pathway's decision counts; if a pathway's run fails,
-    the others still finish and then its error is raised."""
+    records another's runs; then schedules their next due dates when ``review_deployment`` says so.
+    Returns each pathway's decision counts; if a pathway's run fails, the others still finish
+    (and are scheduled) and then its error is raised."""
     groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
     if len(groups) <= 1:
         return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
@@ -511,6 +515,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
             results[pathway] = future.result()
         except Exception as exc:
             errors.append(exc)
+    _schedule_reviews([e for pathway in results for e in groups[pathway]])  # those advanced
     if errors:
         raise errors[0]
     return results
@@ -529,12 +534,16 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
 
 @task(name="advance-pathway", cache_policy=NO_CACHE)
 def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str, int]:
-    """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by side)."""
+    """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by
+    side), then schedules its enrollments' next due dates."""
     run = pathway_flow(pathway)
     together = _TOGETHER.get()
     if together is None:
-        return run(pathway, enrollments, at, len(enrollments))
-    return together.run(run, pathway, enrollments, at, len(enrollments))
+        kinds = run(pathway, enrollments, at, len(enrollments))
+    else:
+        kinds = together.run(run, pathway, enrollments, at, len(enrollments))
+    _schedule_reviews(enrollments)
+    return kinds
 
 
 @flow(name="pathways-due", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=8))
@@ -565,28 +574,75 @@ def _today() -> dt.date:
     return clock_from_environment(dict(os.environ)).today()
 
 
-def _schedule_reviews(enrollments: list[str]) -> None:
-    """With PATHWAYS_SCHEDULE_REVIEWS=1 (set by `pathways serve` and in deployments), each
-    enrollment's next due date (a review in 12 weeks, an intake in 2) becomes a scheduled flow
-    run of the batch deployment: no process waits for weeks. Parameters carry the pseudonymous
-    enrollment id only; the idempotency key keeps one run per enrollment and date."""
-    if os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") != "1":
-        return
-    from prefect.deployments import run_deployment
+BATCH_DEPLOYMENT = "pathways-advance/batch"  # where next reviews are scheduled (orchestration/deploy.py makes it)
+
+
+def review_deployment():
+    """The one decision whether an advance schedules each enrollment's next due date, for every
+    command and flow that advances: the ``pathways-advance/batch`` deployment to schedule it on,
+    or None. PATHWAYS_SCHEDULE_REVIEWS=0 says no; otherwise yes on a Prefect server
+    (PREFECT_API_URL) where that deployment exists, and with PATHWAYS_SCHEDULE_REVIEWS=1 (set by
+    `pathways serve` and in the deployments) wherever it exists. On the embedded server (the
+    default) no: it lives as long as the command, nobody would run the scheduled runs.
+    (Prefect API: ``read_deployment_by_name``, its ObjectNotFound when there is none.)"""
+    setting = schedule_reviews_setting()
+    if setting == "0" or (setting == "" and not os.environ.get("PREFECT_API_URL")):
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(BATCH_DEPLOYMENT)
+        except ObjectNotFound:
+            if setting == "1":
+                _logger().warning(f"PATHWAYS_SCHEDULE_REVIEWS=1 but there is no deployment {BATCH_DEPLOYMENT}: "
+                                  "next reviews not scheduled (`pathways deploy` or `pathways serve` makes it)")
+            return None
+
+
+def _logger():
+    """The run's logger inside a flow run, else this module's."""
+    import logging
+
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run (a command): Prefect's MissingContextError
+        return logging.getLogger("pathways")
+
+
+def _schedule_reviews(enrollments: list[str]) -> int:
+    """When ``review_deployment`` says so, each enrollment's next due date (a review in 12 weeks,
+    an intake in 2) becomes a scheduled flow run of the batch deployment, at 06:00 UTC that day:
+    no process waits for weeks. Parameters carry the pseudonymous enrollment id only; the
+    idempotency key keeps one run per enrollment and date (Prefect's server answers a second
+    create with the first run). Returns how many were scheduled (or found scheduled)."""
+    if not enrollments:
+        return 0
+    deployment = review_deployment()
+    if deployment is None:
+        return 0
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
 
     store = open_store(_clock(_today().isoformat()))
-    for enrollment, (state, _) in store.load_many(enrollments).items():
-        dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
-        if dates:
-            when = min(dates)
-            run_deployment(
-                "pathways-advance/batch",
-                parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
-                scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc),
-                flow_run_name=f"next-{enrollment}-{when.isoformat()}",
-                idempotency_key=f"next:{enrollment}:{when.isoformat()}",
-                timeout=0,
-            )
+    scheduled = 0
+    # One client and one deployment lookup for all of them (``run_deployment`` would read the
+    # deployment again, and inside a flow run add a task run, for every enrollment).
+    with get_client(sync_client=True) as client:
+        for enrollment, (state, _) in store.load_many(enrollments).items():
+            dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
+            if dates:
+                when = min(dates)
+                client.create_flow_run_from_deployment(
+                    deployment.id,
+                    parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
+                    state=Scheduled(scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc)),
+                    name=f"next-{enrollment}-{when.isoformat()}",
+                    idempotency_key=f"next:{enrollment}:{when.isoformat()}",
+                )
+                scheduled += 1
+    return scheduled
 
 
 # -- short sign-offs inside a flow run -------------------------------------------------------

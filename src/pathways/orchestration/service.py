@@ -85,6 +85,16 @@ def worker_count() -> int:
         raise SettingError(f"PATHWAYS_WORKERS: '{value}' is not a whole number (1 advances every batch in the flow's own process)") from None
 
 
+def schedule_reviews_setting() -> str:
+    """PATHWAYS_SCHEDULE_REVIEWS: 1 (schedule next due dates as flow runs), 0 (do not), or unset
+    ("": on a Prefect server that has the batch deployment; flows.review_deployment decides)."""
+    value = os.environ.get("PATHWAYS_SCHEDULE_REVIEWS", "").strip()
+    if value not in ("", "0", "1"):
+        raise SettingError(f"PATHWAYS_SCHEDULE_REVIEWS: '{value}' is not 1 (schedule next reviews) or 0 (do not); "
+                           "unset, they are scheduled on a Prefect server that has the pathways-advance/batch deployment")
+    return value
+
+
 def configuration(url: str) -> dict[str, Any]:
     """The settings that change what the engine does or keeps (secrets as fingerprints only)."""
     from sqlalchemy.engine import make_url
@@ -95,7 +105,7 @@ def configuration(url: str) -> dict[str, Any]:
         "bsn_storage": bsn_storage(),
         "identity_secret": hashlib.sha256(secret).hexdigest()[:12] if secret else None,
         "batch_size": str(batch_size()),  # as recorded before it was checked
-        "schedule_reviews": os.environ.get("PATHWAYS_SCHEDULE_REVIEWS") == "1",
+        "schedule_reviews": schedule_reviews_setting() == "1",
         "prefect_api": "server" if os.environ.get("PREFECT_API_URL") else "embedded",
         "roles_from": ("token-file" if os.environ.get("PATHWAYS_TOKEN_FILE") else "PATHWAYS_ROLE" if os.environ.get("PATHWAYS_ROLE") else "default (admin)"),
     }
