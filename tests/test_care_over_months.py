@@ -414,3 +414,17 @@ def test_reopen_after_must_move_forward(tmp_path):
     done = run_cli("validate", str(path))
     assert done.returncode == 1
     assert f"{path}:{line}:21: PW035 'reopen_after: 0d' of 'hyperkaliemie' would open it again at once" in done.stdout + done.stderr
+
+
+def test_a_batch_for_an_earlier_day_leaves_an_enrollment_advanced_past_it_as_it_is(tmp_path, engine):
+    """A daily run that listed an enrollment as due, and a review run that moved it on first: the
+    daily run's batch decides nothing for it instead of failing (the others still advance)."""
+    from pathways.orchestration.service import advance_many
+
+    store, runtimes, enrollment = _hf_patient(tmp_path, engine)
+    other = enroll_patient(store, runtimes, "heartfailure", load_patient_file(MM), "file:mm-01.json", FixedClock.on(dt.date(2026, 11, 2)))
+    advance_one(store, runtimes, enrollment, FixedClock.on(dt.date(2026, 11, 20)))  # the review run, first
+    before = store.load(enrollment)
+    results = advance_many(store, runtimes, [enrollment, other.enrollment], FixedClock.on(dt.date(2026, 11, 10)))
+    assert [(r.enrollment, r.events) for r in results][0] == (enrollment, [])
+    assert results[1].events and store.load(enrollment) == before

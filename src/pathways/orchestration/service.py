@@ -352,10 +352,14 @@ class Advanced:
     statuses: dict[str, str]  # step -> status after the advance
 
 
-def advance_one(store: Store, runtimes: Runtimes, enrollment: str, clock: Clock, attempts: int = 3) -> Advanced:
+def advance_one(store: Store, runtimes: Runtimes, enrollment: str, clock: Clock, attempts: int = 3, ahead: bool = False) -> Advanced:
+    """``ahead``: an enrollment advanced past the clock's day already is left as it is (a batch of
+    a run for an earlier day), instead of refused."""
     authorize(store, "enrollment.write", "advance enrollments", enrollment)
     for attempt in range(attempts):
         state, version = store.load(enrollment)
+        if ahead and state.as_of > clock.today():
+            return Advanced(enrollment, [], _statuses(state))
         runtime = runtimes.get(state.pathway)
         if state.version_key != runtime.evaluator.plan.version_key:
             raise RuntimeError(f"{enrollment} runs {state.version_key}, but {state.pathway} is now {runtime.evaluator.plan.version_key}")
@@ -387,7 +391,7 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
         runtime = runtimes.get(state.pathway)
         if state.version_key != runtime.evaluator.plan.version_key:
             raise RuntimeError(f"{enrollment} runs {state.version_key}, but {state.pathway} is now {runtime.evaluator.plan.version_key}")
-        if state.as_of <= at:  # one going back in time is refused by its advance below
+        if state.as_of <= at:  # one advanced past ``at`` already (by a review run, say) is left as it is below
             members.setdefault(state.pathway, []).append(enrollment)
     evaluations = {}
     for pathway, ids in members.items():
@@ -397,17 +401,24 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
     writes = []
     for enrollment in enrollments:
         state, version = states[enrollment]
+        if state.as_of > at:  # a run for an earlier day cannot take it back: nothing to decide
+            results.append(Advanced(enrollment, [], _statuses(state)))
+            continue
         runtime = runtimes.get(state.pathway)
         new, events, _ = runtime.advance(state, facts[state.patient], clock, evaluations.get(enrollment))
         writes.append((new, version, events))
-        statuses = {s: p.status for s, p in new.steps.items()}
-        statuses.update({s: "escalated" for s in new.escalations})
-        results.append(Advanced(enrollment, events, statuses))
+        results.append(Advanced(enrollment, events, _statuses(new)))
     try:
         store.apply_many(writes)
     except StaleState:
-        return [advance_one(store, runtimes, enrollment, clock) for enrollment in enrollments]
+        return [advance_one(store, runtimes, enrollment, clock, ahead=True) for enrollment in enrollments]
     return results
+
+
+def _statuses(state) -> dict[str, str]:
+    statuses = {s: p.status for s, p in state.steps.items()}
+    statuses.update({s: "escalated" for s in state.escalations})
+    return statuses
 
 
 def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock,
