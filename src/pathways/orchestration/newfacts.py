@@ -48,6 +48,8 @@ def check_new_facts(store: Store, runtimes: Runtimes, patient: str, facts: Patie
         if known and known.get("bsn_hmac") and row and row.get("bsn_hmac") and known["bsn_hmac"] != row["bsn_hmac"]:
             problems.append(f"{where}: Patient.identifier (BSN): another BSN than patient '{patient}' has: "
                             f"the file is of another patient; nothing stored")
+    if problems:  # another patient's file: its dates and values are not this patient's to check
+        return problems
     born = born_stored or born_file
     for index, entry in _dated(facts):
         kind, at = entry
