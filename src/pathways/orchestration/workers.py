@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from pathways import interrupt
 from pathways.orchestration.service import worker_count  # the setting lives with the others
 
 GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
@@ -153,11 +154,14 @@ _warmed: set[tuple] = set()  # (pool, settings, pathway) already sent to be load
 
 
 def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the flow's process stops, and a worker finishes
-    (or never starts) its batch, which is one transaction, instead of printing a traceback."""
+    """Ctrl-C (and a SIGTERM sent to the process group) reaches the workers too: the flow's
+    process decides (pathways.interrupt: no new batches), and a worker finishes its batch, which
+    is one transaction, instead of printing a traceback; the flow's process then shuts the pool
+    down. A worker whose flow process is gone ends when its pipe closes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 _pool: ProcessPoolExecutor | None = None
@@ -252,18 +256,30 @@ class _Queue:
 _queue = _Queue()
 
 
+def not_started(enrollments: list[str]) -> dict[str, Any]:
+    """The summary of a batch left alone because a stop was asked for (pathways.interrupt):
+    nothing of it was read or written; the next run advances it."""
+    return {"steps": {}, "gated": {}, "kinds": {}, "escalated": [], "advanced": 0, "not_started": len(enrollments)}
+
+
 def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool, first: bool = False) -> dict[str, Any]:
     """Advance a batch in a worker process (``parallel``; ``first``: the first batch of its run)
-    or here."""
+    or here; once a stop has been asked for, a batch that has not begun does not begin."""
+    if interrupt.requested():
+        return not_started(enrollments)
     if parallel and worker_count() > 1:
         from pathways.orchestration.service import database_url, migrate_once
 
         migrate_once(database_url())  # here, once: the workers then skip it
         with _queue.turn(first, worker_count(), str(context.get("prefect_flow_run", ""))):
+            if interrupt.requested():  # asked while this batch waited for a worker
+                return not_started(enrollments)
             pool = _executor(worker_count())
             try:
                 return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
             except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
                 _discard(pool)
+                if interrupt.requested():  # (not while stopping: the next run does it)
+                    return not_started(enrollments)
     with _here:
         return advance_batch(enrollments, at, context)
