@@ -1270,6 +1270,10 @@ def main() -> None:  # console script entry point
             code = 1
         except KeyboardInterrupt:  # pragma: no cover (only before the handlers are in place)
             code = 130
+        except BaseException:
+            if not interrupt.requested():
+                raise
+            code = None  # the stop itself, seen through a library that wrapped it (pydantic, while Prefect loads)
         code = _stopped_cleanly(code)
     sys.exit(code)
 

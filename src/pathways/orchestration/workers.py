@@ -140,7 +140,8 @@ def prepare(pathways: list[str], wait: bool = False) -> set[int]:
         return set()
     loaded: set[int] = set()
     try:
-        futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
+        with _deaf_children():
+            futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
         if wait:
             loaded = {future.result() for future in futures}
     except BrokenProcessPool:  # the batches will find out and run here
@@ -157,11 +158,41 @@ def _ignore_interrupts() -> None:
     """Ctrl-C (and a SIGTERM sent to the process group) reaches the workers too: the flow's
     process decides (pathways.interrupt: no new batches), and a worker finishes its batch, which
     is one transaction, instead of printing a traceback; the flow's process then shuts the pool
-    down. A worker whose flow process is gone ends when its pipe closes."""
+    down. If the flow's process is killed, its workers would wait for batches for ever (each holds
+    the pool's queue open): a worker ends once its parent is gone (a batch in flight is rolled back whole)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)  # blocked since its start (``_deaf_children``): now ignored
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="end-with-parent", daemon=True).start()
+
+
+_INTERRUPTS = {2, 15}  # SIGINT, SIGTERM
+
+
+@contextmanager
+def _deaf_children() -> Iterator[None]:
+    """Worker processes started in here (a pool starts them as batches are submitted) begin with
+    SIGINT and SIGTERM blocked, until ``_ignore_interrupts`` ignores them: a Ctrl-C while a worker
+    starts would otherwise print its interpreter's traceback. (Multiprocessing starts its
+    resource tracker the same way.) Here they are held for the moment of the submit, then
+    delivered."""
+    import signal
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _end_with_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 _pool: ProcessPoolExecutor | None = None
@@ -276,7 +307,9 @@ def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: 
                 return not_started(enrollments)
             pool = _executor(worker_count())
             try:
-                return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
+                with _deaf_children():
+                    submitted = pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context)
+                return submitted.result()
             except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
                 _discard(pool)
                 if interrupt.requested():  # (not while stopping: the next run does it)
