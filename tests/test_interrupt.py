@@ -106,7 +106,7 @@ def session_processes(session: int) -> list[str]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
@@ -237,3 +237,15 @@ def test_simulate_stopped_by_ctrl_c_prints_the_patients_done_and_stores_nothing(
     assert again.finish() == 0, again.err.read_text()[-3000:]
     all_rows = [line for line in again.out.read_text().splitlines() if "cohort-" in line]
     assert len(all_rows) == size and all_rows[:len(rows)] == rows  # the same patients, the same results, then the rest
+
+
+def test_killing_the_command_leaves_no_worker_or_server_behind(tmp_path):
+    """SIGKILL cannot be handled: the workers and the embedded server (a process group of its
+    own, so that a Ctrl-C does not reach it) notice their parent is gone and end."""
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    populate(url, 200)
+    killed = Command(tmp_path, "killed", ["advance", "--due", "--at", AT.isoformat()], environment(tmp_path, url, "killed"))
+    killed.wait_for(lambda: count(url, "select count(*) from decision") > 0, "first batch written")
+    assert any("end_with_parent" in p and "create_app" in p for p in session_processes(killed.process.pid))  # the server, apart
+    killed.interrupt(signal.SIGKILL, group=False)
+    assert killed.left_behind(grace=15) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import os
+import subprocess
 import threading
 from collections import Counter
 from concurrent.futures import Future
@@ -482,8 +483,8 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
         return {NOT_ADVANCED: len(enrollments)}
     try:
         _start_workers({pathway: enrollments})
-        _start_server()
-        with _embedded_settings():
+        with _embedded_settings():  # (also the server's start-up time limit, read from the environment again)
+            _start_server()
             return _finishing(pathway_flow(pathway), pathway, enrollments, at.isoformat(), len(enrollments))
     except interrupt.Interrupted:  # while the server started: no run was created
         return {NOT_ADVANCED: len(enrollments)}
@@ -525,23 +526,13 @@ def _server_apart() -> None:
     the server is stopped by Prefect when this process exits (``SubprocessASGIServer.stop``,
     at exit), and ends by itself if this process is killed (``_SERVER_MAIN``). Prefect's private
     API touched: the ``subprocess`` module that ``prefect.server.api.server`` starts uvicorn with."""
-    import subprocess
-
     import prefect.server.api.server as server
 
-    if isinstance(getattr(server.subprocess, "Popen", None), type) and issubclass(server.subprocess.Popen, _ServerPopen):
-        return
-
-    class Subprocess:
-        def __getattr__(self, name: str):
-            return getattr(subprocess, name)
-
-    shim = Subprocess()
-    shim.Popen = _ServerPopen  # type: ignore[attr-defined]
-    server.subprocess = shim
+    if not isinstance(server.subprocess, _ServerSubprocess):
+        server.subprocess = _ServerSubprocess()
 
 
-class _ServerPopen(__import__("subprocess").Popen):
+class _ServerPopen(subprocess.Popen):
     """``subprocess.Popen`` for Prefect's server module: its uvicorn command (``python -m
     uvicorn ...``) runs as ``_SERVER_MAIN`` in a process group of its own; anything else as asked."""
 
@@ -550,6 +541,16 @@ class _ServerPopen(__import__("subprocess").Popen):
             args = [args[0], "-c", _SERVER_MAIN, *args[3:]]
             kwargs["process_group"] = 0
         super().__init__(args, *rest, **kwargs)
+
+
+class _ServerSubprocess:
+    """Stands in for the ``subprocess`` module in Prefect's server module: ``Popen`` is
+    ``_ServerPopen``, the rest is the module's own."""
+
+    Popen = _ServerPopen
+
+    def __getattr__(self, name: str):
+        return getattr(subprocess, name)
 
 
 def _finishing(function, *args):
@@ -590,10 +591,6 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
     _start_workers(groups)
     from concurrent.futures import ThreadPoolExecutor
 
-    try:
-        _start_server()  # here, once, not from several threads
-    except interrupt.Interrupted:  # stopped while the server started: no run was created
-        return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
     together = _Together()
@@ -604,6 +601,10 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
             return {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
 
     with _embedded_settings():  # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
+        try:
+            _start_server()  # here, once, not from several threads
+        except interrupt.Interrupted:  # stopped while the server started: no run was created
+            return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
         futures = _finishing(side_by_side)
     results: dict[str, dict[str, int]] = {}
     errors: list[BaseException] = []
