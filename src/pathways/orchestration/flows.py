@@ -9,6 +9,8 @@ that step for all of them (recorded with its final state, ``_report_steps``): ``
 enrollments) or ``Waiting``. The run's first escalation opens the ``escalation-<id>`` subflow, which counts and
 lists the run's escalations once its last batch is in. Parameters, names, logs and the artifacts carry
 pseudonymous enrollment ids and step ids only; clinical values stay in the store.
+Stopped on request (Ctrl-C, SIGTERM: pathways.interrupt), a run lets its batches in flight
+finish, starts no more, ends as usual and counts what it left (``NOT_ADVANCED``).
 """
 
 from __future__ import annotations
