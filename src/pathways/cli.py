@@ -329,11 +329,14 @@ def advance(
     if not groups:
         out.print(f"nothing due on {clock.today()}", markup=False)
         return
-    from pathways.orchestration.flows import advance_pathways_with_prefect
+    from pathways.orchestration.flows import NOT_ADVANCED, advance_pathways_with_prefect
 
     for pathway, kinds in advance_pathways_with_prefect(groups, clock.today()).items():  # pathways side by side
+        left = kinds.pop(NOT_ADVANCED, 0)  # stopped on request (Ctrl-C, SIGTERM): the next run advances them
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
-        out.print(f"{pathway}: advanced {len(groups[pathway])} enrollment(s) on {clock.today()}: {summary}", markup=False)
+        count = len(groups[pathway])
+        advanced = f"{count - left} of {count} enrollment(s) on {clock.today()} ({left} not yet: stopped)" if left else f"{count} enrollment(s) on {clock.today()}"
+        out.print(f"{pathway}: advanced {advanced}: {summary}", markup=False)
 
 
 @app.command()
@@ -562,7 +565,7 @@ def run(
     unreadable = refused = added = repeated = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=err, transient=True) as progress:
         job = progress.add_task(f"enrolling from {len(files)} files", total=None)
-        for label, patient, source in _cohort(files):
+        for label, patient, source in _until_stopped(_cohort(files)):
             if isinstance(patient, PatientFileError):
                 failed.append((label, "; ".join(patient.problems)))
                 unreadable += 1
@@ -576,14 +579,15 @@ def run(
                     (enrolled if result.created else known).append(result.enrollment)
                     added, repeated = added + result.facts_added, repeated + result.facts_known
             progress.advance(job)
-    kinds = {}
+    kinds, left = {}, 0
     states = store.load_many(known) if known else {}
     ahead = [e for e in known if states[e][0].as_of > clock.today()]  # advanced past this day already: left as they are
     advancing = enrolled + [e for e in known if e not in ahead]
     if advancing:
-        from pathways.orchestration.flows import advance_with_prefect
+        from pathways.orchestration.flows import NOT_ADVANCED, advance_with_prefect
 
         kinds = advance_with_prefect(name, advancing, clock.today())
+        left = kinds.pop(NOT_ADVANCED, 0)  # stopped on request: the next run advances them
     table = Table(title=f"{name}: cohort {cohort} on {clock.today()}", title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -591,10 +595,12 @@ def run(
     table.add_row("could not be read", str(unreadable))
     table.add_row("patients read", str(len(enrolled) + refused))
     table.add_row("refused (unusable values)", str(refused))
-    table.add_row("enrolled and advanced", str(len(enrolled)))
-    table.add_row("already enrolled, advanced", str(len(known) - len(ahead)))
+    table.add_row("enrolled and advanced", str(len(enrolled) - min(left, len(enrolled))))
+    table.add_row("already enrolled, advanced", str(len(advancing) - len(enrolled) - max(0, left - len(enrolled))))
     if ahead:
         table.add_row(f"already enrolled, past {clock.today()} (not advanced)", str(len(ahead)))
+    if _stopped():
+        table.add_row("enrolled, not advanced yet (stopped)", str(left))
     table.add_row("facts added", str(added))
     table.add_row("facts already known", str(repeated))
     table.add_row("failed (not enrolled)", str(len(failed)))
@@ -727,7 +733,7 @@ def simulate(
     failed = []
     reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
     rows = []
-    for label, patient, _ in _cohort(files):
+    for label, patient, _ in _until_stopped(_cohort(files)):
         if isinstance(patient, PatientFileError):
             failed.append((label, "; ".join(patient.problems)))
             continue
@@ -1399,20 +1405,68 @@ def audit_export(
     out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
 
 
+# -- interrupting (pathways.interrupt) -------------------------------------------------------
+
+def _until_stopped(items):
+    """``items`` (patients of a cohort) until Ctrl-C or SIGTERM asks to stop: the one in hand is
+    finished (enrolled in one transaction, or simulated), no next one is read."""
+    from pathways import interrupt
+
+    done = 0
+    with interrupt.finishing():
+        for item in items:
+            yield item
+            done += 1
+            if interrupt.requested():
+                err.print(f"stopped after {done} patient(s) of the cohort: the patient files after them were not read", markup=False)
+                return
+
+
+def _stopped() -> bool:
+    from pathways import interrupt
+
+    return interrupt.requested()
+
+
+def _stopped_cleanly(code: int | str | None) -> int | str | None:
+    """The exit status once the command has ended: 130 (SIGINT) or 143 (SIGTERM) if a stop was
+    asked for, with a word on stderr after the command's own account of what it did and left."""
+    from pathways import interrupt
+
+    if not interrupt.requested():
+        return code
+    err.print(f"interrupted ({interrupt.signal_name()}): stopped cleanly; what was done is kept, nothing was left half done. "
+              "Run the same command again to do the rest (nothing is done twice).", markup=False)
+    return interrupt.exit_status()
+
+
 def main() -> None:  # console script entry point
+    from pathways import interrupt
     from pathways.errors import SettingError
     from pathways.store.db import StoreError
 
-    try:
-        app()
-    except SettingError as exc:  # a bad PATHWAYS_* value, from wherever it was first read
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(2)
-    except StoreError as exc:  # the store unreachable or locked after its retries, wherever it was met
-        err.print(f"error: {exc}", markup=False)
-        sys.exit(1)
-    except KeyboardInterrupt:  # pragma: no cover
-        sys.exit(130)
+    code: int | str | None = 0
+    with interrupt.handled():  # Ctrl-C and SIGTERM: a clean stop, 130 / 143, no traceback
+        try:
+            app()
+        except SystemExit as exc:
+            code = exc.code
+        except interrupt.Interrupted:  # met before anything was in flight
+            code = None
+        except SettingError as exc:  # a bad PATHWAYS_* value, from wherever it was first read
+            err.print(f"error: {exc}", markup=False)
+            code = 2
+        except StoreError as exc:  # the store unreachable or locked after its retries, wherever it was met
+            err.print(f"error: {exc}", markup=False)
+            code = 1
+        except KeyboardInterrupt:  # pragma: no cover (only before the handlers are in place)
+            code = 130
+        except BaseException:
+            if not interrupt.requested():
+                raise
+            code = None  # the stop itself, seen through a library that wrapped it (pydantic, while Prefect loads)
+        code = _stopped_cleanly(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,8 @@ that step for all of them (recorded with its final state, ``_report_steps``): ``
 enrollments) or ``Waiting``. The run's first escalation opens the ``escalation-<id>`` subflow, which counts and
 lists the run's escalations once its last batch is in. Parameters, names, logs and the artifacts carry
 pseudonymous enrollment ids and step ids only; clinical values stay in the store.
+Stopped on request (Ctrl-C, SIGTERM: pathways.interrupt), a run lets its batches in flight
+finish, starts no more, ends as usual and counts what it left (``NOT_ADVANCED``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import os
+import subprocess
 import threading
 from collections import Counter
 from concurrent.futures import Future
@@ -65,6 +68,7 @@ from prefect.states import Completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from pydantic import Field  # noqa: E402
 
+from pathways import interrupt  # noqa: E402
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
 from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step, schedule_reviews_setting  # noqa: E402
@@ -354,9 +358,12 @@ def pathway_flow(pathway: str):
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(Batch(batch), at, True, i == 0) for i, batch in enumerate(batches)]
                 summaries = (future.result().data for future in futures)
-            else:
-                summaries = (advance_batch(Batch(batch), at).data for batch in batches)
+            else:  # once a stop is asked for (pathways.interrupt), the rest are not started
+                summaries = (advance_batch(Batch(batch), at).data if not interrupt.requested() else workers.not_started(batch)
+                             for batch in batches)
+            left = 0
             for summary in summaries:  # in order, as they come in
+                left += summary.get("not_started", 0)
                 for step, c in summary["steps"].items():
                     counts.setdefault(step, Counter()).update(c)
                 for step, ids in summary["gated"].items():
@@ -364,24 +371,33 @@ def pathway_flow(pathway: str):
                 kinds.update(summary["kinds"])
                 escalations.add(summary["escalated"])
             escalations.hand_over()
-            summarised = _beside(_decisions_artifact, spec.id, spec.version, len(enrollments), at, dict(kinds))
+            summarised = _beside(_decisions_artifact, spec.id, spec.version, len(enrollments), at, dict(kinds), left)
             _report_steps(step_tasks, counts, gated)
         except BaseException as exc:
             escalations.close(exc)
             raise
         escalations.close()
         summarised.result()
+        if left:
+            get_run_logger().info(f"stopped on request: {size - left} of {size} enrollments advanced, {left} left for the next run")
+            return {**kinds, NOT_ADVANCED: left}
         return dict(kinds)
 
     return run
 
 
-def _decisions_artifact(pathway: str, version: str, size: int, at: str, kinds: dict[str, int]) -> None:
-    """A pathway run's artifact: how many decisions of each kind (counts only)."""
+NOT_ADVANCED = "not advanced"  # in a run's result when it was stopped (pathways.interrupt): the enrollments it left
+
+
+def _decisions_artifact(pathway: str, version: str, size: int, at: str, kinds: dict[str, int], left: int = 0) -> None:
+    """A pathway run's artifact: how many decisions of each kind (counts only), and how many
+    enrollments it left when it was stopped."""
     rows = "\n".join(f"| {kind} | {n} |" for kind, n in sorted(kinds.items()))
+    advanced = (f"Advanced {size - left} of {size} enrollments of {pathway} {version} at {at}: stopped on request, "
+                f"the other {left} are advanced by the next run." if left else f"Advanced {size} enrollments of {pathway} {version} at {at}.")
     create_markdown_artifact(
         key=f"decisions-{pathway}".replace("_", "-"),
-        markdown=f"Advanced {size} enrollments of {pathway} {version} at {at}.\n\n| decision | count |\n|---|---|\n{rows}\n",
+        markdown=f"{advanced}\n\n| decision | count |\n|---|---|\n{rows}\n",
         description="Decisions of this run (details and explanations are in the pathways store)",
     )
 
@@ -463,12 +479,94 @@ def _in_turn(together: _Together, function, *args):
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
     """Advance enrollments of one pathway in a Prefect flow run (embedded server by default), then
-    schedule their next due dates when ``review_deployment`` says so."""
-    _start_workers({pathway: enrollments})
-    with _embedded_settings():
-        kinds = pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))
-    _schedule_reviews(enrollments)
+    schedule their next due dates when ``review_deployment`` says so. Stopped on request
+    (pathways.interrupt), its result counts the enrollments it left (``NOT_ADVANCED``)."""
+    if interrupt.requested():  # stopped before it began: start nothing
+        return {NOT_ADVANCED: len(enrollments)}
+    try:
+        _start_workers({pathway: enrollments})
+        with _embedded_settings():  # (also the server's start-up time limit, read from the environment again)
+            _start_server()
+            kinds = _finishing(pathway_flow(pathway), pathway, enrollments, at.isoformat(), len(enrollments))
+    except interrupt.Interrupted:  # while the server started: no run was created
+        return {NOT_ADVANCED: len(enrollments)}
+    if not kinds.get(NOT_ADVANCED):
+        _schedule_reviews(enrollments)
     return kinds
+
+
+def _start_server() -> None:
+    """Start the embedded server (if it is the one used) here, before the run: a stop asked for
+    while it starts stops at once, nothing having been written yet."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    _server_apart()
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.api_healthcheck()
+
+
+# The embedded server's process: Prefect's uvicorn command, with a thread that ends the server
+# (as Prefect would, SIGTERM) once the process that started it is gone (its parent changes).
+_SERVER_MAIN = """\
+import os, signal, sys, threading, time
+def end_with_parent(parent):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    os._exit(1)
+threading.Thread(target=end_with_parent, args=(os.getppid(),), daemon=True).start()
+sys.argv[0] = "uvicorn"
+from uvicorn.main import main
+main()
+"""
+
+
+def _server_apart() -> None:
+    """The embedded server in a process group of its own. In ours, Ctrl-C in a terminal (sent to
+    the whole group) stops the server at once, while the run still needs it to record its last
+    batches and its end: Prefect's client then retries for a minute and prints tracebacks. Apart,
+    the server is stopped by Prefect when this process exits (``SubprocessASGIServer.stop``,
+    at exit), and ends by itself if this process is killed (``_SERVER_MAIN``). Prefect's private
+    API touched: the ``subprocess`` module that ``prefect.server.api.server`` starts uvicorn with."""
+    import prefect.server.api.server as server
+
+    if not isinstance(server.subprocess, _ServerSubprocess):
+        server.subprocess = _ServerSubprocess()
+
+
+class _ServerPopen(subprocess.Popen):
+    """``subprocess.Popen`` for Prefect's server module: its uvicorn command (``python -m
+    uvicorn ...``) runs as ``_SERVER_MAIN`` in a process group of its own; anything else as asked."""
+
+    def __init__(self, args, *rest, **kwargs):
+        if isinstance(args, list) and args[1:3] == ["-m", "uvicorn"] and not rest and "process_group" not in kwargs:
+            args = [args[0], "-c", _SERVER_MAIN, *args[3:]]
+            kwargs["process_group"] = 0
+        super().__init__(args, *rest, **kwargs)
+
+
+class _ServerSubprocess:
+    """Stands in for the ``subprocess`` module in Prefect's server module: ``Popen`` is
+    ``_ServerPopen``, the rest is the module's own."""
+
+    Popen = _ServerPopen
+
+    def __getattr__(self, name: str):
+        return getattr(subprocess, name)
+
+
+def _finishing(function, *args):
+    """``function(*args)`` (which runs flows) so that a signal stops it cleanly
+    (pathways.interrupt): batches in flight finish, no new one begins, the run ends and reports
+    what it did. It runs in a thread of its own while this (the main) thread waits: in the main
+    thread Prefect's flow engine puts its own SIGTERM handler in place of ours, which marks the
+    run crashed and ends the process by the signal, leaving the batch workers and the embedded
+    server running."""
+    with interrupt.finishing():
+        return _beside(function, *args, name="pathways-run").result()
 
 
 @contextmanager
@@ -489,25 +587,31 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
     """Advance the enrollments of several pathways: one flow run per pathway, side by side
     (threads), so that one pathway's batches keep the workers busy while Prefect creates and
     records another's runs; then schedules their next due dates when ``review_deployment`` says so.
-    Returns each pathway's decision counts; if a pathway's run fails, the others still finish
-    (and are scheduled) and then its error is raised."""
+    Returns each pathway's decision counts (with ``NOT_ADVANCED`` when stopped on request); if a
+    pathway's run fails, the others still finish (and are scheduled) and then its error is raised."""
     groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
     if len(groups) <= 1:
         return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
+    if interrupt.requested():
+        return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
     _start_workers(groups)
     from concurrent.futures import ThreadPoolExecutor
 
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:  # start the embedded server here, once, not from several threads
-        client.api_healthcheck()
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway once, before the threads
     together = _Together()
     run = lambda pathway, members: pathway_flow(pathway)(pathway, members, at.isoformat(), len(members))  # noqa: E731
-    with _embedded_settings(), ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
-        # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
-        futures = {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
+
+    def side_by_side() -> dict[str, Future]:
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
+            return {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
+
+    with _embedded_settings():  # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
+        try:
+            _start_server()  # here, once, not from several threads
+        except interrupt.Interrupted:  # stopped while the server started: no run was created
+            return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
+        futures = _finishing(side_by_side)
     results: dict[str, dict[str, int]] = {}
     errors: list[BaseException] = []
     for pathway, future in futures.items():
@@ -515,7 +619,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
             results[pathway] = future.result()
         except Exception as exc:
             errors.append(exc)
-    _schedule_reviews([e for pathway in results for e in groups[pathway]])  # those advanced
+    _schedule_reviews([e for pathway in results if not results[pathway].get(NOT_ADVANCED) for e in groups[pathway]])  # those advanced
     if errors:
         raise errors[0]
     return results

@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from pathways import interrupt
 from pathways.orchestration.service import worker_count  # the setting lives with the others
 
 GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
@@ -139,7 +140,8 @@ def prepare(pathways: list[str], wait: bool = False) -> set[int]:
         return set()
     loaded: set[int] = set()
     try:
-        futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
+        with _deaf_children():
+            futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
         if wait:
             loaded = {future.result() for future in futures}
     except BrokenProcessPool:  # the batches will find out and run here
@@ -153,11 +155,44 @@ _warmed: set[tuple] = set()  # (pool, settings, pathway) already sent to be load
 
 
 def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the flow's process stops, and a worker finishes
-    (or never starts) its batch, which is one transaction, instead of printing a traceback."""
+    """Ctrl-C (and a SIGTERM sent to the process group) reaches the workers too: the flow's
+    process decides (pathways.interrupt: no new batches), and a worker finishes its batch, which
+    is one transaction, instead of printing a traceback; the flow's process then shuts the pool
+    down. If the flow's process is killed, its workers would wait for batches for ever (each holds
+    the pool's queue open): a worker ends once its parent is gone (a batch in flight is rolled back whole)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)  # blocked since its start (``_deaf_children``): now ignored
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="end-with-parent", daemon=True).start()
+
+
+_INTERRUPTS = {2, 15}  # SIGINT, SIGTERM
+
+
+@contextmanager
+def _deaf_children() -> Iterator[None]:
+    """Worker processes started in here (a pool starts them as batches are submitted) begin with
+    SIGINT and SIGTERM blocked, until ``_ignore_interrupts`` ignores them: a Ctrl-C while a worker
+    starts would otherwise print its interpreter's traceback. (Multiprocessing starts its
+    resource tracker the same way.) Here they are held for the moment of the submit, then
+    delivered."""
+    import signal
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _end_with_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 _pool: ProcessPoolExecutor | None = None
@@ -252,18 +287,32 @@ class _Queue:
 _queue = _Queue()
 
 
+def not_started(enrollments: list[str]) -> dict[str, Any]:
+    """The summary of a batch left alone because a stop was asked for (pathways.interrupt):
+    nothing of it was read or written; the next run advances it."""
+    return {"steps": {}, "gated": {}, "kinds": {}, "escalated": [], "advanced": 0, "not_started": len(enrollments)}
+
+
 def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: bool, first: bool = False) -> dict[str, Any]:
     """Advance a batch in a worker process (``parallel``; ``first``: the first batch of its run)
-    or here."""
+    or here; once a stop has been asked for, a batch that has not begun does not begin."""
+    if interrupt.requested():
+        return not_started(enrollments)
     if parallel and worker_count() > 1:
         from pathways.orchestration.service import database_url, migrate_once
 
         migrate_once(database_url())  # here, once: the workers then skip it
         with _queue.turn(first, worker_count(), str(context.get("prefect_flow_run", ""))):
+            if interrupt.requested():  # asked while this batch waited for a worker
+                return not_started(enrollments)
             pool = _executor(worker_count())
             try:
-                return pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context).result()
+                with _deaf_children():
+                    submitted = pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context)
+                return submitted.result()
             except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
                 _discard(pool)
+                if interrupt.requested():  # (not while stopping: the next run does it)
+                    return not_started(enrollments)
     with _here:
         return advance_batch(enrollments, at, context)
