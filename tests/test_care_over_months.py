@@ -173,7 +173,7 @@ def test_new_facts_are_added_once_and_refused_whole_when_any_is_wrong(tmp_path, 
         add_facts(store, runtimes, "hf-1", other, {}, "f", clock, "other.json")
     assert refused.value.problems[:2] == [
         "other.json: patient: the file is of patient 'someone-else', not 'hf-1' (add it to that patient, or correct the file's \"patient\")",
-        "other.json: demographics.birth_date: 1960-01-01, but patient 'hf-1' was born on 1948-04-01: the file is of another patient; nothing stored",
+        "other.json: demographics.birth_date: 1960-01-01, but patient 'hf-1' was born on 1948-04-01: the file is of another patient",
     ]
 
 
@@ -183,8 +183,10 @@ def test_facts_add_escalates_an_urgent_value_in_the_same_command_through_prefect
     unknown = run_cli("facts", "add", "mm-01", "--facts", str(MM), env=env)
     assert unknown.returncode == 1
     assert f"error: {MM}: unknown patient 'mm-01': enrol the patient first" in unknown.stderr and "Traceback" not in unknown.stderr
-    done = run_cli("enroll", "mm-01", "--pathway", "heartfailure", "--facts", str(MM), env=env)
-    assert done.returncode == 0 and done.stdout.strip().endswith("facts: 8 added, 0 already known")
+    done = run_cli("facts", "add", "mm-01", "--facts", str(MM), "--enroll", "heartfailure", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[0].startswith("enrolled: heartfailure-") and done.stdout.splitlines()[0].endswith("(patient mm-01, heartfailure); facts: 8 added")
+    assert "heartfailure: re-evaluated on 2026-12-03: " in done.stdout
     lab = tmp_path / "lab.json"
     lab.write_text(json.dumps({"patient": "mm-01", "observations": [
         {"fact": "potassium_mmol_l", "value": 6.3, "unit": "mmol/L", "at": "2026-12-02"},
@@ -428,3 +430,21 @@ def test_a_batch_for_an_earlier_day_leaves_an_enrollment_advanced_past_it_as_it_
     results = advance_many(store, runtimes, [enrollment, other.enrollment], FixedClock.on(dt.date(2026, 11, 10)))
     assert [(r.enrollment, r.events) for r in results][0] == (enrollment, [])
     assert results[1].events and store.load(enrollment) == before
+
+
+def test_a_fhir_update_of_another_patient_is_refused(engine):
+    store = store_on(engine)
+    runtimes = Runtimes()
+    synthea = FIXTURES / "fhir" / "synthea"
+    enroll_patient(store, runtimes, "diabetes", load_patient_file(synthea / "dm_casimira.json.gz"), "file:c", FixedClock.on(DAY), "pt-cas")
+    other = load_patient_file(synthea / "unitless_bp_miguel.json.gz")
+    rows = len(fact_rows(engine, "pt-cas"))
+    with pytest.raises(FactsRefused) as refused:
+        add_facts(store, runtimes, "pt-cas", other.facts, other.identity, "file:m", FixedClock.on(DAY), "miguel.json.gz")
+    assert refused.value.problems == [
+        "miguel.json.gz: demographics.birth_date: 1937-02-13, but patient 'pt-cas' was born on 1987-03-27: the file is of another patient",
+        "nothing stored"]
+    assert len(fact_rows(engine, "pt-cas")) == rows
+    same = load_patient_file(synthea / "dm_casimira.json.gz")  # the patient's own bundle again: nothing new
+    added = add_facts(store, runtimes, "pt-cas", same.facts, same.identity, "file:c", FixedClock.on(DAY), "casimira.json.gz")
+    assert (added.added, added.known) == (0, rows)
