@@ -41,13 +41,13 @@ def check_new_facts(store: Store, runtimes: Runtimes, patient: str, facts: Patie
     born_stored, born_file = stored.demographics.birth_date, facts.demographics.birth_date
     if born_stored and born_file and born_stored != born_file:
         problems.append(f"{where}: demographics.birth_date: {born_file}, but patient '{patient}' was born on {born_stored}: "
-                        f"the file is of another patient; nothing stored")
+                        f"the file is of another patient")
     if identity.get("bsn"):
         known = store.identity(patient)
         row = identity_row(identity)
         if known and known.get("bsn_hmac") and row and row.get("bsn_hmac") and known["bsn_hmac"] != row["bsn_hmac"]:
             problems.append(f"{where}: Patient.identifier (BSN): another BSN than patient '{patient}' has: "
-                            f"the file is of another patient; nothing stored")
+                            f"the file is of another patient")
     if problems:  # another patient's file: its dates and values are not this patient's to check
         return problems
     born = born_stored or born_file
