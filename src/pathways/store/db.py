@@ -187,12 +187,16 @@ class Store:
             session.flush()
             records.append(Record("patient.created", patient=facts.patient, payload={"source": source}))
         if identity:
-            session.merge(PatientIdentity(patient_id=facts.patient, **identity))
-            records.append(Record("identity.stored", patient=facts.patient,
-                                  payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
+            kept = session.get(PatientIdentity, facts.patient)
+            if kept is None or any(getattr(kept, k) != v for k, v in identity.items()):
+                session.merge(PatientIdentity(patient_id=facts.patient, **identity))
+                records.append(Record("identity.stored", patient=facts.patient,
+                                      payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
         added, known, counts = self._append(session, facts.patient, facts, source)
-        records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
-        self.audit(session, records)
+        if added or records:  # a file that brought nothing new changed nothing: not audited
+            records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
+        if records:
+            self.audit(session, records)
         return added, known
 
     def enroll(self, facts: PatientFacts, state: EnrollmentState, source: str, identity: dict[str, Any] | None = None,
