@@ -67,7 +67,8 @@ from pydantic import Field  # noqa: E402
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step, schedule_reviews_setting  # noqa: E402
+from pathways.orchestration.service import (  # noqa: E402
+    Runtimes, batch_size, by_version, open_store, record_step, schedule_reviews_setting)
 
 
 def _quick_retries() -> None:
@@ -332,9 +333,10 @@ class _Escalations:
 
 
 @lru_cache(maxsize=None)
-def pathway_flow(pathway: str):
-    """The Prefect flow of one pathway version (cached: one flow object per process)."""
-    spec = Runtimes().get(pathway).spec  # loaded once per process, shared with the batches run here
+def pathway_flow(version_key: str):
+    """The Prefect flow of one pathway version (cached: one flow object per process): named
+    ``pathway-<id>``, its Prefect flow version the pathway version; groups are keyed by version key."""
+    spec = Runtimes().get_version(version_key).spec  # loaded once per process, shared with the batches run here
     step_tasks = [(s.id, _step_task(s.id, s.stage)) for s in spec.steps]
 
     # Started by this module only (a subflow of the deployed flows, or directly), with parameters
@@ -527,9 +529,12 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
 def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = None) -> dict[str, int]:
     """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
     day = at or _today().isoformat()
-    kinds = pathway_flow(pathway)(pathway, enrollments, day, len(enrollments))
+    kinds: Counter = Counter()
+    # ``pathway`` is the version key (an older scheduled run's pathway id): each enrollment runs its own version
+    for key, members in by_version(open_store(_clock(day)), enrollments).items():
+        kinds.update(pathway_flow(key)(key, members, day, len(members)))
     _schedule_reviews(enrollments)
-    return kinds
+    return dict(kinds)
 
 
 @task(name="advance-pathway", cache_policy=NO_CACHE)
@@ -553,7 +558,7 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     another's step tasks."""
     day = dt.date.fromisoformat(at) if at else _today()
     store = open_store(_clock(day.isoformat()))
-    groups = store.due_by_pathway(day)
+    groups = store.due_by_version(day)
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)
@@ -636,7 +641,7 @@ def _schedule_reviews(enrollments: list[str]) -> int:
                 when = min(dates)
                 client.create_flow_run_from_deployment(
                     deployment.id,
-                    parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
+                    parameters={"pathway": state.version_key, "enrollments": [enrollment], "at": when.isoformat()},
                     state=Scheduled(scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc)),
                     name=f"next-{enrollment}-{when.isoformat()}",
                     idempotency_key=f"next:{enrollment}:{when.isoformat()}",

@@ -117,7 +117,7 @@ def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
     runtimes = Runtimes(templates=False)
     with _portable_errors():
         for pathway in pathways:
-            runtimes.get(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
+            runtimes.get_version(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
     gc.collect()
     gc.freeze()  # the loaded pathways live as long as the worker: later collections skip them
     return os.getpid()
