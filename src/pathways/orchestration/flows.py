@@ -342,7 +342,7 @@ def pathway_flow(version_key: str):
     # Started by this module only (a subflow of the deployed flows, or directly), with parameters
     # it built: not validated again by Prefect, which walks every item of the enrollment list
     # looking for block references (28 ms of CPU for 3,333 ids here, before the first batch).
-    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name="{pathway_id}-{at}-n{size}", log_prints=False,
+    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name=f"{spec.id}-{{at}}-n{{size}}", log_prints=False,
           task_runner=ThreadPoolTaskRunner(max_workers=8), validate_parameters=False)
     def run(pathway_id: str, enrollments: list[str], at: str, size: int) -> dict[str, int]:
         counts: dict[str, Counter] = {}
@@ -465,7 +465,13 @@ def _in_turn(together: _Together, function, *args):
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
     """Advance enrollments of one pathway in a Prefect flow run (embedded server by default), then
-    schedule their next due dates when ``review_deployment`` says so."""
+    schedule their next due dates when ``review_deployment`` says so. ``pathway``: the version key
+    the enrollments run (given a pathway's name, each is advanced on the version it runs)."""
+    if "@" not in pathway:
+        totals: Counter = Counter()
+        for counts in advance_pathways_with_prefect(by_version(open_store(_clock(at.isoformat())), enrollments), at).values():
+            totals.update(counts)
+        return dict(totals)
     _start_workers({pathway: enrollments})
     with _embedded_settings():
         kinds = pathway_flow(pathway)(pathway, enrollments, at.isoformat(), len(enrollments))
@@ -530,7 +536,7 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
     """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
     day = at or _today().isoformat()
     kinds: Counter = Counter()
-    # ``pathway`` is the version key (an older scheduled run's pathway id): each enrollment runs its own version
+    # ``pathway`` names the pathway; each enrollment runs the version it was enrolled in
     for key, members in by_version(open_store(_clock(day)), enrollments).items():
         kinds.update(pathway_flow(key)(key, members, day, len(members)))
     _schedule_reviews(enrollments)
@@ -641,7 +647,7 @@ def _schedule_reviews(enrollments: list[str]) -> int:
                 when = min(dates)
                 client.create_flow_run_from_deployment(
                     deployment.id,
-                    parameters={"pathway": state.version_key, "enrollments": [enrollment], "at": when.isoformat()},
+                    parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
                     state=Scheduled(scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc)),
                     name=f"next-{enrollment}-{when.isoformat()}",
                     idempotency_key=f"next:{enrollment}:{when.isoformat()}",
