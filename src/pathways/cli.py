@@ -267,6 +267,7 @@ def enroll(
 
     from pathways.facts.load import PatientFileError
     from pathways.orchestration.service import Runtimes, enroll_file
+    from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
 
@@ -285,6 +286,9 @@ def enroll(
         enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except ProblemsFound as exc:
         _fail(exc.problems)
+    except DraftPathway as exc:
+        err.print(f"error: {exc}; {patient} not enrolled", markup=False)
+        raise typer.Exit(1)
     except PatientFileError as exc:
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
@@ -323,20 +327,44 @@ def advance(
             err.print(f"error: {enrollment} was advanced to {state.as_of} already: it cannot go back to {clock.today()} "
                       f"(give --at {state.as_of} or later; nothing was run)", markup=False)
             raise typer.Exit(1)
-        groups = {state.pathway: [enrollment]}
+        groups = {state.version_key: [enrollment]}
     else:
-        groups = store.due_by_pathway(clock.today())
+        groups = store.due_by_version(clock.today())  # each enrollment runs the version it was enrolled in
     if not groups:
         out.print(f"nothing due on {clock.today()}", markup=False)
         return
+    _versions_or_fail(store, groups)
     from pathways.orchestration.flows import NOT_ADVANCED, advance_pathways_with_prefect
 
-    for pathway, kinds in advance_pathways_with_prefect(groups, clock.today()).items():  # pathways side by side
+    labels = _version_labels(groups)
+    for key, kinds in advance_pathways_with_prefect(groups, clock.today()).items():  # pathway versions side by side
         left = kinds.pop(NOT_ADVANCED, 0)  # stopped on request (Ctrl-C, SIGTERM): the next run advances them
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
-        count = len(groups[pathway])
+        count = len(groups[key])
         advanced = f"{count - left} of {count} enrollment(s) on {clock.today()} ({left} not yet: stopped)" if left else f"{count} enrollment(s) on {clock.today()}"
-        out.print(f"{pathway}: advanced {advanced}: {summary}", markup=False)
+        out.print(f"{labels[key]}: advanced {advanced}: {summary}", markup=False)
+
+
+def _versions_or_fail(store, groups: dict[str, list[str]]) -> None:
+    """Every version the groups run, loaded from the store's trail before any flow run starts:
+    one that is not there is a one-line error (exit 1), nothing advanced."""
+    from pathways.orchestration.service import Runtimes
+    from pathways.orchestration.versions import VersionNotPublished
+
+    for key in groups:
+        try:
+            Runtimes().get_version(key, store)
+        except VersionNotPublished as exc:
+            err.print(f"error: {exc} ({len(groups[key])} enrollment(s) of it; nothing advanced)", markup=False)
+            raise typer.Exit(1)
+        except ProblemsFound as exc:
+            _fail(exc.problems)
+
+
+def _version_labels(groups) -> dict[str, str]:
+    """A group's name in the output: its pathway, with the version when two versions of it run."""
+    ids = [key.split("@", 1)[0] for key in groups]
+    return {key: pid if ids.count(pid) == 1 else f"{pid} {key.split('@', 1)[1].split('#', 1)[0]}" for key, pid in zip(groups, ids)}
 
 
 @app.command()
@@ -385,6 +413,7 @@ def record(
     import json
 
     from pathways.orchestration.service import Runtimes, at_clock, record_step
+    from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.core import RecordError
     from pathways.store.db import UnknownEnrollment
 
@@ -407,7 +436,7 @@ def record(
         for problem in exc.problems:
             err.print(f"error: {data}: {problem}", markup=False)
         raise typer.Exit(1)
-    except UnknownEnrollment as exc:
+    except (UnknownEnrollment, VersionNotPublished) as exc:  # its version: from the trail
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     recorded = [e for e in events if e.kind in ("done", "goal_agreed") and e.step == step]
@@ -429,6 +458,7 @@ def resolve(
     the escalation's reopen_after interval."""
     _require("input.record", f"resolve escalation {step} of {enrollment}", enrollment)
     from pathways.orchestration.service import Runtimes, at_clock, resolve_escalation
+    from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.core import RecordError
     from pathways.store.db import UnknownEnrollment
 
@@ -443,7 +473,7 @@ def resolve(
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
-    except UnknownEnrollment as exc:
+    except (UnknownEnrollment, VersionNotPublished) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     out.print(f"resolved {step} for {enrollment} on {clock.today()}", markup=False)
@@ -558,9 +588,15 @@ def run(
     store = _store_or_fail(clock)
     runtimes = Runtimes()
     try:
-        runtimes.get(name)
+        from pathways.orchestration.service import refuse_draft
+        from pathways.orchestration.versions import DraftPathway
+
+        refuse_draft(store, runtimes.get(name))
     except ProblemsFound as exc:
         _fail(exc.problems)
+    except DraftPathway as exc:
+        err.print(f"error: {exc}; nothing enrolled", markup=False)
+        raise typer.Exit(1)
     enrolled, known, failed = [], [], []
     unreadable = refused = added = repeated = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=err, transient=True) as progress:
@@ -584,9 +620,16 @@ def run(
     ahead = [e for e in known if states[e][0].as_of > clock.today()]  # advanced past this day already: left as they are
     advancing = enrolled + [e for e in known if e not in ahead]
     if advancing:
-        from pathways.orchestration.flows import NOT_ADVANCED, advance_with_prefect
+        from collections import Counter
 
-        kinds = advance_with_prefect(name, advancing, clock.today())
+        from pathways.orchestration.flows import NOT_ADVANCED, advance_pathways_with_prefect
+        from pathways.orchestration.service import by_version
+
+        groups = by_version(store, advancing)  # patients enrolled before keep the version they were enrolled in
+        _versions_or_fail(store, groups)
+        kinds = Counter()
+        for counts in advance_pathways_with_prefect(groups, clock.today()).values():
+            kinds.update(counts)
         left = kinds.pop(NOT_ADVANCED, 0)  # stopped on request: the next run advances them
     table = Table(title=f"{name}: cohort {cohort} on {clock.today()}", title_justify="left")
     table.add_column("what")
@@ -631,6 +674,7 @@ def facts_add(
     from pathways.facts.load import PatientFileError, load_bulk_export, load_patient_file
     from pathways.orchestration.newfacts import FactsRefused, add_facts
     from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
+    from pathways.orchestration.versions import DraftPathway
 
     path = _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
@@ -675,6 +719,9 @@ def facts_add(
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
+    except DraftPathway as exc:
+        err.print(f"error: {exc}; {patient} not enrolled", markup=False)
+        raise typer.Exit(1)
     if not added:
         out.print("nothing new: the enrollments stand as they were", markup=False)
         return
@@ -689,13 +736,15 @@ def _reevaluate(store, groups: dict[str, list[str]], at) -> None:
     ids = [e for members in groups.values() for e in members]
     before = {eid: state for eid, (state, _) in store.load_many(ids).items()}
     by_day: dict = {}
-    for pathway, members in groups.items():
-        for eid in members:
-            by_day.setdefault(max(at, before[eid].as_of), {}).setdefault(pathway, []).append(eid)
+    for members in groups.values():
+        for eid in members:  # each on the version it was enrolled in
+            by_day.setdefault(max(at, before[eid].as_of), {}).setdefault(before[eid].version_key, []).append(eid)
     for day, day_groups in sorted(by_day.items()):
-        for pathway, kinds in advance_pathways_with_prefect(day_groups, day).items():
+        _versions_or_fail(store, day_groups)
+        labels = _version_labels(day_groups)
+        for key, kinds in advance_pathways_with_prefect(day_groups, day).items():
             summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no new decisions"
-            out.print(f"{pathway}: re-evaluated on {day}: {summary}", markup=False)
+            out.print(f"{labels[key]}: re-evaluated on {day}: {summary}", markup=False)
     after = store.load_many(ids)
     for eid in ids:
         state = after[eid][0]
@@ -870,6 +919,7 @@ def publish(name: Annotated[str, typer.Argument(help="Pathway name or path")]) -
     """Publish a pathway version in the store: its files are kept in the audit trail, and
     enrollments may run it. Coordinators and admins only."""
     from pathways.orchestration.service import Runtimes, publish as publish_version
+    from pathways.store.db import VersionTaken
 
     _require("pathway.publish", f"publish {name}", name)
     clock = _clock()
@@ -879,7 +929,11 @@ def publish(name: Annotated[str, typer.Argument(help="Pathway name or path")]) -
     except ProblemsFound as exc:
         _fail(exc.problems)
     key = runtime.evaluator.plan.version_key
-    created = publish_version(store, runtime.loaded, key)
+    try:
+        created = publish_version(store, runtime.loaded, key)
+    except VersionTaken as exc:
+        err.print(f"error: {exc}; nothing published", markup=False)
+        raise typer.Exit(1)
     out.print(f"{'published' if created else 'already published'}: {key}", markup=False)
 
 
@@ -924,15 +978,15 @@ def _enrollment_or_fail(store, enrollment: str):
 def _runtime_for(state):
     from pathways.orchestration.service import Runtimes
 
+    from pathways.orchestration.versions import VersionNotPublished
+
     try:
-        runtime = Runtimes().get(state.pathway)
+        return Runtimes().get_version(state.version_key)  # the version it runs, as published
     except ProblemsFound as exc:
         _fail(exc.problems)
-    if runtime.evaluator.plan.version_key != state.version_key:
-        err.print(f"error: {state.enrollment} runs {state.version_key}, but the pathway files are now "
-                  f"{runtime.evaluator.plan.version_key}; render it with the files of its version", markup=False)
+    except VersionNotPublished as exc:
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
-    return runtime
 
 
 @app.command()

@@ -430,15 +430,16 @@ def find_pathway(name: str) -> Path:
     raise ProblemsFound([Problem(Location(name), "PW007", f"unknown pathway '{name}'", hint)])
 
 
-def load_pathway(name: str, templates: bool = True) -> LoadedPathway:
+def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = frozenset()) -> LoadedPathway:
     """Load a pathway by name or path and check it; ProblemsFound with every problem if any.
     ``templates=False`` leaves its document templates unchecked (for worker processes that only
-    advance enrollments, after the flow that sent them loaded the pathway with every check)."""
+    advance enrollments, after the flow that sent them loaded the pathway with every check).
+    ``tolerated``: problem codes that do not stop it loading (a published version's files)."""
     file = find_pathway(name)
     result = Validation()
     libraries = _Libraries(result)
     doc = _validate_file(file, result, libraries, templates)
-    if errors(result.problems):  # warnings do not stop a pathway from loading
+    if [p for p in errors(result.problems) if p.code not in tolerated]:  # warnings do not stop a pathway from loading
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)
     spec: PathwaySpec = doc.model

@@ -71,7 +71,8 @@ from pydantic import Field  # noqa: E402
 from pathways import interrupt  # noqa: E402
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import Runtimes, batch_size, open_store, record_step, schedule_reviews_setting  # noqa: E402
+from pathways.orchestration.service import (  # noqa: E402
+    Runtimes, batch_size, by_version, open_store, record_step, schedule_reviews_setting)
 
 
 def _quick_retries() -> None:
@@ -336,15 +337,16 @@ class _Escalations:
 
 
 @lru_cache(maxsize=None)
-def pathway_flow(pathway: str):
-    """The Prefect flow of one pathway version (cached: one flow object per process)."""
-    spec = Runtimes().get(pathway).spec  # loaded once per process, shared with the batches run here
+def pathway_flow(version_key: str):
+    """The Prefect flow of one pathway version (cached: one flow object per process): named
+    ``pathway-<id>``, its Prefect flow version the pathway version; groups are keyed by version key."""
+    spec = Runtimes().get_version(version_key).spec  # loaded once per process, shared with the batches run here
     step_tasks = [(s.id, _step_task(s.id, s.stage)) for s in spec.steps]
 
     # Started by this module only (a subflow of the deployed flows, or directly), with parameters
     # it built: not validated again by Prefect, which walks every item of the enrollment list
     # looking for block references (28 ms of CPU for 3,333 ids here, before the first batch).
-    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name="{pathway_id}-{at}-n{size}", log_prints=False,
+    @flow(name=f"pathway-{spec.id}", version=spec.version, flow_run_name=f"{spec.id}-{{at}}-n{{size}}", log_prints=False,
           task_runner=ThreadPoolTaskRunner(max_workers=8), validate_parameters=False)
     def run(pathway_id: str, enrollments: list[str], at: str, size: int) -> dict[str, int]:
         counts: dict[str, Counter] = {}
@@ -479,8 +481,14 @@ def _in_turn(together: _Together, function, *args):
 
 def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
     """Advance enrollments of one pathway in a Prefect flow run (embedded server by default), then
-    schedule their next due dates when ``review_deployment`` says so. Stopped on request
-    (pathways.interrupt), its result counts the enrollments it left (``NOT_ADVANCED``)."""
+    schedule their next due dates when ``review_deployment`` says so. ``pathway``: the version key
+    the enrollments run (given a pathway's name, each is advanced on the version it runs). Stopped
+    on request (pathways.interrupt), its result counts the enrollments it left (``NOT_ADVANCED``)."""
+    if "@" not in pathway:
+        totals: Counter = Counter()
+        for counts in advance_pathways_with_prefect(by_version(open_store(_clock(at.isoformat())), enrollments), at).values():
+            totals.update(counts)
+        return dict(totals)
     if interrupt.requested():  # stopped before it began: start nothing
         return {NOT_ADVANCED: len(enrollments)}
     try:
@@ -631,9 +639,12 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
 def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = None) -> dict[str, int]:
     """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
     day = at or _today().isoformat()
-    kinds = pathway_flow(pathway)(pathway, enrollments, day, len(enrollments))
+    kinds: Counter = Counter()
+    # ``pathway`` names the pathway; each enrollment runs the version it was enrolled in
+    for key, members in by_version(open_store(_clock(day)), enrollments).items():
+        kinds.update(pathway_flow(key)(key, members, day, len(members)))
     _schedule_reviews(enrollments)
-    return kinds
+    return dict(kinds)
 
 
 @task(name="advance-pathway", cache_policy=NO_CACHE)
@@ -657,7 +668,7 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     another's step tasks."""
     day = dt.date.fromisoformat(at) if at else _today()
     store = open_store(_clock(day.isoformat()))
-    groups = store.due_by_pathway(day)
+    groups = store.due_by_version(day)
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
     _start_workers(groups)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pathways.access import AccessDenied, Actor, actor_from_environment
 from pathways.clock import Clock
-from pathways.errors import SettingError
+from pathways.errors import ProblemsFound, SettingError
 from pathways.definition.loader import LoadedPathway, load_pathway
 from pathways.facts.load import load_patient_file
 from pathways.rules.evaluate import PathwayEvaluator
@@ -205,6 +205,21 @@ def ensure_published(store: Store, runtime: Runtime) -> None:
 _PUBLISHED: dict[str, set[str]] = {}
 
 
+def refuse_draft(store: Store, runtime: Runtime) -> None:
+    """Raise DraftPathway when the files on disk are no version published in this store while
+    others of the pathway are (an edit, or a new version not yet published). A store that holds
+    no version of the pathway publishes the files on first use (``ensure_published``)."""
+    key = runtime.evaluator.plan.version_key
+    if key in _PUBLISHED.get(str(store.engine.url), set()) or store.is_published(key):
+        return
+    spec = runtime.loaded.spec
+    published = store.published_versions(spec.id)
+    if published:
+        from pathways.orchestration.versions import draft_refusal
+
+        raise draft_refusal(runtime.loaded.file, spec.id, spec.version, key, published)
+
+
 def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
     """Record the pathway version with the text of its files (the trail stays self-sufficient)."""
     authorize(store, "pathway.publish", f"publish {loaded.spec.id} {loaded.spec.version}", version_key)
@@ -244,7 +259,39 @@ class Runtimes:
         self._by_name: dict[str, Runtime] = {}
         self.templates = templates  # False: document templates left unchecked (worker processes)
 
+    _versions: dict[str, Runtime] = {}  # per process, per version key: a published version never changes
+
+    def get_version(self, version_key: str, store: Store | None = None) -> Runtime:
+        """The runtime of one pathway version, as published in the store (``store``, else the
+        configured one): what an enrollment runs, whatever the files on disk say now. A version
+        the trail does not hold runs from the files on disk only if they are that version."""
+        kept = Runtimes._versions.get(version_key)
+        if kept is not None:
+            return kept
+        from pathways.orchestration import versions
+
+        engine = store.engine if store is not None else migrate_once(database_url())
+        files = retrying(lambda: _published_files(engine, version_key), what="the store")
+        pathway = version_key.split("@", 1)[0]
+        if files is None:
+            try:
+                runtime = self.get(pathway)
+            except ProblemsFound:
+                raise versions.not_published(version_key, None) from None
+            if runtime.evaluator.plan.version_key != version_key:
+                raise versions.not_published(version_key, runtime.evaluator.plan.version_key)
+        else:
+            loaded = versions.rebuild(version_key, files)
+            runtime = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
+            if runtime.evaluator.plan.version_key != version_key:
+                raise versions.VersionNotPublished(f"the files published as {version_key} load as "
+                                                   f"{runtime.evaluator.plan.version_key} with this code")
+        Runtimes._versions[version_key] = runtime
+        return runtime
+
     def get(self, pathway: str) -> Runtime:
+        """The pathway as the files on disk say now (to enrol, publish, check); an enrollment
+        runs its own version: ``get_version``."""
         if pathway not in self._by_name:
             kept = Runtimes._kept.get((pathway, self.templates))
             if kept is not None and kept[0] == _signature(kept[1].loaded):
@@ -257,6 +304,23 @@ class Runtimes:
                 Runtimes._kept[(pathway, self.templates)] = (_signature(loaded), runtime)
                 self._by_name[pathway] = runtime
         return self._by_name[pathway]
+
+
+def _published_files(engine, version_key: str) -> dict[str, Any] | None:
+    from pathways.store import audit
+
+    with engine.connect() as connection:
+        payload = audit.published_payload(connection, version_key)
+    return None if payload is None else payload.get("files", {})
+
+
+def by_version(store: Store, enrollments: list[str]) -> dict[str, list[str]]:
+    """Enrollments grouped by the pathway version each runs (version key), in order."""
+    groups: dict[str, list[str]] = {}
+    states = store.load_many(enrollments) if enrollments else {}
+    for enrollment in enrollments:
+        groups.setdefault(states[enrollment][0].version_key, []).append(enrollment)
+    return groups
 
 
 def _signature(loaded: LoadedPathway) -> tuple:
@@ -326,6 +390,7 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     if exists:
         added, known = store.add_patient_facts(facts, source)
         return Enrolled(eid, facts.patient, False, patient.notes, added, known)
+    refuse_draft(store, runtime)
     ensure_published(store, runtime)
     state = enroll(runtime.loaded, eid, facts.patient, clock.today(), runtime.evaluator)
     events = []
@@ -360,9 +425,7 @@ def advance_one(store: Store, runtimes: Runtimes, enrollment: str, clock: Clock,
         state, version = store.load(enrollment)
         if ahead and state.as_of > clock.today():
             return Advanced(enrollment, [], _statuses(state))
-        runtime = runtimes.get(state.pathway)
-        if state.version_key != runtime.evaluator.plan.version_key:
-            raise RuntimeError(f"{enrollment} runs {state.version_key}, but {state.pathway} is now {runtime.evaluator.plan.version_key}")
+        runtime = runtimes.get_version(state.version_key, store)
         facts = store.patient_facts(state.patient)
         new, events, _ = runtime.advance(state, facts, clock)
         try:
@@ -385,17 +448,15 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
     states = store.load_many(enrollments)
     facts = store.patient_facts_many(sorted({state.patient for state, _ in states.values()}))
     at = clock.today()
-    members: dict[str, list[str]] = {}  # per pathway, its enrollments in the batch: the rules evaluated in bulk
+    members: dict[str, list[str]] = {}  # per pathway version, its enrollments in the batch: the rules evaluated in bulk
     for enrollment in enrollments:
         state, _ = states[enrollment]
-        runtime = runtimes.get(state.pathway)
-        if state.version_key != runtime.evaluator.plan.version_key:
-            raise RuntimeError(f"{enrollment} runs {state.version_key}, but {state.pathway} is now {runtime.evaluator.plan.version_key}")
+        runtimes.get_version(state.version_key, store)  # an unknown version stops the batch before anything is decided
         if state.as_of <= at:  # one advanced past ``at`` already (by a review run, say) is left as it is below
-            members.setdefault(state.pathway, []).append(enrollment)
+            members.setdefault(state.version_key, []).append(enrollment)
     evaluations = {}
-    for pathway, ids in members.items():
-        made = runtimes.get(pathway).evaluator.evaluate_many([facts[states[e][0].patient] for e in ids], at, at)
+    for key, ids in members.items():
+        made = runtimes.get_version(key, store).evaluator.evaluate_many([facts[states[e][0].patient] for e in ids], at, at)
         evaluations.update(zip(ids, made))
     results: list[Advanced] = []
     writes = []
@@ -404,7 +465,7 @@ def advance_many(store: Store, runtimes: Runtimes, enrollments: list[str], clock
         if state.as_of > at:  # a run for an earlier day cannot take it back: nothing to decide
             results.append(Advanced(enrollment, [], _statuses(state)))
             continue
-        runtime = runtimes.get(state.pathway)
+        runtime = runtimes.get_version(state.version_key, store)
         new, events, _ = runtime.advance(state, facts[state.patient], clock, evaluations.get(enrollment))
         writes.append((new, version, events))
         results.append(Advanced(enrollment, events, _statuses(new)))
@@ -438,7 +499,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
         raise RecordError([f"{at} is before {enrollment} was enrolled ({state.enrolled_on}): give --at {state.enrolled_on} or later"])
     if today is not None and at > today:
         raise RecordError([f"{at} is in the future (today is {today}): record a step on the day it was done"])
-    runtime = runtimes.get(state.pathway)
+    runtime = runtimes.get_version(state.version_key, store)
     progress = state.steps.get(step)
     if progress is not None and progress.done_on and progress.status != "due" and runtime.steps[step].escalation is None:
         raise RecordError([_recorded_already(store, enrollment, step, progress)])
@@ -466,7 +527,7 @@ def resolve_escalation(store: Store, runtimes: Runtimes, enrollment: str, step: 
     """Close an open escalation for a documented reason (audited with who and why)."""
     authorize(store, "input.record", f"resolve escalation {step}", enrollment)
     state, version = store.load(enrollment)
-    runtime = runtimes.get(state.pathway)
+    runtime = runtimes.get_version(state.version_key, store)
     new, events = runtime.resolve(state, step, reason, clock)
     store.apply(new, version, events)
     return events

@@ -118,7 +118,9 @@ def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
     runtimes = Runtimes(templates=False)
     with _portable_errors():
         for pathway in pathways:
-            runtimes.get(pathway).evaluator.ruleset  # noqa: B018 - built here, once per process
+            # a version key as the flows group work (its published files), or a pathway's files by name
+            runtime = runtimes.get_version(pathway) if "@" in pathway else runtimes.get(pathway)
+            runtime.evaluator.ruleset  # noqa: B018 - built here, once per process
     gc.collect()
     gc.freeze()  # the loaded pathways live as long as the worker: later collections skip them
     return os.getpid()

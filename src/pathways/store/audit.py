@@ -259,6 +259,24 @@ def published(connection: Connection, version_key: str) -> bool:
     ).scalar() is not None
 
 
+def published_payload(connection: Connection, version_key: str) -> dict[str, Any] | None:
+    """What ``pathways publish`` kept of a version (its files), or None if it is not published."""
+    row = connection.execute(
+        select(AuditEntry.payload).where(AuditEntry.action == "pathway.published", AuditEntry.version_key == version_key)
+        .order_by(AuditEntry.seq).limit(1)
+    ).scalar()
+    return json.loads(row) if row else None
+
+
+def published_versions(connection: Connection, pathway: str) -> list[tuple[str, str]]:
+    """The (version, version key) pairs of a pathway published in this trail, oldest first."""
+    rows = connection.execute(
+        select(AuditEntry.pathway_version, AuditEntry.version_key)
+        .where(AuditEntry.action == "pathway.published", AuditEntry.pathway == pathway).order_by(AuditEntry.seq)
+    )
+    return [(version, key) for version, key in rows]
+
+
 SQLITE_TRIGGERS = [
     "CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry "
     "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END",

@@ -49,6 +49,10 @@ class UnknownEnrollment(StoreError):
     pass
 
 
+class VersionTaken(StoreError):
+    """Publishing a version number that is published already with other content."""
+
+
 def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -260,12 +264,31 @@ class Store:
                 return audit.published(connection, version_key)
         return retrying(read, what=self.where)
 
+    def published_files(self, version_key: str) -> dict[str, Any] | None:
+        """The files kept when ``version_key`` was published (None: not published here)."""
+        def read() -> dict[str, Any] | None:
+            with self.engine.connect() as connection:
+                payload = audit.published_payload(connection, version_key)
+            return None if payload is None else payload.get("files", {})
+        return retrying(read, what=self.where)
+
+    def published_versions(self, pathway: str) -> list[tuple[str, str]]:
+        def read() -> list[tuple[str, str]]:
+            with self.engine.connect() as connection:
+                return audit.published_versions(connection, pathway)
+        return retrying(read, what=self.where)
+
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
-        """Record a pathway version (its files as published) once; False if it already was."""
+        """Record a pathway version (its files as published) once; False if it already was.
+        A version number published before with other content is refused (VersionTaken)."""
         def write() -> bool:
             with self.transaction() as session:
                 if audit.published(session.connection(), version_key):
                     return False
+                taken = [k for v, k in audit.published_versions(session.connection(), pathway) if v == version]
+                if taken:
+                    raise VersionTaken(f"{pathway} {version} is published already with other content ({taken[0]}; "
+                                       f"these files are {version_key}): give the pathway a new `version:` and publish that")
                 self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
                                             version_key=version_key, subject=version_key, payload=payload)])
                 return True
@@ -330,6 +353,21 @@ class Store:
                 self._write_events(session, prepared)
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
         retrying(write, what=self.where)
+
+    def due_by_version(self, on: dt.date) -> dict[str, list[str]]:
+        """The enrollments that have come due on ``on``, per pathway version key (ids in order):
+        each enrollment runs the version it was enrolled in. One already advanced past ``on`` is
+        not among them (a run for an earlier date cannot take it back)."""
+        def read() -> dict[str, list[str]]:
+            groups: dict[str, list[str]] = {}
+            with Session(self.engine) as session:
+                rows = session.execute(select(Enrollment.version_key, Enrollment.id)
+                                       .where((Enrollment.next_due == None) | (Enrollment.next_due <= on))  # noqa: E711
+                                       .where(Enrollment.as_of <= on).order_by(Enrollment.id))
+                for key, eid in rows:
+                    groups.setdefault(key, []).append(eid)
+            return dict(sorted(groups.items()))
+        return retrying(read, what=self.where)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order). One already

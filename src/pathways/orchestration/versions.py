@@ -1,0 +1,80 @@
+"""Published pathway versions. An enrollment runs the version it was enrolled in (its version
+key: id, version, content hash), rebuilt from the files the store's audit trail kept when that
+version was published (`pathways publish`, or the first enrollment), whatever the files on disk
+say now. Files on disk that are no published version are a *draft*: nobody is enrolled in them."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pathways.definition.loader import PATHWAY_FILE, LoadedPathway, load_pathway
+from pathways.store.db import StoreError
+
+
+class VersionNotPublished(StoreError):
+    """An enrollment's version that this store's trail does not hold (and the files on disk are not it)."""
+
+
+class DraftPathway(ValueError):
+    """Enrolling into pathway files that are no published version."""
+
+
+def rebuild(version_key: str, files: dict[str, Any]) -> LoadedPathway:
+    """The pathway of ``version_key`` loaded from the files its trail kept: written into a folder
+    laid out as on disk (``<id>/pathway.yaml``, ``_shared/*.yaml``, ``<id>/documents/``), then
+    read by the normal loader, so a published version is checked as any pathway is."""
+    pathway_id = version_key.split("@", 1)[0]
+    folder = Path(tempfile.mkdtemp(prefix=f"pathways-{pathway_id}-"))
+    atexit.register(shutil.rmtree, folder, True)  # kept while the process may load from it
+    for name, info in files.items():
+        text = info["text"]
+        if hashlib.sha256(text.encode()).hexdigest() != info["sha256"]:
+            raise VersionNotPublished(f"{version_key}: the trail's copy of {info['file']} ({name}) does not match its "
+                                      f"sha256; run `pathways audit verify`")
+        kind = info.get("kind")
+        if kind == "pathway":
+            path = folder / pathway_id / PATHWAY_FILE
+        elif kind == "library":
+            path = folder / "_shared" / info["file"]
+        else:  # templates: the ones the version rendered with (the first found of every folder), all in its own
+            path = folder / pathway_id / "documents" / info["file"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return load_pathway(str(folder / pathway_id / PATHWAY_FILE), templates=False, tolerated=AUTHORING_CHECKS)
+
+
+# A published version passed the checks of the code that published it, and enrollments run it.
+# Checks that judge how it was written, some added since (PW050 came after stores that run
+# versions it flags), do not stop it running; problems that leave it impossible to evaluate do.
+AUTHORING_CHECKS = frozenset({
+    "PW033",  # unreachable-step
+    "PW036",  # uncited-threshold
+    "PW037",  # unknown-source
+    "PW041",  # unsatisfiable
+    "PW050",  # uncovered-boundary
+    "PW051",  # goal-not-remeasured (a warning already)
+})
+
+
+def not_published(version_key: str, on_disk: str | None) -> VersionNotPublished:
+    pathway = version_key.split("@", 1)[0]
+    now = f"the pathway files on disk are {on_disk}" if on_disk else f"no valid pathway files of {pathway} are on disk"
+    return VersionNotPublished(f"{version_key} is not published in this store and {now}: put that version's files in "
+                               f"a folder on PATHWAYS_PATH and `pathways publish {pathway}`")
+
+
+def draft_refusal(pathway_file: str, pathway: str, version: str, version_key: str, published: list[tuple[str, str]]) -> DraftPathway:
+    """Why files that are no published version cannot be enrolled in, and how to publish them."""
+    same = [key for v, key in published if v == version]
+    if same:
+        return DraftPathway(f"{pathway_file} is a draft: {pathway} {version} is published with other content ({same[0]}, "
+                            f"these files are {version_key}); enrollments run published versions only: bump `version:` "
+                            f"in {pathway_file} and `pathways publish {pathway}`")
+    versions = ", ".join(dict.fromkeys(v for v, _ in published))
+    return DraftPathway(f"{pathway_file} is a draft: {pathway} {version} is not published in this store (published: "
+                        f"{versions}); enrollments run published versions only: `pathways publish {pathway}`")
