@@ -142,12 +142,12 @@ def test_show_gives_the_decision_with_facts_versions_and_prefect_runs(trail):
     text = done.stdout
     assert f"decision {escalation['subject']}" in text and "outcome: escalation.opened verwijzing_nefroloog" in text
     assert "facts used: " in text and "egfr_ml_min_1_73m2 = 26.0" in text
-    assert "rules (defined in): " in text and "kidney_referral (diabetes@1.1.0)" in text
+    assert "rules (defined in): " in text and "kidney_referral (diabetes@1.2.0)" in text
     # the auditor keeps the raw expressions, every branch with its outcome
     assert "condition trigger:verwijzing_nefroloog: kidney_referral" in text
     assert "egfr_ml_min_1_73m2 < ckd_refer_egfr_younger: true (egfr_ml_min_1_73m2 = 26 mL/min/{1.73_m2}, observed 2026-10-15" in text
     assert "age_years < ckd_age_boundary_years: false" in text
-    assert f"pathway: diabetes 1.1.0 ({escalation['version_key']})" in text
+    assert f"pathway: diabetes 1.2.0 ({escalation['version_key']})" in text
     flow_run = escalation["payload"]["context"]["prefect_flow_run"]
     task_run = escalation["payload"]["context"]["prefect_task_run"]
     assert f"Prefect flow run: {flow_run}; task run: {task_run}" in text
@@ -235,7 +235,7 @@ def test_roles(trail, tmp_path):
     # auditors read; coordinators publish (already published: nothing new)
     assert cli(trail, "audit", "verify", PATHWAYS_ROLE="auditor").returncode == 0
     published = cli(trail, "publish", "diabetes", PATHWAYS_ROLE="coordinator")
-    assert published.returncode == 0 and published.stdout.startswith("already published: diabetes@1.1.0#")
+    assert published.returncode == 0 and published.stdout.startswith("already published: diabetes@1.2.0#")
     # a token file names user and role; a bad one is a clear error
     token = tmp_path / "token"
     token.write_text("user: auditor-7\nrole: auditor\n", encoding="utf-8")

@@ -14,7 +14,7 @@ def test_validate_shipped_pathways_is_clean_with_a_summary(cli):
     assert done.returncode == 0, done.stderr
     steps = sum(len(load_pathway(n).spec.steps) for n in ("diabetes", "copd", "heartfailure"))
     assert done.stdout.strip() == (
-        f"ok: 5 files, 3 pathways (copd 1.1.0, diabetes 1.1.0, heartfailure 1.1.0), 2 shared libraries, {steps} steps"
+        f"ok: 5 files, 3 pathways (copd 1.1.0, diabetes 1.2.0, heartfailure 1.1.0), 2 shared libraries, {steps} steps"
     )
 
 

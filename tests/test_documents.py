@@ -215,7 +215,7 @@ def test_a_referral_letter_writes_its_findings_as_a_clinician_does(referral):
     reason = nl[nl.index("## Reden"):nl.index("## Gegevens waarop dit berust")]
     assert reason == (
         "## Reden\n\n"
-        "Binnen het zorgpad Diabetes mellitus type 2 in de huisartsenpraktijk (diabetes 1.1.0) is aan dit criterium voldaan: "
+        "Binnen het zorgpad Diabetes mellitus type 2 in de huisartsenpraktijk (diabetes 1.2.0) is aan dit criterium voldaan: "
         "Verwijzen naar internist-nefroloog (LTA chronische nierschade).\n\n"
         "- Geslacht: man\n"
         "- ACR 31 mg/mmol (15 oktober 2026), boven de grens van 25 voor macroalbuminurie bij mannen\n"

@@ -35,7 +35,7 @@ def test_json_has_exactly_the_documented_keys_and_values(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert list(result) == ["pathway", "pathway_version", "at", "indicated", "facts", "steps", "eligibility", "escalations"]
-    assert (result["pathway"], result["pathway_version"], result["at"], result["indicated"]) == ("diabetes", "1.1.0", "2026-11-01", True)
+    assert (result["pathway"], result["pathway_version"], result["at"], result["indicated"]) == ("diabetes", "1.2.0", "2026-11-01", True)
     assert result["facts"]["age_years"] == 71 and result["facts"]["hba1c_mmol_mol"] == 61
     assert result["facts"]["potassium_mmol_l"] is None  # missing is null, never a default
     canonical = ("age_years", "hba1c_mmol_mol", "egfr_ml_min_1_73m2", "body_weight_kg", "systolic_bp_mmhg", "diastolic_bp_mmhg",
@@ -57,7 +57,7 @@ def test_json_has_exactly_the_documented_keys_and_values(tmp_path):
 def test_people_get_a_table_with_reasons(tmp_path):
     done = run_cli("evaluate", "diabetes", "--facts", str(write(tmp_path, PATIENT)), "--at", "2026-11-01", env=TODAY)
     assert done.returncode == 0, done.stderr
-    for text in ("diabetes 1.1.0 for patient pt-0001 at 2026-11-01", "consultatie_nefroloog", "escalated", "Financing eligibility", "Escalations"):
+    for text in ("diabetes 1.2.0 for patient pt-0001 at 2026-11-01", "consultatie_nefroloog", "escalated", "Financing eligibility", "Escalations"):
         assert text in done.stdout
 
 

@@ -156,7 +156,7 @@ def test_a_ruleset_is_registered_once_and_names_carry_the_content_hash():
 
     loaded = load_pathway("diabetes")
     default, stricter = Plan(loaded), Plan(loaded, {"hba1c_target_standard": 48})
-    assert default.version_key.startswith("diabetes@1.1.0#")
+    assert default.version_key.startswith("diabetes@1.2.0#")
     assert default.version_key != stricter.version_key
 
 

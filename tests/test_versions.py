@@ -45,7 +45,7 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     done = run_cli("run", "diabetes", "--cohort", str(COHORT), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     ((old,),) = rows(tmp_path, "select distinct version_key from enrollment")
-    assert old.startswith("diabetes@1.1.0#")
+    assert old.startswith("diabetes@1.2.0#")
     before = rows(tmp_path, "select enrollment_id, step, kind from decision order by 1, 2, 3")
 
     # a threshold edited without a new version number: demo-dm-01 (male, ACR 1.2 mg/mmol) would be referred under it
@@ -67,8 +67,8 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     done = run_cli("publish", "diabetes", env=env)
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
-    assert re.fullmatch(rf"error: diabetes 1\.1\.0 is published already with other content \({re.escape(old)}; these files are "
-                        r"diabetes@1\.1\.0#[0-9a-f]{12}\): give the pathway a new `version:` and publish that; nothing published", line)
+    assert re.fullmatch(rf"error: diabetes 1\.2\.0 is published already with other content \({re.escape(old)}; these files are "
+                        r"diabetes@1\.2\.0#[0-9a-f]{12}\): give the pathway a new `version:` and publish that; nothing published", line)
     assert rows(tmp_path, "select version_key from audit_entry where action = 'pathway.published'") == [(old,)]
 
     patient = tmp_path / "demo-dm-09.json"
@@ -77,17 +77,17 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     done = run_cli("enroll", "demo-dm-09", "--pathway", "diabetes", "--facts", str(patient), env=env)
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
-    assert line.startswith(f"error: {pathway} is a draft: diabetes 1.1.0 is published with other content ({old}, these files are diabetes@1.1.0#")
+    assert line.startswith(f"error: {pathway} is a draft: diabetes 1.2.0 is published with other content ({old}, these files are diabetes@1.2.0#")
     assert line.endswith(f"enrollments run published versions only: bump `version:` in {pathway} and `pathways publish diabetes`; "
                          "demo-dm-09 not enrolled")
     assert rows(tmp_path, "select count(*) from patient where id = 'demo-dm-09'") == [(0,)]  # nothing of it stored
 
     # a new version, published: new enrollments run it, the others stay on theirs; one run advances both
-    edit(pathway, "version: 1.1.0\n", "version: 1.2.0\n")
+    edit(pathway, "version: 1.2.0\n", "version: 1.3.0\n")
     done = run_cli("publish", "diabetes", env=env)
     assert done.returncode == 0, done.stderr
     newer = done.stdout.strip().removeprefix("published: ")
-    assert newer.startswith("diabetes@1.2.0#")
+    assert newer.startswith("diabetes@1.3.0#")
     done = run_cli("enroll", "demo-dm-09", "--pathway", "diabetes", "--facts", str(patient), env=env)
     assert done.returncode == 0, done.stderr
     enrolled = done.stdout.split()[1]
@@ -95,8 +95,8 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     done = run_cli("advance", "--due", "--at", "2026-12-24", env={**env, **workers})
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
-    assert lines[0] == "diabetes 1.1.0: advanced 4 enrollment(s) on 2026-12-24: no new decisions"
-    assert re.fullmatch(r"diabetes 1\.2\.0: advanced 1 enrollment\(s\) on 2026-12-24: .*1 escalated.*", lines[1]) and len(lines) == 2
+    assert lines[0] == "diabetes 1.2.0: advanced 4 enrollment(s) on 2026-12-24: no new decisions"
+    assert re.fullmatch(r"diabetes 1\.3\.0: advanced 1 enrollment\(s\) on 2026-12-24: .*1 escalated.*", lines[1]) and len(lines) == 2
     assert rows(tmp_path, "select version_key, count(*) from enrollment group by 1 order by 1") == [(old, 4), (newer, 1)]
     # the new version's threshold refers the new patient; demo-dm-01, on the old one, is not referred
     assert rows(tmp_path, "select enrollment_id from decision where step = 'verwijzing_nefroloog' and kind = 'escalated' "
@@ -108,7 +108,7 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     with sqlite3.connect(prefect) as c:
         runs = c.execute("select r.flow_version, r.name from flow_run r join flow f on f.id = r.flow_id "
                          "where f.name = 'pathway-diabetes' and r.name like '%2026-12-24%' order by 1").fetchall()
-    assert runs == [("1.1.0", "diabetes-2026-12-24-n4"), ("1.2.0", "diabetes-2026-12-24-n1")]  # one flow, a version each
+    assert runs == [("1.2.0", "diabetes-2026-12-24-n4"), ("1.3.0", "diabetes-2026-12-24-n1")]  # one flow, a version each
 
 
 def test_a_store_written_by_older_code_advances_on_its_published_versions_and_an_unknown_version_is_one_line(tmp_path):
@@ -135,7 +135,7 @@ def test_a_store_written_by_older_code_advances_on_its_published_versions_and_an
     done = run_cli("advance", "diabetes-15a6098a5db1", "--at", "2027-01-15", env=env)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"error: {unknown} is not published in this store and the pathway files on disk are diabetes@1.1.0#"
+        f"error: {unknown} is not published in this store and the pathway files on disk are diabetes@1.2.0#"
         f"{_disk_hash(env)}: put that version's files in a folder on PATHWAYS_PATH and `pathways publish diabetes` "
         "(1 enrollment(s) of it; nothing advanced)"]
     assert rows(tmp_path, "select count(*) from decision") == before
