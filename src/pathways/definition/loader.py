@@ -430,6 +430,19 @@ def find_pathway(name: str) -> Path:
     raise ProblemsFound([Problem(Location(name), "PW007", f"unknown pathway '{name}'", hint)])
 
 
+# A published version passed the checks of the code that published it, and enrollments run it.
+# Checks that judge how it was written, some added since (PW050 came after stores that run
+# versions it flags), do not stop it running; problems that leave it impossible to evaluate do.
+AUTHORING_CHECKS = frozenset({
+    "PW033",  # unreachable-step
+    "PW036",  # uncited-threshold
+    "PW037",  # unknown-source
+    "PW041",  # unsatisfiable
+    "PW050",  # uncovered-boundary
+    "PW051",  # goal-not-remeasured (a warning already)
+})
+
+
 def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = frozenset()) -> LoadedPathway:
     """Load a pathway by name or path and check it; ProblemsFound with every problem if any.
     ``templates=False`` leaves its document templates unchecked (for worker processes that only

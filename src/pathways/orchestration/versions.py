@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pathways.definition.loader import PATHWAY_FILE, LoadedPathway, load_pathway
+from pathways.definition.loader import AUTHORING_CHECKS, PATHWAY_FILE, LoadedPathway, load_pathway
 from pathways.store.db import StoreError
 
 
@@ -48,17 +48,6 @@ def rebuild(version_key: str, files: dict[str, Any]) -> LoadedPathway:
     return load_pathway(str(folder / pathway_id / PATHWAY_FILE), templates=False, tolerated=AUTHORING_CHECKS)
 
 
-# A published version passed the checks of the code that published it, and enrollments run it.
-# Checks that judge how it was written, some added since (PW050 came after stores that run
-# versions it flags), do not stop it running; problems that leave it impossible to evaluate do.
-AUTHORING_CHECKS = frozenset({
-    "PW033",  # unreachable-step
-    "PW036",  # uncited-threshold
-    "PW037",  # unknown-source
-    "PW041",  # unsatisfiable
-    "PW050",  # uncovered-boundary
-    "PW051",  # goal-not-remeasured (a warning already)
-})
 
 
 def not_published(version_key: str, on_disk: str | None) -> VersionNotPublished:
