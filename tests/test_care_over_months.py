@@ -257,15 +257,23 @@ def test_an_escalation_opens_once_stays_closed_while_it_holds_and_reopens_after_
     with pytest.raises(RecordError, match="'hyperkaliemie' is not an open escalation"):
         runtime.resolve(state, "hyperkaliemie", "again", FixedClock.on(dt.date(2026, 4, 21)))
 
+HYPERKALIEMIE = "      trigger: potassium_mmol_l > potassium_max\n"
 
-def test_reopen_after_opens_an_escalation_again_while_it_keeps_holding(tmp_path):
+
+def _hf_copy_with(tmp_path, extra: str) -> tuple[Path, int]:
+    """A copy of the shipped pathways whose heart-failure escalation hyperkaliemie has ``extra``
+    (one YAML line) after its trigger: the copy's pathway file and that line's number."""
     folder = tmp_path / "pathways"
     shutil.copytree(ROOT / "pathways", folder)
     path = folder / "heartfailure" / "pathway.yaml"
     text = path.read_text(encoding="utf-8")
-    anchor = "      trigger: potassium_mmol_l > potassium_max\n"
-    assert anchor in text
-    path.write_text(text.replace(anchor, anchor + "      reopen_after: 4w\n"), encoding="utf-8")
+    assert HYPERKALIEMIE in text
+    path.write_text(text.replace(HYPERKALIEMIE, HYPERKALIEMIE + extra), encoding="utf-8")
+    return path, text[:text.index(HYPERKALIEMIE)].count("\n") + 2
+
+
+def test_reopen_after_opens_an_escalation_again_while_it_keeps_holding(tmp_path):
+    path, _ = _hf_copy_with(tmp_path, "      reopen_after: 4w\n")
     runtime = Runtime(load_pathway(str(path)))
     state = enroll(runtime.loaded, "e1", "p-esc", dt.date(2026, 1, 5), runtime.evaluator)
     high = _hf(_potassium(("2026-01-02", 6.1)))
@@ -279,13 +287,7 @@ def test_reopen_after_opens_an_escalation_again_while_it_keeps_holding(tmp_path)
 
 
 def test_reopen_after_must_be_a_duration(tmp_path):
-    folder = tmp_path / "pathways"
-    shutil.copytree(ROOT / "pathways", folder)
-    path = folder / "heartfailure" / "pathway.yaml"
-    text = path.read_text(encoding="utf-8")
-    anchor = "      trigger: potassium_mmol_l > potassium_max\n"
-    path.write_text(text.replace(anchor, anchor + "      reopen_after: soon\n"), encoding="utf-8")
-    line = text[:text.index(anchor)].count("\n") + 2
+    path, line = _hf_copy_with(tmp_path, "      reopen_after: soon\n")
     done = run_cli("validate", str(path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{path}:{line}:" in done.stdout + done.stderr and "'soon' is not a duration" in done.stdout + done.stderr
@@ -406,13 +408,7 @@ def test_a_patient_known_for_years_is_enrolled_part_way(engine):
 
 
 def test_reopen_after_must_move_forward(tmp_path):
-    folder = tmp_path / "pathways"
-    shutil.copytree(ROOT / "pathways", folder)
-    path = folder / "heartfailure" / "pathway.yaml"
-    text = path.read_text(encoding="utf-8")
-    anchor = "      trigger: potassium_mmol_l > potassium_max\n"
-    path.write_text(text.replace(anchor, anchor + "      reopen_after: 0d\n"), encoding="utf-8")
-    line = text[:text.index(anchor)].count("\n") + 2
+    path, line = _hf_copy_with(tmp_path, "      reopen_after: 0d\n")
     done = run_cli("validate", str(path))
     assert done.returncode == 1
     assert f"{path}:{line}:21: PW035 'reopen_after: 0d' of 'hyperkaliemie' would open it again at once" in done.stdout + done.stderr
