@@ -57,10 +57,12 @@ def check_new_facts(store: Store, runtimes: Runtimes, patient: str, facts: Patie
             problems.append(f"{where}: {index}: dated {at}, after today ({today}): give facts that have happened")
         elif born and at < born:
             problems.append(f"{where}: {index}: dated {at}, before the patient was born ({born})")
-    for pathway in sorted({p for _, p, _ in store.enrollments_of(patient)}):
-        runtime = runtimes.get(pathway)
+    enrollments = [eid for eid, _, _ in store.enrollments_of(patient)]
+    versions = sorted({state.version_key for state, _ in store.load_many(enrollments).values()}) if enrollments else []
+    for key in versions:  # each version the patient's enrollments run, as published
+        runtime = runtimes.get_version(key, store)
         for issue in runtime.evaluator.timeline(facts, today).unusable():
-            problems.append(f"{where}: {issue} ({pathway})")
+            problems.append(f"{where}: {issue} ({runtime.spec.id})")
     return list(dict.fromkeys(problems))
 
 
