@@ -58,13 +58,15 @@ def upgrade() -> None:
         batch.alter_column('fingerprint', existing_type=sa.String(length=64), nullable=False)
         batch.create_unique_constraint('uq_fact_patient_fingerprint', ['patient_id', 'fingerprint'])
     if removed:
-        # a migration has no injected clock: the entries carry the time it ran
+        # a migration has no clock (the store reads none): its entries carry the time of the trail's last entry,
+        # the state of the store they describe
+        last = connection.execute(sa.text("select max(at) from audit_entry")).scalar()
         audit.lock(connection)
         audit.append(connection, [audit.Record("facts.deduplicated", patient=pid, subject=pid,
                                                payload={"removed": dict(sorted(counts.items())), "total": sum(counts.values()),
                                                         "why": "a fact is stored once per patient (store migration 0003)"})
                                   for pid, counts in sorted(removed.items())],
-                     SERVICE, dt.datetime.now(dt.timezone.utc))
+                     SERVICE, dt.datetime.fromisoformat(last) if last else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
 
 
 def downgrade() -> None:
