@@ -1459,6 +1459,40 @@ def audit_export(
     out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
 
 
+# -- versions -------------------------------------------------------------------------------
+
+@app.command()
+def diff(
+    side_from: Annotated[str, typer.Argument(metavar="FROM", help="NAME@VERSION (published), NAME@draft or NAME (files on disk), or a path")],
+    side_to: Annotated[str, typer.Argument(metavar="TO", help="The same forms as FROM")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON")] = False,
+) -> None:
+    """What changed between two versions of a pathway, in its own terms: steps, gates, timings,
+    parameters (with their evidence), escalations, goals, financing rules. Not a text diff."""
+    import json
+
+    from pathways.definition.diff import diff_pathways
+    from pathways.orchestration.versions import pathway_side
+    from pathways.store.db import StoreError
+    from pathways.views.diff import render_diff
+
+    sides = []
+    for side in (side_from, side_to):
+        try:
+            sides.append(pathway_side(side))
+        except ProblemsFound as exc:
+            _fail(exc.problems)
+        except StoreError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1)
+    (label_from, old), (label_to, new) = sides
+    changes = diff_pathways(old, new)
+    if as_json:
+        out.print_json(json.dumps({"from": label_from, "to": label_to, "changes": [c.as_json() for c in changes]}))
+    else:
+        render_diff(label_from, label_to, changes, out)
+
+
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
 
 def _until_stopped(items):
