@@ -1488,7 +1488,8 @@ def diff(
     (label_from, old), (label_to, new) = sides
     changes = diff_pathways(old, new)
     if as_json:
-        out.print_json(json.dumps({"from": label_from, "to": label_to, "changes": [c.as_json() for c in changes]}))
+        out.print(json.dumps({"from": label_from, "to": label_to, "changes": [c.as_json() for c in changes]}, ensure_ascii=False, indent=2),
+                  markup=False)
     else:
         render_diff(label_from, label_to, changes, out)
 
