@@ -156,7 +156,8 @@ def test_formatting_and_comments_change_nothing(copy):
          "    timing:  # the same, in block style\n      after: doelen_afspreken\n      at:\n        - 13w\n      every: 13w\n",
          "    requires: [doelen_afspreken]\n    evidence: {source: nhg_dm2, section: niet-medicamenteuze",
          "    requires: [doelen_afspreken]\n    financing: zvw  # the default, written out\n"
-         "    evidence: {source: nhg_dm2, section: niet-medicamenteuze")
+         "    evidence: {source: nhg_dm2, section: niet-medicamenteuze",
+         "    requires: [anamnese_poh, laboratorium_start]\n", "    requires: [laboratorium_start, anamnese_poh]  # order means nothing\n")
     assert changes("diabetes", copy) == []
     # and the check is not blind: a real change in the same expression is found
     edit(diabetes, "      and risk_factors_controlled   and complaint_free\n", "      and risk_factors_controlled\n")

@@ -39,6 +39,7 @@ SECTIONS: dict[str, str] = {
 
 # how a list of entries is keyed, so that entries are matched by name and not by position
 _KEYS = ("id", "fact")
+_SETS = {"requires", "notify", "uses"}  # lists whose order means nothing
 _FIELD_WORDS = {
     "stage": "stage", "discipline": "discipline", "financing": "financing route", "gate": "gate",
     "requires": "requires", "document": "document", "title": "title", "description": "description",
@@ -104,7 +105,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Duration):
         return str(value)
     if isinstance(value, BaseModel):
-        return {(info.alias or name): _plain(getattr(value, name)) for name, info in type(value).model_fields.items()}
+        return {(info.alias or name): sorted(_plain(getattr(value, name))) if name in _SETS else _plain(getattr(value, name))
+                for name, info in type(value).model_fields.items()}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
@@ -223,6 +225,8 @@ class _Context:
         if field == "value" and path[0] in ("parameters", "libraries") and kind == "changed":
             unit = _at(self.after, (*path[:-1], "unit")) or ""
             return f"{subject}: {_words(old)} -> {_words(new)}{(' ' + unit) if unit else ''}"
+        if isinstance(old, dict) and isinstance(new, dict) and _is_text(old) and _is_text(new) and old["nl"] == new["nl"]:
+            return f"{subject}: {words} (English) {old.get('en') or 'none'} -> {new.get('en') or 'none'}"
         if kind == "added":
             return f"{subject}: {words} {_words(new)} added"
         if kind == "removed":
