@@ -126,12 +126,18 @@ def test_goals_outputs_documents_and_the_financing_rules_of_a_shared_library(cop
          "    stage: intake\n    discipline: poh\n    requires: [intake_poh]\n    outputs:\n      - fact: treatment_step\n",
          "      - fact: simms_class\n    evidence: {source: ketenzorg_friesland",
          "      - fact: simms_class\n      - fact: foot_high_risk\n    document: evaluatieverslag\n"
-         "    evidence: {source: ketenzorg_friesland")
+         "    evidence: {source: ketenzorg_friesland",
+         "    requires: [doelen_afspreken]\n    evidence: {source: nhg_dm2, section: niet-medicamenteuze",
+         "    requires: [doelen_afspreken]\n    outputs:\n      - fact: body_weight_kg\n"
+         "    evidence: {source: nhg_dm2, section: niet-medicamenteuze",
+         "    values: [leefstijl, metformine, su, insuline]\n", "    values: [leefstijl, metformine, su, insuline, anders]\n")
     edit(copy / "_shared" / "financing.yaml", "    when: not eigen_kracht_toereikend\n",
          "    when: not eigen_kracht_toereikend and not wlz_indicatie\n")
     found = [(c["section"], c["kind"], c["path"], c["sentence"]) for c in changes("diabetes", copy)]
     assert found == [
         ("steps", "changed", "steps.anamnese_poh.stage", "Step anamnese_poh moved from stage anamnesis to intake"),
+        ("steps", "added", "steps.leefstijladvies.outputs.body_weight_kg",
+         "Output body_weight_kg of step leefstijladvies added: body_weight_kg"),
         ("steps", "added", "steps.voetcontrole_driemaandelijks.outputs.foot_high_risk",
          "Output foot_high_risk of step voetcontrole_driemaandelijks added: foot_high_risk"),
         ("steps", "added", "steps.voetcontrole_driemaandelijks.document",
@@ -140,6 +146,9 @@ def test_goals_outputs_documents_and_the_financing_rules_of_a_shared_library(cop
          "Goal hba1c_kwetsbaar (step doelen_afspreken): target <= hba1c_target_frail -> <= hba1c_target_older_long"),
         ("goals", "changed", "steps.doelen_afspreken.goals.hba1c_kwetsbaar.deadline",
          "Goal hba1c_kwetsbaar (step doelen_afspreken): deadline 13w -> 26w"),
+        ("outputs", "changed", "facts.treatment_step.values",
+         "Fact treatment_step (recorded in anamnese_poh): allowed values [leefstijl, metformine, su, insuline] -> "
+         "[leefstijl, metformine, su, insuline, anders]"),
         ("libraries", "changed", "libraries.financing.rules.wmo_maatwerk_eligible.when",
          "Rule wmo_maatwerk_eligible (library financing): condition not eigen_kracht_toereikend -> "
          "not eigen_kracht_toereikend and not wlz_indicatie"),

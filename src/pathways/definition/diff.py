@@ -125,6 +125,10 @@ class _Keyed(dict):
 
 
 def _compare(path: tuple, a: Any, b: Any, out: list) -> None:
+    if a == [] and isinstance(b, _Keyed):  # no entries yet: each new one is an addition
+        a = _Keyed()
+    if b == [] and isinstance(a, _Keyed):
+        b = _Keyed()
     if isinstance(a, dict) and isinstance(b, dict) and not _is_text(a):
         for key in a:
             if key not in b:
