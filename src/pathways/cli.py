@@ -46,10 +46,11 @@ def _fail(problems: list[Problem]) -> None:
 def validate(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
 ) -> None:
-    """Check pathway and shared library files; report every problem as file:line:col."""
-    from pathways.definition.loader import validate_paths
+    """Check pathway and shared library files, and each folder's cross-pathway interaction library
+    (_shared/interactions.yaml); report every problem as file:line:col."""
+    from pathways.definition.interactions import validate_with_interactions
 
-    result = validate_paths(paths or [Path("pathways")])
+    result = validate_with_interactions(paths or [Path("pathways")])
     if errors(result.problems):
         _fail(result.problems)
     _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
