@@ -1460,6 +1460,39 @@ def audit_export(
     out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
 
 
+@app.command()
+def plan(
+    patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
+    window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+) -> None:
+    """One personal plan for a patient across all their pathways: bundled appointments, shared
+    measurements, conflicts between pathways and goals; stored, each decision audited once."""
+    _require("input.record", f"make the care plan of {patient}", patient)
+    import json
+
+    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.service import Runtimes
+    from pathways.orchestration.versions import VersionNotPublished
+    from pathways.runtime.plan import PlanError
+    from pathways.views.careplan import print_plan
+
+    day = _parse_date(at, "--at") or _today()
+    store = _store_or_fail(_clock())
+    try:
+        made, _ = make_plan(store, Runtimes(templates=False), patient, day, window)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except (PlanError, VersionNotPublished) as exc:
+        err.print(f"error: {exc}; no plan stored", markup=False)
+        raise typer.Exit(1)
+    if as_json:
+        out.print(json.dumps(made.to_json(), indent=2, ensure_ascii=False), markup=False)
+    else:
+        print_plan(out, made.to_json())
+
+
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
 
 def _until_stopped(items):

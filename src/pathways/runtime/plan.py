@@ -100,9 +100,11 @@ class Appointment:
             why = (f"one {self.discipline} step on {self.date}; no other {self.discipline} step falls within "
                    f"{self.window_days} days after it")
         else:
-            why = (f"{len(self.steps)} {self.discipline} steps of {', '.join(pathways)} fall between {first.planned_on} and "
-                   f"{last.planned_on}, within {self.window_days} days of the first: one appointment on {self.date}, "
-                   f"the earliest date (an overdue step is planned on the plan's date)")
+            when = (f"fall on {first.planned_on}" if first.planned_on == last.planned_on else
+                    f"fall between {first.planned_on} and {last.planned_on}, within {self.window_days} days of the first")
+            overdue = " (overdue steps are planned on the plan's date)" if any(s.due_on < s.planned_on for s in self.steps) else ""
+            why = (f"{len(self.steps)} {self.discipline} steps of {', '.join(pathways)} {when}: one appointment on "
+                   f"{self.date}, the earliest date{overdue}")
         shared = [m.fact for m in self.measurements if len({p for p, _ in m.serves}) > 1]
         if shared:
             why += f"; {', '.join(shared)} measured once for {len(pathways)} pathways"
