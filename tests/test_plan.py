@@ -169,3 +169,89 @@ def test_the_shipped_interaction_library_is_valid_and_names_its_gaps():
     doc, _ = read_interactions(ROOT / "pathways" / "_shared" / "interactions.yaml")
     assert {g.id for g in doc.library.gaps} >= {"niet_selectieve_betablokkers_copd", "corticosteroidkuur_glucose"}
     assert all(r.evidence.source in {s.id for s in doc.library.sources} for r in doc.library.interactions)
+
+
+# -- `pathways plan` through the real command ----------------------------------------------------
+
+def environment(tmp_path) -> dict[str, str]:
+    return {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PATHWAYS_TODAY": "2026-12-03",
+            "PATHWAYS_ROLE": "admin"}
+
+
+def plan_entries(tmp_path) -> list[tuple[str, str]]:
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        return c.execute("select action, subject from audit_entry where action like 'plan.%' order by seq").fetchall()
+
+
+def test_pathways_plan_bundles_mm01s_three_pathways_shows_the_metformin_conflict_and_audits_each_decision_once(tmp_path):
+    env = environment(tmp_path)
+    patient = json.loads(MM.read_text(encoding="utf-8"))
+    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
+                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
+    file = tmp_path / "mm-01.json"
+    file.write_text(json.dumps(patient), encoding="utf-8")
+    enrollments = {}
+    for pathway in PATHWAYS:
+        done = run_cli("enroll", "mm-01", "--pathway", pathway, "--facts", str(file), env=env)
+        assert done.returncode == 0, done.stderr
+        enrollments[pathway] = done.stdout.split("enrolled: ", 1)[1].split(" ", 1)[0]
+
+    done = run_cli("plan", "mm-01", "--at", "2026-12-10", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert (plan["patient"], plan["at"], plan["window_days"]) == ("mm-01", "2026-12-10", 14)
+    assert plan["pathways"] == [{"pathway": p, "version": v, "enrollment": enrollments[p]}
+                                for p, v in (("copd", "1.1.0"), ("diabetes", "1.2.0"), ("heartfailure", "1.1.0"))]
+    shown = [(a["date"], a["discipline"], [(s["pathway"], s["step"], s["status"]) for s in a["steps"]]) for a in plan["appointments"]]
+    # the GP's intake of diabetes, COPD's diagnosis and the open kidney escalations: one GP visit
+    assert shown == [
+        ("2026-12-10", "huisarts", [("copd", "diagnose_huisarts", "due"), ("diabetes", "intake_huisarts", "due"),
+                                    ("diabetes", "verwijzing_nefroloog", "escalated"), ("heartfailure", "nierfunctie_achteruit", "escalated")]),
+        ("2026-12-10", "poh", [("heartfailure", "intake_poh", "due")]),
+    ]
+    assert [m["fact"] for m in plan["appointments"][1]["measurements"]] == ["body_weight_kg", "systolic_bp_mmhg"]
+    (conflict,) = plan["conflicts"]
+    assert (conflict["rule"], conflict["steps"]) == ("metformine_bij_egfr_onder_stopgrens", [
+        {"pathway": "diabetes", "step": "metformine_starten"}, {"pathway": "heartfailure", "step": "laboratorium_voor_start"}])
+    assert conflict["action"].startswith("huisarts consulteren") and conflict["reasons"]
+    assert len(plan["goals"]) == 8 and {g["status"] for g in plan["goals"]} == {"to agree"}
+
+    entries = plan_entries(tmp_path)
+    assert [a for a, _ in entries] == ["plan.made", "plan.bundle", "plan.conflict"]
+    assert entries[0][1] == "mm-01:2026-12-10" and entries[1][1].startswith("mm-01:bundle:2026-12-10:huisarts:")
+    assert entries[2][1].startswith("mm-01:conflict:metformine_bij_egfr_onder_stopgrens:diabetes.metformine_starten,heartfailure.laboratorium_voor_start:")
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        assert c.execute("select count(*) from care_plan").fetchone() == (1,)
+        assert c.execute("select kind from care_plan_decision order by kind").fetchall() == [("bundle",), ("conflict",)]
+
+    # the same plan again: nothing new stored or audited; the tables show the same plan
+    again = run_cli("plan", "mm-01", "--at", "2026-12-10", env={**env, "COLUMNS": "400"})
+    assert again.returncode == 0, again.stderr
+    assert "metformine_bij_egfr_onder_stopgrens" in again.stdout and "diagnose_huisarts" in again.stdout
+    assert plan_entries(tmp_path) == entries
+
+    # bad input: an unknown patient, a bad window; nothing stored
+    unknown = run_cli("plan", "mm-99", "--json", env=env)
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr.strip() == "error: unknown patient 'mm-99': no facts or enrollments stored for this pseudonymous id; no plan stored"
+    bad = run_cli("plan", "mm-01", "--window", "-1", env=env)
+    assert bad.returncode == 1 and "bundling window must be a whole number of days" in bad.stderr
+    assert plan_entries(tmp_path) == entries
+
+
+def test_a_patient_in_no_pathway_gets_a_clear_message_and_nothing_is_stored(engine):
+    from pathways.access import Actor
+    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.service import Runtimes
+    from pathways.store.db import Store, migrate
+
+    migrate(engine)
+    store = Store(engine, FixedClock.on(DAY).now, Actor(user="poh-anna", role="admin", via="test"))
+    store.add_patient_facts(load_patient_file(MM).facts, "file:mm-01.json")
+    with pytest.raises(PlanError, match=r"patient 'mm-01' is in no pathway: enrol them first"):
+        make_plan(store, Runtimes(), "mm-01", DAY)
+    with engine.connect() as c:
+        import sqlalchemy as sa
+        assert c.execute(sa.text("select count(*) from care_plan")).scalar() == 0
+        assert c.execute(sa.text("select count(*) from audit_entry where action like 'plan.%'")).scalar() == 0

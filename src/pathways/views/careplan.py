@@ -16,7 +16,7 @@ def print_plan(console: Console, plan: dict[str, Any]) -> None:
                        f"steps of one discipline within {plan['window_days']} days are one appointment"))
     table = Table(title="Appointments", title_justify="left")
     for column in ("date", "discipline", "steps (pathway: step, due on)", "measure once", "why"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for a in plan["appointments"]:
         steps = "\n".join(f"{s['pathway']}: {s['step']} ({s['status']}, {s['due_on']})" for s in a["steps"])
         measured = "\n".join(f"{m['fact']} ({', '.join(m['pathways'])})" for m in a["measurements"])
@@ -25,7 +25,7 @@ def print_plan(console: Console, plan: dict[str, Any]) -> None:
     if plan["conflicts"]:
         table = Table(title="Conflicts between pathways", title_justify="left")
         for column in ("rule", "steps", "reasons", "action", "source"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for c in plan["conflicts"]:
             ev = c["evidence"]
             table.add_row(c["rule"], Text("\n".join(f"{s['pathway']}: {s['step']}" for s in c["steps"])), Text("\n".join(c["reasons"])),
@@ -35,7 +35,7 @@ def print_plan(console: Console, plan: dict[str, Any]) -> None:
         console.print("no conflicts between the pathways")
     table = Table(title="Goals", title_justify="left")
     for column in ("pathway", "goal", "target", "deadline", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for g in plan["goals"]:
         table.add_row(g["pathway"], g["goal"], Text(f"{g['fact']} {g['target']}"), str(g["deadline"]), g["status"])
     console.print(table)
