@@ -58,7 +58,8 @@ def validate(
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
         f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
-        f"{len(result.libraries)} shared libraries, {steps} steps",
+        f"{len(result.libraries)} shared libraries, {steps} steps"
+        + (f", {result.interaction_rules} interaction rules" if result.interaction_rules else ""),
         markup=False,
     )
 

@@ -159,6 +159,7 @@ def validate_with_interactions(paths: list[Path]) -> Validation:
         result.problems.extend(problems)
         if doc is not None:
             result.problems.extend(check_interactions(doc, pathways_of(result, folder)))
+            result.interaction_rules += len(doc.library.interactions)
     result.problems.sort(key=Problem.sort_key)
     return result
 

@@ -241,6 +241,7 @@ class Validation:
     pathways: list[Document] = field(default_factory=list)
     libraries: list[Document] = field(default_factory=list)
     files: int = 0
+    interaction_rules: int = 0  # rules of the interaction libraries checked (definition/interactions.py)
 
 
 class _Libraries:
