@@ -163,6 +163,15 @@ def test_validate_names_unknown_pathways_steps_and_facts_of_the_interaction_libr
     assert done.returncode == 1 and "PW060" in done.stderr + done.stdout
 
 
+def test_rules_about_a_pathway_that_did_not_load_are_left_to_its_own_problems(tmp_path):
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    file = folder / "heartfailure" / "pathway.yaml"
+    file.write_text(file.read_text(encoding="utf-8").replace("uses: [clinical, financing]\n", "uses: [clinical, financing]\nbogus_key: 1\n"), encoding="utf-8")
+    problems = [p for p in validate_with_interactions([folder]).problems if not p.is_warning]
+    assert [(Path(p.location.file).name, p.code) for p in problems] == [("pathway.yaml", "PW010")]
+
+
 def test_the_shipped_interaction_library_is_valid_and_names_its_gaps():
     result = validate_with_interactions([ROOT / "pathways"])
     assert [p for p in result.problems if not p.is_warning] == []

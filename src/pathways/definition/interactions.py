@@ -20,7 +20,7 @@ from pathways.definition import expr as E
 from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, _display, schema_problems, validate_paths
 from pathways.definition.model import Evidence, Identifier, NonEmpty, Source, Strict
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
-from pathways.errors import Location, Problem, did_you_mean
+from pathways.errors import Location, Problem, did_you_mean, errors
 
 
 
@@ -97,8 +97,10 @@ def names_in_scope(pathways: list[LoadedPathway]) -> dict[str, str]:
     return scope
 
 
-def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathway]) -> list[Problem]:
-    """Unknown pathways, steps, names and sources, each with file and line."""
+def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathway], unusable: set[str] = frozenset()) -> list[Problem]:
+    """Unknown pathways, steps, names and sources, each with file and line. ``unusable``: pathways
+    of the folder that did not load (their own problems are reported): rules about them are left
+    unchecked rather than reported as naming an unknown pathway."""
     problems: list[Problem] = []
     sources = {s.id for s in doc.library.sources}
     seen: set[str] = set()
@@ -108,6 +110,8 @@ def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathwa
             problems.append(Problem(doc.at(*base, "id"), "PW030", f"interaction '{rule.id}' is defined twice", "rename one"))
         seen.add(rule.id)
         known: list[LoadedPathway] = []
+        if any(ref.pathway in unusable for ref in rule.steps):
+            continue
         for j, ref in enumerate(rule.steps):
             loaded = pathways.get(ref.pathway)
             if loaded is None:
@@ -158,17 +162,22 @@ def validate_with_interactions(paths: list[Path]) -> Validation:
         doc, problems = read_interactions(file, _display(file))
         result.problems.extend(problems)
         if doc is not None:
-            result.problems.extend(check_interactions(doc, pathways_of(result, folder)))
+            found = pathways_of(result, folder)
+            broken = {f.parent.name for f in folder.glob("*/pathway.yaml")} - set(found)
+            result.problems.extend(check_interactions(doc, found, broken))
             result.interaction_rules += len(doc.library.interactions)
     result.problems.sort(key=Problem.sort_key)
     return result
 
 
 def pathways_of(result: Validation, folder: Path) -> dict[str, LoadedPathway]:
-    """The valid pathways of ``folder`` among those validated, with their libraries."""
+    """The pathways of ``folder`` validated without errors, with their libraries."""
     libraries = {d.model.id: d for d in result.libraries if Path(d.source.file).resolve().parent == (folder / SHARED_DIR).resolve()}
+    failed = {p.location.file for p in errors(result.problems)}
     found = {}
     for doc in result.pathways:
+        if doc.source.file in failed:
+            continue
         if folder.resolve() in Path(doc.source.file).resolve().parents and all(u in libraries for u in doc.model.uses):
             found[doc.model.id] = LoadedPathway(doc, tuple(libraries[u] for u in doc.model.uses))
     return found
