@@ -1494,6 +1494,8 @@ def diff(
                   markup=False)
     else:
         render_diff(label_from, label_to, changes, out)
+
+
 @app.command()
 def plan(
     patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
