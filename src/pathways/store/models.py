@@ -101,3 +101,15 @@ class Goal(SQLModel, table=True):
     baseline: Optional[float] = None
     latest: Optional[float] = None
     status: str = Field(max_length=16)
+
+
+class UserAccount(SQLModel, table=True):
+    """A person who logs in to the web application: a role of pathways.access, and a password
+    hash (argon2, made above the store: the store keeps the hash, never a password)."""
+
+    __tablename__ = "user_account"
+    name: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    created_at: dt.datetime
+    disabled: bool = False
