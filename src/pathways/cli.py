@@ -1504,7 +1504,7 @@ def web(
 
     from pathways.store.db import StoreError
 
-    out.print(f"pathways web on http://{host}:{port}/ (Ctrl-C stops it)", markup=False)
+    _store_or_fail(_clock())  # an unreachable store stops here, with its message, before anything listens
     try:  # by name: the command line does not import the web package (import-linter layers)
         uvicorn.run("pathways.web.app:from_environment", factory=True, host=host, port=port, log_level="info",
                     server_header=False)
