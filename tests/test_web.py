@@ -20,15 +20,13 @@ from web_setup import TODAY, password, seed
 
 
 @pytest.fixture
-def site(tmp_path):
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def site(engine):
+    """The seeded store on SQLite (and PostgreSQL when CI gives one) and the app on it."""
+    url = engine.url.render_as_string(hide_password=False)
     enrollment = seed(url)
     clock = FixedClock.on(TODAY)
     settings = WebSettings(database_url=url, secret_key="k" * 40, clock=clock, page_size=25)
-    app = create_app(settings)
-    engine = sa.create_engine(url)
-    yield app, enrollment, clock, engine
-    engine.dispose()
+    return create_app(settings), enrollment, clock, engine
 
 
 def csrf_of(html: str) -> str:
@@ -163,7 +161,7 @@ def test_a_disabled_account_is_logged_out_at_its_next_request(site):
     log_in(client, "coord-ben")
     assert client.get("/worklist").status_code == 200
     with engine.begin() as connection:
-        connection.execute(sa.text("update user_account set disabled = 1 where name = 'coord-ben'"))
+        connection.execute(sa.text("update user_account set disabled = true where name = 'coord-ben'"))
     assert client.get("/worklist", follow_redirects=False).status_code == 303
 
 

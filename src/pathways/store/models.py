@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -65,7 +65,8 @@ class Enrollment(SQLModel, table=True):
 
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_run"
-    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),)
+    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),
+                      Index("ix_step_run_status_due_on", "status", "due_on"))  # the worklist: due runs by due date
     id: Optional[int] = Field(default=None, primary_key=True)
     run_key: str = Field(max_length=256)
     enrollment_id: str = Field(foreign_key="enrollment.id", index=True, max_length=128)

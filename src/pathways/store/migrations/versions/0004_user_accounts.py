@@ -1,4 +1,5 @@
-"""user accounts of the web application: name, role, argon2 password hash
+"""user accounts of the web application (name, role, argon2 password hash); the worklist's index
+(due step runs by due date)
 
 Revision ID: 0004
 Revises: 0003
@@ -23,7 +24,9 @@ def upgrade() -> None:
     sa.Column('disabled', sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_index('ix_step_run_status_due_on', 'step_run', ['status', 'due_on'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_step_run_status_due_on', table_name='step_run')
     op.drop_table('user_account')
