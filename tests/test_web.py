@@ -317,3 +317,24 @@ def test_user_add_is_for_admins_only(tmp_path):
                                   "PATHWAYS_IDENTITY_SECRET": "s" * 32, "DO_NOT_TRACK": "1"})
     assert refused.returncode == 1
     assert "may not add the web account x-y: it needs the permission 'account.manage' (roles: admin)" in refused.stderr
+
+
+def test_an_escalation_opened_by_a_recorded_value_is_shown_with_its_reasons(site):
+    app, enrollment, _, engine = site
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    path = f"/enrollments/{enrollment}/steps/laboratorium_start/record"
+    token = csrf_of(client.get(path).text)
+    values = {"hba1c_mmol_mol": "60", "fasting_glucose_mmol_l": "8", "egfr_ml_min_1_73m2": "25", "creatinine_umol_l": "200",
+              "potassium_mmol_l": "4,5", "acr_mg_mmol": "3"}  # a Dutch decimal comma is a decimal
+    done = client.post(path, data={"csrf": token, **{f"out.{k}": v for k, v in values.items()}}, follow_redirects=False)
+    assert done.status_code == 303
+    page = client.get(done.headers["location"]).text
+    escalations = re.search(r'<ul class="escalations">.*?\n</ul>', page, re.S).group(0)
+    assert "(regulier, verwijzing_specialist) since 2026-11-16" in escalations
+    assert "egfr_ml_min_1_73m2 &lt; ckd_refer_egfr_younger: true (egfr_ml_min_1_73m2 = 25 mL/min/{1.73_m2}, observed 2026-11-16" in escalations
+    assert '<td class="status">escalated</td>' in re.search(r'<tr id="step-verwijzing_nefroloog".*?</tr>', page, re.S).group(0)
+    recorded = entries(engine, action="input.recorded", subject=f"{enrollment}:laboratorium_start")
+    assert recorded[-1]["payload"]["values"]["potassium_mmol_l"] == 4.5
+    pages = [e["payload"]["page"] for e in entries(engine, action="patient_data.read", enrollment=enrollment, actor="poh-anna")]
+    assert pages == ["record", "record", "enrollment"]  # the form, the form posted, the enrollment
