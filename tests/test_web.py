@@ -338,3 +338,11 @@ def test_an_escalation_opened_by_a_recorded_value_is_shown_with_its_reasons(site
     assert recorded[-1]["payload"]["values"]["potassium_mmol_l"] == 4.5
     pages = [e["payload"]["page"] for e in entries(engine, action="patient_data.read", enrollment=enrollment, actor="poh-anna")]
     assert pages == ["record", "record", "enrollment"]  # the form, the form posted, the enrollment
+
+
+def test_pathways_web_refuses_a_bad_setting_with_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pathways.cli", "web", "--port", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PATHWAYS_WEB_SECURE_COOKIES": "yes",
+                               "PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "DO_NOT_TRACK": "1", "PATHWAYS_IDENTITY_SECRET": "s" * 32})
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: PATHWAYS_WEB_SECURE_COOKIES: 'yes' is not 1 (cookies over HTTPS only) or 0"
