@@ -7,6 +7,8 @@
   (log-in and log-out included) before the route runs.
 - Log-in limits: after ``login_failures`` failures for one account from one client within
   ``login_window``, further attempts are refused until the oldest failure leaves the window.
+  Kept in the process's memory: one ``pathways web`` process per store (several processes would
+  each allow that many).
 """
 
 from __future__ import annotations
@@ -106,7 +108,11 @@ class LoginLimiter:
 
     def blocked_until(self, user: str, client: str) -> dt.datetime | None:
         with self._lock:
-            times = self._recent((user.lower(), client))
+            key = (user.lower(), client)
+            times = self._recent(key)
+            if not times:  # nothing recent: forgotten (names tried once do not pile up)
+                del self._seen[key]
+                return None
             return times[0] + self.window if len(times) >= self.failures else None
 
     def failed(self, user: str, client: str) -> None:
