@@ -33,6 +33,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "identity.read": frozenset({"scheduler", "auditor", "admin"}),  # name, birth date, BSN hash
     "audit.read": frozenset({"auditor", "admin"}),
     "document.render": frozenset({"coordinator", "scheduler", "admin"}),  # care-plan documents, FHIR CarePlan
+    "account.manage": frozenset({"admin"}),  # web accounts (pathways user add)
 }
 
 _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")

@@ -1529,6 +1529,60 @@ def plan(
         print_plan(out, made.to_json())
 
 
+# -- web application ----------------------------------------------------------------------
+
+user_app = typer.Typer(help="Web application accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Account name (letters, digits, . _ @ -)")],
+    role: Annotated[str, typer.Option("--role", help="coordinator, scheduler, auditor or admin")],
+) -> None:
+    """Add a web account. The password is typed twice at a terminal, or read as one line from
+    standard input when that is not a terminal. Admins only."""
+    import getpass
+
+    from pathways.orchestration.accounts import AccountError, AccountExists, MIN_PASSWORD, add_user
+
+    actor = _require("account.manage", f"add the web account {name}", name)
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {name} (at least {MIN_PASSWORD} characters): ")
+        if getpass.getpass("the same password again: ") != password:
+            err.print("error: the two passwords differ; nothing changed", markup=False)
+            raise typer.Exit(1)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    store = _store_or_fail(_clock())
+    try:
+        add_user(store, name, role, password)
+    except (AccountError, AccountExists) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"added web account {name} ({role}) by {actor.user}", markup=False)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+) -> None:
+    """Start the web application on the configured store (PATHWAYS_DATABASE_URL); log in with an
+    account made by `pathways user add`."""
+    import uvicorn
+
+    from pathways.store.db import StoreError
+
+    _store_or_fail(_clock())  # an unreachable store stops here, with its message, before anything listens
+    try:  # by name: the command line does not import the web package (import-linter layers)
+        uvicorn.run("pathways.web.app:from_environment", factory=True, host=host, port=port, log_level="info",
+                    server_header=False)
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
 
 def _until_stopped(items):

@@ -490,7 +490,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     what it unblocks comes due, and an urgent value escalates now, not at the next run.
     ``today``: the real date, when the clock is set to the day the step was done (--at)."""
     from pathways.clock import FixedClock
-    from pathways.runtime.core import RecordError
+    from pathways.runtime.core import RecordError, StepNotOpen
 
     authorize(store, "input.record", f"record step {step}", enrollment)
     state, version = store.load(enrollment)
@@ -502,7 +502,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     runtime = runtimes.get_version(state.version_key, store)
     progress = state.steps.get(step)
     if progress is not None and progress.done_on and progress.status != "due" and runtime.steps[step].escalation is None:
-        raise RecordError([_recorded_already(store, enrollment, step, progress)])
+        raise StepNotOpen([_recorded_already(store, enrollment, step, progress)])
     facts = store.patient_facts(state.patient)
     new, events, observations = runtime.record(state, step, data, facts, clock, require_all)
     if observations:

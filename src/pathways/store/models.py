@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -67,7 +67,8 @@ class Enrollment(SQLModel, table=True):
 
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_run"
-    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),)
+    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),
+                      Index("ix_step_run_status_due_on", "status", "due_on"))  # the worklist: due runs by due date
     id: Optional[int] = Field(default=None, primary_key=True)
     run_key: str = Field(max_length=256)
     enrollment_id: str = Field(foreign_key="enrollment.id", index=True, max_length=128)
@@ -127,3 +128,15 @@ class CarePlanDecision(SQLModel, table=True):
     kind: str = Field(max_length=16)  # bundle | conflict
     plan_on: dt.date
     detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: steps, rule, window, reasons
+
+
+class UserAccount(SQLModel, table=True):
+    """A person who logs in to the web application: a role of pathways.access, and a password
+    hash (argon2, made above the store: the store keeps the hash, never a password)."""
+
+    __tablename__ = "user_account"
+    name: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    created_at: dt.datetime
+    disabled: bool = False
