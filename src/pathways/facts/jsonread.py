@@ -38,6 +38,7 @@ MAX_DEPTH = 64
 MAX_PROBLEMS = 50
 
 _MB = 1_000_000
+_CHUNK = 1 << 20
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]', re.DOTALL)
 
 
@@ -58,7 +59,7 @@ def read_limited(path: Path, limit: int = MAX_DOCUMENT_BYTES, what: str = "a pat
         if size > limit and not path.name.lower().endswith(".gz"):
             raise JsonFileError(str(path), f"the file is {_size(size)}, over the {_size(limit)} limit for {what}", _smaller(what))
         with path.open("rb") as handle:
-            raw = handle.read(limit + 1)
+            raw = _read_at_most(handle, limit + 1)
     except OSError as exc:
         raise JsonFileError(str(path), f"cannot read: {exc.strerror or exc}", "check the path and its permissions") from None
     if path.name.lower().endswith(".gz"):
@@ -71,7 +72,7 @@ def _gunzip(path: Path, raw: bytes, limit: int, what: str) -> bytes:
         raise JsonFileError(str(path), f"the compressed file is over the {_size(limit)} limit for {what}", _smaller(what))
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as handle:
-            data = handle.read(limit + 1)
+            data = _read_at_most(handle, limit + 1)
     except EOFError:
         raise JsonFileError(str(path), "the gzip file is truncated (it ends before its data does)", "copy or download it again") from None
     except (OSError, zlib.error) as exc:
@@ -79,6 +80,15 @@ def _gunzip(path: Path, raw: bytes, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise JsonFileError(str(path), f"the file expands to more than the {_size(limit)} limit for {what}", _smaller(what))
     return data
+
+
+def _read_at_most(handle, count: int) -> bytes:
+    """Up to ``count`` bytes, read in chunks: read(count) would allocate all of them at once."""
+    chunks, total = [], 0
+    while total < count and (chunk := handle.read(min(_CHUNK, count - total))):
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes, where: str, line: int = 0) -> Any:
