@@ -51,8 +51,8 @@ SCALARS = (
 )
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5), max_leaves=25)
 RESOURCE = st.fixed_dictionaries({"resourceType": TYPES}, optional={"id": SCALARS, "subject": VALUES, "code": VALUES, "valueQuantity": VALUES, "status": SCALARS})
-ENTRY = st.fixed_dictionaries({}, optional={"resource": RESOURCE | VALUES}) | VALUES
-BUNDLE = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={"entry": st.lists(ENTRY, max_size=5) | VALUES})
+ENTRY = st.fixed_dictionaries({"resource": RESOURCE}) | st.fixed_dictionaries({}, optional={"resource": VALUES}) | VALUES
+BUNDLE = st.fixed_dictionaries({"resourceType": st.just("Bundle"), "entry": st.lists(ENTRY, min_size=1, max_size=5) | VALUES})
 FACTS = st.fixed_dictionaries({"patient": SCALARS}, optional={"demographics": VALUES, "observations": VALUES, "conditions": VALUES})
 DOCUMENTS = VALUES | RESOURCE | BUNDLE | FACTS
 
@@ -65,7 +65,9 @@ def _nested(depth: int, kind: str) -> bytes:
 @st.composite
 def json_bytes(draw) -> bytes:
     """A JSON document, maybe spoiled: cut off, with bytes changed, or nested very deep."""
-    how = draw(st.sampled_from(["whole", "cut", "spoiled", "deep", "noise"]))
+    how = draw(st.sampled_from(["whole", "bundle", "bundle", "cut", "spoiled", "deep", "noise"]))
+    if how == "bundle":
+        return json.dumps(draw(BUNDLE)).encode()
     if how == "deep":
         return _nested(draw(st.integers(jsonread.MAX_DEPTH - 2, 3000)), draw(st.sampled_from(["list", "object", "entry"])))
     if how == "noise":
@@ -139,6 +141,14 @@ def test_patient_file_readers_end_in_their_own_error(folder, document):
     if name.endswith(".json"):
         _bounded(load_facts_json, path)
         _bounded(read_json, path)
+
+
+@HOSTILE
+@given(bundle=BUNDLE)
+def test_bundles_of_odd_entries_end_in_their_own_error(folder, bundle):
+    path = _write(folder, "bundle.json", json.dumps(bundle).encode())
+    _bounded(load_fhir, path)
+    _bounded(load_patient_file, path)
 
 
 @HOSTILE
