@@ -8,6 +8,8 @@ import json
 import shutil
 import sqlite3
 
+import pytest
+
 from conftest import FIXTURES, ROOT, run_cli
 from pathways.definition import yamlsource
 from pathways.facts.jsonread import MAX_DEPTH
@@ -91,3 +93,20 @@ def test_check_reports_a_hostile_cases_file_at_its_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert (f"{cases}:{first + 1}:{column}: PW012 '2026-13-01' is not a date that exists "
             "(write a real date as YYYY-MM-DD, or quote the value to keep it as text)") in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "setting, message, code",
+    [
+        ({"PATHWAYS_BATCH_SIZE": "0"}, "error: PATHWAYS_BATCH_SIZE: 0 enrollments per batch would advance nobody; set a whole number of at least 1, or unset it for the default 500", 2),
+        ({"PATHWAYS_DATABASE_URL": "store.db"}, "error: PATHWAYS_DATABASE_URL: 'store.db' is not a database URL; write sqlite:///path/to/pathways.db or postgresql://user@host/database", 2),
+        ({"PATHWAYS_ROLE": "boss"}, "error: PATHWAYS_ROLE: unknown role 'boss' (roles: coordinator, scheduler, auditor, admin)", 2),
+        ({"PATHWAYS_DATABASE_URL": "sqlite:////proc/no-such/store.db"}, "error: the store's folder /proc/no-such (PATHWAYS_DATABASE_URL) cannot be created: No such file or directory; set PATHWAYS_DATABASE_URL to a place you can write", 1),
+    ],
+)
+def test_a_wrong_setting_is_named_with_the_fix_before_anything_runs(tmp_path, setting, message, code):
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({"patient": "pt-hostile-3", "conditions": [{"fact": "dm2_diagnosis", "onset": "2019-01-01"}]}))
+    done = run_cli("enroll", "pt-hostile-3", "--pathway", "diabetes", "--facts", str(patient), env={**environment(tmp_path), **setting})
+    assert (done.returncode, done.stderr.strip(), done.stdout) == (code, message, "")
+    assert not (tmp_path / "store.db").exists()
