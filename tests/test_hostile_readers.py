@@ -298,3 +298,12 @@ def test_ndjson_line_over_the_limit_is_refused_without_reading_it_whole(tmp_path
         f"{path}:2: the line is over the 100 bytes limit for one resource; check that this is a FHIR bulk-data export (one resource per line)",
         f"{path}:3: NaN is not a JSON value; write a number, or leave the value out",
     ]
+
+
+def test_fhir_xml_with_a_doctype_is_refused_before_any_entity_is_read(tmp_path):
+    path = tmp_path / "observation.xml"
+    path.write_text('<?xml version="1.0"?>\n<!DOCTYPE Observation [<!ENTITY a "x">]>\n'
+                    '<Observation xmlns="http://hl7.org/fhir"><id value="&a;"/><status value="final"/></Observation>')
+    with pytest.raises(FhirError) as info:
+        load_fhir(path)
+    assert str(info.value) == f"{path}: the XML declares a DOCTYPE, which FHIR XML must not have; remove the <!DOCTYPE ...> part"

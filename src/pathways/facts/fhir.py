@@ -115,6 +115,8 @@ def _read_xml(path: Path, raw: bytes) -> list[tuple[str, Any]]:
         root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as exc:
         raise FhirError(f"{path}:{exc.lineno}", f"malformed XML: {exc.msg}") from None
+    if root.getroottree().docinfo.doctype:
+        raise FhirError(str(path), "the XML declares a DOCTYPE, which FHIR XML must not have; remove the <!DOCTYPE ...> part")
     deep = _xml_deeper_than(root, MAX_DEPTH)
     if deep is not None:
         raise FhirError(f"{path}:{deep.sourceline}", f"the XML nests deeper than {MAX_DEPTH} levels; no patient file nests this deep: check that this is the file you meant")
