@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FIXTURES, ROOT, run_cli
 from pathways.definition import yamlsource
-from pathways.facts.jsonread import MAX_DEPTH
+from pathways.facts.jsonread import MAX_DATA_BYTES, MAX_DEPTH
 
 
 def environment(tmp_path):
@@ -50,7 +50,7 @@ def test_evaluate_refuses_a_deeply_nested_facts_file(tmp_path):
     done = run_cli("evaluate", "diabetes", "--facts", str(path), "--at", "2026-11-01", env=environment(tmp_path))
     column = len('{"patient": "p1", "observations": ') + MAX_DEPTH  # the object is level 1
     refused(done, f"error: {path}:1:{column}: the JSON nests deeper than {MAX_DEPTH} levels; "
-                  "no patient file nests this deep: check that this is the file you meant")
+                  "check that this is the file you meant: nothing pathways reads nests this deep")
 
 
 def test_enroll_refuses_a_truncated_gzip_bundle_and_stores_nothing(tmp_path):
@@ -70,6 +70,15 @@ def test_facts_add_refuses_a_bundle_entry_without_a_resource_type_and_stores_not
     done = run_cli("facts", "add", "pt-hostile-2", "--fhir", str(path), "--enroll", "diabetes", env=environment(tmp_path))
     refused(done, f'error: {path}: Bundle.entry[3].resource: not a FHIR resource (no resourceType); add one, e.g. "resourceType": "Observation"')
     assert stored(tmp_path) == {}
+
+
+def test_record_refuses_step_data_over_its_limit_before_opening_the_store(tmp_path):
+    data = tmp_path / "values.json"
+    data.write_text('{"notes": "' + "x" * MAX_DATA_BYTES + '"}')
+    done = run_cli("record", "e-1", "intake_poh", "--data", str(data), env=environment(tmp_path))
+    refused(done, f"error: {data}: the file is {(MAX_DATA_BYTES + 14) / 1e6:.1f} MB, over the 1.0 MB limit for the values of one step; "
+                  "check that this is the file you meant")
+    assert not (tmp_path / "store.db").exists()
 
 
 def test_check_reports_a_hostile_cases_file_at_its_line(tmp_path):

@@ -217,7 +217,7 @@ def test_deep_json_is_refused_at_its_place_with_the_limit(tmp_path):
     column = len(' "observations": ') + jsonread.MAX_DEPTH  # the object is level 1: this bracket is level 65
     assert str(info.value) == (
         f"{path}:2:{column}: the JSON nests deeper than {jsonread.MAX_DEPTH} levels; "
-        "no patient file nests this deep: check that this is the file you meant"
+        "check that this is the file you meant: nothing pathways reads nests this deep"
     )
 
 

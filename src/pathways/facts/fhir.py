@@ -119,7 +119,7 @@ def _read_xml(path: Path, raw: bytes) -> list[tuple[str, Any]]:
         raise FhirError(str(path), "the XML declares a DOCTYPE, which FHIR XML must not have; remove the <!DOCTYPE ...> part")
     deep = _xml_deeper_than(root, MAX_DEPTH)
     if deep is not None:
-        raise FhirError(f"{path}:{deep.sourceline}", f"the XML nests deeper than {MAX_DEPTH} levels; no patient file nests this deep: check that this is the file you meant")
+        raise FhirError(f"{path}:{deep.sourceline}", f"the XML nests deeper than {MAX_DEPTH} levels; check that this is the file you meant: nothing pathways reads nests this deep")
     name = etree.QName(root).localname
     if name == "Bundle":
         found = []

@@ -187,7 +187,7 @@ def _too_deep(raw: bytes, at) -> JsonFileError:
     return JsonFileError(
         at(line, col),
         f"the JSON nests deeper than {MAX_DEPTH} levels",
-        "no patient file nests this deep: check that this is the file you meant",
+        "check that this is the file you meant: nothing pathways reads nests this deep",
     )
 
 
