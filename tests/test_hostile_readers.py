@@ -307,3 +307,14 @@ def test_fhir_xml_with_a_doctype_is_refused_before_any_entity_is_read(tmp_path):
     with pytest.raises(FhirError) as info:
         load_fhir(path)
     assert str(info.value) == f"{path}: the XML declares a DOCTYPE, which FHIR XML must not have; remove the <!DOCTYPE ...> part"
+
+
+def test_a_bulk_export_full_of_bad_lines_is_reported_up_to_the_limit(tmp_path):
+    path = tmp_path / "Observation.ndjson"
+    path.write_text("{bad\n" * (jsonread.MAX_PROBLEMS + 30))
+    with pytest.raises(BulkError) as info:
+        read_ndjson([path])
+    problems = [str(p) for p in info.value.problems]
+    assert len(problems) == jsonread.MAX_PROBLEMS + 1
+    assert problems[0] == f"{path}:1:2: malformed JSON: Expecting property name enclosed in double quotes; object keys are written in double quotes, and a trailing comma is not allowed"
+    assert problems[-1] == f"{path}:{jsonread.MAX_PROBLEMS + 1}: stopped reading here after {jsonread.MAX_PROBLEMS} problems; fix these and give the export again"

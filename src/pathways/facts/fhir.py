@@ -63,7 +63,7 @@ def read_resources(path: Path) -> list[tuple[str, dict | Any]]:
     cannot read is a FhirError, never skipped silently."""
     try:
         raw = read_limited(path)
-        if raw.lstrip().startswith(b"<"):
+        if raw.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<"):  # XML, maybe after a UTF-8 byte order mark
             return _read_xml(path, raw)
         data = parse_json(raw, str(path))
     except JsonFileError as exc:
@@ -170,7 +170,7 @@ def read_ndjson(paths: list[Path]) -> dict[str, list[tuple[str, dict]]]:
         try:
             for where, resource in read_ndjson_lines(path):
                 if len(problems) >= MAX_PROBLEMS:
-                    problems.append(FhirError(str(path), f"more problems after line {where.rsplit(':', 1)[1]}; stopped reading after {MAX_PROBLEMS}"))
+                    problems.append(FhirError(where, f"stopped reading here after {MAX_PROBLEMS} problems; fix these and give the export again"))
                     break
                 if isinstance(resource, JsonFileError):
                     problems.append(FhirError(resource.where, f"{resource.message}; {resource.fix}"))
