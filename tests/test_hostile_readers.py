@@ -31,7 +31,7 @@ OURS = (PatientFileError, FhirError, BulkError, JsonFileError, ProblemsFound)
 PEAK_BYTES = 40_000_000  # far above what a document of a few kB needs, far below a runaway
 HOSTILE = settings(
     max_examples=100,
-    deadline=timedelta(seconds=3),
+    deadline=timedelta(seconds=5),  # per example; generous for a shared machine, far below a runaway
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
