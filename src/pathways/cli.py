@@ -46,10 +46,11 @@ def _fail(problems: list[Problem]) -> None:
 def validate(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
 ) -> None:
-    """Check pathway and shared library files; report every problem as file:line:col."""
-    from pathways.definition.loader import validate_paths
+    """Check pathway and shared library files, and each folder's cross-pathway interaction library
+    (_shared/interactions.yaml); report every problem as file:line:col."""
+    from pathways.definition.interactions import validate_with_interactions
 
-    result = validate_paths(paths or [Path("pathways")])
+    result = validate_with_interactions(paths or [Path("pathways")])
     if errors(result.problems):
         _fail(result.problems)
     _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
@@ -57,7 +58,8 @@ def validate(
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
         f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
-        f"{len(result.libraries)} shared libraries, {steps} steps",
+        f"{len(result.libraries)} shared libraries, {steps} steps"
+        + (f", {result.interaction_rules} interaction rules" if result.interaction_rules else ""),
         markup=False,
     )
 
@@ -1453,6 +1455,74 @@ def audit_export(
     for r in items:
         kinds[r["resourceType"]] = kinds.get(r["resourceType"], 0) + 1
     out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
+
+
+# -- versions -------------------------------------------------------------------------------
+
+@app.command()
+def diff(
+    side_from: Annotated[str, typer.Argument(metavar="FROM", help="NAME@VERSION (published), NAME@draft or NAME (files on disk), or a path")],
+    side_to: Annotated[str, typer.Argument(metavar="TO", help="The same forms as FROM")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON")] = False,
+) -> None:
+    """What changed between two versions of a pathway, in its own terms: steps, gates, timings,
+    parameters (with their evidence), escalations, goals, financing rules. Not a text diff."""
+    import json
+
+    from pathways.definition.diff import diff_pathways
+    from pathways.orchestration.versions import pathway_side
+    from pathways.store.db import StoreError
+    from pathways.views.diff import render_diff
+
+    sides = []
+    for side in (side_from, side_to):
+        try:
+            sides.append(pathway_side(side))
+        except ProblemsFound as exc:
+            _fail(exc.problems)
+        except StoreError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1)
+    (label_from, old), (label_to, new) = sides
+    changes = diff_pathways(old, new)
+    if as_json:
+        out.print(json.dumps({"from": label_from, "to": label_to, "changes": [c.as_json() for c in changes]}, ensure_ascii=False, indent=2),
+                  markup=False)
+    else:
+        render_diff(label_from, label_to, changes, out)
+
+
+@app.command()
+def plan(
+    patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
+    window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+) -> None:
+    """One personal plan for a patient across all their pathways: bundled appointments, shared
+    measurements, conflicts between pathways and goals; stored, each decision audited once."""
+    _require("input.record", f"make the care plan of {patient}", patient)
+    import json
+
+    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.service import Runtimes
+    from pathways.orchestration.versions import VersionNotPublished
+    from pathways.runtime.plan import PlanError
+    from pathways.views.careplan import print_plan
+
+    day = _parse_date(at, "--at") or _today()
+    store = _store_or_fail(_clock())
+    try:
+        made, _ = make_plan(store, Runtimes(templates=False), patient, day, window)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except (PlanError, VersionNotPublished) as exc:
+        err.print(f"error: {exc}; no plan stored", markup=False)
+        raise typer.Exit(1)
+    if as_json:
+        out.print(json.dumps(made.to_json(), indent=2, ensure_ascii=False), markup=False)
+    else:
+        print_plan(out, made.to_json())
 
 
 # -- interrupting (pathways.interrupt) -------------------------------------------------------

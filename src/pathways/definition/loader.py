@@ -23,6 +23,7 @@ from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, erro
 
 PATHWAY_FILE = "pathway.yaml"
 SHARED_DIR = "_shared"
+INTERACTIONS_FILE = "interactions.yaml"  # the cross-pathway rules (definition/interactions.py), no library
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
 
@@ -240,6 +241,7 @@ class Validation:
     pathways: list[Document] = field(default_factory=list)
     libraries: list[Document] = field(default_factory=list)
     files: int = 0
+    interaction_rules: int = 0  # rules of the interaction libraries checked (definition/interactions.py)
 
 
 class _Libraries:
@@ -258,6 +260,8 @@ class _Libraries:
         if folder not in self.by_folder:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
+                if path.name == INTERACTIONS_FILE:
+                    continue
                 doc = self.load(path)
                 if doc is not None and isinstance(doc.model, Library):
                     found[doc.model.id] = doc
@@ -303,7 +307,7 @@ def _files_in(folder: Path) -> list[Path]:
     shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in d.glob("*.yaml"))
     if folder.name == SHARED_DIR:
         shared = sorted(folder.glob("*.yaml"))
-    return shared + pathway_files
+    return [p for p in shared if p.name != INTERACTIONS_FILE] + pathway_files
 
 
 def validate_paths(paths: list[Path]) -> Validation:

@@ -12,6 +12,8 @@
 - decision: every decision with its idempotency key (unique): outcome, reasons (explanation),
   the facts it read, pathway version and content hash, decision date.
 - goal: SMART goal progress per enrollment.
+- care_plan, care_plan_decision: the personal plan per patient across pathways and its bundling and
+  conflict decisions (each decision stored and audited once).
 """
 
 from __future__ import annotations
@@ -101,3 +103,27 @@ class Goal(SQLModel, table=True):
     baseline: Optional[float] = None
     latest: Optional[float] = None
     status: str = Field(max_length=16)
+
+
+class CarePlan(SQLModel, table=True):
+    """The patient's one personal plan across their pathways (runtime/plan.py), per plan date:
+    the latest made for that date, with its digest (the same plan made again changes nothing)."""
+
+    __tablename__ = "care_plan"
+    patient_id: str = Field(foreign_key="patient.id", primary_key=True, max_length=128)
+    plan_on: dt.date = Field(primary_key=True)
+    window_days: int
+    digest: str = Field(max_length=64)
+    plan: str = Field(sa_column=Column(Text, nullable=False))  # the plan as JSON (`pathways plan --json`)
+    updated_at: dt.datetime
+
+
+class CarePlanDecision(SQLModel, table=True):
+    """A bundling or conflict decision of a personal plan, once per key (audited once)."""
+
+    __tablename__ = "care_plan_decision"
+    key: str = Field(primary_key=True, max_length=300)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
+    kind: str = Field(max_length=16)  # bundle | conflict
+    plan_on: dt.date
+    detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: steps, rule, window, reasons
