@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
+from pathways.definition.interactions import read_interactions
 from pathways.definition.loader import load_document
 from pathways.definition.yamlsource import read_yaml
 from pathways.errors import ProblemsFound
@@ -185,8 +186,9 @@ def test_yaml_readers_report_problems_and_raise_nothing_else(folder, raw):
     path = _write(folder, "cases.yaml", raw)
     tracemalloc.start()
     try:
-        read_yaml(path)  # returns problems: it raises nothing at all
+        read_yaml(path)  # returns problems: these raise nothing at all
         load_document(path)
+        read_interactions(path)
         with pytest.raises(ProblemsFound) if raw.startswith((b"[", b"{a", b"- &")) else _maybe(ProblemsFound):
             load_cases(path)
     finally:
