@@ -320,3 +320,11 @@ def test_a_bulk_export_full_of_bad_lines_is_reported_up_to_the_limit(tmp_path):
     assert len(problems) == jsonread.MAX_PROBLEMS + 1
     assert problems[0] == f"{path}:1:2: malformed JSON: Expecting property name enclosed in double quotes; object keys are written in double quotes, and a trailing comma is not allowed"
     assert problems[-1] == f"{path}:{jsonread.MAX_PROBLEMS + 1}: stopped reading here after {jsonread.MAX_PROBLEMS} problems; fix these and give the export again"
+
+
+def test_a_key_given_twice_is_refused_not_silently_the_last(tmp_path):
+    path = tmp_path / "patient.json"
+    path.write_text('{"patient": "p1", "observations": [{"fact": "potassium_mmol_l", "value": 4.1, "value": 6.9, "at": "2026-01-02"}]}')
+    with pytest.raises(PatientFileError) as info:
+        load_facts_json(path)
+    assert info.value.problems == [f"{path}: an object has the key 'value' twice; keep one (which of the two values counts is not clear)"]

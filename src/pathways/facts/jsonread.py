@@ -5,7 +5,8 @@ Every JSON reader of the project goes through here, so a hostile or broken file 
 ``JsonFileError`` (which names the file, and the line and column where there is one) and never
 in a traceback: too large, a gzip file that is truncated or corrupt (or expands beyond the
 limit), not UTF-8, malformed, nested deeper than any patient file is, a number too long to
-read, or NaN/Infinity (not JSON). The limits are named here and listed in docs/errors.md:
+read, NaN/Infinity (not JSON), or an object with the same key twice (which value counts?).
+The limits are named here and listed in docs/errors.md:
 
 - ``MAX_DOCUMENT_BYTES``: one JSON document (a facts file, a FHIR Bundle), after decompression.
   The largest Synthea bundle we met is about 4 MB; a bundle over the limit is better sent as a
@@ -101,7 +102,7 @@ def parse_json(raw: bytes, where: str, line: int = 0) -> Any:
 
 def _parse(raw: bytes, at) -> Any:
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
+        data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_object)
     except UnicodeDecodeError as exc:
         line, col = _line_col(raw, exc.start)
         raise JsonFileError(at(line, col), f"byte 0x{raw[exc.start]:02x} is not UTF-8 text", "save the file as UTF-8") from None
@@ -109,6 +110,8 @@ def _parse(raw: bytes, at) -> Any:
         raise JsonFileError(at(exc.lineno, exc.colno), f"malformed JSON: {exc.msg}", _json_fix(exc.msg)) from None
     except _Constant as exc:
         raise JsonFileError(at(0, 0), f"{exc.args[0]} is not a JSON value", "write a number, or leave the value out") from None
+    except _Duplicate as exc:
+        raise JsonFileError(at(0, 0), f"an object has the key {exc.args[0]!r} twice", "keep one (which of the two values counts is not clear)") from None
     except RecursionError:
         raise _too_deep(raw, at) from None
     except ValueError:  # an integer with more digits than Python converts (sys.get_int_max_str_digits)
@@ -154,6 +157,19 @@ def read_ndjson_lines(path: Path) -> Iterator[tuple[str, Any]]:
 
 class _Constant(Exception):
     pass
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (Python's json keeps the last silently)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        raise _Duplicate(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return data
 
 
 def _no_constant(name: str):
