@@ -77,6 +77,8 @@ def actor_from_environment(environ: Mapping[str, str]) -> Actor:
             mode = path.stat().st_mode
         except OSError as exc:
             raise ConfigurationError(f"{path}: cannot read the token file: {exc.strerror} (PATHWAYS_TOKEN_FILE)") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{path}: the token file is not UTF-8 text (PATHWAYS_TOKEN_FILE); write it as 'user: NAME' and 'role: ROLE' lines") from None
         if mode & 0o077:
             raise ConfigurationError(f"{path}: the token file may be read by others (mode {oct(mode & 0o777)}); run: chmod 600 {path}")
         values: dict[str, str] = {}

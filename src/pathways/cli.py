@@ -412,20 +412,16 @@ def record(
 ) -> None:
     """Record a step done with the outputs people recorded; validated against the step."""
     _require("input.record", f"record step {step} of {enrollment}", enrollment)
-    import json
-
+    from pathways.facts.jsonread import MAX_DATA_BYTES, JsonFileError, read_json
     from pathways.orchestration.service import Runtimes, at_clock, record_step
     from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.core import RecordError
     from pathways.store.db import UnknownEnrollment
 
     try:
-        values = json.loads(data.read_text(encoding="utf-8"))
-    except OSError as exc:
-        err.print(f"error: {data}: cannot read: {exc.strerror}", markup=False)
-        raise typer.Exit(1)
-    except json.JSONDecodeError as exc:
-        err.print(f"error: {data}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}", markup=False)
+        values = read_json(data, MAX_DATA_BYTES, "the values of one step")
+    except JsonFileError as exc:
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     if not isinstance(values, dict):
         err.print(f"error: {data}: expected a JSON object of output fact -> value", markup=False)

@@ -3,13 +3,13 @@ Every problem names the file and the field."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from pathways.facts.fhir import BulkError, FhirError, from_resources, load_fhir, read_ndjson
+from pathways.facts.jsonread import JsonFileError, read_json
 from pathways.facts.model import PatientFacts
 
 
@@ -36,15 +36,9 @@ def _loc(loc: tuple) -> str:
 
 def load_facts_json(path: Path) -> PatientFile:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PatientFileError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise PatientFileError([f"{path}: not UTF-8 text"]) from None
-    except json.JSONDecodeError as exc:
-        raise PatientFileError([f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}"]) from None
+        data = read_json(path)  # within the size and depth limits of jsonread
+    except JsonFileError as exc:
+        raise PatientFileError([str(exc)]) from None
     if isinstance(data, dict) and "resourceType" in data:
         return load_fhir_file(path)
     try:

@@ -30,6 +30,18 @@ def database_url() -> str:
     return os.environ.get("PATHWAYS_DATABASE_URL") or DEFAULT_URL
 
 
+def check_database_url(url: str) -> None:
+    """A URL that SQLAlchemy cannot parse is a SettingError before anything runs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise SettingError(f"PATHWAYS_DATABASE_URL: '{url.split('@', 1)[-1]}' is not a database URL; "
+                           "write sqlite:///path/to/pathways.db or postgresql://user@host/database") from None
+
+
 _MIGRATED: set[str] = set()
 _CONFIGURED: set[tuple[str, str]] = set()
 
@@ -40,6 +52,7 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
     A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
+    check_database_url(url)
     worker_count()  # a bad setting stops here, before the database is touched (this one changes no outcome: not recorded)
     settings = configuration(url)
     if migrated:
@@ -69,9 +82,12 @@ def batch_size() -> int:
     """PATHWAYS_BATCH_SIZE: enrollments per batch (one Prefect task each), default 500."""
     value = os.environ.get("PATHWAYS_BATCH_SIZE", "500")
     try:
-        return max(1, int(value))
+        size = int(value)
     except ValueError:
         raise SettingError(f"PATHWAYS_BATCH_SIZE: '{value}' is not a whole number (enrollments per batch, default 500)") from None
+    if size < 1:
+        raise SettingError(f"PATHWAYS_BATCH_SIZE: {size} enrollments per batch would advance nobody; set a whole number of at least 1, or unset it for the default 500")
+    return size
 
 
 def worker_count() -> int:

@@ -62,8 +62,13 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+        folder = Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"the store's folder {folder} (PATHWAYS_DATABASE_URL) cannot be created: {exc.strerror}; "
+                             "set PATHWAYS_DATABASE_URL to a place you can write") from None
+    engine = _create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _):  # wait for a lock instead of failing at once; keep foreign keys
@@ -90,6 +95,19 @@ def migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
 
     retrying(upgrade, what=f"the database {shown(engine.url)} (PATHWAYS_DATABASE_URL)")
+
+
+def _create_engine(url: str, **options) -> Engine:
+    """SQLAlchemy's engine; a URL it cannot use is a StoreError that says what to write."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        return create_engine(url, **options)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise StoreError(
+            f"PATHWAYS_DATABASE_URL: '{shown(url)}' is not a database URL this can use ({str(exc).splitlines()[0]}); "
+            "write sqlite:///path/to/pathways.db or postgresql://user@host/database"
+        ) from None
 
 
 def shown(url: str | URL) -> str:
@@ -571,7 +589,7 @@ def open_readonly(url: str) -> Engine:
             raise StoreError(f"{path} is empty: not a pathways store")
         engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = _create_engine(url, pool_pre_ping=True)
 
     def tables_of() -> set[str]:
         with engine.connect() as connection:
