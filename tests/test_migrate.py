@@ -216,3 +216,12 @@ def test_preview_apply_advance_and_revert_through_the_command(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == "error: nothing reverted: those enrollments run the new version now"
     assert rows(tmp_path, "select distinct version_key from enrollment") == [(new,)]
+
+    # one enrollment per patient and pathway: enrolling again in a newer version points to `pathways migrate`
+    pathway.write_text(edit(pathway.read_text(encoding="utf-8"), "version: 1.3.0\n", "version: 1.4.0\n"), encoding="utf-8")
+    assert run_cli("publish", "diabetes", env=env).returncode == 0
+    done = run_cli("enroll", "demo-dm-02", "--pathway", "diabetes", "--facts", str(COHORT / "demo-dm-02.json"), env=env)
+    assert (done.returncode, done.stderr) == (1, f"error: demo-dm-02 is enrolled in diabetes 1.3.0 already ({ids['demo-dm-02']}); move it to "
+                                                 "1.4.0 with `pathways migrate preview diabetes --to 1.4.0` and `pathways migrate apply HASH`; "
+                                                 "demo-dm-02 not enrolled\n")
+    assert rows(tmp_path, "select count(*) from enrollment") == [(4,)]

@@ -266,7 +266,7 @@ def enroll(
     import re
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, enroll_file
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, enroll_file
     from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
@@ -286,7 +286,7 @@ def enroll(
         enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except ProblemsFound as exc:
         _fail(exc.problems)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     except PatientFileError as exc:
@@ -581,7 +581,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, UnusableValues, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     files = _patient_files(cohort)
@@ -608,7 +608,7 @@ def run(
             else:
                 try:
                     result = enroll_patient(store, runtimes, name, patient, source, clock)
-                except UnusableValues as exc:
+                except (UnusableValues, EnrolledInOtherVersion) as exc:
                     failed.append((label, f"{exc}; not enrolled"))
                     refused += 1
                 else:
@@ -719,7 +719,7 @@ def facts_add(
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     if not added:
