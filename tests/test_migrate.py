@@ -208,6 +208,9 @@ def test_preview_apply_advance_and_revert_through_the_command(tmp_path):
     digest = json.loads(done.stdout)["preview"]
     assert run_cli("migrate", "apply", digest, env=env).returncode == 0
 
+    story = run_cli("audit", "timeline", first, "--lang", "en", env=env).stdout
+    assert f"moved back from {new} to {old} (preview " in story and f"moved from {old} to {new} (preview {digest[:12]})" in story
+
     # the next advance runs the new version: its threshold refers demo-dm-01
     done = run_cli("advance", "--due", "--at", "2026-12-17", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
