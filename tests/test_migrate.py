@@ -228,3 +228,47 @@ def test_preview_apply_advance_and_revert_through_the_command(tmp_path):
                                                  "1.4.0 with `pathways migrate preview diabetes --to 1.4.0` and `pathways migrate apply HASH`; "
                                                  "demo-dm-02 not enrolled\n")
     assert rows(tmp_path, "select count(*) from enrollment") == [(4,)]
+
+
+def test_an_advance_between_the_checks_and_the_write_wins_and_that_enrollment_stays_on_its_version(tmp_path, monkeypatch):
+    """Apply moves one enrollment per transaction, locked on the state version it read: an advance
+    that comes in between makes that enrollment's move fail cleanly; the others move."""
+    from pathways.orchestration import migrate as migration
+    from pathways.orchestration.service import Runtimes, advance_one, enroll_file, open_store, publish
+    from pathways.store import previews
+    from pathways.store.db import StaleState
+
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    monkeypatch.setenv("PATHWAYS_PATH", str(folder))
+    clock = FixedClock.on(dt.date(2026, 12, 3))
+    store = open_store(clock, url=f"sqlite:///{tmp_path / 'store.db'}")
+    ids = [enroll_file(store, Runtimes(), "diabetes", COHORT / f"demo-dm-0{n}.json", clock).enrollment for n in (1, 2)]
+    (old,) = {store.load(e)[0].version_key for e in ids}
+    pathway = folder / "diabetes" / "pathway.yaml"
+    pathway.write_text(edit(pathway.read_text(encoding="utf-8"), "version: 1.2.0\n", "version: 1.3.0\n"), encoding="utf-8")
+    runtime = Runtimes().get("diabetes")
+    new = runtime.evaluator.plan.version_key
+    publish(store, runtime.loaded, new)
+    result = migration.preview(store, Runtimes(), "diabetes", "1.3.0", clock.today())
+    assert (result.enrollments, result.from_keys, result.to_key) == (2, [old], new)
+
+    real_move = previews.move
+    raced = sorted(ids)[0]
+
+    def advanced_first(store_, digest, state, version, mapped, *rest, **more):
+        if state.enrollment == raced:
+            advance_one(store_, Runtimes(), raced, FixedClock.on(dt.date(2026, 12, 4)))  # a run of the next day, just now
+        return real_move(store_, digest, state, version, mapped, *rest, **more)
+
+    monkeypatch.setattr(previews, "move", advanced_first)
+    moved = migration.apply(store, Runtimes(), result.hash)
+    assert (moved.moved, moved.lost) == ([e for e in sorted(ids) if e != raced], [raced])
+    assert {e: store.load(e)[0].version_key for e in ids} == {raced: old, **{e: new for e in ids if e != raced}}
+    assert store.load(raced)[0].as_of == dt.date(2026, 12, 4)  # the advance's state, whole
+    monkeypatch.setattr(previews, "move", real_move)
+    state, version = store.load(raced)
+    with pytest.raises(StaleState):
+        previews.move(store, result.hash, state, version - 1, map_state(state, Runtimes().get_version(new, store)).state,
+                      "enrollment.migrated", {}, keep_old=True)
+    assert store.load(raced) == (state, version)
