@@ -266,6 +266,8 @@ def test_an_advance_between_the_checks_and_the_write_wins_and_that_enrollment_st
     assert (moved.moved, moved.lost) == ([e for e in sorted(ids) if e != raced], [raced])
     assert {e: store.load(e)[0].version_key for e in ids} == {raced: old, **{e: new for e in ids if e != raced}}
     assert store.load(raced)[0].as_of == dt.date(2026, 12, 4)  # the advance's state, whole
+    moved_on = {e: d for e, d in rows(tmp_path, "select id, next_due from enrollment")}
+    assert all(moved_on[e] == "2026-12-03" for e in moved.moved)  # due at once: the next `advance --due` runs the new version
     monkeypatch.setattr(previews, "move", real_move)
     state, version = store.load(raced)
     with pytest.raises(StaleState):

@@ -115,13 +115,15 @@ def move(store: Store, digest: str, old: EnrollmentState, read_version: int, new
          payload: dict[str, Any], keep_old: bool) -> int:
     """Replace an enrollment's state (``old``, read at ``read_version``) by ``new`` (on another
     pathway version) in one transaction, audited as ``action``; StaleState if it changed since it
-    was read. ``keep_old``: the state from before is kept with the preview (apply), for revert."""
+    was read. ``keep_old`` (apply): the state from before is kept with the preview, for revert, and the
+enrollment is due at once, so the next `advance --due` decides under the new version (what the
+preview showed) instead of waiting for its next due date."""
     def write() -> int:
         with store.transaction() as session:
             done = session.execute(
                 update(Enrollment).where(Enrollment.id == old.enrollment, Enrollment.state_version == read_version)
                 .values(state=state_json(new), state_version=read_version + 1, version=new.version, version_key=new.version_key,
-                        as_of=new.as_of, next_due=_next_due(new), updated_at=store.now()))
+                        as_of=new.as_of, next_due=new.as_of if keep_old else _next_due(new), updated_at=store.now()))
             if done.rowcount != 1:
                 raise StaleState(f"enrollment '{old.enrollment}' changed since it was read (version {read_version})")
             if keep_old:
