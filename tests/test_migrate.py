@@ -274,3 +274,33 @@ def test_an_advance_between_the_checks_and_the_write_wins_and_that_enrollment_st
         previews.move(store, result.hash, state, version - 1, map_state(state, Runtimes().get_version(new, store)).state,
                       "enrollment.migrated", {}, keep_old=True)
     assert store.load(raced) == (state, version)
+
+
+def test_a_newer_version_published_after_the_preview_refuses_it(tmp_path, monkeypatch):
+    from pathways.orchestration import migrate as migration
+    from pathways.orchestration.service import Runtimes, enroll_file, open_store, publish
+
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    monkeypatch.setenv("PATHWAYS_PATH", str(folder))
+    clock = FixedClock.on(dt.date(2026, 12, 3))
+    store = open_store(clock, url=f"sqlite:///{tmp_path / 'store.db'}")
+    enrolled = enroll_file(store, Runtimes(), "diabetes", COHORT / "demo-dm-01.json", clock).enrollment
+    pathway = folder / "diabetes" / "pathway.yaml"
+    keys = {}
+    for before, after in (("1.2.0", "1.3.0"), ("1.3.0", "1.4.0")):
+        pathway.write_text(edit(pathway.read_text(encoding="utf-8"), f"version: {before}\n", f"version: {after}\n"), encoding="utf-8")
+        runtime = Runtimes().get("diabetes")
+        keys[after] = runtime.evaluator.plan.version_key
+        publish(store, runtime.loaded, keys[after])
+        if after == "1.3.0":
+            digest = migration.preview(store, Runtimes(), "diabetes", "1.3.0", clock.today()).hash
+    with pytest.raises(migration.MigrationRefused) as refused:
+        migration.apply(store, Runtimes(), digest)
+    assert refused.value.problems == ["diabetes 1.4.0 was published after the version of this preview",
+                                      "nothing migrated: make a new preview (`pathways migrate preview diabetes --to 1.3.0`)"]
+    assert store.load(enrolled)[0].version == "1.2.0"
+    with pytest.raises(migration.MigrationRefused) as refused:
+        migration.preview(store, Runtimes(), "diabetes", "1.1.0", clock.today())
+    assert refused.value.problems == ["diabetes 1.1.0 is not published in this store (published: 1.2.0, 1.3.0, 1.4.0): put that "
+                                      "version's files on PATHWAYS_PATH and `pathways publish diabetes`"]
