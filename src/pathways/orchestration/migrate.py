@@ -123,11 +123,12 @@ def _compare_batch(store: Store, runtimes: Runtimes, new: Runtime, chunk: list[s
     digests = previews.fact_digests(store, patients)
     old_groups: dict[tuple[str, dt.date], list[str]] = {}
     new_groups: dict[dt.date, list[str]] = {}
+    mapped = {eid: map_state(states[eid][0], new) for eid in chunk}
     for eid in chunk:
         state = states[eid][0]
         day = max(at, state.as_of)
         old_groups.setdefault((state.version_key, day), []).append(eid)
-        if not map_state(state, new).blocked:
+        if not mapped[eid].blocked:
             new_groups.setdefault(day, []).append(eid)
     old_made, new_made = {}, {}
     for (key, day), ids in old_groups.items():
@@ -139,7 +140,7 @@ def _compare_batch(store: Store, runtimes: Runtimes, new: Runtime, chunk: list[s
         state, version = states[eid]
         read = previews.Read(eid, state.patient, state.version_key, version, state.as_of, digests[state.patient])
         old = runtimes.get_version(state.version_key, store)
-        yield read, compare(state, facts[state.patient], old, new, at, old_made.get(eid), new_made.get(eid))
+        yield read, compare(state, facts[state.patient], old, new, at, old_made.get(eid), new_made.get(eid), mapped[eid])
 
 
 def _count(result: Preview, compared: EnrollmentPreview) -> None:

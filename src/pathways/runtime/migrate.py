@@ -108,11 +108,12 @@ def map_state(state: EnrollmentState, new: Runtime) -> Mapped:
 
 
 def compare(state: EnrollmentState, facts: PatientFacts, old: Runtime, new: Runtime, at: dt.date,
-            old_evaluation: Evaluation | None = None, new_evaluation: Evaluation | None = None) -> EnrollmentPreview:
+            old_evaluation: Evaluation | None = None, new_evaluation: Evaluation | None = None,
+            mapped: Mapped | None = None) -> EnrollmentPreview:
     """What moving ``state`` from ``old`` to ``new`` changes at ``at`` (no earlier than the state
-    stands). The evaluations: made in bulk by the caller (``evaluate_many``), else here."""
+    stands). The evaluations (and the mapping): made in bulk by the caller, else here."""
     at = max(at, state.as_of)
-    mapped = map_state(state, new)
+    mapped = mapped or map_state(state, new)
     key = new.evaluator.plan.version_key
     if mapped.blocked:
         return EnrollmentPreview(state.enrollment, state.version_key, key, at, mapped.dropped, mapped.blocked)
