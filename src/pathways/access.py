@@ -27,6 +27,7 @@ ROLES = ("coordinator", "scheduler", "auditor", "admin")
 PERMISSIONS: dict[str, frozenset[str]] = {
     "pathway.read": frozenset(ROLES),  # validate, show, diagram, evaluate, check
     "pathway.publish": frozenset({"coordinator", "admin"}),
+    "enrollment.migrate": frozenset({"coordinator", "admin"}),  # move enrollments to a newer pathway version
     "enrollment.write": frozenset({"scheduler", "admin"}),  # enroll, advance, run, serve, worker
     "input.record": frozenset({"coordinator", "scheduler", "admin"}),  # human input for a step
     "enrollment.read": frozenset({"coordinator", "scheduler", "auditor", "admin"}),  # status (pseudonymous)

@@ -268,7 +268,7 @@ def enroll(
     import re
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, enroll_file
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, enroll_file
     from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
@@ -288,7 +288,7 @@ def enroll(
         enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except ProblemsFound as exc:
         _fail(exc.problems)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     except PatientFileError as exc:
@@ -579,7 +579,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, UnusableValues, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     files = _patient_files(cohort)
@@ -606,7 +606,7 @@ def run(
             else:
                 try:
                     result = enroll_patient(store, runtimes, name, patient, source, clock)
-                except UnusableValues as exc:
+                except (UnusableValues, EnrolledInOtherVersion) as exc:
                     failed.append((label, f"{exc}; not enrolled"))
                     refused += 1
                 else:
@@ -717,7 +717,7 @@ def facts_add(
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     if not added:
@@ -1576,6 +1576,98 @@ def web(
                     server_header=False)
     except StoreError as exc:
         err.print(f"error: {exc}", markup=False)
+
+
+# -- migrate (issue 25) ---------------------------------------------------------------------
+
+migrate_app = typer.Typer(help="Move a pathway's enrollments to a newer published version: preview, apply, revert "
+                               "(coordinators and admins).", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+
+
+def _migrating(action):
+    """Run a migration action; its refusals and bad input as one-line errors (exit 1), nothing written."""
+    from pathways.access import AccessDenied
+    from pathways.orchestration.migrate import MigrationRefused
+    from pathways.orchestration.versions import VersionNotPublished
+
+    try:
+        return action()
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except MigrationRefused as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    except (VersionNotPublished, AccessDenied) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+@migrate_app.command("preview")
+def migrate_preview(
+    pathway: Annotated[str, typer.Argument(help="Pathway id (e.g. diabetes)")],
+    to: Annotated[str, typer.Option("--to", help="The published version to move to (e.g. 1.3.0)")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD to evaluate at (default: today)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the preview as an HTML page")] = None,
+) -> None:
+    """Show what moving every enrollment of PATHWAY to version --to would change; nothing is
+    changed (the preview is kept, under its hash, for `pathways migrate apply`)."""
+    import json
+
+    from pathways.orchestration.migrate import preview
+    from pathways.orchestration.service import Runtimes, at_clock
+    from pathways.views.migration import render_html, summary_lines
+
+    _require("enrollment.migrate", f"preview a migration of {pathway}", pathway)
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    if html is not None and not html.parent.is_dir():
+        err.print(f"error: --html {html}: the folder {html.parent} does not exist", markup=False)
+        raise typer.Exit(2)
+    store = _store_or_fail(clock)
+    result = _migrating(lambda: preview(store, Runtimes(), pathway, to, clock.today())).as_dict()
+    if html is not None:
+        render_html(result, html)
+    if as_json:
+        out.print(json.dumps(result, indent=2), markup=False)
+    else:
+        for line in summary_lines(result):
+            out.print(line, markup=False)
+        out.print(f"apply it with: pathways migrate apply {result['preview']}", markup=False)
+
+
+@migrate_app.command("apply")
+def migrate_apply(digest: Annotated[str, typer.Argument(metavar="HASH", help="The preview's hash (from `migrate preview`)")]) -> None:
+    """Move the enrollments of a preview to its version, exactly as previewed; refused when
+    anything it read has changed since."""
+    from pathways.orchestration.migrate import apply
+    from pathways.orchestration.service import Runtimes
+
+    _require("enrollment.migrate", "apply a migration", digest)
+    store = _store_or_fail(_clock())
+    moved = _migrating(lambda: apply(store, Runtimes(), digest))
+    out.print(f"migrated {len(moved.moved)} enrollment(s) of {moved.pathway} to {moved.to_key}; "
+              f"{len(moved.stayed)} blocked stay on their version (preview {moved.hash[:12]})", markup=False)
+    if moved.lost:
+        err.print(f"error: {len(moved.lost)} enrollment(s) changed while migrating and stay on their version: "
+                  f"{', '.join(moved.lost)}; make a new preview for them", markup=False)
+        raise typer.Exit(1)
+
+
+@migrate_app.command("revert")
+def migrate_revert(digest: Annotated[str, typer.Argument(metavar="HASH", help="The hash of an applied preview")]) -> None:
+    """Put the enrollments an applied preview moved back on their old version and state; refused
+    when any was advanced since."""
+    from pathways.orchestration.migrate import revert
+
+    _require("enrollment.migrate", "revert a migration", digest)
+    store = _store_or_fail(_clock())
+    moved = _migrating(lambda: revert(store, digest))
+    out.print(f"reverted {len(moved.moved)} enrollment(s) of {moved.pathway} to their version before {moved.to_key} "
+              f"(preview {moved.hash[:12]})", markup=False)
+    if moved.lost:
+        err.print(f"error: {len(moved.lost)} enrollment(s) changed while reverting: {', '.join(moved.lost)}", markup=False)
         raise typer.Exit(1)
 
 

@@ -398,6 +398,16 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     eid = enrollment_id(runtime.loaded, facts.patient)
     with Session(store.engine) as session:
         exists = session.get(Enrollment, eid) is not None
+    other = [e for e, p, _ in store.enrollments_of(facts.patient) if p == runtime.spec.id and e != eid] if not exists else []
+    if other:  # one enrollment per patient and pathway: a migrated one keeps its id on its new version
+        state, _ = store.load(other[0])
+        if state.version_key == runtime.evaluator.plan.version_key:
+            eid, exists = other[0], True
+        else:
+            refuse_draft(store, runtime)
+            raise EnrolledInOtherVersion(f"{facts.patient} is enrolled in {runtime.spec.id} {state.version} already ({other[0]}); "
+                                         f"move it to {runtime.spec.version} with `pathways migrate preview {runtime.spec.id} "
+                                         f"--to {runtime.spec.version}` and `pathways migrate apply HASH`")
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
     # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate` refuses it
     unusable = runtime.evaluator.timeline(facts, clock.today()).unusable()
@@ -414,6 +424,11 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
         state, events = runtime.enroll_from(state, from_stage)
     added, known = store.enroll(facts, state, source, identity_row(patient.identity), events)
     return Enrolled(eid, facts.patient, True, patient.notes, added, known)
+
+
+class EnrolledInOtherVersion(ValueError):
+    """Enrolling a patient in a pathway version while they run another version of it: one
+    enrollment per patient and pathway, moved between versions by `pathways migrate`."""
 
 
 class UnusableValues(ValueError):

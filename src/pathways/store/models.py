@@ -140,3 +140,35 @@ class UserAccount(SQLModel, table=True):
     password_hash: str = Field(max_length=256)
     created_at: dt.datetime
     disabled: bool = False
+
+
+class MigrationPreview(SQLModel, table=True):
+    """A migration preview (`pathways migrate preview`): what moving a pathway's enrollments to
+    another version would change, keyed by a hash over everything it read (store/previews.py)."""
+
+    __tablename__ = "migration_preview"
+    hash: str = Field(primary_key=True, max_length=64)
+    pathway: str = Field(max_length=64)
+    to_key: str = Field(max_length=128)
+    at: dt.date
+    status: str = Field(max_length=16)  # previewed | applied | reverted
+    created_at: str = Field(max_length=40)  # ISO time, as the audit trail writes it
+    summary: str = Field(sa_column=Column(Text, nullable=False))  # JSON: counts, from versions
+
+
+class MigrationItem(SQLModel, table=True):
+    """One enrollment of a preview: what was read (to see at apply whether it changed), what would
+    change, and once applied, the state it had before (for revert)."""
+
+    __tablename__ = "migration_item"
+    preview_hash: str = Field(foreign_key="migration_preview.hash", primary_key=True, max_length=64)
+    enrollment_id: str = Field(foreign_key="enrollment.id", primary_key=True, max_length=128)
+    from_key: str = Field(max_length=128)
+    state_version: int
+    as_of: dt.date
+    facts_digest: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)  # unchanged | changed | blocked
+    changes: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    blocked: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    old_state: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    applied_version: Optional[int] = None  # the state version the migration wrote

@@ -170,6 +170,8 @@ WORDS = {
         "done_before": "{title} al gedaan voor de inschrijving",
         "deduplicated": "{total} dubbel opgeslagen gegevens verwijderd (een gegeven hoort bij de patiënt)",
         "published": "pathway {pathway} {version} gepubliceerd ({key})",
+        "migrated": "overgezet van {old} naar {new} (voorvertoning {preview})",
+        "reverted": "teruggezet van {old} naar {new} (voorvertoning {preview})",
         "config": "configuratie gewijzigd: {changed}",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
         "declined": "{title}: niet akkoord van {by}; blijft open",
@@ -198,6 +200,8 @@ WORDS = {
         "resolved": "{title} closed without doing it: {reasons}",
         "done_before": "{title} done before the enrollment",
         "deduplicated": "{total} facts stored twice removed (a fact belongs to the patient)",
+        "migrated": "moved from {old} to {new} (preview {preview})",
+        "reverted": "moved back from {old} to {new} (preview {preview})",
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
         "denied": "access denied to {actor} ({role}): {attempted}",
@@ -271,6 +275,9 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
     if action == "pathway.published":
         return words["published"].format(**values)
+    if action in ("enrollment.migrated", "enrollment.migration_reverted"):
+        word = "migrated" if action == "enrollment.migrated" else "reverted"
+        return words[word].format(old=payload.get("from"), new=payload.get("to"), preview=str(payload.get("preview"))[:12])
     if action == "config.changed":
         return words["config"].format(changed=", ".join(payload.get("changed", [])))
     if action == "access.denied":
