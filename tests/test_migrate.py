@@ -304,3 +304,18 @@ def test_a_newer_version_published_after_the_preview_refuses_it(tmp_path, monkey
         migration.preview(store, Runtimes(), "diabetes", "1.1.0", clock.today())
     assert refused.value.problems == ["diabetes 1.1.0 is not published in this store (published: 1.2.0, 1.3.0, 1.4.0): put that "
                                       "version's files on PATHWAYS_PATH and `pathways publish diabetes`"]
+
+
+def test_the_text_preview_shows_under_each_change_the_conditions_that_now_hold_or_no_longer_do():
+    from pathways.views.migration import summary_lines
+
+    change = {"kind": "escalation", "subject": "verwijzing_nefroloog", "old": "closed", "new": "open", "reasons_old": [],
+              "reasons_new": ["sex == \"female\": false (sex = male)", "acr_mg_mmol > macro_acr_men: true (acr_mg_mmol = 1.2 mg/mmol)"]}
+    gone = {"kind": "status", "subject": "s", "old": "due", "new": "gated", "reasons_old": ["a: true", "b: true"],
+            "reasons_new": ["a: true", "b: false"]}
+    lines = summary_lines({"preview": "h", "pathway": "diabetes", "from": ["diabetes@1"], "to": "diabetes@2", "at": "2026-12-17",
+                           "enrollments": 1, "unchanged": 0, "changed": [{"enrollment": "e", "changes": [change, gone]}], "blocked": []})
+    text = "\n".join(lines)
+    assert "escalation verwijzing_nefroloog: closed -> open\n      now: acr_mg_mmol > macro_acr_men: true" in text
+    assert "status s: due -> gated\n      now: b: false\n      was: b: true" in text
+    assert "now: a: true" not in text
