@@ -11,9 +11,9 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pathways.definition.documents import check_templates
 from pathways.definition.checks import Document, check_library, check_pathway
@@ -54,16 +54,22 @@ def load_document(path: Path, display: str | None = None) -> tuple[Document | No
         return _partial(source, model_cls, exc), problems
 
 
-def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> Document | None:
-    """The model without the entries that failed, so later checks still run on the rest."""
+def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> Document:
+    """The model without the parts that failed, so the checks still run on the rest.
+
+    A failing entry of a list or mapping section (one step, one fact) is left out and its name
+    remembered as broken (references to it are not reported again). Every other top-level key is
+    validated on its own; one that fails is left at its default, or at None when it has none
+    (the checks skip what is None). The model is then assembled without validating it again."""
     data = dict(source.data)
     drop: dict[str, set] = {}
+    failed: set[str] = set()
     for error in exc.errors():
         loc = error["loc"]
         if len(loc) >= 2 and loc[0] in _DROPPABLE:
             drop.setdefault(loc[0], set()).add(loc[1])
-        else:
-            return None
+        elif loc:
+            failed.add(str(loc[0]))
     broken: set[str] = set()
     step_paths: list[PathKey] = [("steps", i) for i in range(len(data.get("steps") or ()))]
     for section, keys in drop.items():
@@ -79,11 +85,23 @@ def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -
         elif isinstance(value, dict):
             broken |= {str(k) for k in keys}
             data[section] = {k: v for k, v in value.items() if k not in keys}
-    try:
-        model = model_cls.model_validate(data)
-    except ValidationError:
-        return None
-    return Document(source, model, tuple(step_paths), frozenset(broken))
+    values: dict[str, Any] = {}
+    for name, info in model_cls.model_fields.items():
+        key = info.alias or name
+        fallback = info.get_default(call_default_factory=True) if not info.is_required() else () if typing.get_origin(info.annotation) is tuple else None
+        if key in failed or key not in data:
+            values[name] = fallback
+            continue
+        try:
+            annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            values[name] = TypeAdapter(annotation).validate_python(data[key])
+        except ValidationError:
+            values[name] = fallback
+            failed.add(key)
+    if "steps" in failed:
+        step_paths = []
+    model = model_cls.model_construct(**values)
+    return Document(source, model, tuple(step_paths), frozenset(broken), frozenset(failed))
 
 
 def _data_prefix(data: Any, loc: tuple) -> tuple[PathKey, tuple]:
@@ -259,7 +277,7 @@ class _Libraries:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
                 doc = self.load(path)
-                if doc is not None and isinstance(doc.model, Library):
+                if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
                     found[doc.model.id] = doc
             self.by_folder[folder] = found
         libraries = self.by_folder[folder]
@@ -273,7 +291,7 @@ class _Libraries:
         self.result.files += 1
         doc, problems = load_document(path, _display(path))
         self.result.problems.extend(problems)
-        if doc is not None and isinstance(doc.model, Library):
+        if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
             first = self.ids.setdefault((resolved.parent, doc.model.id), doc)
             if first is not doc:
                 self.result.problems.append(Problem(doc.at(("library",)), "PW030", f"library '{doc.model.id}' is defined twice", f"also in {first.source.file}; rename one"))

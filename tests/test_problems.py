@@ -1,0 +1,95 @@
+"""Every problem at once: files with several independent mistakes of different kinds report all
+of them, each at its line, in one run; a missing cause is reported once, not by its follow-ons."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, PATHWAYS_DIR
+from pathways.definition.loader import validate_paths
+
+PROBLEMS = sorted(p for p in (FIXTURES / "problems").iterdir() if (p / "expected.txt").is_file())
+
+
+def _expected(case: Path) -> list[str]:
+    return (case / "expected.txt").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("case", PROBLEMS, ids=[p.name for p in PROBLEMS])
+def test_each_fixture_reports_exactly_its_problems(case, monkeypatch):
+    monkeypatch.chdir(case)
+    assert [str(p) for p in validate_paths([Path(".")]).problems] == _expected(case)
+
+
+def _edit(path: Path, edits: dict[str, tuple[str, str]]) -> dict[str, tuple[int, int]]:
+    """Replace text on the first line holding each marker; (line, column) of each new text."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    places = {}
+    for name, (old, new) in edits.items():
+        index = next(i for i, line in enumerate(lines) if old in line)
+        lines[index] = lines[index].replace(old, new, 1)
+        places[name] = (index + 1, lines[index].index(new) + 1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return places
+
+
+def test_three_mistakes_in_the_shipped_diabetes_pathway_are_all_reported(tmp_path):
+    """A stage misspelt in one step (a schema error), a negative `every` in another and a gate
+    comparing mmol/mol with kg in a third: all three in one run, each at its line."""
+    root = tmp_path / "pathways"
+    shutil.copytree(PATHWAYS_DIR / "diabetes", root / "diabetes")
+    shutil.copytree(PATHWAYS_DIR / "_shared", root / "_shared")
+    file = root / "diabetes" / "pathway.yaml"
+    at = _edit(file, {
+        "stage": ("stage: anamnesis", "stage: anamnesys"),
+        "every": ("every: 13w}", "every: -13w}"),
+        "units": ("older and treatment_step == \"metformine\" and hba1c_mmol_mol > hba1c_target_standard", "older and treatment_step == \"metformine\" and hba1c_mmol_mol > 80 kg"),
+    })
+    problems = validate_paths([root]).problems
+    stage_line, every_line, units_line = at["stage"][0], at["every"][0], at["units"][0]
+    units_column = at["units"][1] + len('older and treatment_step == "metformine" and ')
+    assert [(p.location.file, p.location.line, p.code) for p in problems] == [
+        (str(file), stage_line, "PW012"),
+        (str(file), units_line, "PW025"),
+        (str(file), every_line, "PW035"),
+    ]
+    assert problems[0].message.endswith("'anamnesys' is not allowed here") and problems[0].hint == "did you mean 'anamnesis'?"
+    assert (problems[1].location.col, problems[1].message) == (units_column, "compares mmol/mol with kg")
+    assert problems[2].message == "'every -13w' never moves forward"
+
+
+def test_a_broken_top_level_key_leaves_the_steps_checked(tmp_path):
+    """An indication that fails the schema and a bad version do not hide a step's problems."""
+    shutil.copytree(FIXTURES / "valid" / "mini", tmp_path / "mini")
+    file = tmp_path / "mini" / "pathway.yaml"
+    text = file.read_text(encoding="utf-8").replace("version: 1.0.0", "version: one").replace("  when: dm2\n", "  wen: dm2\n")
+    text += "    requires: [anamnese]\n    gate: dm2 > 3\n"
+    file.write_text(text, encoding="utf-8")
+    problems = [(p.location.line, p.code, p.message) for p in validate_paths([file]).problems]
+    assert problems == [
+        (3, "PW012", "'one' is not a valid version"),
+        (11, "PW010", "unknown key 'wen'"),
+        (11, "PW011", "missing key 'when'"),
+        (18, "PW031", "step 'intake' requires unknown step 'anamnese'"),
+        (19, "PW024", "compares true/false with a number"),
+        (19, "PW036", "threshold 3 in the gate of 'intake' has no evidence citation"),
+    ]
+
+
+def test_a_missing_library_is_one_problem_not_one_per_use(tmp_path):
+    case = FIXTURES / "problems" / "missing_library"
+    problems = validate_paths([case / "pathway.yaml"]).problems
+    assert [p.code for p in problems] == ["PW038", "PW038"]
+    assert "age_years (lines 13, 27), weight_kg (lines 21, 27)" in problems[0].hint
+
+
+def test_an_undefined_name_is_reported_once_at_its_first_use_with_the_others_lines(tmp_path):
+    shutil.copytree(FIXTURES / "valid" / "mini", tmp_path / "mini")
+    file = tmp_path / "mini" / "pathway.yaml"
+    file.write_text(file.read_text(encoding="utf-8").replace("when: dm2", "when: dm2 and not on_insulin")
+                    + "    gate: on_insulin or not on_insulin\n", encoding="utf-8")
+    problems = [str(p) for p in validate_paths([file]).problems]
+    assert problems == [f"{file}:11:21: PW021 unknown name 'on_insulin', used 3 times (also line 18) (define it under facts, derived, parameters or rules)"]
