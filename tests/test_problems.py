@@ -93,3 +93,69 @@ def test_an_undefined_name_is_reported_once_at_its_first_use_with_the_others_lin
                     + "    gate: on_insulin or not on_insulin\n", encoding="utf-8")
     problems = [str(p) for p in validate_paths([file]).problems]
     assert problems == [f"{file}:11:21: PW021 unknown name 'on_insulin', used 3 times (also line 18) (define it under facts, derived, parameters or rules)"]
+
+
+# -- validate: names, folders and files; every YAML file; cases.yaml ------------------------
+
+def _pathways_copy(tmp_path: Path, name: str = "diabetes") -> Path:
+    root = tmp_path / "pathways"
+    shutil.copytree(PATHWAYS_DIR / name, root / name)
+    shutil.copytree(PATHWAYS_DIR / "_shared", root / "_shared")
+    return root
+
+
+def test_validate_takes_a_pathway_name_as_show_does(tmp_path, monkeypatch):
+    from pathways.rules.casefile import validate_with_cases
+
+    root = _pathways_copy(tmp_path)
+    monkeypatch.setenv("PATHWAYS_PATH", str(root))
+    monkeypatch.chdir(tmp_path)
+    (root / "diabetes" / "cases.yaml").write_text("pathway: diabetes\ncases: [\n", encoding="utf-8")
+    result = validate_with_cases(["diabetes", "diabetis"])
+    assert [str(p) for p in result.problems] == [
+        "diabetis: PW007 no file, folder or pathway named 'diabetis' (did you mean 'diabetes'?)",
+        "pathways/diabetes/cases.yaml:3:1: PW001 did not find expected node content while parsing a flow node (check the indentation and quoting around this place)",
+    ]
+    assert [d.model.id for d in result.pathways] == ["diabetes"]
+
+
+def test_validate_reads_every_yaml_file_of_a_pathway_folder_and_its_cases(tmp_path):
+    from pathways.rules.casefile import validate_with_cases
+
+    root = _pathways_copy(tmp_path)
+    folder = root / "diabetes"
+    (folder / "extra.yaml").write_text("steps: []\n", encoding="utf-8")
+    cases = folder / "cases.yaml"
+    at = _edit(cases, {"at": ("at: 2026-11-01", "at: 2026-13-01"), "birth": ("birth_date: 1971-02-01", "birth_date: 1971-02-30")})
+    result = validate_with_cases([root])
+    assert [(p.location.file, p.location.line, p.code, p.message) for p in result.problems] == [
+        (str(cases), at["at"][0], "PW012", "'2026-13-01' is not a date: month value is outside expected range of 1-12"),
+        (str(cases), at["birth"][0], "PW012", "'1971-02-30' is not a date: day value is outside expected range"),
+        (str(folder / "extra.yaml"), 1, "PW011", "missing key 'pathway'"),
+    ]
+    assert result.problems[0].hint == "write dates as YYYY-MM-DD, a date that exists"
+
+
+def test_a_version_that_yaml_reads_as_an_impossible_date_is_a_problem_not_a_traceback(tmp_path):
+    shutil.copytree(FIXTURES / "valid" / "mini", tmp_path / "mini")
+    file = tmp_path / "mini" / "pathway.yaml"
+    file.write_text(file.read_text(encoding="utf-8").replace("version: 1.0.0", "version: 2024-02-30"), encoding="utf-8")
+    assert [str(p) for p in validate_paths([file]).problems] == [
+        f"{file}:3:10: PW012 '2024-02-30' is not a valid version (write a semantic version such as 1.2.0)"
+    ]
+
+
+def test_check_reports_an_impossible_date_in_cases_at_its_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pathways.cli import app
+
+    root = _pathways_copy(tmp_path)
+    line, column = _edit(root / "diabetes" / "cases.yaml", {"at": ("at: 2026-11-01", "at: 2026-13-01")})["at"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATHWAYS_PATH", str(root))
+    done = CliRunner().invoke(app, ["check", "diabetes"])
+    assert done.exit_code == 1
+    assert done.output == (f"{root / 'diabetes' / 'cases.yaml'}:{line}:{column + len('at: ')}: PW012 '2026-13-01' is not a date: "
+                           "month value is outside expected range of 1-12 (write dates as YYYY-MM-DD, a date that exists)\n")
+    assert "Traceback" not in done.output

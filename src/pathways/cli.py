@@ -44,19 +44,19 @@ def _fail(problems: list[Problem]) -> None:
 
 @app.command()
 def validate(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Pathway names, files or folders (default: ./pathways)")] = None,
 ) -> None:
-    """Check pathway and shared library files; report every problem as file:line:col."""
-    from pathways.definition.loader import validate_paths
+    """Check pathway, shared library and cases files; report every problem as file:line:col."""
+    from pathways.rules.casefile import validate_with_cases
 
-    result = validate_paths(paths or [Path("pathways")])
+    result = validate_with_cases(paths or ["pathways"])
     if errors(result.problems):
         _fail(result.problems)
     _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
-        f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
+        f"ok: {result.files} files{f' ({len(result.cases)} of them cases)' if result.cases else ''}, {len(result.pathways)} pathways ({names}), "
         f"{len(result.libraries)} shared libraries, {steps} steps",
         markup=False,
     )

@@ -22,6 +22,7 @@ from pathways.definition.yamlsource import PathKey, Source, read_yaml
 from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, errors
 
 PATHWAY_FILE = "pathway.yaml"
+CASES_FILE = "cases.yaml"  # a pathway's assurance cases (their format: pathways.rules.casefile)
 SHARED_DIR = "_shared"
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
@@ -42,7 +43,7 @@ def load_document(path: Path, display: str | None = None) -> tuple[Document | No
     elif "library" in data:
         model_cls = Library
     else:
-        problems.append(Problem(source.at(()), "PW011", "missing key 'pathway'", "a pathway file starts with `pathway: <id>`, a shared library with `library: <id>`"))
+        problems.append(Problem(source.at(()), "PW011", "missing key 'pathway'", "a pathway file starts with `pathway: <id>`, a shared library with `library: <id>`; assurance cases go in cases.yaml"))
         return None, problems
     if problems:  # duplicate keys etc.: the data is not what the author wrote
         return None, problems
@@ -197,6 +198,9 @@ def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationE
             what = "version" if is_version else "id"
             hint = "write a semantic version such as 1.2.0" if is_version else "ids are lower case letters, digits and _, starting with a letter"
             add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not a valid {what}", hint)
+        elif kind in ("date_from_datetime_parsing", "date_parsing") and isinstance(value, str):
+            reason = f": {ctx['error']}" if ctx.get("error") else ""
+            add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not a date{reason}", "write dates as YYYY-MM-DD, a date that exists")
         elif kind == "too_short":
             add(source.at(path), "PW012", f"{_where(source, path)}needs at least {ctx.get('min_length', 1)} entry", "add one")
         else:
@@ -258,6 +262,7 @@ class Validation:
     pathways: list[Document] = field(default_factory=list)
     libraries: list[Document] = field(default_factory=list)
     files: int = 0
+    cases: list[Path] = field(default_factory=list)  # cases.yaml files found: read by the rules layer
 
 
 class _Libraries:
@@ -289,7 +294,7 @@ class _Libraries:
             return next((d for d in self.result.libraries if Path(d.source.file).resolve() == resolved), None)
         self.files_seen.add(resolved)
         self.result.files += 1
-        doc, problems = load_document(path, _display(path))
+        doc, problems = load_document(path, display_path(path))
         self.result.problems.extend(problems)
         if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
             first = self.ids.setdefault((resolved.parent, doc.model.id), doc)
@@ -309,7 +314,7 @@ def _shared_folder(pathway_file: Path) -> Path | None:
     return None
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -317,26 +322,51 @@ def _display(path: Path) -> str:
 
 
 def _files_in(folder: Path) -> list[Path]:
-    pathway_files = sorted(folder.rglob(PATHWAY_FILE))
-    shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in d.glob("*.yaml"))
+    """Every YAML file of each pathway folder under ``folder`` and of each _shared folder."""
+    pathway_folders = sorted({p.parent for p in folder.rglob(PATHWAY_FILE)})
+    shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in _yaml_files(d))
     if folder.name == SHARED_DIR:
-        shared = sorted(folder.glob("*.yaml"))
-    return shared + pathway_files
+        shared = _yaml_files(folder)
+    return shared + [f for d in pathway_folders for f in _yaml_files(d)]
 
 
-def validate_paths(paths: list[Path]) -> Validation:
-    """Check every pathway and library file under ``paths``; collect all problems."""
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _looks_like_a_name(argument: str | Path) -> bool:
+    text = str(argument)
+    return not Path(text).exists() and "/" not in text and os.sep not in text and not text.endswith((".yaml", ".yml"))
+
+
+def validate_paths(paths: list[Path] | list[str]) -> Validation:
+    """Check every pathway, library and cases file named by ``paths`` (files, folders or pathway
+    names, as `show` takes them); collect all problems. Cases files are listed in ``cases``: their
+    format belongs to the rules layer, which reads them."""
     result = Validation()
     libraries = _Libraries(result)
-    for path in paths:
-        if path.is_dir():
+    for argument in paths:
+        path = Path(argument)
+        if _looks_like_a_name(argument):
+            known = available_pathways()
+            if str(argument) not in known:
+                hint = did_you_mean(str(argument), known) or (f"known pathways: {', '.join(known)}" if known else "set PATHWAYS_PATH to the folder of your pathways")
+                result.problems.append(Problem(Location(str(argument)), "PW007", f"no file, folder or pathway named '{argument}'", hint))
+                continue
+            files = _yaml_files(known[str(argument)].parent)
+        elif path.is_dir():
             files = _files_in(path)
             if not files:
-                result.problems.append(Problem(Location(_display(path)), "PW007", f"no {PATHWAY_FILE} or {SHARED_DIR}/*.yaml files in this folder", "name a folder of pathways or a file"))
+                result.problems.append(Problem(Location(display_path(path)), "PW007", f"no {PATHWAY_FILE} or {SHARED_DIR}/*.yaml files in this folder", "name a folder of pathways, a file or a pathway name"))
         else:
             files = [path]
         for file in files:
             if file.resolve() in libraries.files_seen:
+                continue
+            if file.name == CASES_FILE:
+                libraries.files_seen.add(file.resolve())
+                result.files += 1
+                result.cases.append(file)
                 continue
             if file.parent.name == SHARED_DIR and file.exists():
                 libraries.load(file)
@@ -349,7 +379,7 @@ def validate_paths(paths: list[Path]) -> Validation:
 def _validate_file(file: Path, result: Validation, libraries: _Libraries, templates: bool = True) -> Document | None:
     libraries.files_seen.add(file.resolve())
     result.files += 1
-    doc, problems = load_document(file, _display(file))
+    doc, problems = load_document(file, display_path(file))
     result.problems.extend(problems)
     if doc is None:
         return None

@@ -124,7 +124,7 @@ class _Builder:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self._problem(key_node, "PW012", "a mapping key must be a plain name", "write the key as text")
                     continue
-                key = _scalar(key_node)
+                key = _scalar(key_node, path)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
                     key = str(key_node.value)
                 if key in result:
@@ -138,7 +138,7 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return _scalar(node)
+        return _scalar(node, path)
 
     def _problem(self, node: yaml.Node, code: str, message: str, hint: str) -> None:
         mark = node.start_mark
@@ -158,10 +158,14 @@ class _TooMany(Exception):
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node) -> Any:
-    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates)."""
-    value = _CONSTRUCTOR.construct_object(node, deep=True)
-    return value
+def _scalar(node: yaml.Node, path: PathKey) -> Any:
+    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates).
+    A date that does not exist (2026-13-01, 2024-02-30) stays text: the schema then says what
+    was expected there (a date as YYYY-MM-DD, a version), at its line."""
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except ValueError:
+        return str(node.value)
 
 
 def read_yaml(path: Path, display: str | None = None) -> tuple[Source | None, list[Problem]]:
