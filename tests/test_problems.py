@@ -159,3 +159,37 @@ def test_check_reports_an_impossible_date_in_cases_at_its_line(tmp_path, monkeyp
     assert done.output == (f"{root / 'diabetes' / 'cases.yaml'}:{line}:{column + len('at: ')}: PW012 '2026-13-01' is not a date: "
                            "month value is outside expected range of 1-12 (write dates as YYYY-MM-DD, a date that exists)\n")
     assert "Traceback" not in done.output
+
+
+# -- shared libraries through PATHWAYS_PATH -------------------------------------------------
+
+REGIONAL_LIBRARY = """library: regio
+version: 1.0.0
+title: {nl: Regionale afspraken, en: Regional agreements}
+owner: tests
+effective_from: 2020-01-01
+sources:
+  - {id: regio, title: Regionale transmurale afspraak, version: "2024"}
+facts:
+  regional_weight_kg: {type: quantity, title: Gewicht, source: observation, unit: kg}
+"""
+
+
+def test_a_shared_library_is_found_through_pathways_path_as_pathways_are(tmp_path, monkeypatch):
+    from pathways.definition.loader import load_pathway
+
+    libraries = tmp_path / "network"
+    (libraries / "_shared").mkdir(parents=True)
+    (libraries / "_shared" / "regio.yaml").write_text(REGIONAL_LIBRARY, encoding="utf-8")
+    authoring = tmp_path / "elsewhere" / "mini"
+    shutil.copytree(FIXTURES / "valid" / "mini", authoring)
+    file = authoring / "pathway.yaml"
+    text = file.read_text(encoding="utf-8").replace("facts:\n", "uses: [regio]\nfacts:\n")
+    file.write_text(text + "    outputs:\n      - fact: regional_weight_kg\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATHWAYS_PATH", raising=False)
+    assert [p.code for p in validate_paths([file]).problems] == ["PW038"]
+    monkeypatch.setenv("PATHWAYS_PATH", str(libraries))
+    result = validate_paths([file])
+    assert result.problems == [] and [d.model.id for d in result.libraries] == ["regio"]
+    assert [d.model.id for d in load_pathway(str(file)).libraries] == ["regio"]

@@ -366,7 +366,7 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
         if name in libraries:
             used.append(libraries[name])
         else:
-            hint = did_you_mean(name, known_libraries) or "shared libraries are found in a _shared folder beside the pathway folders or under PATHWAYS_PATH"
+            hint = did_you_mean(name, known_libraries) or "shared libraries are found in the _shared folder beside the pathway folders, or in that of a folder on PATHWAYS_PATH"
             ctx.add(doc.at(("uses", i)), "PW038", f"unknown shared library '{name}'", hint)
             missing.append(ctx.problems[-1])
     symbols = collect_symbols([doc, *used], ctx)

@@ -274,10 +274,20 @@ class _Libraries:
         self.files_seen: set[Path] = set()
         self.ids: dict[tuple[Path, str], Document] = {}
 
-    def for_pathway(self, pathway_file: Path) -> tuple[dict[str, Document], list[str]]:
-        folder = _shared_folder(pathway_file)
-        if folder is None:
-            return {}, []
+    def for_pathway(self, pathway_file: Path, wanted: typing.Iterable[str] = ()) -> tuple[dict[str, Document], list[str]]:
+        """The libraries a pathway can use: those of the _shared folder beside it (or above it),
+        then, for ids still ``wanted``, of the _shared folder of each pathway root (PATHWAYS_PATH,
+        ./pathways, the shipped pathways), searched as pathways are. The first of an id wins."""
+        near, roots = _library_folders(pathway_file)
+        found: dict[str, Document] = dict(self._in(near)) if near is not None else {}
+        for folder in roots:
+            if all(w in found for w in wanted):
+                break
+            for library_id, doc in self._in(folder).items():
+                found.setdefault(library_id, doc)
+        return found, sorted(found)
+
+    def _in(self, folder: Path) -> dict[str, Document]:
         if folder not in self.by_folder:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
@@ -285,8 +295,7 @@ class _Libraries:
                 if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
                     found[doc.model.id] = doc
             self.by_folder[folder] = found
-        libraries = self.by_folder[folder]
-        return libraries, sorted(libraries)
+        return self.by_folder[folder]
 
     def load(self, path: Path) -> Document | None:
         resolved = path.resolve()
@@ -306,12 +315,11 @@ class _Libraries:
         return doc
 
 
-def _shared_folder(pathway_file: Path) -> Path | None:
-    for parent in pathway_file.resolve().parents:
-        candidate = parent / SHARED_DIR
-        if candidate.is_dir():
-            return candidate
-    return None
+def _library_folders(pathway_file: Path) -> tuple[Path | None, list[Path]]:
+    """The _shared folder beside (or above) a pathway file, and those of the pathway roots."""
+    near = next(((p / SHARED_DIR).resolve() for p in pathway_file.resolve().parents if (p / SHARED_DIR).is_dir()), None)
+    roots = [(root / SHARED_DIR).resolve() for root in pathway_roots() if (root / SHARED_DIR).is_dir()]
+    return near, [folder for folder in dict.fromkeys(roots) if folder != near]
 
 
 def display_path(path: Path) -> str:
@@ -387,7 +395,7 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries, templa
         result.problems.extend(check_library(doc))
         result.libraries.append(doc)
         return doc
-    available, names = libraries.for_pathway(file)
+    available, names = libraries.for_pathway(file, doc.model.uses or ())
     problems = check_pathway(doc, available, names)
     result.problems.extend(problems)
     if not errors(problems) and templates:  # templates are rendered with the pathway's facts: only for a sound pathway
@@ -504,5 +512,5 @@ def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = 
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)
     spec: PathwaySpec = doc.model
-    available, _ = libraries.for_pathway(file)
+    available, _ = libraries.for_pathway(file, spec.uses)
     return LoadedPathway(doc, tuple(available[u] for u in spec.uses))
