@@ -193,3 +193,148 @@ def test_a_shared_library_is_found_through_pathways_path_as_pathways_are(tmp_pat
     result = validate_paths([file])
     assert result.problems == [] and [d.model.id for d in result.libraries] == ["regio"]
     assert [d.model.id for d in load_pathway(str(file)).libraries] == ["regio"]
+
+
+# -- patient files: every problem in one round ----------------------------------------------
+
+def test_a_patient_file_reports_every_problem_at_once_with_the_expected_form(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pathways.cli import app
+
+    monkeypatch.setenv("PATHWAYS_TODAY", "2026-11-01")
+    file = tmp_path / "patient.json"
+    file.write_text(json.dumps({
+        "patient": "pt-0001",
+        "demographics": {"birth_date": "02-04-1955", "sex": "vrouw"},
+        "conditions": [{"fact": "dm2_diagnosis", "onset": "2012-05-01"}],
+        "observations": [
+            {"fact": "hba1c_mmol", "value": 60, "unit": "mmol/mol", "at": "2026-10-02"},
+            {"fact": "treatment_step", "value": "metformine", "at": "2026-13-10"},
+            {"fact": "egfr_ml_min_1_73m2", "value": 50, "unit": "furlongs", "at": "2026-10-02"},
+        ],
+    }), encoding="utf-8")
+    done = CliRunner().invoke(app, ["evaluate", "diabetes", "--facts", str(file), "--at", "2026-11-01"])
+    assert done.exit_code == 1
+    assert done.output.splitlines() == [
+        f"error: {file}: demographics.birth_date: '02-04-1955' is not a date: write dates as YYYY-MM-DD (e.g. 1955-04-02)",
+        f"error: {file}: demographics.sex: 'vrouw' is not allowed: write one of 'male', 'female', 'other' or 'unknown'",
+        f"error: {file}: observations[0]: unknown fact 'hba1c_mmol' (did you mean 'hba1c_mmol_mol'?)",
+        f"error: {file}: observations[1].at: '2026-13-10' is not a date: write dates as YYYY-MM-DD (e.g. 1955-04-02)",
+        f"error: {file}: observations[2]: egfr_ml_min_1_73m2: cannot convert furlongs to mL/min/{{1.73_m2}}",
+        "5 problems in the patient file; nothing evaluated",
+    ]
+
+
+# -- audit filters, timeline words, stores that are empty -----------------------------------
+
+def _store(tmp_path):
+    import datetime as dt
+
+    from pathways.store.db import Store, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    migrate(engine)
+    return Store(engine, lambda: dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc))
+
+
+def test_audit_action_filters_match_as_users_type_them(tmp_path):
+    from pathways.store.audit import Query, Record, entries
+
+    store = _store(tmp_path)
+    store.record_audit([Record("escalation.opened", subject="a"), Record("escalation.acted", subject="b"),
+                        Record("escalations.other", subject="c"), Record("step.due", subject="d")])
+    with store.engine.connect() as connection:
+        def subjects(action):
+            return [e["subject"] for e in entries(connection, Query(action=action))]
+
+        assert subjects("escalation") == ["a", "b"]
+        assert subjects("escalation.") == ["a", "b"]
+        assert subjects("escalation.opened") == ["a"]
+        assert subjects("step") == ["d"]
+        assert subjects("escal") == []
+
+
+def test_the_timeline_tells_a_rendered_document_in_words():
+    from pathways.views.audit import Catalog, describe
+
+    entry = {"action": "document.rendered", "version_key": None, "pathway": "copd", "pathway_version": "1.1.0", "actor": "x", "role": "y",
+             "payload": {"document": "zorgplan", "format": "pdf", "lang": "nl", "identifying": True}}
+    assert describe(entry, Catalog([]), "en") == "document zorgplan rendered (pdf, nl), with identifying data"
+    assert describe(entry, Catalog([]), "nl") == "document zorgplan gemaakt (pdf, nl), met identificerende gegevens"
+
+
+def test_an_unknown_enrollment_names_the_store_and_says_when_it_is_empty(tmp_path):
+    from pathways.store.db import UnknownEnrollment
+
+    store = _store(tmp_path)
+    with pytest.raises(UnknownEnrollment) as raised:
+        store.load("copd-123")
+    assert str(raised.value) == (f"unknown enrollment 'copd-123' in store sqlite:///{tmp_path / 'store.db'} "
+                                 "(empty: was it created here just now? set PATHWAYS_DATABASE_URL to the store you meant)")
+    with pytest.raises(UnknownEnrollment) as raised:
+        store.load_many(["copd-1", "copd-2"])
+    assert str(raised.value).startswith("unknown enrollment 'copd-1' and 1 more in store sqlite:///")
+
+
+# -- the formats: JSON Schema, a skeleton, the reference -----------------------------------
+
+def test_the_json_schema_accepts_the_shipped_files_and_refuses_a_misspelt_stage(tmp_path):
+    import json
+
+    import jsonschema
+    from typer.testing import CliRunner
+
+    from pathways.cli import app
+    from pathways.definition.yamlsource import read_yaml
+
+    def data(path: Path):
+        source, problems = read_yaml(path)
+        assert not problems
+        return json.loads(json.dumps(source.data, default=str))  # dates as text, as in a JSON document
+
+    printed = {}
+    for kind in ("pathway", "library", "cases"):
+        done = CliRunner().invoke(app, ["schema", kind])
+        assert done.exit_code == 0
+        printed[kind] = json.loads(done.output)
+    for kind, file in (("pathway", PATHWAYS_DIR / "copd" / "pathway.yaml"), ("library", PATHWAYS_DIR / "_shared" / "financing.yaml"),
+                       ("cases", PATHWAYS_DIR / "heartfailure" / "cases.yaml")):
+        jsonschema.validate(data(file), printed[kind])
+    broken = data(PATHWAYS_DIR / "copd" / "pathway.yaml")
+    broken["steps"][0]["stage"] = "intak"
+    with pytest.raises(jsonschema.ValidationError, match="'intak' is not one of"):
+        jsonschema.validate(broken, printed["pathway"])
+    assert CliRunner().invoke(app, ["schema", "pathways"]).exit_code == 2
+
+
+def test_new_writes_a_skeleton_that_validates_and_never_overwrites(tmp_path):
+    from typer.testing import CliRunner
+
+    from pathways.cli import app
+
+    done = CliRunner().invoke(app, ["new", "hartrevalidatie", "--into", str(tmp_path)])
+    file = tmp_path / "hartrevalidatie" / "pathway.yaml"
+    assert done.exit_code == 0 and done.output.startswith(f"wrote {file}")
+    result = validate_paths([file.parent])
+    assert result.problems == [] and [d.model.id for d in result.pathways] == ["hartrevalidatie"]
+    file.write_text("# mine\n" + file.read_text(encoding="utf-8"), encoding="utf-8")
+    again = CliRunner().invoke(app, ["new", "hartrevalidatie", "--into", str(tmp_path)])
+    assert again.exit_code == 1 and "exists already: nothing was written" in again.output
+    assert file.read_text(encoding="utf-8").startswith("# mine\n")
+    assert CliRunner().invoke(app, ["new", "Hart-Revalidatie", "--into", str(tmp_path)]).exit_code == 1
+
+
+def test_the_format_reference_is_current_and_names_every_key():
+    from pathways.definition.model import PathwaySpec, Step
+    from pathways.rules.formats import reference
+
+    written = (PATHWAYS_DIR.parent / "docs" / "pathway-format.md").read_text(encoding="utf-8")
+    assert written == reference(PATHWAYS_DIR), "docs/pathway-format.md is stale: python -m pathways.rules.formats > docs/pathway-format.md"
+    for model in (PathwaySpec, Step):
+        section = written.split(f"### {model.__name__}\n", 1)[1].split("\n### ", 1)[0]
+        keys = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+        assert sorted(keys) == sorted(info.alias or name for name, info in model.model_fields.items())
+        assert "```yaml" in section  # an example from the shipped files

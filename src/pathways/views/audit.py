@@ -171,6 +171,8 @@ WORDS = {
         "deduplicated": "{total} dubbel opgeslagen gegevens verwijderd (een gegeven hoort bij de patiënt)",
         "published": "pathway {pathway} {version} gepubliceerd ({key})",
         "config": "configuratie gewijzigd: {changed}",
+        "rendered": "document {document} gemaakt ({format}, {lang}){identifying}",
+        "identifying": ", met identificerende gegevens",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
         "declined": "{title}: niet akkoord van {by}; blijft open",
         "signed": " (akkoord van {by})",
@@ -200,6 +202,8 @@ WORDS = {
         "deduplicated": "{total} facts stored twice removed (a fact belongs to the patient)",
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
+        "rendered": "document {document} rendered ({format}, {lang}){identifying}",
+        "identifying": ", with identifying data",
         "denied": "access denied to {actor} ({role}): {attempted}",
         "declined": "{title}: not agreed by {by}; stays open",
         "signed": " (agreed by {by})",
@@ -271,6 +275,9 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
     if action == "pathway.published":
         return words["published"].format(**values)
+    if action == "document.rendered":
+        return words["rendered"].format(document=payload.get("document"), format=payload.get("format"), lang=payload.get("lang"),
+                                        identifying=words["identifying"] if payload.get("identifying") else "")
     if action == "config.changed":
         return words["config"].format(changed=", ".join(payload.get("changed", [])))
     if action == "access.denied":
