@@ -338,3 +338,25 @@ def test_the_format_reference_is_current_and_names_every_key():
         keys = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
         assert sorted(keys) == sorted(info.alias or name for name, info in model.model_fields.items())
         assert "```yaml" in section  # an example from the shipped files
+
+
+def test_enroll_reports_every_problem_of_a_patient_file_in_one_round(tmp_path):
+    import datetime as dt
+    import json
+
+    from pathways.clock import FixedClock
+    from pathways.facts.load import PatientFileError
+    from pathways.orchestration.service import Runtimes, enroll_file
+
+    file = tmp_path / "patient.json"
+    file.write_text(json.dumps({"patient": "pt-0002", "demographics": {"birth_date": "1955-02-30"},
+                                "observations": [{"fact": "nt_probnp", "value": 400, "unit": "pg/mL", "at": "2026-10-02"}]}), encoding="utf-8")
+    store = _store(tmp_path)
+    with pytest.raises(PatientFileError) as raised:
+        enroll_file(store, Runtimes(), "heartfailure", file, FixedClock(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)))
+    assert [p.split(": ", 1)[1] for p in raised.value.problems] == [
+        "demographics.birth_date: '1955-02-30' is not a date: write dates as YYYY-MM-DD (e.g. 1955-04-02)",
+        "observations[0]: unknown fact 'nt_probnp' (did you mean 'nt_probnp_pg_ml'?)",
+    ]
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("select count(*) from enrollment").scalar() == 0
