@@ -360,3 +360,14 @@ def test_enroll_reports_every_problem_of_a_patient_file_in_one_round(tmp_path):
     ]
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("select count(*) from enrollment").scalar() == 0
+
+
+def test_a_misspelt_library_folds_every_name_the_meant_library_defines(tmp_path):
+    """age_years is close to the pathway's own older_age_years, but clinical defines it: it is a
+    follow-on of the misspelt `uses`, not a typo of its own."""
+    root = _pathways_copy(tmp_path)
+    file = root / "diabetes" / "pathway.yaml"
+    line = _edit(file, {"uses": ("uses: [clinical, financing]", "uses: [clinica, financing]")})["uses"][0]
+    problems = validate_paths([file]).problems
+    assert [(p.location.line, p.code, p.message) for p in problems] == [(line, "PW038", "unknown shared library 'clinica'")]
+    assert problems[0].hint.startswith("did you mean 'clinical'? The 14 names used here and defined nowhere else may come from it (47 uses): age_years (lines ")

@@ -56,7 +56,7 @@ class _Context:
         if match:
             self.undefined[problem] = match.group(1) or match.group(2)
 
-    def summarise_undefined(self, missing_libraries: list[Problem], financing_known: bool = True) -> None:
+    def summarise_undefined(self, missing_libraries: list[Problem], financing_known: bool = True, defined_there: frozenset[str] = frozenset()) -> None:
         """Report each cause of undefined names once. With a shared library missing, names that
         are close to no known name may be defined there: they are listed in the library's problem
         (with the financing routes left without a rule, when no library used maps any route).
@@ -65,7 +65,7 @@ class _Context:
         for problem, name in sorted(self.undefined.items(), key=lambda item: item[0].sort_key()):
             by_name.setdefault(name, []).append(problem)
         if missing_libraries:
-            unknown = {name: uses for name, uses in by_name.items() if not uses[0].hint.startswith("did you mean")}
+            unknown = {name: uses for name, uses in by_name.items() if name in defined_there or not uses[0].hint.startswith("did you mean")}
             routes = [] if financing_known else sorted((p for p in self.problems if p.code == "PW043"), key=Problem.sort_key)
             folded = {p for uses in unknown.values() for p in uses} | set(routes)
             if folded:
@@ -87,15 +87,16 @@ class _Context:
 
     def _fold_into(self, cause: Problem, unknown: dict[str, list[Problem]], routes: list[Problem]) -> None:
         summary = []
+        it = "them" if cause.message.startswith("the shared libraries") else "it"
         if unknown:
             count = sum(len(uses) for uses in unknown.values())
             parts = [f"{name} ({_lines(uses)})" for name, uses in list(unknown.items())[:_SHOWN_NAMES]]
             if len(unknown) > _SHOWN_NAMES:
                 parts.append(f"and {len(unknown) - _SHOWN_NAMES} more")
             names = "the name" if len(unknown) == 1 else f"the {len(unknown)} names"
-            summary.append(f"{names} used here and defined nowhere else may come from it ({_plural(count, 'use')}): {', '.join(parts)}")
+            summary.append(f"{names} used here and defined nowhere else may come from {it} ({_plural(count, 'use')}): {', '.join(parts)}")
         if routes:
-            summary.append(f"{_plural(len(routes), 'step')} use{'s' if len(routes) == 1 else ''} a financing route whose rule may come from it ({_lines(routes)})")
+            summary.append(f"{_plural(len(routes), 'step')} use{'s' if len(routes) == 1 else ''} a financing route whose rule may come from {it} ({_lines(routes)})")
         text = "; ".join(summary)
         hint = f"{cause.hint} {text[:1].upper()}{text[1:]}" if cause.hint.endswith("?") else "; ".join(filter(None, [cause.hint, text]))
         self.problems = [p for p in self.problems if p is not cause]
@@ -362,10 +363,15 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
     spec: PathwaySpec = doc.model  # type: ignore[assignment]
     used: list[Document] = []
     missing: list[Problem] = []
+    meant: set[str] = set()  # what the library a misspelt `uses` entry was probably meant to be defines
     for i, name in enumerate(spec.uses):
         if name in libraries:
             used.append(libraries[name])
         else:
+            close = re.search(r"'(.+)'", did_you_mean(name, known_libraries))
+            if close and close.group(1) in libraries:
+                model = libraries[close.group(1)].model
+                meant |= {*model.facts, *model.derived, *model.parameters, *model.rules}
             hint = did_you_mean(name, known_libraries) or "shared libraries are found in the _shared folder beside the pathway folders, or in that of a folder on PATHWAYS_PATH"
             ctx.add(doc.at(("uses", i)), "PW038", f"unknown shared library '{name}'", hint)
             missing.append(ctx.problems[-1])
@@ -400,7 +406,7 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
     if "uses" in doc.failed:  # `uses` itself failed the schema (reported already): its names may be anywhere
         missing.append(Problem(doc.at(("uses",)), "PW038", "the shared libraries of this pathway are unknown", "write `uses` as a list of library ids, e.g. uses: [clinical, financing]"))
         ctx.problems.append(missing[-1])
-    ctx.summarise_undefined(missing, financing_known=any(lib.model.financing for lib in used))
+    ctx.summarise_undefined(missing, financing_known=any(lib.model.financing for lib in used), defined_there=frozenset(meant))
     if not ctx.problems:  # warn about a sound pathway only: a broken one has no meaningful schedule
         for late in unmeasured_goals(spec, symbols.facts):
             where = doc.at(step_path(late.step.id) + ("goals", late.index, "deadline"))
