@@ -132,7 +132,7 @@ def test_timeline_tells_the_story_in_dutch_and_english(trail):
     assert "Referral to nephrology needed (not urgent, referral to the specialist): Sex: male; " in en.stdout
     assert "eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients aged 65 and over  [#" in en.stdout
     missing = cli(trail, "audit", "timeline", "diabetes-000000000000")
-    assert missing.returncode == 1 and missing.stderr.strip() == "error: unknown enrollment 'diabetes-000000000000': the audit trail has no entry for it"
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: unknown enrollment 'diabetes-000000000000': the audit trail in {trail['env']['PATHWAYS_DATABASE_URL']} has no entry for it"
 
 
 def test_show_gives_the_decision_with_facts_versions_and_prefect_runs(trail):

@@ -44,20 +44,20 @@ def _fail(problems: list[Problem]) -> None:
 
 @app.command()
 def validate(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Pathway names, files or folders (default: ./pathways)")] = None,
 ) -> None:
-    """Check pathway and shared library files, and each folder's cross-pathway interaction library
-    (_shared/interactions.yaml); report every problem as file:line:col."""
-    from pathways.definition.interactions import validate_with_interactions
+    """Check pathway, shared library and cases files, and each folder's cross-pathway interaction
+    library (_shared/interactions.yaml); report every problem as file:line:col."""
+    from pathways.rules.casefile import validate_with_cases
 
-    result = validate_with_interactions(paths or [Path("pathways")])
+    result = validate_with_cases(paths or ["pathways"])
     if errors(result.problems):
         _fail(result.problems)
     _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
-        f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
+        f"ok: {result.files} files{f' ({len(result.cases)} of them cases)' if result.cases else ''}, {len(result.pathways)} pathways ({names}), "
         f"{len(result.libraries)} shared libraries, {steps} steps"
         + (f", {result.interaction_rules} interaction rules" if result.interaction_rules else ""),
         markup=False,
@@ -158,9 +158,13 @@ def evaluate(
     path = facts or fhir
     try:
         patient = load_facts_json(path) if facts is not None else load_fhir_file(path)
-    except PatientFileError as exc:
-        for problem in exc.problems:
+    except PatientFileError as exc:  # the parts that parsed are checked against the pathway too
+        from pathways.facts.problems import every_problem
+
+        problems = every_problem(path, exc.schema, exc.partial, loaded.facts, today) if exc.schema else exc.problems
+        for problem in problems:
             err.print(f"error: {problem}", markup=False)
+        err.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the patient file; nothing evaluated", markup=False)
         raise typer.Exit(1)
     evaluator = PathwayEvaluator(loaded)
     result = evaluator.evaluate(patient.facts, when, today)
@@ -1170,7 +1174,10 @@ def _known_enrollment(connection, enrollment: str) -> None:
     from pathways.store.audit import AuditEntry
 
     if connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is None:
-        err.print(f"error: unknown enrollment '{enrollment}': the audit trail has no entry for it", markup=False)
+        from pathways.orchestration.service import database_url
+        from pathways.store.db import shown
+
+        err.print(f"error: unknown enrollment '{enrollment}': the audit trail in {shown(database_url())} has no entry for it", markup=False)
         raise typer.Exit(1)
 
 
@@ -1213,7 +1220,7 @@ def audit_log(
     since: Annotated[Optional[str], typer.Option("--since", help="From this day (YYYY-MM-DD)")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Up to and including this day")] = None,
     actor: Annotated[Optional[str], typer.Option("--actor")] = None,
-    action: Annotated[Optional[str], typer.Option("--action", help="An action, or a prefix ending in '.' (e.g. step.)")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="An action (escalation.opened) or a group of them (escalation, step.)")] = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="Comma-separated columns to show")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     as_csv: Annotated[bool, typer.Option("--csv")] = False,
@@ -1672,6 +1679,40 @@ def migrate_revert(digest: Annotated[str, typer.Argument(metavar="HASH", help="T
 
 
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="pathway, library or cases")] = "pathway",
+) -> None:
+    """Print the JSON Schema of a file format (for editors), from the same models that check it."""
+    import json
+
+    from pathways.rules.formats import FORMATS, json_schema
+
+    if kind not in FORMATS:
+        err.print(f"error: unknown format '{kind}': one of {', '.join(FORMATS)}", markup=False)
+        raise typer.Exit(2)
+    out.print(json.dumps(json_schema(kind), ensure_ascii=False, indent=1), markup=False, soft_wrap=True)
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The new pathway's id (lower case letters, digits, _)")],
+    into: Annotated[Path, typer.Option("--into", help="The folder to write NAME/pathway.yaml in")] = Path("."),
+) -> None:
+    """Write a small pathway skeleton that validates, to start from."""
+    from pathways.definition.skeleton import SkeletonError, write_skeleton
+
+    try:
+        file = write_skeleton(name, into)
+    except SkeletonError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    except OSError as exc:
+        err.print(f"error: cannot write in {into}: {exc.strerror}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"wrote {file}; next: pathways validate {file.parent}", markup=False)
+
 
 def _until_stopped(items):
     """``items`` (patients of a cohort) until Ctrl-C or SIGTERM asks to stop: the one in hand is

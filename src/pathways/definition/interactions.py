@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pathways.definition import expr as E
-from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, _display, schema_problems, validate_paths
+from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, display_path as _display, schema_problems, validate_paths
 from pathways.definition.model import Evidence, Identifier, NonEmpty, Source, Strict
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
 from pathways.errors import Location, Problem, did_you_mean, errors
@@ -152,7 +152,14 @@ def validate_with_interactions(paths: list[Path]) -> Validation:
     """``validate_paths``, and the interaction library of every folder given, checked against the
     pathways of that folder (what `pathways validate` runs)."""
     result = validate_paths(paths)
-    for folder in paths:
+    add_interactions(result, paths)
+    return result
+
+
+def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
+    """The interaction library of every folder in ``paths``, checked against the pathways of that
+    folder, added to ``result`` (its files, problems and rule count)."""
+    for folder in map(Path, paths):
         if not folder.is_dir():
             continue
         file = interactions_file(folder)
@@ -167,7 +174,6 @@ def validate_with_interactions(paths: list[Path]) -> Validation:
             result.problems.extend(check_interactions(doc, found, broken))
             result.interaction_rules += len(doc.library.interactions)
     result.problems.sort(key=Problem.sort_key)
-    return result
 
 
 def pathways_of(result: Validation, folder: Path) -> dict[str, LoadedPathway]:

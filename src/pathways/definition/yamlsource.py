@@ -177,9 +177,9 @@ _CONSTRUCTOR = yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.Node) -> Any:
-    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates)."""
-    value = _CONSTRUCTOR.construct_object(node, deep=True)
-    return value
+    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates); a value
+    its tag cannot hold raises (``Reader._scalar`` makes it a problem at its line)."""
+    return _CONSTRUCTOR.construct_object(node, deep=True)
 
 
 def read_yaml(path: Path, display: str | None = None) -> tuple[Source | None, list[Problem]]:

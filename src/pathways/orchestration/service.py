@@ -381,6 +381,12 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
 
     try:
         return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id, from_stage)
+    except PatientFileError as exc:  # the parts that parsed are checked against the pathway too: one round
+        if not exc.schema:
+            raise
+        from pathways.facts.problems import every_problem
+
+        raise PatientFileError(every_problem(path, exc.schema, exc.partial, runtimes.get(pathway).loaded.facts, clock.today())) from None
     except UnusableValues as exc:
         raise PatientFileError([f"{path}: {problem}" for problem in exc.problems] + [exc.summary]) from None
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import orjson
 
-from sqlalchemy import Column, Integer, Text, insert, select, text, update
+from sqlalchemy import Column, Integer, Text, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
@@ -225,7 +225,7 @@ class Query:
     since: dt.date | None = None
     until: dt.date | None = None  # inclusive
     actor: str | None = None
-    action: str | None = None  # exact, or a prefix ending in '.' ("decision.")
+    action: str | None = None  # exact, a group (escalation: escalation.*), or a prefix ending in '.' ("decision.")
     subject: str | None = None
 
 
@@ -237,7 +237,9 @@ def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str
             column = {"patient": AuditEntry.patient_id, "enrollment": AuditEntry.enrollment_id}.get(name) or getattr(AuditEntry, name)
             statement = statement.where(column == value)
     if query.action:
-        statement = statement.where(AuditEntry.action.startswith(query.action) if query.action.endswith(".") else AuditEntry.action == query.action)
+        # as users type them: "escalation" is every escalation.* entry, "escalation." too
+        group = query.action if query.action.endswith(".") else f"{query.action}."
+        statement = statement.where(or_(AuditEntry.action == query.action, AuditEntry.action.startswith(group, autoescape=True)))
     if query.since:
         statement = statement.where(AuditEntry.at >= query.since.isoformat())
     if query.until:

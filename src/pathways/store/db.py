@@ -312,12 +312,23 @@ class Store:
                 return True
         return retrying(write, what=self.where)
 
+    def _unknown(self, session: Session, which: str) -> str:
+        """'unknown enrollment X in store Y', saying when the store has no enrollment at all: a
+        command run from another folder opens (and creates) a new store there."""
+        empty = session.execute(select(Enrollment.id).limit(1)).first() is None
+        hint = " (empty: was it created here just now? set PATHWAYS_DATABASE_URL to the store you meant)" if empty else ""
+        url = self.engine.url
+        where = shown(url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+            where += f" (that is {Path(url.database).resolve()})"
+        return f"unknown enrollment {which} in store {where}{hint}"
+
     def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
         def read() -> tuple[EnrollmentState, int]:
             with Session(self.engine) as session:
                 row = session.get(Enrollment, enrollment)
                 if row is None:
-                    raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
+                    raise UnknownEnrollment(self._unknown(session, f"'{enrollment}'"))
                 return EnrollmentState.model_validate_json(row.state), row.state_version
         return retrying(read, what=self.where)
 
@@ -331,7 +342,8 @@ class Store:
                         found[eid] = (EnrollmentState.model_validate_json(state), version)
             missing = [e for e in enrollments if e not in found]
             if missing:
-                raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+                with Session(self.engine) as session:
+                    raise UnknownEnrollment(self._unknown(session, f"'{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")))
             return found
         return retrying(read, what=self.where)
 

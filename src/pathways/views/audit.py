@@ -173,6 +173,8 @@ WORDS = {
         "migrated": "overgezet van {old} naar {new} (voorvertoning {preview})",
         "reverted": "teruggezet van {old} naar {new} (voorvertoning {preview})",
         "config": "configuratie gewijzigd: {changed}",
+        "rendered": "document {document} gemaakt ({format}, {lang}){identifying}",
+        "identifying": ", met identificerende gegevens",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
         "declined": "{title}: niet akkoord van {by}; blijft open",
         "signed": " (akkoord van {by})",
@@ -204,6 +206,8 @@ WORDS = {
         "reverted": "moved back from {old} to {new} (preview {preview})",
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
+        "rendered": "document {document} rendered ({format}, {lang}){identifying}",
+        "identifying": ", with identifying data",
         "denied": "access denied to {actor} ({role}): {attempted}",
         "declined": "{title}: not agreed by {by}; stays open",
         "signed": " (agreed by {by})",
@@ -278,6 +282,9 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     if action in ("enrollment.migrated", "enrollment.migration_reverted"):
         word = "migrated" if action == "enrollment.migrated" else "reverted"
         return words[word].format(old=payload.get("from"), new=payload.get("to"), preview=str(payload.get("preview"))[:12])
+    if action == "document.rendered":
+        return words["rendered"].format(document=payload.get("document"), format=payload.get("format"), lang=payload.get("lang"),
+                                        identifying=words["identifying"] if payload.get("identifying") else "")
     if action == "config.changed":
         return words["config"].format(changed=", ".join(payload.get("changed", [])))
     if action == "access.denied":
