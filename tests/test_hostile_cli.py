@@ -100,8 +100,8 @@ def test_check_reports_a_hostile_cases_file_at_its_line(tmp_path):
     done = run_cli("check", str(folder), env=environment(tmp_path))
     column = lines[first].index("2026-13-01") + 1
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert (f"{cases}:{first + 1}:{column}: PW012 '2026-13-01' is not a date that exists "
-            "(write a real date as YYYY-MM-DD, or quote the value to keep it as text)") in done.stdout + done.stderr
+    assert (f"{cases}:{first + 1}:{column}: PW012 '2026-13-01' is not a date: month value is outside expected range of 1-12 "
+            "(write dates as YYYY-MM-DD, a date that exists)") in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from pathways.definition import expr as E
-from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, display_path as _display, schema_problems, validate_paths
+from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, available_pathways, display_path as _display, schema_problems, validate_paths
 from pathways.definition.model import Evidence, Identifier, NonEmpty, Source, Strict
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
 from pathways.errors import Location, Problem, did_you_mean, errors
@@ -97,10 +97,13 @@ def names_in_scope(pathways: list[LoadedPathway]) -> dict[str, str]:
     return scope
 
 
-def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathway], unusable: set[str] = frozenset()) -> list[Problem]:
+def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathway], unusable: set[str] = frozenset(),
+                       elsewhere: set[str] = frozenset()) -> list[Problem]:
     """Unknown pathways, steps, names and sources, each with file and line. ``unusable``: pathways
     of the folder that did not load (their own problems are reported): rules about them are left
-    unchecked rather than reported as naming an unknown pathway."""
+    unchecked rather than reported as naming an unknown pathway; so are rules about pathways
+    not in the folder but found elsewhere (``elsewhere``: on PATHWAYS_PATH or shipped), as when a
+    folder holds one pathway and a copy of the shared libraries."""
     problems: list[Problem] = []
     sources = {s.id for s in doc.library.sources}
     seen: set[str] = set()
@@ -114,6 +117,9 @@ def check_interactions(doc: LoadedInteractions, pathways: dict[str, LoadedPathwa
             continue
         for j, ref in enumerate(rule.steps):
             loaded = pathways.get(ref.pathway)
+            if loaded is None and ref.pathway in elsewhere:  # a folder holding some of the pathways: that rule is not checked here
+                known = []
+                break
             if loaded is None:
                 problems.append(Problem(doc.at(*base, "steps", j, "pathway"), "PW060",
                                         f"interaction '{rule.id}' names pathway '{ref.pathway}', which is not in this folder",
@@ -171,7 +177,7 @@ def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
         if doc is not None:
             found = pathways_of(result, folder)
             broken = {f.parent.name for f in folder.glob("*/pathway.yaml")} - set(found)
-            result.problems.extend(check_interactions(doc, found, broken))
+            result.problems.extend(check_interactions(doc, found, broken, set(available_pathways()) - set(found)))
             result.interaction_rules += len(doc.library.interactions)
     result.problems.sort(key=Problem.sort_key)
 

@@ -141,8 +141,10 @@ class _Builder:
         return self._scalar(node)
 
     def _scalar(self, node: yaml.Node) -> Any:
-        """The scalar's value; a value its tag cannot hold (a date that does not exist, `!!int
-        abc`, an integer of thousands of digits) is a problem, and its text is kept."""
+        """The scalar's value; a value its tag cannot hold (`!!int abc`, an integer of thousands of
+        digits) is a problem, and its text is kept. A date that does not exist (2026-13-01,
+        2024-02-30) is kept as text without a problem: the schema then says what was expected
+        there (a date as YYYY-MM-DD, or text such as a version), at its line."""
         try:
             return _scalar(node)
         except yaml.constructor.ConstructorError:
@@ -150,8 +152,8 @@ class _Builder:
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             text = str(node.value)
             kind = node.tag.rsplit(":", 1)[-1]
-            if kind == "timestamp":
-                self._problem(node, "PW012", f"'{text[:40]}' is not a date that exists", "write a real date as YYYY-MM-DD, or quote the value to keep it as text")
+            if kind == "timestamp":  # a date that does not exist stays text: where a date belongs, the schema says so at its line
+                pass
             elif kind == "int" and len(text) > 100:
                 self._problem(node, "PW012", f"a number of {len(text)} digits", "write a number of at most a few dozen digits")
             else:
