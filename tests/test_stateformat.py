@@ -12,9 +12,13 @@ from contextlib import closing
 import pytest
 
 from conftest import FIXTURES, run_cli
+from pathways.access import Actor
+from pathways.clock import FixedClock
+from pathways.orchestration.service import Runtimes, advance_one
 from pathways.runtime import stateformat
 from pathways.runtime.core import ClosedEscalation, EnrollmentState, GoalProgress, OpenEscalation, StepProgress
 from pathways.runtime.stateformat import FORMAT, StateFormatError, dump_state, load_state
+from pathways.store.db import Store, make_engine, migrate
 
 D = dt.date
 
@@ -98,17 +102,33 @@ def test_format_1_is_upgraded_by_its_own_function_and_a_newer_format_is_refused(
             load_state(bad)
 
 
-def test_every_state_of_the_store_written_by_c6acbe4_is_format_1_and_upgrades():
-    """tests/fixtures/stores/c6acbe4.db: states stored without defaults and without a format."""
-    with closing(sqlite3.connect(FIXTURES / "stores" / "c6acbe4.db")) as c:
-        texts = [t for (t,) in c.execute("select state from enrollment order by id")]
+def test_every_state_of_the_store_written_by_c6acbe4_is_format_1_and_upgrades(tmp_path):
+    """tests/fixtures/stores/c6acbe4.db: states stored without defaults and without a format. They
+    read as they did, and an advance (on the versions the store published) stores them as format 2."""
+    shutil.copy(FIXTURES / "stores" / "c6acbe4.db", tmp_path / "store.db")
+    with closing(sqlite3.connect(tmp_path / "store.db")) as c:
+        texts = dict(c.execute("select id, state from enrollment order by id").fetchall())
     assert len(texts) == 8
-    for text in texts:
+    before = {}
+    for eid, text in texts.items():
         assert not text.startswith('{"format"')
-        state = load_state(text)
-        assert state == EnrollmentState.model_validate_json(text)  # today's defaults are those of format 1
-        assert json.loads(dump_state(state))["format"] == FORMAT
-        assert all(set(p) == set(StepProgress.model_fields) for p in json.loads(dump_state(state))["steps"].values())
+        before[eid] = load_state(text)
+        assert before[eid] == EnrollmentState.model_validate_json(text)  # today's defaults are those of format 1
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    migrate(engine)
+    store = Store(engine, FixedClock.on(D(2026, 12, 20)).now, Actor(user="test", role="admin", via="test"))
+    runtimes = Runtimes()
+    for eid in texts:
+        advance_one(store, runtimes, eid, FixedClock.on(D(2027, 1, 14)))
+    with closing(sqlite3.connect(tmp_path / "store.db")) as c:
+        after = dict(c.execute("select id, state from enrollment order by id").fetchall())
+    for eid, text in after.items():
+        stored = json.loads(text)
+        assert stored["format"] == FORMAT and stored["as_of"] == "2027-01-14"
+        assert all(set(p) == set(StepProgress.model_fields) for p in stored["steps"].values())
+        assert stored["version_key"] == before[eid].version_key
+        assert store.load(eid)[0] == load_state(text)
 
 
 def test_a_state_written_by_a_newer_pathways_is_one_clear_line_and_nothing_changes(tmp_path):
@@ -118,11 +138,18 @@ def test_a_state_written_by_a_newer_pathways_is_one_clear_line_and_nothing_chang
         c.execute("update enrollment set state = ? where id = ?", ('{"format":99,' + text[1:], eid))
     env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PATHWAYS_TODAY": "2026-12-20",
            "PREFECT_HOME": str(tmp_path / "prefect")}
+    message = (f"error: enrollment '{eid}': the stored state has format 99, written by a newer pathways "
+               f"(this one reads formats 1 to {FORMAT}): upgrade pathways")
     done = run_cli("status", eid, env=env)
     assert done.returncode == 1, done.stdout
-    assert done.stderr.strip().splitlines() == [
-        f"error: enrollment '{eid}': the stored state has format 99, written by a newer pathways "
-        f"(this one reads formats 1 to {FORMAT}): upgrade pathways"]
-    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [message]
+    with closing(sqlite3.connect(tmp_path / "store.db")) as c:
+        decisions = c.execute("select count(*) from decision").fetchone()
+    done = run_cli("advance", "--due", "--at", "2027-01-14", env=env)  # refused before any flow run starts
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip().splitlines() == [message + " (nothing advanced)"]
+    with closing(sqlite3.connect(tmp_path / "store.db")) as c:
+        assert c.execute("select count(*) from decision").fetchone() == decisions
+        assert c.execute("select distinct as_of from enrollment").fetchall() == [("2026-12-10",)]
     with closing(sqlite3.connect(tmp_path / "store.db")) as c:
         assert c.execute("select state from enrollment where id = ?", (eid,)).fetchone() == ('{"format":99,' + text[1:],)

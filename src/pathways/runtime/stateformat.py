@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from pathways.runtime.core import EnrollmentState
 
 FORMAT = 2
-_PREFIX = '{"format":%d,' % FORMAT
+CURRENT_PREFIX = _PREFIX = '{"format":%d,' % FORMAT  # how a state of the current format starts
 
 
 class StateFormatError(ValueError):
@@ -93,4 +93,4 @@ def _validated(parse: Callable[[], EnrollmentState]) -> EnrollmentState:
         raise StateFormatError(f"the stored state does not fit format {FORMAT} ({problems})") from None
 
 
-__all__ = ["FORMAT", "UPGRADES", "StateFormatError", "dump_state", "load_state", "upgrade"]
+__all__ = ["CURRENT_PREFIX", "FORMAT", "UPGRADES", "StateFormatError", "dump_state", "load_state", "upgrade"]

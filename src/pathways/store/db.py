@@ -24,7 +24,7 @@ from sqlmodel import Session
 from pathways.access import SERVICE, Actor
 from pathways.facts.model import Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
-from pathways.runtime.stateformat import StateFormatError, dump_state, load_state
+from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_state, load_state
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
@@ -321,6 +321,20 @@ class Store:
                 raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
             return found
         return retrying(read, what=self.where)
+
+    def check_readable(self, enrollments: list[str]) -> None:
+        """Raise UnreadableState for the first of these enrollments whose state has a format this
+        code does not write (a newer one), before a run starts rather than half way through it.
+        Only the states that start otherwise than the current format are read in full."""
+        def read() -> None:
+            with Session(self.engine) as session:
+                for chunk in _chunks(enrollments):
+                    rows = session.execute(select(Enrollment.id, Enrollment.state).where(
+                        Enrollment.id.in_(chunk), Enrollment.state.startswith('{"format":', autoescape=True),
+                        ~Enrollment.state.startswith(CURRENT_PREFIX, autoescape=True)).order_by(Enrollment.id))
+                    for eid, state in rows:
+                        _loaded(eid, state)
+        retrying(read, what=self.where)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
