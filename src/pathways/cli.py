@@ -353,10 +353,17 @@ def advance(
 
 def _versions_or_fail(store, groups: dict[str, list[str]]) -> None:
     """Every version the groups run, loaded from the store's trail before any flow run starts:
-    one that is not there is a one-line error (exit 1), nothing advanced."""
+    one that is not there, or a state written by a newer pathways, is a one-line error (exit 1),
+    nothing advanced."""
     from pathways.orchestration.service import Runtimes
     from pathways.orchestration.versions import VersionNotPublished
+    from pathways.store.db import UnreadableState
 
+    try:
+        store.check_readable([e for ids in groups.values() for e in ids])
+    except UnreadableState as exc:
+        err.print(f"error: {exc} (nothing advanced)", markup=False)
+        raise typer.Exit(1)
     for key in groups:
         try:
             Runtimes().get_version(key, store)

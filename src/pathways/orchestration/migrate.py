@@ -19,6 +19,7 @@ from pathways.errors import ProblemsFound
 from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.core import EnrollmentState, Runtime
 from pathways.runtime.migrate import EnrollmentPreview, compare, map_state
+from pathways.runtime.stateformat import load_state
 from pathways.store import previews
 from pathways.store.db import StaleState, Store, _chunks
 
@@ -241,7 +242,7 @@ def revert(store: Store, digest: str) -> Moved:
     result = Moved(header.hash, header.pathway, header.to_key)
     for item in moved:
         state, version = now[item.enrollment_id]
-        old = EnrollmentState.model_validate_json(item.old_state)
+        old = load_state(item.old_state)
         payload = {"from": state.version_key, "to": old.version_key, "preview": header.hash}
         try:
             previews.move(store, header.hash, state, version, old, "enrollment.migration_reverted", payload, keep_old=False)
