@@ -52,6 +52,7 @@ from pathways.store.models import Enrollment, Patient  # noqa: E402
 from rules import AT, synthetic  # noqa: E402
 
 NAMES = ["diabetes", "copd", "heartfailure"]
+BATCH = 500  # migrate.preview's default batch
 
 # per pathway: thresholds (parameter -> new value) and a review interval (old timing -> new timing)
 EDITS = {
@@ -136,14 +137,16 @@ def main() -> None:
         gc.collect()
         began = time.perf_counter()
         for name in NAMES:
-            olds[name].evaluate_many(patients[name], at, at)
-            news[name].evaluate_many(patients[name], at, at)
+            for i in range(0, len(patients[name]), BATCH):  # in the preview's batches
+                olds[name].evaluate_many(patients[name][i:i + BATCH], at, at)
+                news[name].evaluate_many(patients[name][i:i + BATCH], at, at)
         return time.perf_counter() - began
 
     runtimes = Runtimes(templates=False)
     for name in NAMES:  # the versions loaded from the trail and their rules compiled once, as in a long-running process
         for key in {key for _, key in store.published_versions(name)}:
             runtimes.get_version(key, store).evaluator.evaluate_many(patients[name][:1], AT, AT)
+    floor(AT)  # the floor's own peak memory is reached before the previews' is measured
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ratios = []
     for k in range(1, args.rounds + 1):
