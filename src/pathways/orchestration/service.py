@@ -1,6 +1,10 @@
-"""What the commands and the Prefect flows do, without Prefect: enrol patients, advance
-enrollments, record human input. Each advance reads the state, runs the runtime core and
-writes the result in one transaction; a stale read is retried from the start."""
+"""What the commands and the Prefect flows do, without Prefect: the store's settings
+(``PATHWAYS_DATABASE_URL``, ``PATHWAYS_BATCH_SIZE``, ``PATHWAYS_WORKERS``, recorded when they
+change), patient identity (BSN as a keyed hash), permission checks, publishing pathway versions
+and keeping one runtime per version (``Runtimes``), and enrol patients, advance enrollments
+(one, or a batch: ``advance_many``), record human input and resolve escalations. Each advance
+reads the state, runs the runtime core and writes the result in one transaction; a stale read is
+retried from the start."""
 
 from __future__ import annotations
 

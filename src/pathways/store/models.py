@@ -14,6 +14,10 @@
 - goal: SMART goal progress per enrollment.
 - care_plan, care_plan_decision: the personal plan per patient across pathways and its bundling and
   conflict decisions (each decision stored and audited once).
+- user_account: who may log in to the web application, in which role, with a password hash.
+- migration_preview, migration_item: a preview of moving enrollments to another version, one
+  item per enrollment (store/previews.py).
+The audit trail's tables (audit_entry, audit_head) are in store/audit.py.
 """
 
 from __future__ import annotations
