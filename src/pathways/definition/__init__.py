@@ -5,8 +5,9 @@ parser (``expr``, ``durations``), static checks (``typecheck``, ``checks``, ``bo
 left between two branches, ``goals``: goals no step measures again), document templates and
 their checks (``documents``), cross-pathway interaction rules (``interactions``), finding and
 loading files by name or path (``loader``), writing a definition back (``dump``), what changed
-between two versions (``diff``), values written as text in YAML (``textvalue``) and values as
-clinicians write them in a letter (``wording``). The layers inside are an import-linter
+between two versions (``diff``), values written as text in YAML (``textvalue``), values as
+clinicians write them in a letter (``wording``) and the skeleton ``pathways new`` writes
+(``skeleton``). The layers inside are an import-linter
 contract (pyproject.toml).
 Must not touch: Prefect, durable-rules, the database, the network, or wall-clock time.
 """
