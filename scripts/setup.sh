@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 MERMAID_VERSION=12.3.0
 HTMX_VERSION=2.0.11
+# The pathway editor (pathways web): CodeMirror 6 with YAML, bundled by esbuild; all pinned.
+CODEMIRROR_PACKAGES="codemirror@6.0.2 @codemirror/state@6.7.6 @codemirror/view@6.44.2 @codemirror/lang-yaml@6.1.3 @codemirror/lint@6.9.8"
+ESBUILD_VERSION=0.28.2
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   for candidate in python3.11 python3.12 python3; do
@@ -65,6 +68,27 @@ if [ ! -f "$vendor/htmx.min.js" ] || [ "$(cat "$vendor/HTMX_VERSION" 2>/dev/null
   cp "$tmp/package/dist/htmx.min.js" "$vendor/htmx.min.js"
   cp "$tmp/package/LICENSE" "$vendor/HTMX_LICENSE"
   echo "$HTMX_VERSION" > "$vendor/HTMX_VERSION"
+  rm -rf "$tmp"
+fi
+
+# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry (npm
+# checks each package's integrity) and bundled once with esbuild into one file served by the app.
+codemirror_stamp="$CODEMIRROR_PACKAGES esbuild@$ESBUILD_VERSION"
+if [ ! -f "$vendor/codemirror.min.js" ] || [ "$(cat "$vendor/CODEMIRROR_VERSION" 2>/dev/null)" != "$codemirror_stamp" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is needed once to fetch CodeMirror for the pathway editor (apt-get install npm)" >&2
+    exit 1
+  fi
+  echo "setup: fetching CodeMirror ($CODEMIRROR_PACKAGES) from the npm registry and bundling it with esbuild $ESBUILD_VERSION"
+  tmp=$(mktemp -d)
+  cp scripts/codemirror-entry.js "$tmp/entry.js"
+  # shellcheck disable=SC2086
+  (cd "$tmp" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund --save-exact $CODEMIRROR_PACKAGES "esbuild@$ESBUILD_VERSION" >/dev/null \
+     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none --outfile=codemirror.min.js >/dev/null 2>&1)
+  mkdir -p "$vendor"
+  cp "$tmp/codemirror.min.js" "$vendor/codemirror.min.js"
+  cp "$tmp/node_modules/codemirror/LICENSE" "$vendor/CODEMIRROR_LICENSE"
+  echo "$codemirror_stamp" > "$vendor/CODEMIRROR_VERSION"
   rm -rf "$tmp"
 fi
 
