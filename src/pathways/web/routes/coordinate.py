@@ -21,11 +21,15 @@ from pathways.orchestration.service import Runtimes, authorize, publish as publi
 from pathways.store.db import Store, VersionTaken
 from pathways.views.diagram import mermaid
 from pathways.views.show import STAGE_TITLES, condition_text, describe_timing
+from pathways.web import security
 from pathways.web.app import VENDOR
 from pathways.web.deps import store_of
 from pathways.web.pages import render
 
 router = APIRouter()
+# The diagram (Mermaid draws SVG with inline styles) and the editor (CodeMirror adds <style>
+# elements) need inline styles on these two pages; scripts stay the app's own files only.
+DRAWING_CSP = {"Content-Security-Policy": security.HEADERS["Content-Security-Policy"].replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")}
 MAX_DRAFT = 2_000_000  # characters of a draft sent to be checked or saved
 
 
@@ -70,7 +74,7 @@ def pathway(request: Request, name: str, store: Store = Depends(store_of)):
     spec = loaded.spec
     sources = {s.id: s for library in loaded.libraries for s in library.model.sources} | {s.id: s for s in spec.sources}
     stages = [(STAGE_TITLES[stage], [s for s in spec.steps if s.stage == stage]) for stage in STAGES]
-    return render(request, "pathway.html", spec=spec, loaded=loaded, diagram=mermaid(loaded), sources=sources,
+    return render(request, "pathway.html", headers=DRAWING_CSP, spec=spec, loaded=loaded, diagram=mermaid(loaded), sources=sources,
                   stages=[(title, steps) for title, steps in stages if steps], condition_text=condition_text,
                   timing=describe_timing, published=store.publications(name), version_key=runtime.evaluator.plan.version_key,
                   may_edit=store.actor.may("pathway.publish"))
@@ -82,7 +86,7 @@ def editor(request: Request, name: str, store: Store = Depends(store_of)):
     if isinstance(found, Exception):
         return _not_found(request, found)
     latest = store.published_versions(name)
-    return render(request, "editor.html", name=name, text=found.read_text(encoding="utf-8"), file=str(found),
+    return render(request, "editor.html", headers=DRAWING_CSP, name=name, text=found.read_text(encoding="utf-8"), file=str(found),
                   published=latest[-1][1] if latest else None)
 
 
