@@ -86,6 +86,18 @@ def test_a_broken_draft_gets_every_problem_at_its_line_and_column_with_code_and_
     assert file.read_text() == text  # checking writes nothing
 
 
+def test_a_draft_is_checked_against_the_folders_interaction_library_too(site):
+    app, _, file = site
+    client, csrf = coordinator(app)
+    renamed = file.read_text().replace("id: metformine_starten", "id: metformine_begin", 1)  # named in _shared/interactions.yaml
+    answer = client.post("/pathways/diabetes/check", data={"csrf": csrf, "text": renamed})
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["valid"] is False and body["problems"] == [] and body["diagram"]  # the draft itself is sound: drawn
+    assert {(p["file"].rsplit("/", 1)[-1], p["code"]) for p in body["elsewhere"]} == {("interactions.yaml", "PW031")}
+    assert all("has no step 'metformine_starten'" in p["message"] for p in body["elsewhere"])
+
+
 def test_a_valid_draft_gets_its_diagram_and_its_changes_from_the_published_version(site):
     app, _, file = site
     client, csrf = coordinator(app)
@@ -167,6 +179,9 @@ def test_the_editor_page_loads_codemirror_and_its_script_from_the_app(site):
     client, _ = coordinator(app)
     page = client.get("/pathways/diabetes/edit")
     assert page.status_code == 200 and "<script>" not in page.text
+    csp = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self' 'unsafe-inline'"  # styles for Mermaid and CodeMirror only
+    assert "unsafe-inline" not in client.get("/pathways").headers["content-security-policy"]
     assert '<script src="/vendor/codemirror.min.js"></script>' in page.text and '<script src="/static/editor.js"></script>' in page.text
     assert client.get("/pathways/../etc/edit").status_code == 404
     assert client.get("/vendor/anything.js").status_code == 404

@@ -1,9 +1,10 @@
 """Drafts of a pathway edited in the browser (``pathways web``, the coordinator's editor).
 
-- ``check_draft``: the draft text checked exactly as `pathways validate FILE` checks the file it
-  would replace: it is written to a scratch folder laid out as the pathway's own (its
-  ``documents/`` and the ``_shared`` libraries linked, not copied), then read by the same loader
-  and checks. Problems in the draft are named by the real file's name, line and column.
+- ``check_draft``: the draft text checked as `pathways validate` checks the file it would replace:
+  it is written to a scratch folder laid out as the pathway's own (its ``documents/`` and the
+  ``_shared`` libraries linked, not copied), then read by the same loader and checks; the
+  folder's interaction library is checked against it and the other pathways. Problems in the
+  draft are named by the real file's name, line and column.
 - ``save_draft``: the text replaces the pathway's file on disk (under PATHWAYS_PATH), atomically
   (a temporary file in the same folder, then a rename), and only when it is YAML that parses.
 - ``catalogue``: each pathway on disk with its published versions (who published what when,
@@ -20,11 +21,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pathways.definition.interactions import check_interactions, interactions_file, read_interactions
 from pathways.definition.loader import (PATHWAY_FILE, SHARED_DIR, LoadedPathway, Validation, _display, _Libraries,
-                                        _validate_file, available_pathways)
+                                        _validate_file, available_pathways, load_pathway)
 from pathways.definition.model import PathwaySpec
 from pathways.definition.yamlsource import MAX_BYTES, read_yaml
-from pathways.errors import Location, Problem, errors
+from pathways.errors import Location, Problem, ProblemsFound, errors
 
 
 class UnknownPathway(LookupError):
@@ -44,11 +46,12 @@ class DraftCheck:
     file: str  # the pathway file the draft would replace, as `validate` names it
     problems: list[Problem]  # in the draft (errors and warnings), located in its text
     elsewhere: list[Problem]  # in the files it uses (shared libraries, document templates)
-    loaded: LoadedPathway | None  # the draft as a pathway, when it has no errors
+    loaded: LoadedPathway | None  # the draft as a pathway, when it has no errors of its own
 
     @property
     def valid(self) -> bool:
-        return self.loaded is not None
+        """What `pathways validate` on the folder would say: no errors, here or in the files it touches."""
+        return self.loaded is not None and not errors(self.elsewhere)
 
 
 def check_draft(name: str, text: str) -> DraftCheck:
@@ -68,8 +71,48 @@ def check_draft(name: str, text: str) -> DraftCheck:
         if doc is not None and isinstance(doc.model, PathwaySpec) and not errors(result.problems):
             available, _ = libraries.for_pathway(draft)
             loaded = LoadedPathway(doc, tuple(available[u] for u in doc.model.uses))
+    if loaded is not None:
+        other += _interaction_problems(real, loaded)
     mine.sort(key=Problem.sort_key)
     return DraftCheck(display, mine, sorted(other, key=Problem.sort_key), loaded)
+
+
+def _interaction_problems(real: Path, draft: LoadedPathway) -> list[Problem]:
+    """The folder's interaction library (``_shared/interactions.yaml``) checked against the draft
+    and the other pathways of the folder, as `pathways validate FOLDER` checks it."""
+    root = real.parent.parent
+    file = interactions_file(root)
+    if file is None:
+        return []
+    doc, problems = read_interactions(file, _display(file))
+    if doc is None:
+        return problems
+    found, broken = {draft.spec.id: draft}, set()
+    for other in sorted(root.glob(f"*/{PATHWAY_FILE}")):
+        if other.parent != real.parent:
+            loaded = _sibling(other)
+            if loaded is None:
+                broken.add(other.parent.name)
+            else:
+                found[loaded.spec.id] = loaded
+    return problems + check_interactions(doc, found, broken)
+
+
+_SIBLINGS: dict[Path, tuple[tuple, LoadedPathway | None]] = {}  # per process: the other pathways, while unchanged
+
+
+def _sibling(path: Path) -> LoadedPathway | None:
+    stat = path.stat()
+    signature = (stat.st_mtime_ns, stat.st_size, *(f.stat().st_mtime_ns for f in sorted(path.parent.parent.glob(f"{SHARED_DIR}/*.yaml"))))
+    kept = _SIBLINGS.get(path.resolve())
+    if kept is not None and kept[0] == signature:
+        return kept[1]
+    try:
+        loaded = load_pathway(str(path), templates=False)
+    except ProblemsFound:
+        loaded = None
+    _SIBLINGS[path.resolve()] = (signature, loaded)
+    return loaded
 
 
 def _scratch_copy(real: Path, scratch: Path, text: str) -> Path:
@@ -134,8 +177,6 @@ class CatalogueEntry:
 
 def catalogue(store, runtimes) -> list[CatalogueEntry]:
     """Every pathway on PATHWAYS_PATH with its published versions and whether its files are a draft."""
-    from pathways.errors import ProblemsFound
-
     published: dict[str, list[dict]] = {}
     for entry in store.publications():
         published.setdefault(entry["pathway"], []).append(entry)
