@@ -124,10 +124,13 @@ def test_a_coordinator_sees_a_typo_at_its_line_fixes_it_and_sees_the_diagram_cha
             expect(page.locator("#changes")).to_contain_text("metformine_stoppen")
             assert file.read_text(encoding="utf-8") == text  # nothing saved until asked
 
+            expect(page.locator("#publish")).to_be_disabled()  # it publishes the saved file: save first
             page.click("#save")
             expect(page.locator("#save-status")).to_contain_text("Saved")
             assert "stoppen Eerst" in file.read_text(encoding="utf-8")
-            page.screenshot(path="/tmp/editor.png", full_page=False)
+            expect(page.locator("#publish")).to_be_enabled()
+            page.click("#publish")  # same version number, other content: refused with the reason
+            expect(page.locator("#publish-result")).to_contain_text("is published already with other content")
             assert [m for m in console if "Content Security Policy" in m] == []
         finally:
             browser.close()

@@ -17,6 +17,7 @@ from pathways.definition.diff import diff_pathways
 from pathways.definition.model import STAGES
 from pathways.errors import Problem, ProblemsFound
 from pathways.orchestration import drafts
+from pathways.orchestration.versions import VersionNotPublished
 from pathways.orchestration.service import Runtimes, authorize, publish as publish_version
 from pathways.store.db import Store, VersionTaken
 from pathways.views.diagram import mermaid
@@ -116,10 +117,14 @@ async def check(request: Request, name: str, store: Store = Depends(store_of)):
                     "elsewhere": [_problem(p) for p in result.elsewhere], "diagram": None, "changes": None, "published": None}
     if result.loaded is not None:
         answer["diagram"] = mermaid(result.loaded)
-        latest = drafts.latest_published(store, request.app.state.runtimes, name)
-        if latest is not None:
-            answer["published"] = latest[0]
-            answer["changes"] = [c.as_json() for c in diff_pathways(latest[1], result.loaded)]
+        try:
+            latest = drafts.latest_published(store, request.app.state.runtimes, name)
+        except VersionNotPublished as exc:  # the trail's copy does not load with this code: no diff, said why
+            answer["published_error"] = str(exc)
+        else:
+            if latest is not None:
+                answer["published"] = latest[0]
+                answer["changes"] = [c.as_json() for c in diff_pathways(latest[1], result.loaded)]
     answer["milliseconds"] = round((time.perf_counter() - started) * 1000)
     return JSONResponse(answer, status_code=200 if result.valid else 422)
 

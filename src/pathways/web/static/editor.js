@@ -51,7 +51,9 @@
       li.textContent = p.text;
     });
     if (answer.diagram) { window.pathwaysDiagram.draw(answer.diagram); }
-    if (answer.changes) {
+    if (answer.published_error) {
+      list("changes", [{ sentence: "Not compared: " + answer.published_error }], function (li, c) { li.textContent = c.sentence; });
+    } else if (answer.changes) {
       var changes = answer.changes.length ? answer.changes : [{ sentence: "No changes from " + answer.published + "." }];
       list("changes", changes, function (li, c) { li.textContent = c.sentence; });
     } else if (answer.valid) {
@@ -78,18 +80,29 @@
     });
   }
 
+  var saved = initial;
+  var publish = document.getElementById("publish");
+  function unsaved(doc) {  // Publish publishes the file on disk: not while the draft differs from it
+    var differs = doc.toString() !== saved;
+    publish.disabled = differs;
+    publish.title = differs ? "Save the draft first: publishing publishes the saved file" : "";
+  }
+
   var view = new CM.EditorView({
     doc: initial,
     parent: host,
-    extensions: [CM.basicSetup, CM.yaml(), CM.lintGutter(), CM.linter(check, { delay: 300 })]
+    extensions: [CM.basicSetup, CM.yaml(), CM.lintGutter(), CM.linter(check, { delay: 300 }),
+                 CM.EditorView.updateListener.of(function (update) { if (update.docChanged) { unsaved(update.state.doc); } })]
   });
   window.pathwaysEditor = view;
 
   document.getElementById("save").addEventListener("click", function () {
     var out = document.getElementById("save-status");
     out.textContent = "Saving...";
-    post("/pathways/" + name + "/save", view.state.doc.toString()).then(function (answer) {
+    var text = view.state.doc.toString();
+    post("/pathways/" + name + "/save", text).then(function (answer) {
       out.textContent = answer.message || answer.error;
+      if (answer.saved) { saved = text; unsaved(view.state.doc); }
     }).catch(function (error) { out.textContent = "Not saved: " + error.message; });
   });
 })();
