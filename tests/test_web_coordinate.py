@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from conftest import ROOT
 from pathways.clock import FixedClock
+from pathways.orchestration.drafts import content_hash
 from pathways.web import WebSettings, create_app
 from test_web import csrf_of, entries, log_in
 from web_setup import TODAY, seed
@@ -28,6 +29,11 @@ def site(engine, tmp_path, monkeypatch):
     seed(url)  # publishes diabetes (the first enrollment, by the admin 'setup')
     app = create_app(WebSettings(database_url=url, secret_key="k" * 40, clock=FixedClock.on(TODAY)))
     return app, engine, folder / "pathways" / "diabetes" / "pathway.yaml"
+
+
+def save(client: TestClient, csrf: str, file, text: str):
+    """Save ``text`` as the editor does, starting from the file as it is now."""
+    return client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": text, "base": content_hash(file.read_text())})
 
 
 def coordinator(app) -> tuple[TestClient, str]:
@@ -115,14 +121,28 @@ def test_saving_writes_the_file_only_when_it_parses(site):
     app, _, file = site
     client, csrf = coordinator(app)
     text = file.read_text()
-    refused = client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": text.replace("steps:", "steps", 1)})
+    refused = save(client, csrf, file, text.replace("steps:", "steps", 1))
     assert refused.status_code == 422 and refused.json()["saved"] is False and refused.json()["problems"][0]["code"] == "PW001"
     assert file.read_text() == text
     assert list(file.parent.glob(".pathway-*")) == []  # no temporary file left behind
     edited = text.replace("stage: interventions", "stage: interventiosn", 1)  # parses, does not validate: saved as a draft
-    saved = client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": edited})
-    assert saved.status_code == 200 and saved.json()["saved"] is True
+    saved = save(client, csrf, file, edited)
+    assert saved.status_code == 200 and saved.json()["saved"] is True and saved.json()["base"] == content_hash(edited)
     assert file.read_text() == edited
+
+
+def test_saving_over_someone_elses_save_is_refused(site):
+    app, _, file = site
+    client, csrf = coordinator(app)
+    text = file.read_text()
+    opened = content_hash(text)
+    other = text.replace("title: {nl: Metformine stoppen", "title: {nl: Metformine staken", 1)
+    file.write_text(other)  # another coordinator saved meanwhile
+    mine = text.replace("stage: interventions", "stage: interventiosn", 1)
+    refused = client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": mine, "base": opened})
+    assert refused.status_code == 409 and "changed by someone else" in refused.json()["message"]
+    assert file.read_text() == other
+    assert client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": mine}).status_code == 400  # no base: refused too
 
 
 def test_publishing_is_refused_with_the_reason_when_invalid_or_the_version_is_taken(site):
@@ -132,15 +152,15 @@ def test_publishing_is_refused_with_the_reason_when_invalid_or_the_version_is_ta
     already = client.post("/pathways/diabetes/publish", data={"csrf": csrf})
     assert already.status_code == 200 and "was published already" in already.text
     edited = text.replace("title: {nl: Metformine stoppen", "title: {nl: Metformine staken", 1)
-    assert client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": edited}).json()["saved"]
+    assert save(client, csrf, file, edited).json()["saved"]
     taken = client.post("/pathways/diabetes/publish", data={"csrf": csrf})
     assert taken.status_code == 409 and "is published already with other content" in taken.text
-    client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": edited.replace("stage: interventions", "stage: x", 1)})
+    save(client, csrf, file, edited.replace("stage: interventions", "stage: x", 1))
     invalid = client.post("/pathways/diabetes/publish", data={"csrf": csrf})
     assert invalid.status_code == 422 and "does not validate" in invalid.text and "PW012" in invalid.text
     version = re.search(r"^version: (\S+)", text, re.M).group(1)
     bumped = edited.replace(f"version: {version}", "version: 99.0.0", 1)
-    client.post("/pathways/diabetes/save", data={"csrf": csrf, "text": bumped})
+    save(client, csrf, file, bumped)
     done = client.post("/pathways/diabetes/publish", data={"csrf": csrf})
     assert done.status_code == 200 and "Published diabetes@99.0.0" in done.text
     published = entries(engine, action="pathway.published", pathway="diabetes")

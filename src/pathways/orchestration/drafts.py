@@ -16,7 +16,9 @@ Pathways are named, never given as paths: a name that is no pathway on PATHWAYS_
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import threading
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +142,31 @@ class DraftNotSaved(ValueError):
         self.problems = problems
 
 
-def save_draft(name: str, text: str) -> Path:
+class DraftConflict(ValueError):
+    """The file changed on disk since the editor read it (someone else saved): nothing written."""
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_draft(name: str, text: str, base: str | None = None) -> Path:
     """Replace pathway ``name``'s file with ``text``, atomically; DraftNotSaved (nothing written)
-    unless it parses as YAML. Checks beyond parsing do not stop a draft from being saved."""
+    unless it parses as YAML; DraftConflict when ``base`` (the content hash of the file as the
+    editor read it) no longer matches the file. Checks beyond parsing do not stop a draft from
+    being saved. Two saves at once in one process are taken one after the other."""
     real = pathway_file(name)
+    with _SAVING:
+        if base is not None and content_hash(real.read_text(encoding="utf-8")) != base:
+            raise DraftConflict(f"{_display(real)} was changed by someone else since you opened it: nothing was saved; "
+                                "copy your changes, reload the editor and apply them again")
+        return _replace(real, text)
+
+
+_SAVING = threading.Lock()
+
+
+def _replace(real: Path, text: str) -> Path:
     if len(text.encode("utf-8")) > MAX_BYTES:
         raise DraftNotSaved([Problem(Location(_display(real), 1, 1), "PW004", f"the draft is over the {MAX_BYTES // 1_000_000} MB limit",
                                      "check that this is the text you meant")])

@@ -87,7 +87,8 @@ def editor(request: Request, name: str, store: Store = Depends(store_of)):
     if isinstance(found, Exception):
         return _not_found(request, found)
     latest = store.published_versions(name)
-    return render(request, "editor.html", headers=DRAWING_CSP, name=name, text=found.read_text(encoding="utf-8"), file=str(found),
+    text = found.read_text(encoding="utf-8")
+    return render(request, "editor.html", headers=DRAWING_CSP, name=name, text=text, base=drafts.content_hash(text), file=str(found),
                   published=latest[-1][1] if latest else None)
 
 
@@ -135,15 +136,19 @@ async def save(request: Request, name: str, store: Store = Depends(store_of)):
     found = _pathway(store, name, "pathway.publish", f"save a draft of pathway {name}")
     if isinstance(found, Exception):
         return JSONResponse({"error": str(found)}, status_code=404)
-    text = _draft_text(await request.form())
-    if text is None:
-        return JSONResponse({"error": f"send the draft as the form field 'text' (at most {MAX_DRAFT} characters)"}, status_code=400)
+    form = await request.form()
+    text, base = _draft_text(form), form.get("base")
+    if text is None or not isinstance(base, str):
+        return JSONResponse({"error": f"send the draft as the form field 'text' (at most {MAX_DRAFT} characters) and the "
+                                      "content hash of the file it started from as 'base'"}, status_code=400)
     try:
-        path = drafts.save_draft(name, text)
+        path = drafts.save_draft(name, text, base)
+    except drafts.DraftConflict as exc:
+        return JSONResponse({"saved": False, "message": f"Not saved: {exc}."}, status_code=409)
     except drafts.DraftNotSaved as exc:
         return JSONResponse({"saved": False, "message": "Not saved: the draft is not YAML that parses; the file was left as it was.",
                              "problems": [_problem(p) for p in exc.problems]}, status_code=422)
-    return JSONResponse({"saved": True, "message": f"Saved to {path.name} of {name}; publish it when it validates."})
+    return JSONResponse({"saved": True, "base": drafts.content_hash(text), "message": f"Saved to {path.name} of {name}; publish it when it validates."})
 
 
 @router.post("/pathways/{name}/publish")

@@ -9,10 +9,13 @@
   var csrf = host.getAttribute("data-csrf");
   var initial = document.getElementById("draft").value;
 
+  var base = host.getAttribute("data-base");  // the file's content hash as read: saving over someone else's save is refused
+
   function post(path, text) {
     var body = new URLSearchParams();
     body.set("csrf", csrf);
     body.set("text", text);
+    body.set("base", base);
     return fetch(path, { method: "POST", body: body, credentials: "same-origin",
                          headers: { "Content-Type": "application/x-www-form-urlencoded" } })
       .then(function (response) {
@@ -102,7 +105,7 @@
     var text = view.state.doc.toString();
     post("/pathways/" + name + "/save", text).then(function (answer) {
       out.textContent = answer.message || answer.error;
-      if (answer.saved) { saved = text; unsaved(view.state.doc); }
+      if (answer.saved) { saved = text; base = answer.base; unsaved(view.state.doc); }
     }).catch(function (error) { out.textContent = "Not saved: " + error.message; });
   });
 })();
