@@ -6,9 +6,6 @@ cd "$(dirname "$0")/.."
 
 MERMAID_VERSION=12.3.0
 HTMX_VERSION=2.0.11
-# The pathway editor (pathways web): CodeMirror 6 with YAML, bundled by esbuild; all pinned.
-CODEMIRROR_PACKAGES="codemirror@6.0.2 @codemirror/state@6.7.6 @codemirror/view@6.44.2 @codemirror/lang-yaml@6.1.3 @codemirror/lint@6.9.8"
-ESBUILD_VERSION=0.28.2
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   for candidate in python3.11 python3.12 python3; do
@@ -71,20 +68,21 @@ if [ ! -f "$vendor/htmx.min.js" ] || [ "$(cat "$vendor/HTMX_VERSION" 2>/dev/null
   rm -rf "$tmp"
 fi
 
-# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry (npm
-# checks each package's integrity) and bundled once with esbuild into one file served by the app.
-codemirror_stamp="$CODEMIRROR_PACKAGES esbuild@$ESBUILD_VERSION"
+# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry with the
+# versions locked in scripts/codemirror/package-lock.json (npm ci checks each package's integrity)
+# and bundled once with esbuild into one file served by the app.
+codemirror_stamp=$(cat scripts/codemirror/package-lock.json scripts/codemirror/entry.js | sha256sum | cut -d' ' -f1)
 if [ ! -f "$vendor/codemirror.min.js" ] || [ "$(cat "$vendor/CODEMIRROR_VERSION" 2>/dev/null)" != "$codemirror_stamp" ]; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "setup: npm is needed once to fetch CodeMirror for the pathway editor (apt-get install npm)" >&2
     exit 1
   fi
-  echo "setup: fetching CodeMirror ($CODEMIRROR_PACKAGES) from the npm registry and bundling it with esbuild $ESBUILD_VERSION"
+  echo "setup: fetching CodeMirror 6 from the npm registry (scripts/codemirror/package-lock.json) and bundling it with esbuild"
   tmp=$(mktemp -d)
-  cp scripts/codemirror-entry.js "$tmp/entry.js"
-  # shellcheck disable=SC2086
-  (cd "$tmp" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund --save-exact $CODEMIRROR_PACKAGES "esbuild@$ESBUILD_VERSION" >/dev/null \
-     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none --outfile=codemirror.min.js >/dev/null 2>&1)
+  cp scripts/codemirror/package.json scripts/codemirror/package-lock.json scripts/codemirror/entry.js "$tmp/"
+  (cd "$tmp" && npm ci --silent --no-audit --no-fund >/dev/null \
+     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none \
+          --outfile=codemirror.min.js --log-level=warning)
   mkdir -p "$vendor"
   cp "$tmp/codemirror.min.js" "$vendor/codemirror.min.js"
   cp "$tmp/node_modules/codemirror/LICENSE" "$vendor/CODEMIRROR_LICENSE"
