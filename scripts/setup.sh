@@ -68,6 +68,28 @@ if [ ! -f "$vendor/htmx.min.js" ] || [ "$(cat "$vendor/HTMX_VERSION" 2>/dev/null
   rm -rf "$tmp"
 fi
 
+# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry with the
+# versions locked in scripts/codemirror/package-lock.json (npm ci checks each package's integrity)
+# and bundled once with esbuild into one file served by the app.
+codemirror_stamp=$(cat scripts/codemirror/package-lock.json scripts/codemirror/entry.js | sha256sum | cut -d' ' -f1)
+if [ ! -f "$vendor/codemirror.min.js" ] || [ "$(cat "$vendor/CODEMIRROR_VERSION" 2>/dev/null)" != "$codemirror_stamp" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is needed once to fetch CodeMirror for the pathway editor (apt-get install npm)" >&2
+    exit 1
+  fi
+  echo "setup: fetching CodeMirror 6 from the npm registry (scripts/codemirror/package-lock.json) and bundling it with esbuild"
+  tmp=$(mktemp -d)
+  cp scripts/codemirror/package.json scripts/codemirror/package-lock.json scripts/codemirror/entry.js "$tmp/"
+  (cd "$tmp" && npm ci --silent --no-audit --no-fund >/dev/null \
+     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none \
+          --outfile=codemirror.min.js --log-level=warning)
+  mkdir -p "$vendor"
+  cp "$tmp/codemirror.min.js" "$vendor/codemirror.min.js"
+  cp "$tmp/node_modules/codemirror/LICENSE" "$vendor/CODEMIRROR_LICENSE"
+  echo "$codemirror_stamp" > "$vendor/CODEMIRROR_VERSION"
+  rm -rf "$tmp"
+fi
+
 # PDF documents are made by WeasyPrint, which needs Pango (and fonts) from the system.
 if ! .venv/bin/python -c 'import weasyprint' >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -279,6 +279,16 @@ def published_versions(connection: Connection, pathway: str) -> list[tuple[str, 
     return [(version, key) for version, key in rows]
 
 
+def publications(connection: Connection, pathway: str | None = None) -> list[dict[str, Any]]:
+    """Who published which pathway version when (the trail's ``pathway.published`` entries, without
+    the files they keep), oldest first."""
+    statement = (select(AuditEntry.pathway, AuditEntry.pathway_version, AuditEntry.version_key, AuditEntry.actor, AuditEntry.role,
+                        AuditEntry.at).where(AuditEntry.action == "pathway.published").order_by(AuditEntry.seq))
+    if pathway is not None:
+        statement = statement.where(AuditEntry.pathway == pathway)
+    return [dict(row) for row in connection.execute(statement).mappings()]
+
+
 SQLITE_TRIGGERS = [
     "CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry "
     "BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END",

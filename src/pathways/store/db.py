@@ -301,6 +301,13 @@ class Store:
                 return audit.published_versions(connection, pathway)
         return retrying(read, what=self.where)
 
+    def publications(self, pathway: str | None = None) -> list[dict[str, Any]]:
+        """Who published which version when (pathway, pathway_version, version_key, actor, role, at), oldest first."""
+        def read() -> list[dict[str, Any]]:
+            with self.engine.connect() as connection:
+                return audit.publications(connection, pathway)
+        return retrying(read, what=self.where)
+
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was.
         A version number published before with other content is refused (VersionTaken)."""
