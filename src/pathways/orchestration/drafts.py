@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathways.definition.interactions import check_interactions, interactions_file, read_interactions
-from pathways.definition.loader import (PATHWAY_FILE, SHARED_DIR, LoadedPathway, Validation, _display, _Libraries,
+from pathways.definition.loader import (PATHWAY_FILE, SHARED_DIR, LoadedPathway, Validation, display_path as _display, _Libraries,
                                         _validate_file, available_pathways, load_pathway)
 from pathways.definition.model import PathwaySpec
 from pathways.definition.yamlsource import MAX_BYTES, read_yaml
