@@ -71,6 +71,11 @@ class PathwayVersion:
     steps: dict[str, dict[str, Any]]
     facts: dict[str, dict[str, Any]]
     files: dict[str, dict[str, Any]]
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indication: dict[str, Any] = field(default_factory=dict)
+    defined_in: dict[str, str] = field(default_factory=dict)  # "rule:NAME", "parameter:NAME", "step:ID" -> file
 
 
 class Catalog:
@@ -134,16 +139,28 @@ def _parse_version(entry: dict[str, Any]) -> PathwayVersion:
     steps: dict[str, dict] = {}
     facts: dict[str, dict] = {}
     title = {"nl": entry["pathway"], "en": entry["pathway"]}
+    rules: dict[str, dict] = {}
+    parameters: dict[str, dict] = {}
+    sources: dict[str, dict] = {}
+    indication: dict[str, Any] = {}
+    defined_in: dict[str, str] = {}
     for info in files.values():
         if info["kind"] == "template":
             continue
         data = yaml.safe_load(info["text"]) or {}
         facts.update(data.get("facts") or {})
+        for kind, found in (("rule", data.get("rules") or {}), ("parameter", data.get("parameters") or {})):
+            (rules if kind == "rule" else parameters).update(found)
+            defined_in.update({f"{kind}:{name}": info["file"] for name in found})
+        sources.update({s["id"]: s for s in data.get("sources") or [] if isinstance(s, dict) and "id" in s})
         if info["kind"] == "pathway":
             title = data.get("title") or title
+            indication = data.get("indication") or {}
             for step in data.get("steps") or []:
                 steps[step["id"]] = step
-    return PathwayVersion(entry["version_key"], entry["pathway"], entry["pathway_version"], title, steps, facts, files)
+                defined_in[f"step:{step['id']}"] = info["file"]
+    return PathwayVersion(entry["version_key"], entry["pathway"], entry["pathway_version"], title, steps, facts, files,
+                          rules, parameters, sources, indication, defined_in)
 
 
 # -- timelines -----------------------------------------------------------------------------
@@ -322,6 +339,152 @@ def timeline(entries: Iterable[dict[str, Any]], catalog: Catalog, lang: str = "n
     return sorted(rows, key=lambda row: (row[0], row[2]["seq"]))
 
 
+# -- one decision ("why was this patient referred on that date") ------------------------------
+
+@dataclass(frozen=True)
+class FactRead:
+    name: str
+    value: Any
+    shown: str  # with its unit, as the explanation gives it
+    observed: str | None  # the date it was observed, where the explanation gives it
+
+
+@dataclass(frozen=True)
+class Citation:
+    cites: str  # "step verwijzing_nefroloog", "rule kidney_referral", "parameter ckd_refer_egfr_older"
+    source: str
+    title: str
+    version: str
+    section: str
+    confidence: str
+    note: str
+    url: str
+
+
+@dataclass
+class DecisionDetail:
+    key: str
+    id: int | None
+    entry: dict[str, Any]
+    outcome: str
+    step: str | None
+    reasons: list[str]
+    findings: list[str]
+    conditions: list[dict[str, Any]]
+    rules: list[tuple[str, str]]  # (rule, the file that defined it)
+    files: list[tuple[str, str]]  # (file, kind) of the pathway version
+    facts: list[FactRead]
+    details: dict[str, Any]  # financing, severity, action, notify, goal, target, deadline
+    citations: list[Citation]
+    flow_run: str
+    task_run: str
+
+    def lines(self) -> list[str]:
+        """What ``pathways audit show`` prints."""
+        e, p = self.entry, self.entry["payload"]
+        lines = [
+            f"decision {e['subject']}" + (f" (id {self.id})" if self.id else ""),
+            f"  outcome: {e['action']} {p.get('step') or ''}".rstrip(),
+            f"  enrollment: {e['enrollment_id']} (patient {e['patient_id']})",
+            f"  due on: {p.get('due_on')}; decided on: {p.get('decided_on')}",
+            f"  pathway: {e['pathway']} {e['pathway_version']} ({e['version_key']})",
+        ]
+        lines += ["  reasons:"] + [f"    {r}" for r in p.get("reasons") or ["-"]]
+        for c in p.get("conditions") or []:
+            lines.append(f"  condition {c['id']}: {c['when']}")
+        if p.get("rules"):
+            lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p["rules"].items()))
+        if p.get("facts"):
+            lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p["facts"].items()))
+        for k, v in self.details.items():
+            lines.append(f"  {k}: {v}")
+        lines.append(f"  Prefect flow run: {self.flow_run}; task run: {self.task_run}")
+        lines.append(f"  audit entry #{e['seq']} at {e['at']} by {e['actor']} ({e['role']}); hash {e['hash']}")
+        return lines
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def decision_detail(key: str, decision_id: int | None, found: list[dict[str, Any]], catalog: Catalog,
+                    lang: str | None = "en") -> DecisionDetail | None:
+    """One decision from its audit entries (``store.audit.find_decision``), or None without any;
+    its findings in clinical sentences in ``lang`` (none with ``lang=None``: loading the version takes time)."""
+    if not found:
+        return None
+    e = found[0]
+    p = e["payload"]
+    version = catalog.get(e.get("version_key"))
+    conditions = list(p.get("conditions") or [])
+    named = {word for c in conditions for word in _IDENTIFIER.findall(str(c.get("when", "")))}
+    named |= {word for r in p.get("reasons") or [] for word in _IDENTIFIER.findall(r)}
+    rules = {}  # rule -> the file that defined it (and the version the decision names, where it gives one)
+    for name, where in (p.get("rules") or {}).items():
+        file = version.defined_in.get(f"rule:{name}") if version else None
+        rules[name] = f"{file} ({where})" if file and where else (file or str(where))
+    if version is not None:
+        for name in sorted(named):
+            if name in version.rules and name not in rules:
+                rules[name] = version.defined_in.get(f"rule:{name}", "?")
+    facts = []
+    for name, value in (p.get("facts") or {}).items():
+        shown, observed = str(value), None
+        for reason in p.get("reasons") or []:
+            if m := re.search(rf"\b{re.escape(name)} = ([^,;)]+?)(?:, observed (\d{{4}}-\d{{2}}-\d{{2}}))?[;)]", reason):
+                shown, observed = m[1], m[2]
+                if observed:
+                    break
+        facts.append(FactRead(name, value, shown, observed))
+    context = p.get("context") or {}
+    return DecisionDetail(
+        key=key, id=decision_id, entry=e, outcome=e["action"], step=p.get("step"), reasons=list(p.get("reasons") or []),
+        findings=_findings(e, catalog, lang) if lang else [], conditions=conditions, rules=sorted(rules.items()),
+        files=sorted((info["file"], info["kind"]) for info in version.files.values()) if version else [],
+        facts=facts, details={k: p[k] for k in ("financing", "severity", "action", "notify", "goal", "target", "deadline") if p.get(k) is not None},
+        citations=_citations(version, p.get("step"), e["action"], sorted(named), rules) if version else [],
+        flow_run=str(context.get("prefect_flow_run", "-")), task_run=str(context.get("prefect_task_run", "-")))
+
+
+def _citations(version: PathwayVersion, step: str | None, action: str, named: list[str], rules: dict[str, str]) -> list[Citation]:
+    cited: list[tuple[str, dict]] = []
+    if step and isinstance(version.steps.get(step, {}).get("evidence"), dict):
+        cited.append((f"step {step}", version.steps[step]["evidence"]))
+    if action.startswith("indication.") and isinstance(version.indication.get("evidence"), dict):
+        cited.append(("indication", version.indication["evidence"]))
+    for name in sorted(rules):
+        if isinstance(version.rules.get(name, {}).get("evidence"), dict):
+            cited.append((f"rule {name}", version.rules[name]["evidence"]))
+    for name in named:
+        if isinstance(version.parameters.get(name, {}).get("evidence"), dict):
+            cited.append((f"parameter {name}", version.parameters[name]["evidence"]))
+    found = []
+    for cites, evidence in cited:
+        source = version.sources.get(evidence.get("source"), {})
+        found.append(Citation(cites, str(evidence.get("source", "")), str(source.get("title", evidence.get("source", ""))), str(source.get("version", "")),
+                              str(evidence.get("section") or ""), str(evidence.get("confidence") or ""), str(evidence.get("note") or ""),
+                              str(source.get("url") or "")))
+    return found
+
+
+# -- the log as CSV ----------------------------------------------------------------------------
+
+LOG_FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
+              "version_key", "subject", "payload", "prev_hash", "hash")
+
+
+def write_csv(stream, rows: Iterable[dict[str, Any]], fields: Iterable[str] = LOG_FIELDS) -> None:
+    """Audit entries as CSV: one row each, payloads as compact JSON with sorted keys."""
+    import csv
+    import json
+
+    fields = list(fields)
+    writer = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(row.get(k), ensure_ascii=False, sort_keys=True) if isinstance(row.get(k), (dict, list)) else row.get(k)
+                         for k in fields})
+
+
 # -- quality indicators --------------------------------------------------------------------
 
 @dataclass
@@ -334,6 +497,8 @@ class Indicators:
     referral_to_specialist: dict[str, Any] = field(default_factory=dict)
     goals: dict[str, Any] = field(default_factory=dict)
     proms: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # the enrollments behind each number, for drill-down: "reviews.on_time" -> [{"enrollment", "decision", "on"}]
+    behind: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -394,12 +559,16 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         window_end = due + dt.timedelta(days=grace_days)
         if finished is not None and finished <= window_end:
             on_time += 1
+            outcome = "on_time"
         elif finished is None and window_end >= today:
             pending += 1
+            outcome = "pending"
         else:
             late += 1
+            outcome = "late_or_missed"
             late_list.append({"enrollment": e["enrollment_id"], "step": p["step"], "due_on": p["due_on"],
                               "done_on": finished.isoformat() if finished else None})
+        result.behind[f"reviews.{outcome}"].append({"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["due_on"]})
     result.reviews = {"due": on_time + late + pending, "on_time": on_time, "late_or_missed": late, "pending": pending,
                       "percent_on_time": _pct(on_time, on_time + late), "late": late_list[:50]}
 
@@ -413,13 +582,16 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         if opened not in period:
             continue
         acted = [d for d in done.get((e["enrollment_id"], p["step"]), []) if d >= opened]
+        item = {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["decided_on"]}
         if acted:
             days.append((min(acted) - opened).days)
         else:
             open_count += 1
+        result.behind["escalations.acted" if acted else "escalations.open"].append(item)
         if p.get("action") in REFERRAL_ACTIONS:
             records = [r for r in recorded.get((e["enrollment_id"], p["step"]), []) if r["on"] >= opened]
             contact = next((r for r in records if r["values"].get("specialist_contact_date")), None)
+            result.behind["referrals.with_contact" if contact else "referrals.without_contact"].append(item)
             if contact is None:
                 referral_missing += 1
                 continue
@@ -437,6 +609,8 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
             deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
             if deadline in period:
                 met += e["action"] == "goal.met"
+                result.behind[f"goals.{e['action'].split('.', 1)[1]}"].append(
+                    {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": deadline.isoformat()})
                 missed += e["action"] == "goal.missed"
                 unmeasured += e["action"] == "goal.not_measured"
     result.goals = {"judged": met + missed, "met": met, "missed": missed, "not_measured": unmeasured, "percent_met": _pct(met, met + missed)}
@@ -453,6 +627,8 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
                 if declared.get("prom") and isinstance(value if not isinstance(value, dict) else value.get("value"), (int, float)):
                     number = value.get("value") if isinstance(value, dict) else value
                     proms[fact][item["on"].strftime("%Y-%m")].append(float(number))
+                    result.behind[f"prom.{fact}.{item['on'].strftime('%Y-%m')}"].append(
+                        {"enrollment": enrollment, "decision": None, "on": item["on"].isoformat()})
     result.proms = {fact: [{"month": month, "n": len(v), "median": statistics.median(v), "values": v} for month, v in sorted(months.items())]
                     for fact, months in sorted(proms.items())}
     return result
