@@ -22,6 +22,11 @@ class UnknownInTrail(LookupError):
     """A pathway or decision that the audit trail does not name (the message says what to try)."""
 
 
+def check(store: Store, what: str, subject: str) -> None:
+    """Refuse (and audit the refusal) unless the store's actor may read the audit trail."""
+    authorize(store, AUDIT, what, subject)
+
+
 def _read(store: Store, page: str, subject: str, enrollments: list[str], patient: str | None = None, **extra: Any) -> None:
     store.record_audit([Record("patient_data.read", patient, enrollments[0] if len(enrollments) == 1 else None, subject=subject,
                                payload={"page": page, "enrollments": sorted(set(enrollments)), **extra})])

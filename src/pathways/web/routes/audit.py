@@ -43,7 +43,7 @@ def search(request: Request, id: str = "", store: Store = Depends(store_of)):
     """The search form; with an id, the enrollment's timeline or the patient's enrollments."""
     ident = id.strip()
     if not ident:
-        auditing.pathways(store)  # the role check (and its audited denial) before showing anything
+        auditing.check(store, "search the audit trail", "audit search")
         return render(request, "audit_search.html", found=None, ident="")
     try:
         found = auditing.find(store, ident)
@@ -151,7 +151,7 @@ def log(request: Request, action: str = "", enrollment: str = "", patient: str =
     filters = {"action": action, "enrollment": enrollment, "patient": patient, "pathway": pathway, "actor": actor, "since": since, "until": until}
     query, problems = _log_query(since, until, action=action, enrollment=enrollment, patient=patient, pathway=pathway, actor=actor)
     if problems:
-        auditing.pathways(store)  # the role check first
+        auditing.check(store, "read the audit log", "audit log")
         return render(request, "audit_log.html", status=400, filters=filters, problems=problems, rows=[], total=0, query="")
     rows, total = auditing.log(store, query, limit=LOG_PAGE)
     return render(request, "audit_log.html", filters=filters, problems=[], rows=rows, total=total, query=urlencode(filters), limit=LOG_PAGE)
@@ -162,7 +162,7 @@ def log_csv(request: Request, action: str = "", enrollment: str = "", patient: s
             since: str = "", until: str = "", store: Store = Depends(store_of)):
     query, problems = _log_query(since, until, action=action, enrollment=enrollment, patient=patient, pathway=pathway, actor=actor)
     if problems:
-        auditing.pathways(store)
+        auditing.check(store, "export the audit log", "audit log export")
         return Response("; ".join(problems) + "\n", status_code=400, media_type="text/plain")
     rows, _ = auditing.log(store, query, page="audit log export")
     text = io.StringIO()
