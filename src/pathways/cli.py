@@ -1283,7 +1283,7 @@ def audit_timeline(
 def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. ENROLLMENT:STEP:DATE:gated) or decision id")]) -> None:
     """One decision: outcome, explanation, facts used, rules and versions, Prefect run ids."""
     from pathways.store.audit import find_decision
-    from pathways.views.audit import decision_detail
+    from pathways.views.decision import decision_detail
 
     engine = _reader(f"read decision {decision}")
     with engine.connect() as connection:

@@ -19,7 +19,8 @@ from fastapi.responses import RedirectResponse, Response
 from pathways.orchestration import auditing
 from pathways.store.audit import Query
 from pathways.store.db import Store
-from pathways.views.audit import Catalog, decision_detail, indicators, parse_period, timeline, write_csv
+from pathways.views.audit import Catalog, indicators, parse_period, timeline, write_csv
+from pathways.views.decision import decision_detail
 from pathways.web.deps import store_of
 from pathways.web.pages import render
 
