@@ -114,6 +114,8 @@ def test_the_decision_page_says_why_the_patient_was_referred_on_that_date(site):
     assert "egfr_ml_min_1_73m2 &lt; ckd_refer_egfr_younger: true" in html  # the reasons as evaluated
     [read] = reads(engine, "audit decision")
     assert (read["subject"], read["enrollment_id"]) == (key, enrollment)
+    number = re.search(rf'<dd id="decision-key">{re.escape(key)} \(id (\d+)\)</dd>', html).group(1)
+    assert f'<dd id="decision-key">{key} (id {number})</dd>' in client.get(f"/audit/decisions/{number}").text  # by id, as `audit show`
     missing = client.get(f"/audit/decisions/{enrollment}:nothing:2026-01-01:due")
     assert missing.status_code == 404 and "unknown decision" in missing.text
 
