@@ -83,6 +83,9 @@ def test_log_filters_and_formats(trail):
     assert len(due) == 5 and {e["action"] for e in due} == {"step.due"}
     steps = json.loads(cli(trail, "audit", "log", "--action", "step.", "--json").stdout)
     assert {e["action"] for e in steps} == {"step.due", "step.done"}
+    typed = json.loads(cli(trail, "audit", "log", "--action", "escalation", "--json").stdout)  # as typed: escalation.*
+    assert len(typed) == 3 and {e["action"] for e in typed} == {"escalation.opened"}
+    assert json.loads(cli(trail, "audit", "log", "--action", "escalation.open", "--json").stdout) == []  # a name, not a text prefix
     one = json.loads(cli(trail, "audit", "log", "--enrollment", trail["referral"], "--json").stdout)
     assert {e["enrollment_id"] for e in one} == {trail["referral"]} and len(one) >= 4
     later = json.loads(cli(trail, "audit", "log", "--since", "2026-11-02", "--json").stdout)

@@ -36,3 +36,26 @@ def seed(url: str) -> str:
     for user, role in USERS.items():
         add_user(store, user, role, password(user))
     return enrollment
+
+
+REFERRED = dt.date(2026, 11, 16)  # the laboratory results that open the kidney referral
+CONTACTED = dt.date(2026, 11, 23)  # the referral recorded: the specialist saw the patient
+AUDIT_TODAY = dt.date(2026, 11, 30)
+ADMIN = ("admin-dee", "admin-password-1")
+
+
+def seed_audit(url: str) -> str:
+    """``seed`` and then: on 2026-11-16 laboratory results with an eGFR of 25 (the escalation
+    'verwijzing_nefroloog' opens: a referral), on 2026-11-23 the referral recorded with its
+    specialist contact date (acted on after 7 days); an admin account. Returns the enrollment."""
+    enrollment = seed(url)
+    admin = Actor(user="setup", role="admin", via="test")
+    store = open_store(FixedClock.on(REFERRED), url, actor=admin)
+    runtimes = Runtimes()
+    record_step(store, runtimes, enrollment, "laboratorium_start",
+                {"hba1c_mmol_mol": 60, "fasting_glucose_mmol_l": 8, "egfr_ml_min_1_73m2": 25, "creatinine_umol_l": 200,
+                 "potassium_mmol_l": 4.5, "acr_mg_mmol": 3}, FixedClock.on(REFERRED))
+    record_step(store, runtimes, enrollment, "verwijzing_nefroloog",
+                {"referral_date": REFERRED.isoformat(), "specialist_contact_date": CONTACTED.isoformat()}, FixedClock.on(CONTACTED))
+    add_user(store, ADMIN[0], "admin", ADMIN[1])
+    return enrollment

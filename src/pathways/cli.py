@@ -1126,8 +1126,6 @@ def fhir_export(
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-LOG_FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
-              "version_key", "subject", "payload", "prev_hash", "hash")
 DEFAULT_LOG_FIELDS = ("seq", "at", "actor", "role", "action", "enrollment_id", "subject")
 
 
@@ -1162,11 +1160,9 @@ def _period(text: str):
 
 
 def _known_pathway(connection, name: str) -> None:
-    from sqlalchemy import select
+    from pathways.store.audit import pathway_names
 
-    from pathways.store.audit import AuditEntry
-
-    known = sorted(set(connection.execute(select(AuditEntry.pathway).where(AuditEntry.pathway.is_not(None)).distinct()).scalars()))
+    known = pathway_names(connection)
     if name not in known:
         from pathways.errors import did_you_mean
 
@@ -1176,11 +1172,9 @@ def _known_pathway(connection, name: str) -> None:
 
 
 def _known_enrollment(connection, enrollment: str) -> None:
-    from sqlalchemy import select
+    from pathways.store.audit import has_enrollment
 
-    from pathways.store.audit import AuditEntry
-
-    if connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is None:
+    if not has_enrollment(connection, enrollment):
         from pathways.orchestration.service import database_url
         from pathways.store.db import shown
 
@@ -1227,16 +1221,16 @@ def audit_log(
     since: Annotated[Optional[str], typer.Option("--since", help="From this day (YYYY-MM-DD)")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Up to and including this day")] = None,
     actor: Annotated[Optional[str], typer.Option("--actor")] = None,
-    action: Annotated[Optional[str], typer.Option("--action", help="An action (escalation.opened) or a group of them (escalation, step.)")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="An action and those under it (escalation: escalation.*), or a prefix ending in '.'")] = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="Comma-separated columns to show")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     as_csv: Annotated[bool, typer.Option("--csv")] = False,
 ) -> None:
     """The audit entries, filtered; as a table, JSON or CSV."""
-    import csv
     import json
 
     from pathways.store.audit import Query, entries
+    from pathways.views.audit import LOG_FIELDS, write_csv
 
     if as_json and as_csv:
         err.print("error: give --json or --csv, not both", markup=False)
@@ -1257,10 +1251,7 @@ def audit_log(
     if as_json:
         out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(chosen), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+        write_csv(sys.stdout, rows, chosen)
     else:
         from rich.table import Table
 
@@ -1305,45 +1296,17 @@ def audit_timeline(
 @audit_app.command("show")
 def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. ENROLLMENT:STEP:DATE:gated) or decision id")]) -> None:
     """One decision: outcome, explanation, facts used, rules and versions, Prefect run ids."""
-    from sqlalchemy import select
-
-    from pathways.store.audit import Query, entries
-    from pathways.store.models import Decision
+    from pathways.store.audit import find_decision
+    from pathways.views.decision import decision_detail
 
     engine = _reader(f"read decision {decision}")
     with engine.connect() as connection:
-        key = decision
-        if decision.isdigit():
-            key = connection.execute(select(Decision.key).where(Decision.id == int(decision))).scalar() or decision
-        found = list(entries(connection, Query(subject=key)))
-        decision_id = connection.execute(select(Decision.id).where(Decision.key == key)).scalar()
-    found = [e for e in found if e["action"].startswith(("step.", "escalation.", "goal.", "indication."))]
-    if not found:
+        key, decision_id, found = find_decision(connection, decision)
+        detail = decision_detail(key, decision_id, found, _catalog(connection), lang=None) if found else None
+    if detail is None:
         err.print(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)", markup=False)
         raise typer.Exit(1)
-    e = found[0]
-    p = e["payload"]
-    lines = [
-        f"decision {e['subject']}" + (f" (id {decision_id})" if decision_id else ""),
-        f"  outcome: {e['action']} {p.get('step') or ''}".rstrip(),
-        f"  enrollment: {e['enrollment_id']} (patient {e['patient_id']})",
-        f"  due on: {p.get('due_on')}; decided on: {p.get('decided_on')}",
-        f"  pathway: {e['pathway']} {e['pathway_version']} ({e['version_key']})",
-    ]
-    lines += ["  reasons:"] + [f"    {r}" for r in p.get("reasons") or ["-"]]
-    for c in p.get("conditions") or []:
-        lines.append(f"  condition {c['id']}: {c['when']}")
-    if p.get("rules"):
-        lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p["rules"].items()))
-    if p.get("facts"):
-        lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p["facts"].items()))
-    for k in ("financing", "severity", "action", "notify", "goal", "target", "deadline"):
-        if p.get(k) is not None:
-            lines.append(f"  {k}: {p[k]}")
-    context = p.get("context") or {}
-    lines.append(f"  Prefect flow run: {context.get('prefect_flow_run', '-')}; task run: {context.get('prefect_task_run', '-')}")
-    lines.append(f"  audit entry #{e['seq']} at {e['at']} by {e['actor']} ({e['role']}); hash {e['hash']}")
-    out.print("\n".join(lines), markup=False)
+    out.print("\n".join(detail.lines()), markup=False)
 
 
 @audit_app.command("indicators")

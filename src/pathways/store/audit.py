@@ -225,7 +225,7 @@ class Query:
     since: dt.date | None = None
     until: dt.date | None = None  # inclusive
     actor: str | None = None
-    action: str | None = None  # exact, a group (escalation: escalation.*), or a prefix ending in '.' ("decision.")
+    action: str | None = None  # see action_matches: "escalation" or "step." (everything under it), "step.done"
     subject: str | None = None
 
 
@@ -237,9 +237,7 @@ def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str
             column = {"patient": AuditEntry.patient_id, "enrollment": AuditEntry.enrollment_id}.get(name) or getattr(AuditEntry, name)
             statement = statement.where(column == value)
     if query.action:
-        # as users type them: "escalation" is every escalation.* entry, "escalation." too
-        group = query.action if query.action.endswith(".") else f"{query.action}."
-        statement = statement.where(or_(AuditEntry.action == query.action, AuditEntry.action.startswith(group, autoescape=True)))
+        statement = statement.where(action_matches(query.action))
     if query.since:
         statement = statement.where(AuditEntry.at >= query.since.isoformat())
     if query.until:
@@ -248,6 +246,48 @@ def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str
         entry = dict(row)
         entry["payload"] = json.loads(entry["payload"])
         yield entry
+
+
+def action_matches(typed: str):
+    """The actions an auditor means by ``typed``: a prefix ending in '.' (``step.``) matches every
+    action under it; a name matches itself and the actions under it (``escalation`` matches
+    ``escalation.opened`` and ``escalation.resolved``, ``step.done`` matches only itself)."""
+    if typed.endswith("."):
+        return AuditEntry.action.startswith(typed, autoescape=True)
+    return or_(AuditEntry.action == typed, AuditEntry.action.startswith(typed + ".", autoescape=True))
+
+
+def pathway_names(connection: Connection) -> list[str]:
+    """The pathways the trail names, sorted."""
+    found = connection.execute(select(AuditEntry.pathway).where(AuditEntry.pathway.is_not(None)).distinct()).scalars()
+    return sorted(set(found))
+
+
+def has_enrollment(connection: Connection, enrollment: str) -> bool:
+    return connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is not None
+
+
+def enrollments_of(connection: Connection, patient: str) -> list[tuple[str, str | None]]:
+    """The (enrollment, pathway) pairs of a pseudonymous patient in the trail, first enrolled first."""
+    rows = connection.execute(select(AuditEntry.enrollment_id, AuditEntry.pathway)
+                              .where(AuditEntry.patient_id == patient, AuditEntry.action == "enrollment.created").order_by(AuditEntry.seq))
+    return [(enrollment, pathway) for enrollment, pathway in rows]
+
+
+DECISION_ACTIONS = ("step.", "escalation.", "goal.", "indication.")
+
+
+def find_decision(connection: Connection, decision: str) -> tuple[str, int | None, list[dict[str, Any]]]:
+    """A decision by key (ENROLLMENT:STEP:DATE:KIND) or by id: its key, id and decision entries
+    (empty when there is no such decision)."""
+    from pathways.store.models import Decision
+
+    key = decision
+    if decision.isdigit():
+        key = connection.execute(select(Decision.key).where(Decision.id == int(decision))).scalar() or decision
+    found = [e for e in entries(connection, Query(subject=key)) if e["action"].startswith(DECISION_ACTIONS)]
+    decision_id = connection.execute(select(Decision.id).where(Decision.key == key)).scalar()
+    return key, decision_id, found
 
 
 def last_payload(connection: Connection, action: str) -> dict[str, Any] | None:
