@@ -17,7 +17,30 @@ SHARED = ROOT.parent / "shared"
 SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")  # a PostgreSQL server; CI always sets it
 
 
+# The commands that run in a new interpreter, as the console script does: those that start
+# Prefect (its embedded server, flow runs, a worker), where the process boundary is the point.
+# Every other command runs in this process (``pathways.cli.main``, as the console script calls
+# it), about a hundred times faster. Keys: the command's words (``facts add``: both).
+IN_A_NEW_PROCESS = frozenset({"advance", "run", "signoff", "resume", "facts add", "serve", "deploy", "worker"})
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `pathways` command: what it printed on stdout and stderr and its exit status,
+    as a process started with these arguments, working folder and environment would give them."""
+    environment = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+    words = [a for a in args[:2] if not a.startswith("-")]
+    if words[:1] and (words[0] in IN_A_NEW_PROCESS or " ".join(words) in IN_A_NEW_PROCESS):
+        return run_cli_process(*args, cwd=cwd, env=environment)
+    from cli_inprocess import READ_ONLY, run_in_this_process
+
+    done = run_in_this_process(list(args), cwd or ROOT, environment)
+    if os.environ.get("PATHWAYS_TEST_COMPARE") == "1" and " ".join(words) in READ_ONLY | {w.split()[0] for w in READ_ONLY if " " not in w}:
+        process = run_cli_process(*args, cwd=cwd, env=environment)  # a check of the in-process run itself
+        assert (done.returncode, done.stdout, done.stderr) == (process.returncode, process.stdout, process.stderr), args
+    return done
+
+
+def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `pathways` command in a fresh interpreter."""
     environment = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
     return subprocess.run(

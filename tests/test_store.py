@@ -112,18 +112,24 @@ def test_two_workers_advancing_at_once_write_each_decision_once(engine):
 
 def test_an_unreachable_database_is_retried_then_a_clear_error():
     engine = make_engine("postgresql://postgres@127.0.0.1:1/none")
+    waits: list[float] = []
     with pytest.raises(StoreUnavailable) as info:
-        retrying(lambda: engine.connect().close(), attempts=3, first_wait=0.01)
+        retrying(lambda: engine.connect().close(), attempts=3, first_wait=0.01, sleep=waits.append)
     assert str(info.value).startswith("the database is unavailable after 3 attempts:")
+    assert waits == [0.01, 0.02]  # backing off between its attempts, none after the last
 
 
 def test_a_store_whose_database_goes_away_names_it_in_its_error():
     """What a batch worker meets mid-run (a read or a write after the schema check)."""
-    store = Store(make_engine("postgresql://postgres:s3cret@127.0.0.1:1/none"), lambda: dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc))
+    waits: list[float] = []
+    store = Store(make_engine("postgresql://postgres:s3cret@127.0.0.1:1/none"), lambda: dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc),
+                  sleep=waits.append)
     for action in (lambda: store.load_many(["enr-1"]), lambda: store.due_by_pathway(dt.date(2026, 1, 5)), lambda: store.apply_many([])):
+        waits.clear()
         with pytest.raises(StoreUnavailable) as info:
             action()
         assert str(info.value).startswith("the database postgresql://postgres:***@127.0.0.1:1/none is unavailable after 5 attempts: connection failed")
+        assert waits == [0.2, 0.4, 0.8, 1.6]  # backing off between its attempts
 
 
 def test_commands_on_an_unreachable_database_retry_then_name_it_without_its_password(tmp_path):

@@ -104,8 +104,11 @@ def shown(url: str | URL) -> str:
     return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
-def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database") -> T:
-    """Retry on a locked or unreachable database with exponential backoff, then a clear error."""
+def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database",
+             sleep: Callable[[float], Any] | None = None) -> T:
+    """Retry on a locked or unreachable database with exponential backoff, then a clear error.
+    ``sleep`` waits between attempts (default ``time.sleep``; tests pass one that only records)."""
+    sleep = sleep or time.sleep
     wait = first_wait
     for attempt in range(1, attempts + 1):
         try:
@@ -113,7 +116,7 @@ def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2
         except OperationalError as exc:
             if attempt == attempts:
                 raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {_reason(exc)}") from None
-            time.sleep(wait)
+            sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")
 
@@ -136,8 +139,10 @@ class Store:
     """The store, acting for ``actor``; every change is audited in the transaction that makes it.
     ``context`` (e.g. the Prefect flow-run and task-run ids) is added to each audit entry."""
 
-    def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None,
+                 sleep: Callable[[float], Any] | None = None):
         self.engine = engine
+        self.sleep = sleep  # the wait between retries of an unavailable database (None: time.sleep)
         self.where = f"the database {shown(engine.url)}"  # as errors name it
         self.now = now  # the clock's now(): the store reads no wall clock itself
         self.actor = actor
@@ -159,7 +164,7 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self.audit(session, records)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     # -- patients and facts ---------------------------------------------------------------
     def add_patient_facts(self, facts: PatientFacts, source: str) -> tuple[int, int]:
@@ -167,13 +172,13 @@ class Store:
         def write() -> tuple[int, int]:
             with self.transaction() as session:
                 return self._add_patient(session, facts, source, None)
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def has_patient(self, patient: str) -> bool:
         def read() -> bool:
             with Session(self.engine) as session:
                 return session.get(Patient, patient) is not None
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def enrollments_of(self, patient: str) -> list[tuple[str, str, dt.date]]:
         """The patient's enrollments: (id, pathway, as of), in id order."""
@@ -182,7 +187,7 @@ class Store:
                 rows = session.execute(select(Enrollment.id, Enrollment.pathway, Enrollment.as_of)
                                        .where(Enrollment.patient_id == patient).order_by(Enrollment.id))
                 return [tuple(row) for row in rows]
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> tuple[int, int]:
         records = []
@@ -217,7 +222,7 @@ class Store:
                     session.flush()  # the enrollment's row before its step runs (Core statements)
                     self._write_events(session, prepared)
                 return added
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> tuple[int, int, dict[str, int]]:
         """Store the facts the patient does not have yet; returns (added, already known, the
@@ -246,7 +251,7 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self._create_enrollment(session, state)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     def _create_enrollment(self, session: Session, state: EnrollmentState) -> None:
         session.add(Enrollment(
@@ -262,7 +267,7 @@ class Store:
         def read() -> bool:
             with self.engine.connect() as connection:
                 return audit.published(connection, version_key)
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_files(self, version_key: str) -> dict[str, Any] | None:
         """The files kept when ``version_key`` was published (None: not published here)."""
@@ -270,13 +275,13 @@ class Store:
             with self.engine.connect() as connection:
                 payload = audit.published_payload(connection, version_key)
             return None if payload is None else payload.get("files", {})
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_versions(self, pathway: str) -> list[tuple[str, str]]:
         def read() -> list[tuple[str, str]]:
             with self.engine.connect() as connection:
                 return audit.published_versions(connection, pathway)
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was.
@@ -292,7 +297,7 @@ class Store:
                 self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
                                             version_key=version_key, subject=version_key, payload=payload)])
                 return True
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
         def read() -> tuple[EnrollmentState, int]:
@@ -301,7 +306,7 @@ class Store:
                 if row is None:
                     raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
                 return EnrollmentState.model_validate_json(row.state), row.state_version
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
         def read() -> dict[str, tuple[EnrollmentState, int]]:
@@ -315,7 +320,7 @@ class Store:
             if missing:
                 raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
             return found
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
@@ -326,7 +331,7 @@ class Store:
                     for patient, kind, payload in session.execute(statement):
                         rows_by_patient[patient].append((kind, payload))
             return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
         """Write many advances in one transaction; StaleState (and nothing written) if any
@@ -352,7 +357,7 @@ class Store:
                             raise StaleState("enrollments changed since they were read")
                 self._write_events(session, prepared)
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     def due_by_version(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway version key (ids in order):
@@ -367,7 +372,7 @@ class Store:
                 for key, eid in rows:
                     groups.setdefault(key, []).append(eid)
             return dict(sorted(groups.items()))
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order). One already
@@ -381,7 +386,7 @@ class Store:
                 for pathway, eid in rows:
                     groups.setdefault(pathway, []).append(eid)
             return dict(sorted(groups.items()))
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
               source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
@@ -412,7 +417,7 @@ class Store:
                 connection = session.connection()
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
                 return read_version + 1
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> _Prepared:
         """The rows of the events' step runs and decisions, and the audit entry of each decision
@@ -467,14 +472,14 @@ class Store:
                     data = json.loads(row.payload)
                     grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
             return [(day, step, values) for (day, step), values in grouped.items()]
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def identity(self, patient: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             with Session(self.engine) as session:
                 row = session.get(PatientIdentity, patient)
                 return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def last_recorded(self, enrollment: str, step: str) -> dict[str, Any] | None:
         """The audit entry of the last input recorded for a step (who recorded it, when), if any."""
@@ -482,13 +487,13 @@ class Store:
             with self.engine.connect() as connection:
                 found = list(audit.entries(connection, audit.Query(enrollment=enrollment, action="input.recorded", subject=f"{enrollment}:{step}")))
             return found[-1] if found else None
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def decisions(self, enrollment: str) -> list[Decision]:
         def read() -> list[Decision]:
             with Session(self.engine) as session:
                 return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
