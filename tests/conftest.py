@@ -132,3 +132,92 @@ def engine(request, tmp_path):
         drop()
 
 
+
+
+# -- no process outlives the suite -----------------------------------------------------------
+# Every process the tests start carries this mark in its environment (inherited from here), so
+# that one left behind is found even after its parent ended and it was handed to init.
+SESSION_MARK = ("PATHWAYS_TEST_SESSION", f"{os.getpid()}-{__import__('uuid').uuid4().hex[:12]}")
+os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
+
+
+def _processes() -> dict[int, tuple[int, str, bool]]:
+    """pid -> (parent pid, command line, carries SESSION_MARK) of the running processes this user may read."""
+    mark = "=".join(SESSION_MARK)
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    found: dict[int, tuple[int, str, bool]] = {}
+    if psutil is not None:
+        for process in psutil.process_iter(["ppid", "cmdline", "status"]):
+            try:
+                if process.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                marked = process.environ().get(SESSION_MARK[0]) == SESSION_MARK[1]
+            except (psutil.Error, OSError):
+                marked = False
+            found[process.pid] = (process.info["ppid"] or 0, " ".join(process.info["cmdline"] or []), marked)
+        return found
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            if state in ("Z", "X"):  # ended (a zombie is waited for by its parent, or by init)
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+        try:
+            marked = mark.encode() in (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # another user's process
+            marked = False
+        found[int(entry.name)] = (int(ppid), command, marked)
+    return found
+
+
+def outliving_processes() -> dict[int, str]:
+    """pid -> command line of every process still running that this test session started:
+    its descendants, and any process carrying its mark (orphans handed to init)."""
+    me = os.getpid()
+    processes = _processes()
+    left = {}
+    for pid, (ppid, command, marked) in processes.items():
+        ancestor, seen = ppid, set()
+        while ancestor not in (0, 1, me) and ancestor in processes and ancestor not in seen:
+            seen.add(ancestor)
+            ancestor = processes[ancestor][0]
+        if pid != me and (marked or ancestor == me):
+            left[pid] = command
+    return left
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process started by a test is still running at the end (after a grace
+    of a few seconds for those already stopping), naming each; then end them."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 5
+    left = outliving_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = outliving_processes()
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests outlived them (a test must stop what it starts); ended now:"]
+    lines += [f"  pid {pid}: {command[:300]}" for pid, command in sorted(left.items())]
+    if reporter:
+        reporter.write_line("")
+        reporter.write_sep("=", "processes left running", red=True)
+    for line in lines:
+        reporter.write_line(line, red=True) if reporter else print(line, file=sys.stderr)
+    for pid in left:  # they are ours: end them, so that none is left holding a port
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

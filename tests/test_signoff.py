@@ -61,14 +61,18 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
         return str(paused.id)
 
     try:
+        with get_client(sync_client=True) as client:  # the embedded server started once, here: the flow's thread and the polling
+            client.api_healthcheck()                  # below starting it at the same time fail ("Server process did not start")
         sign_off("niet akkoord", check_typed=True)
         assert "open escalation hyperkaliemie" in run_cli("status", enrollment, env=env).stdout  # declined: still open
         run_id = sign_off("akkoord")
     finally:  # stop the embedded server this process started now, not at exit when its log stream is gone
+        from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
         from prefect.server.api.server import SubprocessASGIServer
 
         APILogWorker.drain_all(timeout=10)  # the flow runs' last log lines reach the server before it stops
+        EventsWorker.drain_all(timeout=10)  # and their events: sent later, they would start a second server, left running
         for server in list(SubprocessASGIServer._instances.values()):
             server.stop()
 
