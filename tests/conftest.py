@@ -43,6 +43,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `pathways` command in a fresh interpreter."""
     environment = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+    _STARTED.append(f"`pathways {' '.join(args)}` in a new process")
     return subprocess.run(
         [sys.executable, "-m", "pathways.cli", *args],
         cwd=cwd or ROOT,
@@ -51,6 +52,33 @@ def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None
         text=True,
         timeout=120,
     )
+
+
+# -- the `slow` marker: tests that start Prefect (a command in a new process) or a browser -----
+# `pytest -m "not slow"` is the quick loop. Marked in the test files (`@pytest.mark.slow`), and
+# here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect.
+SLOW_FIXTURES = frozenset({"trail"})  # tests/test_audit_cli.py: a cohort run with `pathways run`
+_STARTED: list[str] = []  # what the test in hand started that makes it slow
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("browser") or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that is not marked slow and starts a command in a new process or Chromium fails,
+    saying so: the marker stays true."""
+    outcome = yield
+    report = outcome.get_result()
+    started, _STARTED[:] = list(_STARTED), []
+    if started and report.passed and not item.get_closest_marker("slow"):
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} started {', '.join(dict.fromkeys(started))} but is not marked slow: "
+                           "add @pytest.mark.slow (or run the command in this process, see IN_A_NEW_PROCESS)")
 
 
 @pytest.fixture
@@ -82,6 +110,7 @@ def pdftotext() -> str:
 
 def dump_dom(chromium: str, page: Path, profile: Path, wait_ms: int = 30000) -> subprocess.CompletedProcess:
     """Open a page in headless Chromium with every network request failing; the rendered DOM on stdout."""
+    _STARTED.append("Chromium")
     return subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",

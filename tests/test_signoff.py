@@ -12,6 +12,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # Prefect's embedded server and a paused flow run
+
 PATIENT = {
     "patient": "pt-signoff-1",
     "demographics": {"birth_date": "1947-08-19", "sex": "female"},

@@ -132,6 +132,7 @@ def test_a_store_whose_database_goes_away_names_it_in_its_error():
         assert waits == [0.2, 0.4, 0.8, 1.6]  # backing off between its attempts
 
 
+@pytest.mark.slow
 def test_commands_on_an_unreachable_database_retry_then_name_it_without_its_password(tmp_path, monkeypatch):
     """Every command's first contact (migrating a writing command's store, opening an audit
     reader) is retried with backoff, then one clear line and exit 1: no traceback, no password."""
