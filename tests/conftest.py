@@ -229,6 +229,10 @@ def pytest_sessionfinish(session, exitstatus):
     import signal
     import time
 
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (resource_tracker._resource_tracker, forkserver._forkserver):  # this interpreter's own helpers
+        helper._stop()  # (they end with it; not a test's process)
     deadline = time.monotonic() + 5
     left = outliving_processes()
     while left and time.monotonic() < deadline:
