@@ -34,7 +34,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     from cli_inprocess import READ_ONLY, run_in_this_process
 
     done = run_in_this_process(list(args), cwd or ROOT, environment)
-    if os.environ.get("PATHWAYS_TEST_COMPARE") == "1" and " ".join(words) in READ_ONLY | {w.split()[0] for w in READ_ONLY if " " not in w}:
+    if os.environ.get("PATHWAYS_TEST_COMPARE") == "1" and words and (" ".join(words) in READ_ONLY or words[0] in READ_ONLY):
         process = run_cli_process(*args, cwd=cwd, env=environment)  # a check of the in-process run itself
         assert (done.returncode, done.stdout, done.stderr) == (process.returncode, process.stdout, process.stderr), args
     return done
@@ -159,8 +159,6 @@ def engine(request, tmp_path):
     finally:
         engine.dispose()
         drop()
-
-
 
 
 # -- no process outlives the suite -----------------------------------------------------------
