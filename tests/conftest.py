@@ -36,6 +36,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     done = run_in_this_process(list(args), cwd or ROOT, environment)
     if os.environ.get("PATHWAYS_TEST_COMPARE") == "1" and words and (" ".join(words) in READ_ONLY or words[0] in READ_ONLY):
         process = run_cli_process(*args, cwd=cwd, env=environment)  # a check of the in-process run itself
+        _STARTED.pop()  # (not the test's own doing)
         assert (done.returncode, done.stdout, done.stderr) == (process.returncode, process.stdout, process.stderr), args
     return done
 
