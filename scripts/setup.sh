@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MERMAID_VERSION=12.3.0
+HTMX_VERSION=2.0.11
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   for candidate in python3.11 python3.12 python3; do
@@ -48,6 +49,44 @@ if [ ! -f "$vendor/mermaid.min.js" ] || [ "$(cat "$vendor/VERSION" 2>/dev/null)"
   cp "$tmp/package/dist/mermaid.min.js" "$vendor/mermaid.min.js"
   cp "$tmp/package/LICENSE" "$vendor/LICENSE"
   echo "$MERMAID_VERSION" > "$vendor/VERSION"
+  rm -rf "$tmp"
+fi
+
+# The web application (pathways web) serves htmx itself, from the same folder: no CDN, works offline.
+if [ ! -f "$vendor/htmx.min.js" ] || [ "$(cat "$vendor/HTMX_VERSION" 2>/dev/null)" != "$HTMX_VERSION" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is needed once to fetch htmx for the web application (apt-get install npm)" >&2
+    exit 1
+  fi
+  echo "setup: fetching htmx $HTMX_VERSION from the npm registry"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "htmx.org@$HTMX_VERSION" >/dev/null 2>&1 && tar xzf "htmx.org-$HTMX_VERSION.tgz" package/dist/htmx.min.js package/LICENSE)
+  mkdir -p "$vendor"
+  cp "$tmp/package/dist/htmx.min.js" "$vendor/htmx.min.js"
+  cp "$tmp/package/LICENSE" "$vendor/HTMX_LICENSE"
+  echo "$HTMX_VERSION" > "$vendor/HTMX_VERSION"
+  rm -rf "$tmp"
+fi
+
+# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry with the
+# versions locked in scripts/codemirror/package-lock.json (npm ci checks each package's integrity)
+# and bundled once with esbuild into one file served by the app.
+codemirror_stamp=$(cat scripts/codemirror/package-lock.json scripts/codemirror/entry.js | sha256sum | cut -d' ' -f1)
+if [ ! -f "$vendor/codemirror.min.js" ] || [ "$(cat "$vendor/CODEMIRROR_VERSION" 2>/dev/null)" != "$codemirror_stamp" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm is needed once to fetch CodeMirror for the pathway editor (apt-get install npm)" >&2
+    exit 1
+  fi
+  echo "setup: fetching CodeMirror 6 from the npm registry (scripts/codemirror/package-lock.json) and bundling it with esbuild"
+  tmp=$(mktemp -d)
+  cp scripts/codemirror/package.json scripts/codemirror/package-lock.json scripts/codemirror/entry.js "$tmp/"
+  (cd "$tmp" && npm ci --silent --no-audit --no-fund >/dev/null \
+     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none \
+          --outfile=codemirror.min.js --log-level=warning)
+  mkdir -p "$vendor"
+  cp "$tmp/codemirror.min.js" "$vendor/codemirror.min.js"
+  cp "$tmp/node_modules/codemirror/LICENSE" "$vendor/CODEMIRROR_LICENSE"
+  echo "$codemirror_stamp" > "$vendor/CODEMIRROR_VERSION"
   rm -rf "$tmp"
 fi
 

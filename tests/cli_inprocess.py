@@ -6,7 +6,7 @@ call and put back after it: the environment (exactly the one given), the working
 ``sys.argv``, stdout and stderr (captured apart), the consoles the CLI prints with (made anew,
 so that their width and colours come from this environment and these streams), the warnings
 filters and logging as a fresh interpreter has them, the store's once-per-process memory (which
-databases were migrated, configurations noted, versions published) and the database engines the
+databases were migrated, configurations noted, versions published, pathways loaded) and the database engines the
 command opened (disposed, as the process's end would close their connections).
 
 Commands that start Prefect are not run here (``IN_A_NEW_PROCESS`` in conftest): a call that
@@ -96,9 +96,9 @@ def _fresh_logging() -> Iterator[None]:
 @contextmanager
 def _fresh_process_memory() -> Iterator[None]:
     """What pathways remembers once per process, forgotten for the call (and again after it)."""
-    from pathways.orchestration import service
+    from pathways.orchestration import drafts, service
 
-    remembered = (service._MIGRATED, service._CONFIGURED, service._PUBLISHED)
+    remembered = (service._MIGRATED, service._CONFIGURED, service._PUBLISHED, drafts._SIBLINGS)
     for memory in remembered:
         memory.clear()
     try:

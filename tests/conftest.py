@@ -18,10 +18,11 @@ SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")  # a PostgreSQL server; CI
 
 
 # The commands that run in a new interpreter, as the console script does: those that start
-# Prefect (its embedded server, flow runs, a worker), where the process boundary is the point.
+# Prefect (its embedded server, flow runs, a worker) or serve (`web`), where the process
+# boundary is the point.
 # Every other command runs in this process (``pathways.cli.main``, as the console script calls
 # it), about a hundred times faster. Keys: the command's words (``facts add``: both).
-IN_A_NEW_PROCESS = frozenset({"advance", "run", "signoff", "resume", "facts add", "serve", "deploy", "worker"})
+IN_A_NEW_PROCESS = frozenset({"advance", "run", "signoff", "resume", "facts add", "serve", "deploy", "worker", "web"})
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

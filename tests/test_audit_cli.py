@@ -83,6 +83,9 @@ def test_log_filters_and_formats(trail):
     assert len(due) == 5 and {e["action"] for e in due} == {"step.due"}
     steps = json.loads(cli(trail, "audit", "log", "--action", "step.", "--json").stdout)
     assert {e["action"] for e in steps} == {"step.due", "step.done"}
+    typed = json.loads(cli(trail, "audit", "log", "--action", "escalation", "--json").stdout)  # as typed: escalation.*
+    assert len(typed) == 3 and {e["action"] for e in typed} == {"escalation.opened"}
+    assert json.loads(cli(trail, "audit", "log", "--action", "escalation.open", "--json").stdout) == []  # a name, not a text prefix
     one = json.loads(cli(trail, "audit", "log", "--enrollment", trail["referral"], "--json").stdout)
     assert {e["enrollment_id"] for e in one} == {trail["referral"]} and len(one) >= 4
     later = json.loads(cli(trail, "audit", "log", "--since", "2026-11-02", "--json").stdout)
@@ -132,7 +135,7 @@ def test_timeline_tells_the_story_in_dutch_and_english(trail):
     assert "Referral to nephrology needed (not urgent, referral to the specialist): Sex: male; " in en.stdout
     assert "eGFR 26 ml/min/1.73m² (15 October 2026), below the referral threshold of 30 for patients aged 65 and over  [#" in en.stdout
     missing = cli(trail, "audit", "timeline", "diabetes-000000000000")
-    assert missing.returncode == 1 and missing.stderr.strip() == "error: unknown enrollment 'diabetes-000000000000': the audit trail has no entry for it"
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: unknown enrollment 'diabetes-000000000000': the audit trail in {trail['env']['PATHWAYS_DATABASE_URL']} has no entry for it"
 
 
 def test_show_gives_the_decision_with_facts_versions_and_prefect_runs(trail):

@@ -47,7 +47,7 @@ def test_missing_file_and_folder_without_pathways(tmp_path):
     done = run_cli("validate", str(tmp_path / "nope.yaml"), str(tmp_path / "empty_folder"))
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"{tmp_path / 'empty_folder'}: PW007 no pathway.yaml or _shared/*.yaml files in this folder (name a folder of pathways or a file)",
+        f"{tmp_path / 'empty_folder'}: PW007 no pathway.yaml or _shared/*.yaml files in this folder (name a folder of pathways, a file or a pathway name)",
         f"{tmp_path / 'nope.yaml'}: PW007 no such file (check the path)",
         "2 problems found",
     ]

@@ -14,13 +14,14 @@ def test_validate_shipped_pathways_is_clean_with_a_summary(cli):
     assert done.returncode == 0, done.stderr
     steps = sum(len(load_pathway(n).spec.steps) for n in ("diabetes", "copd", "heartfailure"))
     assert done.stdout.strip() == (
-        f"ok: 5 files, 3 pathways (copd 1.1.0, diabetes 1.2.0, heartfailure 1.1.0), 2 shared libraries, {steps} steps"
+        f"ok: 9 files (3 of them cases), 3 pathways (copd 1.1.0, diabetes 1.2.0, heartfailure 1.1.0), 2 shared libraries, {steps} steps, "
+        "3 interaction rules"
     )
 
 
 def test_validate_defaults_to_the_pathways_folder(cli):
     done = cli("validate")
-    assert done.returncode == 0 and done.stdout.startswith("ok: 5 files")
+    assert done.returncode == 0 and done.stdout.startswith("ok: 9 files")
 
 
 def test_commands_that_do_not_orchestrate_never_import_prefect_or_the_rules_engine(tmp_path):

@@ -80,12 +80,12 @@ def test_eligibility_outside_the_rules_effective_dates_is_unknown(tmp_path):
     "content, expected",
     [
         ('{"patient": "x", "observations": [', "patient.json:1:35: malformed JSON: Expecting value"),
-        ({"patient": "x", "observations": [{"fact": "hba1c_mmol_mol", "value": 7, "at": "not-a-date"}]}, "patient.json: observations[0].at: Input should be a valid date"),
+        ({"patient": "x", "observations": [{"fact": "hba1c_mmol_mol", "value": 7, "at": "not-a-date"}]}, "patient.json: observations[0].at: 'not-a-date' is not a date: write dates as YYYY-MM-DD (e.g. 1955-04-02)"),
         ({"patient": "x", "observations": [{"fact": "hba1c_mmol_mol", "value": 7, "unit": "xyz_unit", "at": "2026-10-01"}]}, "patient.json: observations[0]: hba1c_mmol_mol: unknown unit 'xyz_unit'"),
         ({"patient": "x", "observations": [{"fact": "hba1c_mmol_mol", "value": 7, "unit": "mg/dL", "at": "2026-10-01"}]}, "patient.json: observations[0]: hba1c_mmol_mol: cannot convert mg/dL to mmol/mol"),
         ({"patient": "x", "observations": [{"fact": "hba1c_mmol_mol", "value": 61, "unit": "mmol/mol", "at": "2027-01-01"}]}, "patient.json: observations[0]: date 2027-01-01 is in the future (today is 2026-11-23)"),
         ({"patient": "x", "observations": [{"fact": "hba1c_mmol", "value": 61, "at": "2026-01-01"}]}, "patient.json: observations[0]: unknown fact 'hba1c_mmol'"),
-        ({"patient": "x", "weight": 80}, "patient.json: weight: Extra inputs are not permitted"),
+        ({"patient": "x", "weight": 80}, "patient.json: weight: unknown key 'weight' (allowed here: patient, demographics, observations"),
         ({"patient": "Jan de Vries"}, "patient.json: patient: String should match pattern"),
     ],
 )

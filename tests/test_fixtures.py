@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli
+from pathways.definition.interactions import validate_with_interactions
 from pathways.definition.loader import validate_paths
 
 BROKEN = sorted(p for p in (FIXTURES / "broken").iterdir() if p.is_dir() and p.name != "_shared")
@@ -19,7 +20,7 @@ def expected_lines(case: Path) -> list[str]:
 @pytest.mark.parametrize("case", BROKEN, ids=[p.name for p in BROKEN])
 def test_broken_fixture_reports_exactly_its_problems(case, monkeypatch):
     monkeypatch.chdir(case)
-    result = validate_paths([Path(".")])
+    result = validate_with_interactions([Path(".")])  # what `pathways validate` runs
     assert [str(p) for p in result.problems] == expected_lines(case)
 
 

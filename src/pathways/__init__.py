@@ -1,9 +1,11 @@
 """pathways: declarative personal care pathways (persoonlijke zorgtrajecten) for Dutch care networks.
 
-Layers, lowest first; nothing imports upward (checked by tests/test_layers.py):
-``errors, clock`` <- ``definition`` <- ``views`` <- ``cli``.
-Later layers (rules, compiler, runtime, store, audit, orchestration, documents) slot in
-between ``definition`` and ``views`` in that order.
+Layers, lowest first; nothing imports upward (import-linter contracts in pyproject.toml, checked
+by tests/test_layers.py; docs/architecture.md follows one decision through them):
+``errors | clock | access | interrupt`` <- ``definition`` <- ``facts`` <- ``rules`` <- ``runtime``
+<- ``store`` <- ``views | orchestration`` <- ``cli | web``.
+Prefect is imported in ``orchestration`` only (and by the CLI for ``pathways resume``),
+durable-rules in ``rules.durable_adapter`` only, the database libraries from ``store`` upward.
 """
 
 __version__ = "0.1.0"

@@ -27,12 +27,14 @@ ROLES = ("coordinator", "scheduler", "auditor", "admin")
 PERMISSIONS: dict[str, frozenset[str]] = {
     "pathway.read": frozenset(ROLES),  # validate, show, diagram, evaluate, check
     "pathway.publish": frozenset({"coordinator", "admin"}),
+    "enrollment.migrate": frozenset({"coordinator", "admin"}),  # move enrollments to a newer pathway version
     "enrollment.write": frozenset({"scheduler", "admin"}),  # enroll, advance, run, serve, worker
     "input.record": frozenset({"coordinator", "scheduler", "admin"}),  # human input for a step
     "enrollment.read": frozenset({"coordinator", "scheduler", "auditor", "admin"}),  # status (pseudonymous)
     "identity.read": frozenset({"scheduler", "auditor", "admin"}),  # name, birth date, BSN hash
     "audit.read": frozenset({"auditor", "admin"}),
     "document.render": frozenset({"coordinator", "scheduler", "admin"}),  # care-plan documents, FHIR CarePlan
+    "account.manage": frozenset({"admin"}),  # web accounts (pathways user add)
 }
 
 _NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -76,6 +78,8 @@ def actor_from_environment(environ: Mapping[str, str]) -> Actor:
             mode = path.stat().st_mode
         except OSError as exc:
             raise ConfigurationError(f"{path}: cannot read the token file: {exc.strerror} (PATHWAYS_TOKEN_FILE)") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{path}: the token file is not UTF-8 text (PATHWAYS_TOKEN_FILE); write it as 'user: NAME' and 'role: ROLE' lines") from None
         if mode & 0o077:
             raise ConfigurationError(f"{path}: the token file may be read by others (mode {oct(mode & 0o777)}); run: chmod 600 {path}")
         values: dict[str, str] = {}

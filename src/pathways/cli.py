@@ -44,20 +44,22 @@ def _fail(problems: list[Problem]) -> None:
 
 @app.command()
 def validate(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Pathway files or folders (default: ./pathways)")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Pathway names, files or folders (default: ./pathways)")] = None,
 ) -> None:
-    """Check pathway and shared library files; report every problem as file:line:col."""
-    from pathways.definition.loader import validate_paths
+    """Check pathway, shared library and cases files, and each folder's cross-pathway interaction
+    library (_shared/interactions.yaml); report every problem as file:line:col."""
+    from pathways.rules.casefile import validate_with_cases
 
-    result = validate_paths(paths or [Path("pathways")])
+    result = validate_with_cases(paths or ["pathways"])
     if errors(result.problems):
         _fail(result.problems)
     _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
-        f"ok: {result.files} files, {len(result.pathways)} pathways ({names}), "
-        f"{len(result.libraries)} shared libraries, {steps} steps",
+        f"ok: {result.files} files{f' ({len(result.cases)} of them cases)' if result.cases else ''}, {len(result.pathways)} pathways ({names}), "
+        f"{len(result.libraries)} shared libraries, {steps} steps"
+        + (f", {result.interaction_rules} interaction rules" if result.interaction_rules else ""),
         markup=False,
     )
 
@@ -156,9 +158,13 @@ def evaluate(
     path = facts or fhir
     try:
         patient = load_facts_json(path) if facts is not None else load_fhir_file(path)
-    except PatientFileError as exc:
-        for problem in exc.problems:
+    except PatientFileError as exc:  # the parts that parsed are checked against the pathway too
+        from pathways.facts.problems import every_problem
+
+        problems = every_problem(path, exc.schema, exc.partial, loaded.facts, today) if exc.schema else exc.problems
+        for problem in problems:
             err.print(f"error: {problem}", markup=False)
+        err.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the patient file; nothing evaluated", markup=False)
         raise typer.Exit(1)
     evaluator = PathwayEvaluator(loaded)
     result = evaluator.evaluate(patient.facts, when, today)
@@ -266,7 +272,7 @@ def enroll(
     import re
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, enroll_file
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, enroll_file
     from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
@@ -286,7 +292,7 @@ def enroll(
         enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except ProblemsFound as exc:
         _fail(exc.problems)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     except PatientFileError as exc:
@@ -347,10 +353,17 @@ def advance(
 
 def _versions_or_fail(store, groups: dict[str, list[str]]) -> None:
     """Every version the groups run, loaded from the store's trail before any flow run starts:
-    one that is not there is a one-line error (exit 1), nothing advanced."""
+    one that is not there, or a state written by a newer pathways, is a one-line error (exit 1),
+    nothing advanced."""
     from pathways.orchestration.service import Runtimes
     from pathways.orchestration.versions import VersionNotPublished
+    from pathways.store.db import UnreadableState
 
+    try:
+        store.check_readable([e for ids in groups.values() for e in ids])
+    except UnreadableState as exc:
+        err.print(f"error: {exc} (nothing advanced)", markup=False)
+        raise typer.Exit(1)
     for key in groups:
         try:
             Runtimes().get_version(key, store)
@@ -410,20 +423,16 @@ def record(
 ) -> None:
     """Record a step done with the outputs people recorded; validated against the step."""
     _require("input.record", f"record step {step} of {enrollment}", enrollment)
-    import json
-
+    from pathways.facts.jsonread import MAX_DATA_BYTES, JsonFileError, read_json
     from pathways.orchestration.service import Runtimes, at_clock, record_step
     from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.core import RecordError
     from pathways.store.db import UnknownEnrollment
 
     try:
-        values = json.loads(data.read_text(encoding="utf-8"))
-    except OSError as exc:
-        err.print(f"error: {data}: cannot read: {exc.strerror}", markup=False)
-        raise typer.Exit(1)
-    except json.JSONDecodeError as exc:
-        err.print(f"error: {data}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}", markup=False)
+        values = read_json(data, MAX_DATA_BYTES, "the values of one step")
+    except JsonFileError as exc:
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     if not isinstance(values, dict):
         err.print(f"error: {data}: expected a JSON object of output fact -> value", markup=False)
@@ -581,7 +590,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, UnusableValues, at_clock, enroll_patient
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, UnusableValues, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     files = _patient_files(cohort)
@@ -608,7 +617,7 @@ def run(
             else:
                 try:
                     result = enroll_patient(store, runtimes, name, patient, source, clock)
-                except UnusableValues as exc:
+                except (UnusableValues, EnrolledInOtherVersion) as exc:
                     failed.append((label, f"{exc}; not enrolled"))
                     refused += 1
                 else:
@@ -719,7 +728,7 @@ def facts_add(
         for problem in exc.problems:
             err.print(f"error: {problem}", markup=False)
         raise typer.Exit(1)
-    except DraftPathway as exc:
+    except (DraftPathway, EnrolledInOtherVersion) as exc:
         err.print(f"error: {exc}; {patient} not enrolled", markup=False)
         raise typer.Exit(1)
     if not added:
@@ -1117,8 +1126,6 @@ def fhir_export(
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-LOG_FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
-              "version_key", "subject", "payload", "prev_hash", "hash")
 DEFAULT_LOG_FIELDS = ("seq", "at", "actor", "role", "action", "enrollment_id", "subject")
 
 
@@ -1153,11 +1160,9 @@ def _period(text: str):
 
 
 def _known_pathway(connection, name: str) -> None:
-    from sqlalchemy import select
+    from pathways.store.audit import pathway_names
 
-    from pathways.store.audit import AuditEntry
-
-    known = sorted(set(connection.execute(select(AuditEntry.pathway).where(AuditEntry.pathway.is_not(None)).distinct()).scalars()))
+    known = pathway_names(connection)
     if name not in known:
         from pathways.errors import did_you_mean
 
@@ -1167,12 +1172,13 @@ def _known_pathway(connection, name: str) -> None:
 
 
 def _known_enrollment(connection, enrollment: str) -> None:
-    from sqlalchemy import select
+    from pathways.store.audit import has_enrollment
 
-    from pathways.store.audit import AuditEntry
+    if not has_enrollment(connection, enrollment):
+        from pathways.orchestration.service import database_url
+        from pathways.store.db import shown
 
-    if connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is None:
-        err.print(f"error: unknown enrollment '{enrollment}': the audit trail has no entry for it", markup=False)
+        err.print(f"error: unknown enrollment '{enrollment}': the audit trail in {shown(database_url())} has no entry for it", markup=False)
         raise typer.Exit(1)
 
 
@@ -1215,16 +1221,16 @@ def audit_log(
     since: Annotated[Optional[str], typer.Option("--since", help="From this day (YYYY-MM-DD)")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Up to and including this day")] = None,
     actor: Annotated[Optional[str], typer.Option("--actor")] = None,
-    action: Annotated[Optional[str], typer.Option("--action", help="An action, or a prefix ending in '.' (e.g. step.)")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="An action and those under it (escalation: escalation.*), or a prefix ending in '.'")] = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="Comma-separated columns to show")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     as_csv: Annotated[bool, typer.Option("--csv")] = False,
 ) -> None:
     """The audit entries, filtered; as a table, JSON or CSV."""
-    import csv
     import json
 
     from pathways.store.audit import Query, entries
+    from pathways.views.audit import LOG_FIELDS, write_csv
 
     if as_json and as_csv:
         err.print("error: give --json or --csv, not both", markup=False)
@@ -1245,10 +1251,7 @@ def audit_log(
     if as_json:
         out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(chosen), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+        write_csv(sys.stdout, rows, chosen)
     else:
         from rich.table import Table
 
@@ -1293,45 +1296,17 @@ def audit_timeline(
 @audit_app.command("show")
 def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. ENROLLMENT:STEP:DATE:gated) or decision id")]) -> None:
     """One decision: outcome, explanation, facts used, rules and versions, Prefect run ids."""
-    from sqlalchemy import select
-
-    from pathways.store.audit import Query, entries
-    from pathways.store.models import Decision
+    from pathways.store.audit import find_decision
+    from pathways.views.decision import decision_detail
 
     engine = _reader(f"read decision {decision}")
     with engine.connect() as connection:
-        key = decision
-        if decision.isdigit():
-            key = connection.execute(select(Decision.key).where(Decision.id == int(decision))).scalar() or decision
-        found = list(entries(connection, Query(subject=key)))
-        decision_id = connection.execute(select(Decision.id).where(Decision.key == key)).scalar()
-    found = [e for e in found if e["action"].startswith(("step.", "escalation.", "goal.", "indication."))]
-    if not found:
+        key, decision_id, found = find_decision(connection, decision)
+        detail = decision_detail(key, decision_id, found, _catalog(connection), lang=None) if found else None
+    if detail is None:
         err.print(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)", markup=False)
         raise typer.Exit(1)
-    e = found[0]
-    p = e["payload"]
-    lines = [
-        f"decision {e['subject']}" + (f" (id {decision_id})" if decision_id else ""),
-        f"  outcome: {e['action']} {p.get('step') or ''}".rstrip(),
-        f"  enrollment: {e['enrollment_id']} (patient {e['patient_id']})",
-        f"  due on: {p.get('due_on')}; decided on: {p.get('decided_on')}",
-        f"  pathway: {e['pathway']} {e['pathway_version']} ({e['version_key']})",
-    ]
-    lines += ["  reasons:"] + [f"    {r}" for r in p.get("reasons") or ["-"]]
-    for c in p.get("conditions") or []:
-        lines.append(f"  condition {c['id']}: {c['when']}")
-    if p.get("rules"):
-        lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p["rules"].items()))
-    if p.get("facts"):
-        lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p["facts"].items()))
-    for k in ("financing", "severity", "action", "notify", "goal", "target", "deadline"):
-        if p.get(k) is not None:
-            lines.append(f"  {k}: {p[k]}")
-    context = p.get("context") or {}
-    lines.append(f"  Prefect flow run: {context.get('prefect_flow_run', '-')}; task run: {context.get('prefect_task_run', '-')}")
-    lines.append(f"  audit entry #{e['seq']} at {e['at']} by {e['actor']} ({e['role']}); hash {e['hash']}")
-    out.print("\n".join(lines), markup=False)
+    out.print("\n".join(detail.lines()), markup=False)
 
 
 @audit_app.command("indicators")
@@ -1459,7 +1434,255 @@ def audit_export(
     out.print(f"wrote {fhir}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), markup=False)
 
 
+# -- versions -------------------------------------------------------------------------------
+
+@app.command()
+def diff(
+    side_from: Annotated[str, typer.Argument(metavar="FROM", help="NAME@VERSION (published), NAME@draft or NAME (files on disk), or a path")],
+    side_to: Annotated[str, typer.Argument(metavar="TO", help="The same forms as FROM")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON")] = False,
+) -> None:
+    """What changed between two versions of a pathway, in its own terms: steps, gates, timings,
+    parameters (with their evidence), escalations, goals, financing rules. Not a text diff."""
+    import json
+
+    from pathways.definition.diff import diff_pathways
+    from pathways.orchestration.versions import pathway_side
+    from pathways.store.db import StoreError
+    from pathways.views.diff import render_diff
+
+    sides = []
+    for side in (side_from, side_to):
+        try:
+            sides.append(pathway_side(side))
+        except ProblemsFound as exc:
+            _fail(exc.problems)
+        except StoreError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1)
+    (label_from, old), (label_to, new) = sides
+    changes = diff_pathways(old, new)
+    if as_json:
+        out.print(json.dumps({"from": label_from, "to": label_to, "changes": [c.as_json() for c in changes]}, ensure_ascii=False, indent=2),
+                  markup=False)
+    else:
+        render_diff(label_from, label_to, changes, out)
+
+
+@app.command()
+def plan(
+    patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
+    window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+) -> None:
+    """One personal plan for a patient across all their pathways: bundled appointments, shared
+    measurements, conflicts between pathways and goals; stored, each decision audited once."""
+    _require("input.record", f"make the care plan of {patient}", patient)
+    import json
+
+    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.service import Runtimes
+    from pathways.orchestration.versions import VersionNotPublished
+    from pathways.runtime.plan import PlanError
+    from pathways.views.careplan import print_plan
+
+    day = _parse_date(at, "--at") or _today()
+    store = _store_or_fail(_clock())
+    try:
+        made, _ = make_plan(store, Runtimes(templates=False), patient, day, window)
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except (PlanError, VersionNotPublished) as exc:
+        err.print(f"error: {exc}; no plan stored", markup=False)
+        raise typer.Exit(1)
+    if as_json:
+        out.print(json.dumps(made.to_json(), indent=2, ensure_ascii=False), markup=False)
+    else:
+        print_plan(out, made.to_json())
+
+
+# -- web application ----------------------------------------------------------------------
+
+user_app = typer.Typer(help="Web application accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Account name (letters, digits, . _ @ -)")],
+    role: Annotated[str, typer.Option("--role", help="coordinator, scheduler, auditor or admin")],
+) -> None:
+    """Add a web account. The password is typed twice at a terminal, or read as one line from
+    standard input when that is not a terminal. Admins only."""
+    import getpass
+
+    from pathways.orchestration.accounts import AccountError, AccountExists, MIN_PASSWORD, add_user
+
+    actor = _require("account.manage", f"add the web account {name}", name)
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {name} (at least {MIN_PASSWORD} characters): ")
+        if getpass.getpass("the same password again: ") != password:
+            err.print("error: the two passwords differ; nothing changed", markup=False)
+            raise typer.Exit(1)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    store = _store_or_fail(_clock())
+    try:
+        add_user(store, name, role, password)
+    except (AccountError, AccountExists) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"added web account {name} ({role}) by {actor.user}", markup=False)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+) -> None:
+    """Start the web application on the configured store (PATHWAYS_DATABASE_URL); log in with an
+    account made by `pathways user add`."""
+    import uvicorn
+
+    from pathways.store.db import StoreError
+
+    _store_or_fail(_clock())  # an unreachable store stops here, with its message, before anything listens
+    try:  # by name: the command line does not import the web package (import-linter layers)
+        uvicorn.run("pathways.web.app:from_environment", factory=True, host=host, port=port, log_level="info",
+                    server_header=False)
+    except StoreError as exc:
+        err.print(f"error: {exc}", markup=False)
+
+
+# -- migrate (issue 25) ---------------------------------------------------------------------
+
+migrate_app = typer.Typer(help="Move a pathway's enrollments to a newer published version: preview, apply, revert "
+                               "(coordinators and admins).", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+
+
+def _migrating(action):
+    """Run a migration action; its refusals and bad input as one-line errors (exit 1), nothing written."""
+    from pathways.access import AccessDenied
+    from pathways.orchestration.migrate import MigrationRefused
+    from pathways.orchestration.versions import VersionNotPublished
+
+    try:
+        return action()
+    except ProblemsFound as exc:
+        _fail(exc.problems)
+    except MigrationRefused as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        raise typer.Exit(1)
+    except (VersionNotPublished, AccessDenied) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+
+
+@migrate_app.command("preview")
+def migrate_preview(
+    pathway: Annotated[str, typer.Argument(help="Pathway id (e.g. diabetes)")],
+    to: Annotated[str, typer.Option("--to", help="The published version to move to (e.g. 1.3.0)")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD to evaluate at (default: today)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the preview as an HTML page")] = None,
+) -> None:
+    """Show what moving every enrollment of PATHWAY to version --to would change; nothing is
+    changed (the preview is kept, under its hash, for `pathways migrate apply`)."""
+    import json
+
+    from pathways.orchestration.migrate import preview
+    from pathways.orchestration.service import Runtimes, at_clock
+    from pathways.views.migration import render_html, summary_lines
+
+    _require("enrollment.migrate", f"preview a migration of {pathway}", pathway)
+    clock = at_clock(_clock(), _parse_date(at, "--at"))
+    if html is not None and not html.parent.is_dir():
+        err.print(f"error: --html {html}: the folder {html.parent} does not exist", markup=False)
+        raise typer.Exit(2)
+    store = _store_or_fail(clock)
+    result = _migrating(lambda: preview(store, Runtimes(), pathway, to, clock.today())).as_dict()
+    if html is not None:
+        render_html(result, html)
+    if as_json:
+        out.print(json.dumps(result, indent=2), markup=False)
+    else:
+        for line in summary_lines(result):
+            out.print(line, markup=False)
+        out.print(f"apply it with: pathways migrate apply {result['preview']}", markup=False)
+
+
+@migrate_app.command("apply")
+def migrate_apply(digest: Annotated[str, typer.Argument(metavar="HASH", help="The preview's hash (from `migrate preview`)")]) -> None:
+    """Move the enrollments of a preview to its version, exactly as previewed; refused when
+    anything it read has changed since."""
+    from pathways.orchestration.migrate import apply
+    from pathways.orchestration.service import Runtimes
+
+    _require("enrollment.migrate", "apply a migration", digest)
+    store = _store_or_fail(_clock())
+    moved = _migrating(lambda: apply(store, Runtimes(), digest))
+    out.print(f"migrated {len(moved.moved)} enrollment(s) of {moved.pathway} to {moved.to_key}; "
+              f"{len(moved.stayed)} blocked stay on their version (preview {moved.hash[:12]})", markup=False)
+    if moved.lost:
+        err.print(f"error: {len(moved.lost)} enrollment(s) changed while migrating and stay on their version: "
+                  f"{', '.join(moved.lost)}; make a new preview for them", markup=False)
+        raise typer.Exit(1)
+
+
+@migrate_app.command("revert")
+def migrate_revert(digest: Annotated[str, typer.Argument(metavar="HASH", help="The hash of an applied preview")]) -> None:
+    """Put the enrollments an applied preview moved back on their old version and state; refused
+    when any was advanced since."""
+    from pathways.orchestration.migrate import revert
+
+    _require("enrollment.migrate", "revert a migration", digest)
+    store = _store_or_fail(_clock())
+    moved = _migrating(lambda: revert(store, digest))
+    out.print(f"reverted {len(moved.moved)} enrollment(s) of {moved.pathway} to their version before {moved.to_key} "
+              f"(preview {moved.hash[:12]})", markup=False)
+    if moved.lost:
+        err.print(f"error: {len(moved.lost)} enrollment(s) changed while reverting: {', '.join(moved.lost)}", markup=False)
+        raise typer.Exit(1)
+
+
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="pathway, library or cases")] = "pathway",
+) -> None:
+    """Print the JSON Schema of a file format (for editors), from the same models that check it."""
+    import json
+
+    from pathways.rules.formats import FORMATS, json_schema
+
+    if kind not in FORMATS:
+        err.print(f"error: unknown format '{kind}': one of {', '.join(FORMATS)}", markup=False)
+        raise typer.Exit(2)
+    out.print(json.dumps(json_schema(kind), ensure_ascii=False, indent=1), markup=False, soft_wrap=True)
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The new pathway's id (lower case letters, digits, _)")],
+    into: Annotated[Path, typer.Option("--into", help="The folder to write NAME/pathway.yaml in")] = Path("."),
+) -> None:
+    """Write a small pathway skeleton that validates, to start from."""
+    from pathways.definition.skeleton import SkeletonError, write_skeleton
+
+    try:
+        file = write_skeleton(name, into)
+    except SkeletonError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    except OSError as exc:
+        err.print(f"error: cannot write in {into}: {exc.strerror}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"wrote {file}; next: pathways validate {file.parent}", markup=False)
+
 
 def _until_stopped(items):
     """``items`` (patients of a cohort) until Ctrl-C or SIGTERM asks to stop: the one in hand is

@@ -58,6 +58,8 @@ CODES: dict[str, tuple[str, str]] = {
     # boundaries and goals
     "PW050": ("uncovered-boundary", "branches compare a value strictly on both sides of a bound and leave the bound itself out"),
     "PW051": ("goal-not-remeasured", "warning: no step measures a goal's fact again by its deadline, so it can only be judged 'not measured'"),
+    # cross-pathway interactions (_shared/interactions.yaml)
+    "PW060": ("unknown-pathway", "an interaction rule names a pathway that is not in the folder"),
 }
 
 # Codes that warn: reported by validate, but neither fail it (exit 0) nor stop a pathway from

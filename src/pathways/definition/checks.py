@@ -34,23 +34,83 @@ class Document:
     model: Union[PathwaySpec, Library]
     step_paths: tuple[PathKey, ...] = ()  # YAML path of each model step (entries may have been dropped)
     broken: frozenset[str] = frozenset()  # names and ids whose entries failed the schema
+    failed: frozenset[str] = frozenset()  # top-level keys that failed it (left at their default or None)
 
     def at(self, path: PathKey, key: bool = False) -> Location:
         return self.source.at(path, key)
 
 
+_UNDEFINED = re.compile(r"^unknown name '([^']+)'$|unknown fact '([^']+)'$")
+_SHOWN_NAMES = 8
+
+
 @dataclass
 class _Context:
     problems: list[Problem] = field(default_factory=list)
+    undefined: dict[Problem, str] = field(default_factory=dict)  # "unknown name/fact" problem -> the name
 
     def add(self, location: Location, code: str, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(location, code, message, hint))
+        problem = Problem(location, code, message, hint)
+        self.problems.append(problem)
+        match = _UNDEFINED.search(message) if code in ("PW021", "PW040") else None
+        if match:
+            self.undefined[problem] = match.group(1) or match.group(2)
+
+    def summarise_undefined(self, missing_libraries: list[Problem], financing_known: bool = True, defined_there: frozenset[str] = frozenset()) -> None:
+        """Report each cause of undefined names once. With a shared library missing, names that
+        are close to no known name may be defined there: they are listed in the library's problem
+        (with the financing routes left without a rule, when no library used maps any route).
+        Every other undefined name is reported at its first use, with the lines of the others."""
+        by_name: dict[str, list[Problem]] = {}
+        for problem, name in sorted(self.undefined.items(), key=lambda item: item[0].sort_key()):
+            by_name.setdefault(name, []).append(problem)
+        if missing_libraries:
+            unknown = {name: uses for name, uses in by_name.items() if name in defined_there or not uses[0].hint.startswith("did you mean")}
+            routes = [] if financing_known else sorted((p for p in self.problems if p.code == "PW043"), key=Problem.sort_key)
+            folded = {p for uses in unknown.values() for p in uses} | set(routes)
+            if folded:
+                self._fold_into(missing_libraries[0], unknown, routes)
+            self.problems = [p for p in self.problems if p not in folded]
+            by_name = {name: uses for name, uses in by_name.items() if name not in unknown}
+        repeated = {p for uses in by_name.values() if len(uses) > 1 for p in uses}
+        self.problems = [p for p in self.problems if p not in repeated]
+        for uses in by_name.values():
+            if len(uses) > 1:
+                head = uses[0]
+                self.problems.append(Problem(head.location, head.code, f"{head.message}, used {len(uses)} times (also {_lines(uses[1:])})", head.hint))
 
     def reporter(self, doc: Document, path: PathKey):
         def report(span: E.Span, code: str, message: str, hint: str) -> None:
             self.add(doc.source.in_scalar(path, span.start), code, message, hint)
 
         return report
+
+    def _fold_into(self, cause: Problem, unknown: dict[str, list[Problem]], routes: list[Problem]) -> None:
+        summary = []
+        it = "them" if cause.message.startswith("the shared libraries") else "it"
+        if unknown:
+            count = sum(len(uses) for uses in unknown.values())
+            parts = [f"{name} ({_lines(uses)})" for name, uses in list(unknown.items())[:_SHOWN_NAMES]]
+            if len(unknown) > _SHOWN_NAMES:
+                parts.append(f"and {len(unknown) - _SHOWN_NAMES} more")
+            names = "the name" if len(unknown) == 1 else f"the {len(unknown)} names"
+            summary.append(f"{names} used here and defined nowhere else may come from {it} ({_plural(count, 'use')}): {', '.join(parts)}")
+        if routes:
+            summary.append(f"{_plural(len(routes), 'step')} use{'s' if len(routes) == 1 else ''} a financing route whose rule may come from {it} ({_lines(routes)})")
+        text = "; ".join(summary)
+        hint = f"{cause.hint} {text[:1].upper()}{text[1:]}" if cause.hint.endswith("?") else "; ".join(filter(None, [cause.hint, text]))
+        self.problems = [p for p in self.problems if p is not cause]
+        self.problems.append(Problem(cause.location, cause.code, cause.message, hint))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _lines(problems: list[Problem]) -> str:
+    lines = list(dict.fromkeys(p.location.line for p in problems if p.location.line))
+    shown = ", ".join(str(n) for n in lines[:_SHOWN_NAMES]) + (f" and {len(lines) - _SHOWN_NAMES} more" if len(lines) > _SHOWN_NAMES else "")
+    return f"line{'s' if len(lines) > 1 else ''} {shown}" if lines else "no line"
 
 
 # -- symbols ------------------------------------------------------------------------------
@@ -184,7 +244,7 @@ def _check_evidence(ctx: _Context, doc: Document, path: PathKey, evidence: Evide
     if evidence is None:
         return
     declared = [s.id for s in doc.model.sources]
-    if evidence.source not in declared:
+    if evidence.source not in declared and evidence.source not in doc.broken and "sources" not in doc.failed:
         kind = "pathway" if isinstance(doc.model, PathwaySpec) else "library"
         hint = did_you_mean(evidence.source, declared) or f"declare it under sources of this {kind}"
         ctx.add(doc.at(path + ("source",)), "PW037", f"unknown source '{evidence.source}'", hint)
@@ -272,7 +332,7 @@ def check_library(doc: Document) -> list[Problem]:
     symbols = collect_symbols([doc], ctx)
     checker_for = _checker_factory(ctx, symbols)
     _check_definitions(ctx, doc, symbols, checker_for)
-    if library.effective_until and library.effective_until <= library.effective_from:
+    if library.effective_until and library.effective_from and library.effective_until <= library.effective_from:
         ctx.add(doc.at(("effective_until",)), "PW035", f"the library ends ({library.effective_until}) before it starts ({library.effective_from})", "effective_until must come after effective_from")
     for route, rule in library.financing.items():
         if rule not in library.rules and rule not in symbols.broken:
@@ -291,6 +351,7 @@ def check_library(doc: Document) -> list[Problem]:
             ctx.add(doc.at(path + ("after",)), "PW024", f"deadline '{deadline.id}' counts from '{deadline.after}', which is not a date", "name a date fact")
         if deadline.within.amount <= 0:
             ctx.add(doc.at(path + ("within",)), "PW035", f"deadline '{deadline.id}' is due {deadline.within} after its start", "use a positive duration")
+    ctx.summarise_undefined([])
     return ctx.problems
 
 
@@ -301,20 +362,26 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
     ctx = _Context()
     spec: PathwaySpec = doc.model  # type: ignore[assignment]
     used: list[Document] = []
+    missing: list[Problem] = []
+    meant: set[str] = set()  # what the library a misspelt `uses` entry was probably meant to be defines
     for i, name in enumerate(spec.uses):
         if name in libraries:
             used.append(libraries[name])
         else:
-            hint = did_you_mean(name, known_libraries) or "shared libraries live in the _shared folder next to the pathway folders"
+            close = re.search(r"'(.+)'", did_you_mean(name, known_libraries))
+            if close and close.group(1) in libraries:
+                model = libraries[close.group(1)].model
+                meant |= {*model.facts, *model.derived, *model.parameters, *model.rules}
+            hint = did_you_mean(name, known_libraries) or "shared libraries are found in the _shared folder beside the pathway folders, or in that of a folder on PATHWAYS_PATH"
             ctx.add(doc.at(("uses", i)), "PW038", f"unknown shared library '{name}'", hint)
+            missing.append(ctx.problems[-1])
     symbols = collect_symbols([doc, *used], ctx)
     checker_for = _checker_factory(ctx, symbols)
     _check_definitions(ctx, doc, symbols, checker_for)
 
-    _check_evidence(ctx, doc, ("indication", "evidence"), spec.indication.evidence)
-    _check_condition(ctx, checker_for, doc, ("indication", "when"), spec.indication.when, "the indication", True, symbols)
-    if spec.indication.exclude is not None:
-        _check_condition(ctx, checker_for, doc, ("indication", "exclude"), spec.indication.exclude, "the exclusion", True, symbols)
+    if spec.indication is not None:  # None: it failed the schema, reported already
+        _check_indication(ctx, checker_for, doc, spec, symbols)
+
 
     steps = {s.id: s for s in spec.steps}
     index = {s.id: i for i, s in enumerate(spec.steps)}
@@ -336,11 +403,22 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
         in_cycle |= set(cycle)
         ctx.add(doc.at(step_path(cycle[0]) + ("requires",)), "PW032", f"steps require each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "remove one of the requirements")
     _report_unreachable(ctx, doc, spec, graph, blocked, in_cycle, step_path)
+    if "uses" in doc.failed:  # `uses` itself failed the schema (reported already): its names may be anywhere
+        missing.append(Problem(doc.at(("uses",)), "PW038", "the shared libraries of this pathway are unknown", "write `uses` as a list of library ids, e.g. uses: [clinical, financing]"))
+        ctx.problems.append(missing[-1])
+    ctx.summarise_undefined(missing, financing_known=any(lib.model.financing for lib in used), defined_there=frozenset(meant))
     if not ctx.problems:  # warn about a sound pathway only: a broken one has no meaningful schedule
         for late in unmeasured_goals(spec, symbols.facts):
             where = doc.at(step_path(late.step.id) + ("goals", late.index, "deadline"))
             ctx.add(where, "PW051", late.message, late.hint)
     return ctx.problems
+
+
+def _check_indication(ctx: _Context, checker_for, doc: Document, spec: PathwaySpec, symbols: Symbols) -> None:
+    _check_evidence(ctx, doc, ("indication", "evidence"), spec.indication.evidence)
+    _check_condition(ctx, checker_for, doc, ("indication", "when"), spec.indication.when, "the indication", True, symbols)
+    if spec.indication.exclude is not None:
+        _check_condition(ctx, checker_for, doc, ("indication", "exclude"), spec.indication.exclude, "the exclusion", True, symbols)
 
 
 def _check_step_ids(ctx: _Context, doc: Document, spec: PathwaySpec) -> None:

@@ -11,9 +11,9 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pathways.definition.documents import check_templates
 from pathways.definition.checks import Document, check_library, check_pathway
@@ -22,7 +22,9 @@ from pathways.definition.yamlsource import PathKey, Source, read_yaml
 from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, errors
 
 PATHWAY_FILE = "pathway.yaml"
+CASES_FILE = "cases.yaml"  # a pathway's assurance cases (their format: pathways.rules.casefile)
 SHARED_DIR = "_shared"
+INTERACTIONS_FILE = "interactions.yaml"  # the cross-pathway rules (definition/interactions.py), no library
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
 
@@ -42,7 +44,7 @@ def load_document(path: Path, display: str | None = None) -> tuple[Document | No
     elif "library" in data:
         model_cls = Library
     else:
-        problems.append(Problem(source.at(()), "PW011", "missing key 'pathway'", "a pathway file starts with `pathway: <id>`, a shared library with `library: <id>`"))
+        problems.append(Problem(source.at(()), "PW011", "missing key 'pathway'", "a pathway file starts with `pathway: <id>`, a shared library with `library: <id>`; assurance cases go in cases.yaml"))
         return None, problems
     if problems:  # duplicate keys etc.: the data is not what the author wrote
         return None, problems
@@ -54,16 +56,22 @@ def load_document(path: Path, display: str | None = None) -> tuple[Document | No
         return _partial(source, model_cls, exc), problems
 
 
-def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> Document | None:
-    """The model without the entries that failed, so later checks still run on the rest."""
+def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -> Document:
+    """The model without the parts that failed, so the checks still run on the rest.
+
+    A failing entry of a list or mapping section (one step, one fact) is left out and its name
+    remembered as broken (references to it are not reported again). Every other top-level key is
+    validated on its own; one that fails is left at its default, or at None when it has none
+    (the checks skip what is None). The model is then assembled without validating it again."""
     data = dict(source.data)
     drop: dict[str, set] = {}
+    failed: set[str] = set()
     for error in exc.errors():
         loc = error["loc"]
         if len(loc) >= 2 and loc[0] in _DROPPABLE:
             drop.setdefault(loc[0], set()).add(loc[1])
-        else:
-            return None
+        elif loc:
+            failed.add(str(loc[0]))
     broken: set[str] = set()
     step_paths: list[PathKey] = [("steps", i) for i in range(len(data.get("steps") or ()))]
     for section, keys in drop.items():
@@ -79,11 +87,23 @@ def _partial(source: Source, model_cls: type[BaseModel], exc: ValidationError) -
         elif isinstance(value, dict):
             broken |= {str(k) for k in keys}
             data[section] = {k: v for k, v in value.items() if k not in keys}
-    try:
-        model = model_cls.model_validate(data)
-    except ValidationError:
-        return None
-    return Document(source, model, tuple(step_paths), frozenset(broken))
+    values: dict[str, Any] = {}
+    for name, info in model_cls.model_fields.items():
+        key = info.alias or name
+        fallback = info.get_default(call_default_factory=True) if not info.is_required() else () if typing.get_origin(info.annotation) is tuple else None
+        if key in failed or key not in data:
+            values[name] = fallback
+            continue
+        try:
+            annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            values[name] = TypeAdapter(annotation).validate_python(data[key])
+        except ValidationError:
+            values[name] = fallback
+            failed.add(key)
+    if "steps" in failed:
+        step_paths = []
+    model = model_cls.model_construct(**values)
+    return Document(source, model, tuple(step_paths), frozenset(broken), frozenset(failed))
 
 
 def _data_prefix(data: Any, loc: tuple) -> tuple[PathKey, tuple]:
@@ -179,6 +199,9 @@ def schema_problems(source: Source, model_cls: type[BaseModel], exc: ValidationE
             what = "version" if is_version else "id"
             hint = "write a semantic version such as 1.2.0" if is_version else "ids are lower case letters, digits and _, starting with a letter"
             add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not a valid {what}", hint)
+        elif kind in ("date_from_datetime_parsing", "date_parsing") and isinstance(value, str):
+            reason = f": {ctx['error']}" if ctx.get("error") else ""
+            add(source.at(path), "PW012", f"{_where(source, path)}'{value}' is not a date{reason}", "write dates as YYYY-MM-DD, a date that exists")
         elif kind == "too_short":
             add(source.at(path), "PW012", f"{_where(source, path)}needs at least {ctx.get('min_length', 1)} entry", "add one")
         else:
@@ -240,6 +263,8 @@ class Validation:
     pathways: list[Document] = field(default_factory=list)
     libraries: list[Document] = field(default_factory=list)
     files: int = 0
+    interaction_rules: int = 0  # rules of the interaction libraries checked (definition/interactions.py)
+    cases: list[Path] = field(default_factory=list)  # cases.yaml files found: read by the rules layer
 
 
 class _Libraries:
@@ -251,19 +276,30 @@ class _Libraries:
         self.files_seen: set[Path] = set()
         self.ids: dict[tuple[Path, str], Document] = {}
 
-    def for_pathway(self, pathway_file: Path) -> tuple[dict[str, Document], list[str]]:
-        folder = _shared_folder(pathway_file)
-        if folder is None:
-            return {}, []
+    def for_pathway(self, pathway_file: Path, wanted: typing.Iterable[str] = ()) -> tuple[dict[str, Document], list[str]]:
+        """The libraries a pathway can use: those of the _shared folder beside it (or above it),
+        then, for ids still ``wanted``, of the _shared folder of each pathway root (PATHWAYS_PATH,
+        ./pathways, the shipped pathways), searched as pathways are. The first of an id wins."""
+        near, roots = _library_folders(pathway_file)
+        found: dict[str, Document] = dict(self._in(near)) if near is not None else {}
+        for folder in roots:
+            if all(w in found for w in wanted):
+                break
+            for library_id, doc in self._in(folder).items():
+                found.setdefault(library_id, doc)
+        return found, sorted(found)
+
+    def _in(self, folder: Path) -> dict[str, Document]:
         if folder not in self.by_folder:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
+                if path.name == INTERACTIONS_FILE:
+                    continue
                 doc = self.load(path)
-                if doc is not None and isinstance(doc.model, Library):
+                if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
                     found[doc.model.id] = doc
             self.by_folder[folder] = found
-        libraries = self.by_folder[folder]
-        return libraries, sorted(libraries)
+        return self.by_folder[folder]
 
     def load(self, path: Path) -> Document | None:
         resolved = path.resolve()
@@ -271,9 +307,9 @@ class _Libraries:
             return next((d for d in self.result.libraries if Path(d.source.file).resolve() == resolved), None)
         self.files_seen.add(resolved)
         self.result.files += 1
-        doc, problems = load_document(path, _display(path))
+        doc, problems = load_document(path, display_path(path))
         self.result.problems.extend(problems)
-        if doc is not None and isinstance(doc.model, Library):
+        if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
             first = self.ids.setdefault((resolved.parent, doc.model.id), doc)
             if first is not doc:
                 self.result.problems.append(Problem(doc.at(("library",)), "PW030", f"library '{doc.model.id}' is defined twice", f"also in {first.source.file}; rename one"))
@@ -283,15 +319,14 @@ class _Libraries:
         return doc
 
 
-def _shared_folder(pathway_file: Path) -> Path | None:
-    for parent in pathway_file.resolve().parents:
-        candidate = parent / SHARED_DIR
-        if candidate.is_dir():
-            return candidate
-    return None
+def _library_folders(pathway_file: Path) -> tuple[Path | None, list[Path]]:
+    """The _shared folder beside (or above) a pathway file, and those of the pathway roots."""
+    near = next(((p / SHARED_DIR).resolve() for p in pathway_file.resolve().parents if (p / SHARED_DIR).is_dir()), None)
+    roots = [(root / SHARED_DIR).resolve() for root in pathway_roots() if (root / SHARED_DIR).is_dir()]
+    return near, [folder for folder in dict.fromkeys(roots) if folder != near]
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -299,26 +334,51 @@ def _display(path: Path) -> str:
 
 
 def _files_in(folder: Path) -> list[Path]:
-    pathway_files = sorted(folder.rglob(PATHWAY_FILE))
-    shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in d.glob("*.yaml"))
+    """Every YAML file of each pathway folder under ``folder`` and of each _shared folder."""
+    pathway_folders = sorted({p.parent for p in folder.rglob(PATHWAY_FILE)})
+    shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in _yaml_files(d))
     if folder.name == SHARED_DIR:
-        shared = sorted(folder.glob("*.yaml"))
-    return shared + pathway_files
+        shared = _yaml_files(folder)
+    return [p for p in shared if p.name != INTERACTIONS_FILE] + [f for d in pathway_folders for f in _yaml_files(d)]
 
 
-def validate_paths(paths: list[Path]) -> Validation:
-    """Check every pathway and library file under ``paths``; collect all problems."""
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _looks_like_a_name(argument: str | Path) -> bool:
+    text = str(argument)
+    return not Path(text).exists() and "/" not in text and os.sep not in text and not text.endswith((".yaml", ".yml"))
+
+
+def validate_paths(paths: list[Path] | list[str]) -> Validation:
+    """Check every pathway, library and cases file named by ``paths`` (files, folders or pathway
+    names, as `show` takes them); collect all problems. Cases files are listed in ``cases``: their
+    format belongs to the rules layer, which reads them."""
     result = Validation()
     libraries = _Libraries(result)
-    for path in paths:
-        if path.is_dir():
+    for argument in paths:
+        path = Path(argument)
+        if _looks_like_a_name(argument):
+            known = available_pathways()
+            if str(argument) not in known:
+                hint = did_you_mean(str(argument), known) or (f"known pathways: {', '.join(known)}" if known else "set PATHWAYS_PATH to the folder of your pathways")
+                result.problems.append(Problem(Location(str(argument)), "PW007", f"no file, folder or pathway named '{argument}'", hint))
+                continue
+            files = _yaml_files(known[str(argument)].parent)
+        elif path.is_dir():
             files = _files_in(path)
             if not files:
-                result.problems.append(Problem(Location(_display(path)), "PW007", f"no {PATHWAY_FILE} or {SHARED_DIR}/*.yaml files in this folder", "name a folder of pathways or a file"))
+                result.problems.append(Problem(Location(display_path(path)), "PW007", f"no {PATHWAY_FILE} or {SHARED_DIR}/*.yaml files in this folder", "name a folder of pathways, a file or a pathway name"))
         else:
             files = [path]
         for file in files:
             if file.resolve() in libraries.files_seen:
+                continue
+            if file.name == CASES_FILE:
+                libraries.files_seen.add(file.resolve())
+                result.files += 1
+                result.cases.append(file)
                 continue
             if file.parent.name == SHARED_DIR and file.exists():
                 libraries.load(file)
@@ -331,7 +391,7 @@ def validate_paths(paths: list[Path]) -> Validation:
 def _validate_file(file: Path, result: Validation, libraries: _Libraries, templates: bool = True) -> Document | None:
     libraries.files_seen.add(file.resolve())
     result.files += 1
-    doc, problems = load_document(file, _display(file))
+    doc, problems = load_document(file, display_path(file))
     result.problems.extend(problems)
     if doc is None:
         return None
@@ -339,7 +399,7 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries, templa
         result.problems.extend(check_library(doc))
         result.libraries.append(doc)
         return doc
-    available, names = libraries.for_pathway(file)
+    available, names = libraries.for_pathway(file, doc.model.uses or ())
     problems = check_pathway(doc, available, names)
     result.problems.extend(problems)
     if not errors(problems) and templates:  # templates are rendered with the pathway's facts: only for a sound pathway
@@ -456,5 +516,5 @@ def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = 
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)
     spec: PathwaySpec = doc.model
-    available, _ = libraries.for_pathway(file)
+    available, _ = libraries.for_pathway(file, spec.uses)
     return LoadedPathway(doc, tuple(available[u] for u in spec.uses))

@@ -124,7 +124,7 @@ class _Builder:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self._problem(key_node, "PW012", "a mapping key must be a plain name", "write the key as text")
                     continue
-                key = _scalar(key_node)
+                key = self._scalar(key_node)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
                     key = str(key_node.value)
                 if key in result:
@@ -138,7 +138,27 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return _scalar(node)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """The scalar's value; a value its tag cannot hold (`!!int abc`, an integer of thousands of
+        digits) is a problem, and its text is kept. A date that does not exist (2026-13-01,
+        2024-02-30) is kept as text without a problem: the schema then says what was expected
+        there (a date as YYYY-MM-DD, or text such as a version), at its line."""
+        try:
+            return _scalar(node)
+        except yaml.constructor.ConstructorError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            text = str(node.value)
+            kind = node.tag.rsplit(":", 1)[-1]
+            if kind == "timestamp":  # a date that does not exist stays text: where a date belongs, the schema says so at its line
+                pass
+            elif kind == "int" and len(text) > 100:
+                self._problem(node, "PW012", f"a number of {len(text)} digits", "write a number of at most a few dozen digits")
+            else:
+                self._problem(node, "PW012", f"'{text[:40]}' cannot be read as {kind}", "remove the !!tag, or write a value of that kind")
+            return text
 
     def _problem(self, node: yaml.Node, code: str, message: str, hint: str) -> None:
         mark = node.start_mark
@@ -159,9 +179,9 @@ _CONSTRUCTOR = yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.Node) -> Any:
-    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates)."""
-    value = _CONSTRUCTOR.construct_object(node, deep=True)
-    return value
+    """Resolve a scalar node the way safe_load would (ints, floats, bools, null, dates); a value
+    its tag cannot hold raises (``Reader._scalar`` makes it a problem at its line)."""
+    return _CONSTRUCTOR.construct_object(node, deep=True)
 
 
 def read_yaml(path: Path, display: str | None = None) -> tuple[Source | None, list[Problem]]:

@@ -11,13 +11,12 @@ it never reaches the rules, Prefect or the logs. Addresses and other identifiers
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pathways.facts.jsonread import MAX_DEPTH, MAX_PROBLEMS, JsonFileError, parse_json, read_limited, read_ndjson_lines
 from pathways.facts.model import CodeRef, Condition, Demographics, Medication, Observation, PatientFacts
 
 READ = ("Patient", "Condition", "Observation", "MedicationRequest")
@@ -59,53 +58,76 @@ def _model(resource_type: str):
 
 
 def read_resources(path: Path) -> list[tuple[str, dict | Any]]:
-    """(where, resource) pairs: dicts from JSON, validated models from XML."""
+    """(where, resource) pairs: dicts from JSON, validated models from XML. The file is read
+    within the limits of ``jsonread`` (size, depth, gzip), and every entry of a Bundle that we
+    cannot read is a FhirError, never skipped silently."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FhirError(str(path), f"cannot read: {exc.strerror}") from None
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except OSError as exc:
-            raise FhirError(str(path), f"not a gzip file ({exc})") from None
-    text = raw.lstrip()
-    if text.startswith(b"<"):
-        return _read_xml(path, raw)
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise FhirError(str(path), "not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise FhirError(f"{path}:{exc.lineno}:{exc.colno}", f"malformed JSON: {exc.msg}") from None
-    if not isinstance(data, dict) or "resourceType" not in data:
-        raise FhirError(str(path), "not a FHIR resource (no resourceType)")
-    if data["resourceType"] != "Bundle":
-        return [(f"{path}: {data['resourceType']}", data)]
+        raw = read_limited(path)
+        if raw.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<"):  # XML, maybe after a UTF-8 byte order mark
+            return _read_xml(path, raw)
+        data = parse_json(raw, str(path))
+    except JsonFileError as exc:
+        raise FhirError(exc.where, f"{exc.message}; {exc.fix}") from None
+    kind = _resource_type(data, str(path))
+    if kind != "Bundle":
+        return [(f"{path}: {kind}", data)]
     entries = data.get("entry") or []
     if not isinstance(entries, list):
-        raise FhirError(f"{path}: Bundle.entry", "must be a list")
+        raise FhirError(f"{path}: Bundle.entry", "must be a list of entries")
     found = []
     for i, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict):
-            found.append((f"{path}: Bundle.entry[{i}]", resource))
+        where = f"{path}: Bundle.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise FhirError(where, f"an entry must be an object with a resource, not {_kind_of(entry)}")
+        resource = entry.get("resource")
+        if resource is None:
+            continue  # FHIR allows an entry without a resource (a request or response only)
+        _resource_type(resource, f"{where}.resource")
+        found.append((where, resource))
     return found
+
+
+def _resource_type(data: Any, where: str) -> str:
+    """The resourceType of a resource read from JSON, or a FhirError that says what is wrong."""
+    if not isinstance(data, dict):
+        raise FhirError(where, f"not a FHIR resource: {_kind_of(data)} instead of an object with a resourceType")
+    kind = data.get("resourceType")
+    if kind is None:
+        raise FhirError(where, "not a FHIR resource (no resourceType); add one, e.g. \"resourceType\": \"Observation\"")
+    if not isinstance(kind, str) or not kind.isidentifier():
+        raise FhirError(where, f"resourceType must be the name of a FHIR resource type, not {_kind_of(kind)}")
+    return kind
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    names = {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _read_xml(path: Path, raw: bytes) -> list[tuple[str, Any]]:
     from lxml import etree
 
+    # no DTDs, no entity expansion, no network, and libxml2's own limits (huge_tree off)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(raw)
+        root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as exc:
         raise FhirError(f"{path}:{exc.lineno}", f"malformed XML: {exc.msg}") from None
+    if root.getroottree().docinfo.doctype:
+        raise FhirError(str(path), "the XML declares a DOCTYPE, which FHIR XML must not have; remove the <!DOCTYPE ...> part")
+    deep = _xml_deeper_than(root, MAX_DEPTH)
+    if deep is not None:
+        raise FhirError(f"{path}:{deep.sourceline}", f"the XML nests deeper than {MAX_DEPTH} levels; check that this is the file you meant: nothing pathways reads nests this deep")
     name = etree.QName(root).localname
     if name == "Bundle":
         found = []
         for i, entry in enumerate(root.iterfind("{http://hl7.org/fhir}entry/{http://hl7.org/fhir}resource")):
             if len(entry):
                 child = entry[0]
+                if not isinstance(child.tag, str):
+                    continue  # a comment or processing instruction
                 kind = etree.QName(child).localname
                 if kind in READ:
                     found.append((f"{path}: Bundle.entry[{i}]", _validate_xml(f"{path}: Bundle.entry[{i}]", kind, etree.tostring(child))))
@@ -113,6 +135,18 @@ def _read_xml(path: Path, raw: bytes) -> list[tuple[str, Any]]:
     if name not in READ:
         return []
     return [(f"{path}: {name}", _validate_xml(str(path), name, raw))]
+
+
+def _xml_deeper_than(root: Any, limit: int) -> Any:
+    """The first element nested deeper than ``limit`` (iteratively), or None."""
+    from lxml import etree
+
+    depth = 0
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > limit:
+            return element
+    return None
 
 
 def _validate_xml(where: str, kind: str, xml: bytes):
@@ -134,41 +168,43 @@ def read_ndjson(paths: list[Path]) -> dict[str, list[tuple[str, dict]]]:
     problems: list[FhirError] = []
     for path in paths:
         try:
-            handle = path.open("rb")
-        except OSError as exc:
-            problems.append(FhirError(str(path), f"cannot read: {exc.strerror}"))
-            continue
-        with handle:
-            for number, raw in enumerate(handle, 1):
-                where = f"{path}:{number}"
-                if not raw.strip():
+            for where, resource in read_ndjson_lines(path):
+                if len(problems) >= MAX_PROBLEMS:
+                    problems.append(FhirError(where, f"stopped reading here after {MAX_PROBLEMS} problems; fix these and give the export again"))
+                    break
+                if isinstance(resource, JsonFileError):
+                    problems.append(FhirError(resource.where, f"{resource.message}; {resource.fix}"))
                     continue
                 try:
-                    resource = json.loads(raw)
-                except UnicodeDecodeError:
-                    problems.append(FhirError(where, "not UTF-8 text"))
+                    kind = _resource_type(resource, where)
+                except FhirError as exc:
+                    problems.append(exc)
                     continue
-                except json.JSONDecodeError as exc:
-                    problems.append(FhirError(f"{where}:{exc.colno}", f"malformed JSON: {exc.msg}"))
-                    continue
-                if not isinstance(resource, dict) or "resourceType" not in resource:
-                    problems.append(FhirError(where, "not a FHIR resource (no resourceType)"))
-                    continue
-                kind = resource["resourceType"]
                 if kind not in READ:
                     continue
-                if kind == "Patient":
-                    patient = resource.get("id")
-                else:
-                    reference = (resource.get("subject") or {}).get("reference") or ""
-                    patient = reference.split("/", 1)[1] if reference.startswith("Patient/") else None
+                patient = _bulk_patient(resource, kind)
                 if not patient:
-                    problems.append(FhirError(where, f"{kind} without a patient ({'id' if kind == 'Patient' else 'subject.reference Patient/...'} is missing)"))
+                    problems.append(FhirError(where, f"{kind} without a patient ({'id' if kind == 'Patient' else 'subject.reference Patient/...'} is missing or not text)"))
                     continue
                 groups.setdefault(patient, []).append((where, resource))
+        except JsonFileError as exc:
+            problems.append(FhirError(exc.where, f"{exc.message}; {exc.fix}"))
+        if len(problems) > MAX_PROBLEMS:
+            break
     if problems:
         raise BulkError(problems)
     return groups
+
+
+def _bulk_patient(resource: dict, kind: str) -> str | None:
+    """The patient id a bulk-data resource belongs to (text only), or None."""
+    if kind == "Patient":
+        patient = resource.get("id")
+    else:
+        subject = resource.get("subject")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        patient = reference.split("/", 1)[1] if isinstance(reference, str) and reference.startswith("Patient/") else None
+    return patient if isinstance(patient, str) and patient.strip() else None
 
 
 class BulkError(ValueError):
@@ -187,7 +223,7 @@ def from_resources(resources, name: str) -> FhirImport:
     conditions: list[Condition] = []
     medications: list[Medication] = []
     for where, resource in resources:
-        kind = resource["resourceType"] if isinstance(resource, dict) else resource.get_resource_type()
+        kind = _resource_type(resource, where) if isinstance(resource, dict) else resource.get_resource_type()
         if kind not in READ:
             continue
         if isinstance(resource, dict):

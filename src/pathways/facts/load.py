@@ -3,20 +3,26 @@ Every problem names the file and the field."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from pathways.facts.fhir import BulkError, FhirError, from_resources, load_fhir, read_ndjson
+from pathways.facts.jsonread import JsonFileError, read_json
 from pathways.facts.model import PatientFacts
+from pathways.facts.problems import Partial, partial, place_key, schema_message
 
 
 class PatientFileError(ValueError):
-    def __init__(self, problems: list[str]):
+    """``schema``: (field, message) of a facts file's schema problems, and ``partial`` the facts
+    that did parse, so that a caller with a pathway can report the rest in the same round."""
+
+    def __init__(self, problems: list[str], schema: list[tuple[str, str]] | None = None, partial: Partial | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.schema = schema or []
+        self.partial = partial
 
 
 @dataclass
@@ -36,23 +42,16 @@ def _loc(loc: tuple) -> str:
 
 def load_facts_json(path: Path) -> PatientFile:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PatientFileError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise PatientFileError([f"{path}: not UTF-8 text"]) from None
-    except json.JSONDecodeError as exc:
-        raise PatientFileError([f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}"]) from None
+        data = read_json(path)  # within the size and depth limits of jsonread
+    except JsonFileError as exc:
+        raise PatientFileError([str(exc)]) from None
     if isinstance(data, dict) and "resourceType" in data:
         return load_fhir_file(path)
     try:
         return PatientFile(PatientFacts.model_validate(data), "facts")
     except ValidationError as exc:
-        raise PatientFileError(
-            [f"{path}: {_loc(e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors(include_url=False)]
-        ) from None
+        schema = sorted((schema_message(e) for e in exc.errors(include_url=False)), key=lambda item: place_key(item[0]))
+        raise PatientFileError([f"{path}: {at}: {message}" for at, message in schema], schema, partial(data, exc)) from None
 
 
 def load_fhir_file(path: Path) -> PatientFile:

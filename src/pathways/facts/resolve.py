@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathways.definition.model import Fact
+from pathways.errors import did_you_mean
 from pathways.facts.model import CodeRef, PatientFacts
 from pathways.facts.units import UnitError, to_canonical
 
@@ -101,7 +102,10 @@ def code_index(facts: dict[str, Fact]) -> dict[tuple[str, str], str]:
 
 def _lookup(facts: dict[str, Fact], index: dict, fact: str | None, codes: tuple[CodeRef, ...]) -> tuple[str | None, str]:
     if fact is not None:
-        return (fact, "") if fact in facts else (None, f"unknown fact '{fact}'")
+        if fact in facts:
+            return fact, ""
+        hint = did_you_mean(fact, facts)
+        return None, f"unknown fact '{fact}'" + (f" ({hint})" if hint else " (this pathway does not declare it)")
     for code in codes:
         name = index.get((system_name(code.system), code.code))
         if name is not None:

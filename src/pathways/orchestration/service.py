@@ -1,6 +1,10 @@
-"""What the commands and the Prefect flows do, without Prefect: enrol patients, advance
-enrollments, record human input. Each advance reads the state, runs the runtime core and
-writes the result in one transaction; a stale read is retried from the start."""
+"""What the commands and the Prefect flows do, without Prefect: the store's settings
+(``PATHWAYS_DATABASE_URL``, ``PATHWAYS_BATCH_SIZE``, ``PATHWAYS_WORKERS``, recorded when they
+change), patient identity (BSN as a keyed hash), permission checks, publishing pathway versions
+and keeping one runtime per version (``Runtimes``), and enrol patients, advance enrollments
+(one, or a batch: ``advance_many``), record human input and resolve escalations. Each advance
+reads the state, runs the runtime core and writes the result in one transaction; a stale read is
+retried from the start."""
 
 from __future__ import annotations
 
@@ -30,6 +34,18 @@ def database_url() -> str:
     return os.environ.get("PATHWAYS_DATABASE_URL") or DEFAULT_URL
 
 
+def check_database_url(url: str) -> None:
+    """A URL that SQLAlchemy cannot parse is a SettingError before anything runs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise SettingError(f"PATHWAYS_DATABASE_URL: '{url.split('@', 1)[-1]}' is not a database URL; "
+                           "write sqlite:///path/to/pathways.db or postgresql://user@host/database") from None
+
+
 _MIGRATED: set[str] = set()
 _CONFIGURED: set[tuple[str, str]] = set()
 
@@ -40,6 +56,7 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     ``migrated``: the caller knows it is), acting for ``actor`` (default: from the environment).
     A configuration that differs from the last one recorded is audited (``config.changed``)."""
     url = url or database_url()
+    check_database_url(url)
     worker_count()  # a bad setting stops here, before the database is touched (this one changes no outcome: not recorded)
     settings = configuration(url)
     if migrated:
@@ -69,9 +86,12 @@ def batch_size() -> int:
     """PATHWAYS_BATCH_SIZE: enrollments per batch (one Prefect task each), default 500."""
     value = os.environ.get("PATHWAYS_BATCH_SIZE", "500")
     try:
-        return max(1, int(value))
+        size = int(value)
     except ValueError:
         raise SettingError(f"PATHWAYS_BATCH_SIZE: '{value}' is not a whole number (enrollments per batch, default 500)") from None
+    if size < 1:
+        raise SettingError(f"PATHWAYS_BATCH_SIZE: {size} enrollments per batch would advance nobody; set a whole number of at least 1, or unset it for the default 500")
+    return size
 
 
 def worker_count() -> int:
@@ -365,6 +385,12 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
 
     try:
         return enroll_patient(store, runtimes, pathway, load_patient_file(path), f"file:{path.name}", clock, patient_id, from_stage)
+    except PatientFileError as exc:  # the parts that parsed are checked against the pathway too: one round
+        if not exc.schema:
+            raise
+        from pathways.facts.problems import every_problem
+
+        raise PatientFileError(every_problem(path, exc.schema, exc.partial, runtimes.get(pathway).loaded.facts, clock.today())) from None
     except UnusableValues as exc:
         raise PatientFileError([f"{path}: {problem}" for problem in exc.problems] + [exc.summary]) from None
 
@@ -382,6 +408,16 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
     eid = enrollment_id(runtime.loaded, facts.patient)
     with Session(store.engine) as session:
         exists = session.get(Enrollment, eid) is not None
+    other = [e for e, p, _ in store.enrollments_of(facts.patient) if p == runtime.spec.id and e != eid] if not exists else []
+    if other:  # one enrollment per patient and pathway: a migrated one keeps its id on its new version
+        state, _ = store.load(other[0])
+        if state.version_key == runtime.evaluator.plan.version_key:
+            eid, exists = other[0], True
+        else:
+            refuse_draft(store, runtime)
+            raise EnrolledInOtherVersion(f"{facts.patient} is enrolled in {runtime.spec.id} {state.version} already ({other[0]}); "
+                                         f"move it to {runtime.spec.version} with `pathways migrate preview {runtime.spec.id} "
+                                         f"--to {runtime.spec.version}` and `pathways migrate apply HASH`")
     authorize(store, "enrollment.write", f"enrol patients in {pathway}", eid)
     # a value the pathway cannot use would silently count as missing: refused, as `pathways evaluate` refuses it
     unusable = runtime.evaluator.timeline(facts, clock.today()).unusable()
@@ -398,6 +434,11 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
         state, events = runtime.enroll_from(state, from_stage)
     added, known = store.enroll(facts, state, source, identity_row(patient.identity), events)
     return Enrolled(eid, facts.patient, True, patient.notes, added, known)
+
+
+class EnrolledInOtherVersion(ValueError):
+    """Enrolling a patient in a pathway version while they run another version of it: one
+    enrollment per patient and pathway, moved between versions by `pathways migrate`."""
 
 
 class UnusableValues(ValueError):
@@ -490,7 +531,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     what it unblocks comes due, and an urgent value escalates now, not at the next run.
     ``today``: the real date, when the clock is set to the day the step was done (--at)."""
     from pathways.clock import FixedClock
-    from pathways.runtime.core import RecordError
+    from pathways.runtime.core import RecordError, StepNotOpen
 
     authorize(store, "input.record", f"record step {step}", enrollment)
     state, version = store.load(enrollment)
@@ -502,7 +543,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     runtime = runtimes.get_version(state.version_key, store)
     progress = state.steps.get(step)
     if progress is not None and progress.done_on and progress.status != "due" and runtime.steps[step].escalation is None:
-        raise RecordError([_recorded_already(store, enrollment, step, progress)])
+        raise StepNotOpen([_recorded_already(store, enrollment, step, progress)])
     facts = store.patient_facts(state.patient)
     new, events, observations = runtime.record(state, step, data, facts, clock, require_all)
     if observations:

@@ -11,63 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Union
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pathways.definition import expr as E
-from pathways.definition.loader import LoadedPathway, schema_problems
-from pathways.definition.yamlsource import read_yaml
-from pathways.errors import Problem, ProblemsFound
-from pathways.facts.model import Condition, Demographics, Event, Indications, Medication, Observation, PatientFacts
+from pathways.definition.loader import LoadedPathway
+from pathways.facts.model import Condition, Demographics, Event, Medication, Observation, PatientFacts
+from pathways.rules.casefile import LONG_AGO, Case, CaseFile, CasePatient, Expect, Scalar, Status, load_cases, read_cases  # noqa: F401 (the format, re-exported)
 from pathways.rules.evaluate import Evaluation, PathwayEvaluator
 from pathways.rules.plan import atom_of
 from pathways.rules.reference import AT_THRESHOLD
-
-Scalar = Union[bool, int, float, str]
-Status = Literal["due", "not_due", "gated", "escalated"]
-LONG_AGO = dt.date(2000, 1, 1)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CasePatient(_Strict):
-    birth_date: dt.date | None = None
-    sex: Literal["male", "female", "other", "unknown"] | None = None
-    deceased_date: dt.date | None = None
-    conditions: dict[str, dt.date | None] = {}  # fact -> onset (None: long ago)
-    ended_conditions: dict[str, tuple[dt.date, dt.date]] = {}  # fact -> (onset, abatement)
-    medications: list[str] = []
-    values: dict[str, Union[Scalar, tuple[Scalar, str]]] = {}  # observed on the case date
-    series: dict[str, list[tuple[dt.date, Scalar]]] = {}
-    events: dict[str, list[dt.date]] = {}
-    indications: Indications = Indications()
-
-
-class Expect(_Strict):
-    indicated: bool | None = None
-    steps: dict[str, Status] = {}
-    escalations: list[str] | None = None  # exactly these escalation steps, when given
-    eligibility: dict[str, bool | None] = {}
-    eligibility_reasons: dict[str, list[str]] = {}  # route -> texts that must appear among its reasons
-    facts: dict[str, Union[Scalar, None]] = {}
-    issues: list[str] = []  # texts of the input problems this case must produce (and no others)
-
-
-class Case(_Strict):
-    id: str
-    description: str
-    at: dt.date
-    patient: CasePatient
-    expect: Expect
-
-
-class CaseFile(_Strict):
-    pathway: str
-    cases: list[Case]
 
 
 def patient_facts(case: Case, loaded: LoadedPathway) -> PatientFacts:
@@ -113,16 +64,6 @@ class CheckReport:
     @property
     def failed(self) -> list[CaseResult]:
         return [r for r in self.results if r.failures]
-
-
-def load_cases(path: Path) -> CaseFile:
-    source, problems = read_yaml(path)
-    if source is None or problems:
-        raise ProblemsFound(problems)
-    try:
-        return CaseFile.model_validate(source.data)
-    except ValidationError as exc:
-        raise ProblemsFound(schema_problems(source, CaseFile, exc)) from None
 
 
 def compare(case: Case, result: Evaluation) -> list[str]:

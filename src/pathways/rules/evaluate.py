@@ -225,7 +225,7 @@ class PathwayEvaluator:
         """``evaluate`` for many patients, the rules in bulk: every patient's durable-rules
         decisions first, then their explanations and answers. The same results as one by one;
         a batch's evaluation loop then stays small enough for the processor's caches (a worker's
-        advance took 6-8 % less CPU here, docs/performance.md)."""
+        advance took 6-8 % less CPU here, bench/HISTORY.md, 2026-12-03)."""
         decided = []
         for patient in patients:
             timeline = self.timeline(patient, today)

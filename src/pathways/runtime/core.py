@@ -112,9 +112,17 @@ class Event:
 
 
 class RecordError(ValueError):
-    def __init__(self, problems: list[str]):
+    """``fields``: for each problem, the output it is about (None: the record as a whole), so a
+    form can show it next to its field."""
+
+    def __init__(self, problems: list[str], fields: list[str | None] | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.fields = fields if fields is not None else [None] * len(problems)
+
+
+class StepNotOpen(RecordError):
+    """The step cannot be recorded now: not due, or recorded already (by someone else, say)."""
 
 
 def enroll(loaded: LoadedPathway, enrollment: str, patient: str, on: dt.date, evaluator: PathwayEvaluator | None = None) -> EnrollmentState:
@@ -312,12 +320,12 @@ class Runtime:
         step = self.steps[step_id]
         progress = state.steps[step_id]
         if step.escalation is None and progress.status != "due":
-            raise RecordError([f"step '{step_id}' is not due (status {progress.status})"])
+            raise StepNotOpen([f"step '{step_id}' is not due (status {progress.status})"])
         if step.escalation is not None and step_id not in state.escalations:
-            raise RecordError([f"escalation '{step_id}' is not open"])
+            raise StepNotOpen([f"escalation '{step_id}' is not open"])
         problems, observations = self._outputs(step, data, at, require_all)
         if problems:
-            raise RecordError(problems)
+            raise RecordError([text for _, text in problems], [name for name, _ in problems])
         events = [Event("done", step_id, progress.due_on or at, _key(state, step_id, progress.due_on or at), at, (), {"outputs": sorted(data), "stage": step.stage})]
         steps = dict(state.steps)
         steps[step_id] = progress.model_copy(update={
@@ -381,12 +389,13 @@ class Runtime:
                                     {"stage": step.stage, "from_stage": stage}))
         return state.model_copy(update={"steps": steps}), events
 
-    def _outputs(self, step, data: dict[str, Any], at: dt.date, require_all: bool = True) -> tuple[list[str], list[Observation]]:
+    def _outputs(self, step, data: dict[str, Any], at: dt.date, require_all: bool = True) -> tuple[list[tuple[str, str]], list[Observation]]:
+        """(problems as (output, message), observations)."""
         declared = {o.fact: o for o in step.outputs}
         facts = self.evaluator.plan.facts
-        problems = [f"'{name}' is not an output of step '{step.id}' (outputs: {', '.join(declared) or 'none'})" for name in data if name not in declared]
+        problems = [(name, f"'{name}' is not an output of step '{step.id}' (outputs: {', '.join(declared) or 'none'})") for name in data if name not in declared]
         if require_all:
-            problems += [f"required output '{name}' of step '{step.id}' is missing" for name, o in declared.items() if o.required and name not in data]
+            problems += [(name, f"required output '{name}' of step '{step.id}' is missing") for name, o in declared.items() if o.required and name not in data]
         observations = []
         for name, value in data.items():
             if name not in declared:
@@ -398,7 +407,7 @@ class Runtime:
                 unit = facts[name].unit
             _, _, problem = check_value(facts[name], value, unit)
             if problem:
-                problems.append(f"{name}: {problem}")
+                problems.append((name, f"{name}: {problem}"))
             else:
                 observations.append(Observation(fact=name, value=value, unit=unit, at=at))
         return problems, observations

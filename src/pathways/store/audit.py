@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import orjson
 
-from sqlalchemy import Column, Integer, Text, insert, select, text, update
+from sqlalchemy import Column, Integer, Text, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
@@ -225,7 +225,7 @@ class Query:
     since: dt.date | None = None
     until: dt.date | None = None  # inclusive
     actor: str | None = None
-    action: str | None = None  # exact, or a prefix ending in '.' ("decision.")
+    action: str | None = None  # see action_matches: "escalation" or "step." (everything under it), "step.done"
     subject: str | None = None
 
 
@@ -237,7 +237,7 @@ def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str
             column = {"patient": AuditEntry.patient_id, "enrollment": AuditEntry.enrollment_id}.get(name) or getattr(AuditEntry, name)
             statement = statement.where(column == value)
     if query.action:
-        statement = statement.where(AuditEntry.action.startswith(query.action) if query.action.endswith(".") else AuditEntry.action == query.action)
+        statement = statement.where(action_matches(query.action))
     if query.since:
         statement = statement.where(AuditEntry.at >= query.since.isoformat())
     if query.until:
@@ -246,6 +246,48 @@ def entries(connection: Connection, query: Query = Query()) -> Iterator[dict[str
         entry = dict(row)
         entry["payload"] = json.loads(entry["payload"])
         yield entry
+
+
+def action_matches(typed: str):
+    """The actions an auditor means by ``typed``: a prefix ending in '.' (``step.``) matches every
+    action under it; a name matches itself and the actions under it (``escalation`` matches
+    ``escalation.opened`` and ``escalation.resolved``, ``step.done`` matches only itself)."""
+    if typed.endswith("."):
+        return AuditEntry.action.startswith(typed, autoescape=True)
+    return or_(AuditEntry.action == typed, AuditEntry.action.startswith(typed + ".", autoescape=True))
+
+
+def pathway_names(connection: Connection) -> list[str]:
+    """The pathways the trail names, sorted."""
+    found = connection.execute(select(AuditEntry.pathway).where(AuditEntry.pathway.is_not(None)).distinct()).scalars()
+    return sorted(set(found))
+
+
+def has_enrollment(connection: Connection, enrollment: str) -> bool:
+    return connection.execute(select(AuditEntry.seq).where(AuditEntry.enrollment_id == enrollment).limit(1)).scalar() is not None
+
+
+def enrollments_of(connection: Connection, patient: str) -> list[tuple[str, str | None]]:
+    """The (enrollment, pathway) pairs of a pseudonymous patient in the trail, first enrolled first."""
+    rows = connection.execute(select(AuditEntry.enrollment_id, AuditEntry.pathway)
+                              .where(AuditEntry.patient_id == patient, AuditEntry.action == "enrollment.created").order_by(AuditEntry.seq))
+    return [(enrollment, pathway) for enrollment, pathway in rows]
+
+
+DECISION_ACTIONS = ("step.", "escalation.", "goal.", "indication.")
+
+
+def find_decision(connection: Connection, decision: str) -> tuple[str, int | None, list[dict[str, Any]]]:
+    """A decision by key (ENROLLMENT:STEP:DATE:KIND) or by id: its key, id and decision entries
+    (empty when there is no such decision)."""
+    from pathways.store.models import Decision
+
+    key = decision
+    if decision.isdigit():
+        key = connection.execute(select(Decision.key).where(Decision.id == int(decision))).scalar() or decision
+    found = [e for e in entries(connection, Query(subject=key)) if e["action"].startswith(DECISION_ACTIONS)]
+    decision_id = connection.execute(select(Decision.id).where(Decision.key == key)).scalar()
+    return key, decision_id, found
 
 
 def last_payload(connection: Connection, action: str) -> dict[str, Any] | None:
@@ -275,6 +317,16 @@ def published_versions(connection: Connection, pathway: str) -> list[tuple[str, 
         .where(AuditEntry.action == "pathway.published", AuditEntry.pathway == pathway).order_by(AuditEntry.seq)
     )
     return [(version, key) for version, key in rows]
+
+
+def publications(connection: Connection, pathway: str | None = None) -> list[dict[str, Any]]:
+    """Who published which pathway version when (the trail's ``pathway.published`` entries, without
+    the files they keep), oldest first."""
+    statement = (select(AuditEntry.pathway, AuditEntry.pathway_version, AuditEntry.version_key, AuditEntry.actor, AuditEntry.role,
+                        AuditEntry.at).where(AuditEntry.action == "pathway.published").order_by(AuditEntry.seq))
+    if pathway is not None:
+        statement = statement.where(AuditEntry.pathway == pathway)
+    return [dict(row) for row in connection.execute(statement).mappings()]
 
 
 SQLITE_TRIGGERS = [

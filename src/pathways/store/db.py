@@ -24,6 +24,7 @@ from sqlmodel import Session
 from pathways.access import SERVICE, Actor
 from pathways.facts.model import Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
+from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_state, load_state
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
@@ -49,6 +50,10 @@ class UnknownEnrollment(StoreError):
     pass
 
 
+class UnreadableState(StoreError):
+    """A stored enrollment state this code cannot read (e.g. written by a newer pathways)."""
+
+
 class VersionTaken(StoreError):
     """Publishing a version number that is published already with other content."""
 
@@ -62,8 +67,13 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+        folder = Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"the store's folder {folder} (PATHWAYS_DATABASE_URL) cannot be created: {exc.strerror}; "
+                             "set PATHWAYS_DATABASE_URL to a place you can write") from None
+    engine = _create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _):  # wait for a lock instead of failing at once; keep foreign keys
@@ -90,6 +100,19 @@ def migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
 
     retrying(upgrade, what=f"the database {shown(engine.url)} (PATHWAYS_DATABASE_URL)")
+
+
+def _create_engine(url: str, **options) -> Engine:
+    """SQLAlchemy's engine; a URL it cannot use is a StoreError that says what to write."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        return create_engine(url, **options)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise StoreError(
+            f"PATHWAYS_DATABASE_URL: '{shown(url)}' is not a database URL this can use ({str(exc).splitlines()[0]}); "
+            "write sqlite:///path/to/pathways.db or postgresql://user@host/database"
+        ) from None
 
 
 def shown(url: str | URL) -> str:
@@ -283,6 +306,13 @@ class Store:
                 return audit.published_versions(connection, pathway)
         return retrying(read, what=self.where, sleep=self.sleep)
 
+    def publications(self, pathway: str | None = None) -> list[dict[str, Any]]:
+        """Who published which version when (pathway, pathway_version, version_key, actor, role, at), oldest first."""
+        def read() -> list[dict[str, Any]]:
+            with self.engine.connect() as connection:
+                return audit.publications(connection, pathway)
+        return retrying(read, what=self.where, sleep=self.sleep)
+
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was.
         A version number published before with other content is refused (VersionTaken)."""
@@ -299,13 +329,24 @@ class Store:
                 return True
         return retrying(write, what=self.where, sleep=self.sleep)
 
+    def _unknown(self, session: Session, which: str) -> str:
+        """'unknown enrollment X in store Y', saying when the store has no enrollment at all: a
+        command run from another folder opens (and creates) a new store there."""
+        empty = session.execute(select(Enrollment.id).limit(1)).first() is None
+        hint = " (empty: was it created here just now? set PATHWAYS_DATABASE_URL to the store you meant)" if empty else ""
+        url = self.engine.url
+        where = shown(url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_absolute():
+            where += f" (that is {Path(url.database).resolve()})"
+        return f"unknown enrollment {which} in store {where}{hint}"
+
     def load(self, enrollment: str) -> tuple[EnrollmentState, int]:
         def read() -> tuple[EnrollmentState, int]:
             with Session(self.engine) as session:
                 row = session.get(Enrollment, enrollment)
                 if row is None:
-                    raise UnknownEnrollment(f"unknown enrollment '{enrollment}'")
-                return EnrollmentState.model_validate_json(row.state), row.state_version
+                    raise UnknownEnrollment(self._unknown(session, f"'{enrollment}'"))
+                return _loaded(enrollment, row.state), row.state_version
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
@@ -315,12 +356,27 @@ class Store:
                 for chunk in _chunks(enrollments):
                     rows = session.execute(select(Enrollment.id, Enrollment.state, Enrollment.state_version).where(Enrollment.id.in_(chunk)))
                     for eid, state, version in rows:
-                        found[eid] = (EnrollmentState.model_validate_json(state), version)
+                        found[eid] = (_loaded(eid, state), version)
             missing = [e for e in enrollments if e not in found]
             if missing:
-                raise UnknownEnrollment(f"unknown enrollment '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+                with Session(self.engine) as session:
+                    raise UnknownEnrollment(self._unknown(session, f"'{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")))
             return found
         return retrying(read, what=self.where, sleep=self.sleep)
+
+    def check_readable(self, enrollments: list[str]) -> None:
+        """Raise UnreadableState for the first of these enrollments whose state has a format this
+        code does not write (a newer one), before a run starts rather than half way through it.
+        Only the states that start otherwise than the current format are read in full."""
+        def read() -> None:
+            with Session(self.engine) as session:
+                for chunk in _chunks(enrollments):
+                    rows = session.execute(select(Enrollment.id, Enrollment.state).where(
+                        Enrollment.id.in_(chunk), Enrollment.state.startswith('{"format":', autoescape=True),
+                        ~Enrollment.state.startswith(CURRENT_PREFIX, autoescape=True)).order_by(Enrollment.id))
+                    for eid, state in rows:
+                        _loaded(eid, state)
+        retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
@@ -541,10 +597,15 @@ def _goal_rows(states: list[EnrollmentState]) -> list[dict[str, Any]]:
 
 
 def state_json(state: EnrollmentState) -> str:
-    """An enrollment's state as stored: what differs from the model's defaults (an untouched
-    step is ``{}``). It reloads to the same state, in about two thirds of the time of the full
-    text, and is read and rewritten on every advance."""
-    return state.model_dump_json(exclude_defaults=True)
+    """An enrollment's state as stored (runtime/stateformat.py: the format, every field)."""
+    return dump_state(state)
+
+
+def _loaded(enrollment: str, text: str) -> EnrollmentState:
+    try:
+        return load_state(text)
+    except StateFormatError as e:
+        raise UnreadableState(f"enrollment '{enrollment}': {e}") from None
 
 
 def _chunks(items: list, size: int = 500) -> list[list]:
@@ -576,7 +637,7 @@ def open_readonly(url: str) -> Engine:
             raise StoreError(f"{path} is empty: not a pathways store")
         engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = _create_engine(url, pool_pre_ping=True)
 
     def tables_of() -> set[str]:
         with engine.connect() as connection:

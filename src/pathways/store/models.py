@@ -12,6 +12,12 @@
 - decision: every decision with its idempotency key (unique): outcome, reasons (explanation),
   the facts it read, pathway version and content hash, decision date.
 - goal: SMART goal progress per enrollment.
+- care_plan, care_plan_decision: the personal plan per patient across pathways and its bundling and
+  conflict decisions (each decision stored and audited once).
+- user_account: who may log in to the web application, in which role, with a password hash.
+- migration_preview, migration_item: a preview of moving enrollments to another version, one
+  item per enrollment (store/previews.py).
+The audit trail's tables (audit_entry, audit_head) are in store/audit.py.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -65,7 +71,8 @@ class Enrollment(SQLModel, table=True):
 
 class StepRun(SQLModel, table=True):
     __tablename__ = "step_run"
-    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),)
+    __table_args__ = (UniqueConstraint("run_key", name="uq_step_run_key"),
+                      Index("ix_step_run_status_due_on", "status", "due_on"))  # the worklist: due runs by due date
     id: Optional[int] = Field(default=None, primary_key=True)
     run_key: str = Field(max_length=256)
     enrollment_id: str = Field(foreign_key="enrollment.id", index=True, max_length=128)
@@ -101,3 +108,71 @@ class Goal(SQLModel, table=True):
     baseline: Optional[float] = None
     latest: Optional[float] = None
     status: str = Field(max_length=16)
+
+
+class CarePlan(SQLModel, table=True):
+    """The patient's one personal plan across their pathways (runtime/plan.py), per plan date:
+    the latest made for that date, with its digest (the same plan made again changes nothing)."""
+
+    __tablename__ = "care_plan"
+    patient_id: str = Field(foreign_key="patient.id", primary_key=True, max_length=128)
+    plan_on: dt.date = Field(primary_key=True)
+    window_days: int
+    digest: str = Field(max_length=64)
+    plan: str = Field(sa_column=Column(Text, nullable=False))  # the plan as JSON (`pathways plan --json`)
+    updated_at: dt.datetime
+
+
+class CarePlanDecision(SQLModel, table=True):
+    """A bundling or conflict decision of a personal plan, once per key (audited once)."""
+
+    __tablename__ = "care_plan_decision"
+    key: str = Field(primary_key=True, max_length=300)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
+    kind: str = Field(max_length=16)  # bundle | conflict
+    plan_on: dt.date
+    detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: steps, rule, window, reasons
+
+
+class UserAccount(SQLModel, table=True):
+    """A person who logs in to the web application: a role of pathways.access, and a password
+    hash (argon2, made above the store: the store keeps the hash, never a password)."""
+
+    __tablename__ = "user_account"
+    name: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    created_at: dt.datetime
+    disabled: bool = False
+
+
+class MigrationPreview(SQLModel, table=True):
+    """A migration preview (`pathways migrate preview`): what moving a pathway's enrollments to
+    another version would change, keyed by a hash over everything it read (store/previews.py)."""
+
+    __tablename__ = "migration_preview"
+    hash: str = Field(primary_key=True, max_length=64)
+    pathway: str = Field(max_length=64)
+    to_key: str = Field(max_length=128)
+    at: dt.date
+    status: str = Field(max_length=16)  # previewed | applied | reverted
+    created_at: str = Field(max_length=40)  # ISO time, as the audit trail writes it
+    summary: str = Field(sa_column=Column(Text, nullable=False))  # JSON: counts, from versions
+
+
+class MigrationItem(SQLModel, table=True):
+    """One enrollment of a preview: what was read (to see at apply whether it changed), what would
+    change, and once applied, the state it had before (for revert)."""
+
+    __tablename__ = "migration_item"
+    preview_hash: str = Field(foreign_key="migration_preview.hash", primary_key=True, max_length=64)
+    enrollment_id: str = Field(foreign_key="enrollment.id", primary_key=True, max_length=128)
+    from_key: str = Field(max_length=128)
+    state_version: int
+    as_of: dt.date
+    facts_digest: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)  # unchanged | changed | blocked
+    changes: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    blocked: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    old_state: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    applied_version: Optional[int] = None  # the state version the migration wrote

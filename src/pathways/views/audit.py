@@ -71,6 +71,11 @@ class PathwayVersion:
     steps: dict[str, dict[str, Any]]
     facts: dict[str, dict[str, Any]]
     files: dict[str, dict[str, Any]]
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indication: dict[str, Any] = field(default_factory=dict)
+    defined_in: dict[str, str] = field(default_factory=dict)  # "rule:NAME", "parameter:NAME", "step:ID" -> file
 
 
 class Catalog:
@@ -134,16 +139,28 @@ def _parse_version(entry: dict[str, Any]) -> PathwayVersion:
     steps: dict[str, dict] = {}
     facts: dict[str, dict] = {}
     title = {"nl": entry["pathway"], "en": entry["pathway"]}
+    rules: dict[str, dict] = {}
+    parameters: dict[str, dict] = {}
+    sources: dict[str, dict] = {}
+    indication: dict[str, Any] = {}
+    defined_in: dict[str, str] = {}
     for info in files.values():
         if info["kind"] == "template":
             continue
         data = yaml.safe_load(info["text"]) or {}
         facts.update(data.get("facts") or {})
+        for kind, found in (("rule", data.get("rules") or {}), ("parameter", data.get("parameters") or {})):
+            (rules if kind == "rule" else parameters).update(found)
+            defined_in.update({f"{kind}:{name}": info["file"] for name in found})
+        sources.update({s["id"]: s for s in data.get("sources") or [] if isinstance(s, dict) and "id" in s})
         if info["kind"] == "pathway":
             title = data.get("title") or title
+            indication = data.get("indication") or {}
             for step in data.get("steps") or []:
                 steps[step["id"]] = step
-    return PathwayVersion(entry["version_key"], entry["pathway"], entry["pathway_version"], title, steps, facts, files)
+                defined_in[f"step:{step['id']}"] = info["file"]
+    return PathwayVersion(entry["version_key"], entry["pathway"], entry["pathway_version"], title, steps, facts, files,
+                          rules, parameters, sources, indication, defined_in)
 
 
 # -- timelines -----------------------------------------------------------------------------
@@ -170,7 +187,11 @@ WORDS = {
         "done_before": "{title} al gedaan voor de inschrijving",
         "deduplicated": "{total} dubbel opgeslagen gegevens verwijderd (een gegeven hoort bij de patiënt)",
         "published": "pathway {pathway} {version} gepubliceerd ({key})",
+        "migrated": "overgezet van {old} naar {new} (voorvertoning {preview})",
+        "reverted": "teruggezet van {old} naar {new} (voorvertoning {preview})",
         "config": "configuratie gewijzigd: {changed}",
+        "rendered": "document {document} gemaakt ({format}, {lang}){identifying}",
+        "identifying": ", met identificerende gegevens",
         "denied": "toegang geweigerd aan {actor} ({role}): {attempted}",
         "declined": "{title}: niet akkoord van {by}; blijft open",
         "signed": " (akkoord van {by})",
@@ -198,8 +219,12 @@ WORDS = {
         "resolved": "{title} closed without doing it: {reasons}",
         "done_before": "{title} done before the enrollment",
         "deduplicated": "{total} facts stored twice removed (a fact belongs to the patient)",
+        "migrated": "moved from {old} to {new} (preview {preview})",
+        "reverted": "moved back from {old} to {new} (preview {preview})",
         "published": "pathway {pathway} {version} published ({key})",
         "config": "configuration changed: {changed}",
+        "rendered": "document {document} rendered ({format}, {lang}){identifying}",
+        "identifying": ", with identifying data",
         "denied": "access denied to {actor} ({role}): {attempted}",
         "declined": "{title}: not agreed by {by}; stays open",
         "signed": " (agreed by {by})",
@@ -241,7 +266,7 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     step = catalog.step(entry["version_key"], step_id)
     title_field = step.get("title") or {}
     title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
-    reasons = _findings(entry, catalog, lang)
+    reasons = findings(entry, catalog, lang)
     severity, shown_action = payload.get("severity"), payload.get("action")
     values = {
         "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
@@ -271,6 +296,12 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
     if action == "pathway.published":
         return words["published"].format(**values)
+    if action in ("enrollment.migrated", "enrollment.migration_reverted"):
+        word = "migrated" if action == "enrollment.migrated" else "reverted"
+        return words[word].format(old=payload.get("from"), new=payload.get("to"), preview=str(payload.get("preview"))[:12])
+    if action == "document.rendered":
+        return words["rendered"].format(document=payload.get("document"), format=payload.get("format"), lang=payload.get("lang"),
+                                        identifying=words["identifying"] if payload.get("identifying") else "")
     if action == "config.changed":
         return words["config"].format(changed=", ".join(payload.get("changed", [])))
     if action == "access.denied":
@@ -278,7 +309,7 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     return words["other"].format(action=action)
 
 
-def _findings(entry: dict[str, Any], catalog: Catalog, lang: str) -> list[str]:
+def findings(entry: dict[str, Any], catalog: Catalog, lang: str) -> list[str]:
     """What a decision rested on, in clinical sentences (only the branch of a rule that applied);
     the raw explanation lines where the version is not in the trail. `audit show` keeps the raw lines."""
     payload, action = entry["payload"], entry["action"]
@@ -315,6 +346,25 @@ def timeline(entries: Iterable[dict[str, Any]], catalog: Catalog, lang: str = "n
     return sorted(rows, key=lambda row: (row[0], row[2]["seq"]))
 
 
+# -- the log as CSV ----------------------------------------------------------------------------
+
+LOG_FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
+              "version_key", "subject", "payload", "prev_hash", "hash")
+
+
+def write_csv(stream, rows: Iterable[dict[str, Any]], fields: Iterable[str] = LOG_FIELDS) -> None:
+    """Audit entries as CSV: one row each, payloads as compact JSON with sorted keys."""
+    import csv
+    import json
+
+    fields = list(fields)
+    writer = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(row.get(k), ensure_ascii=False, sort_keys=True) if isinstance(row.get(k), (dict, list)) else row.get(k)
+                         for k in fields})
+
+
 # -- quality indicators --------------------------------------------------------------------
 
 @dataclass
@@ -327,6 +377,8 @@ class Indicators:
     referral_to_specialist: dict[str, Any] = field(default_factory=dict)
     goals: dict[str, Any] = field(default_factory=dict)
     proms: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # the enrollments behind each number, for drill-down: "reviews.on_time" -> [{"enrollment", "decision", "on"}]
+    behind: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -387,12 +439,16 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         window_end = due + dt.timedelta(days=grace_days)
         if finished is not None and finished <= window_end:
             on_time += 1
+            outcome = "on_time"
         elif finished is None and window_end >= today:
             pending += 1
+            outcome = "pending"
         else:
             late += 1
+            outcome = "late_or_missed"
             late_list.append({"enrollment": e["enrollment_id"], "step": p["step"], "due_on": p["due_on"],
                               "done_on": finished.isoformat() if finished else None})
+        result.behind[f"reviews.{outcome}"].append({"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["due_on"]})
     result.reviews = {"due": on_time + late + pending, "on_time": on_time, "late_or_missed": late, "pending": pending,
                       "percent_on_time": _pct(on_time, on_time + late), "late": late_list[:50]}
 
@@ -406,13 +462,16 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         if opened not in period:
             continue
         acted = [d for d in done.get((e["enrollment_id"], p["step"]), []) if d >= opened]
+        item = {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["decided_on"]}
         if acted:
             days.append((min(acted) - opened).days)
         else:
             open_count += 1
+        result.behind["escalations.acted" if acted else "escalations.open"].append(item)
         if p.get("action") in REFERRAL_ACTIONS:
             records = [r for r in recorded.get((e["enrollment_id"], p["step"]), []) if r["on"] >= opened]
             contact = next((r for r in records if r["values"].get("specialist_contact_date")), None)
+            result.behind["referrals.with_contact" if contact else "referrals.without_contact"].append(item)
             if contact is None:
                 referral_missing += 1
                 continue
@@ -430,6 +489,8 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
             deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
             if deadline in period:
                 met += e["action"] == "goal.met"
+                result.behind[f"goals.{e['action'].split('.', 1)[1]}"].append(
+                    {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": deadline.isoformat()})
                 missed += e["action"] == "goal.missed"
                 unmeasured += e["action"] == "goal.not_measured"
     result.goals = {"judged": met + missed, "met": met, "missed": missed, "not_measured": unmeasured, "percent_met": _pct(met, met + missed)}
@@ -446,6 +507,8 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
                 if declared.get("prom") and isinstance(value if not isinstance(value, dict) else value.get("value"), (int, float)):
                     number = value.get("value") if isinstance(value, dict) else value
                     proms[fact][item["on"].strftime("%Y-%m")].append(float(number))
+                    result.behind[f"prom.{fact}.{item['on'].strftime('%Y-%m')}"].append(
+                        {"enrollment": enrollment, "decision": None, "on": item["on"].isoformat()})
     result.proms = {fact: [{"month": month, "n": len(v), "median": statistics.median(v), "values": v} for month, v in sorted(months.items())]
                     for fact, months in sorted(proms.items())}
     return result

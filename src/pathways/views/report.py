@@ -19,8 +19,17 @@ def _svg(figure) -> str:
     return text[text.index("<svg"):]
 
 
-def plots(ind: Indicators) -> dict[str, str]:
-    """Inline SVG plots of the indicators (none for an empty series)."""
+def _png(figure) -> str:
+    import base64
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", dpi=90)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def plots(ind: Indicators, image: str = "svg") -> dict[str, str]:
+    """Plots of the indicators (none for an empty series): inline SVG, or with ``image="png"`` PNG
+    data addresses for an ``<img>`` (the web's pages allow no inline style, which SVG text uses)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,6 +37,7 @@ def plots(ind: Indicators) -> dict[str, str]:
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, and readable in a browser
     found: dict[str, str] = {}
+    write = _png if image == "png" else _svg
     shares = [("reviews on time", ind.reviews.get("percent_on_time")), ("goals met", ind.goals.get("percent_met"))]
     shares = [(k, v) for k, v in shares if v is not None]
     if shares:
@@ -37,7 +47,7 @@ def plots(ind: Indicators) -> dict[str, str]:
         ax.set_xlabel("%")
         for i, (_, v) in enumerate(shares):
             ax.text(min(v + 1, 90), i, f"{v:.0f}%", va="center")
-        found["shares"] = _svg(fig)
+        found["shares"] = write(fig)
         plt.close(fig)
     days = ind.escalation_to_action.get("days") or []
     referral = ind.referral_to_specialist.get("days") or []
@@ -47,7 +57,7 @@ def plots(ind: Indicators) -> dict[str, str]:
         ax.boxplot([s[0] for s in series], vert=False)
         ax.set_yticks(range(1, len(series) + 1), [s[1] for s in series])
         ax.set_xlabel("days")
-        found["days"] = _svg(fig)
+        found["days"] = write(fig)
         plt.close(fig)
     for fact, months in ind.proms.items():
         fig, ax = plt.subplots(figsize=(5, 2.2))
@@ -58,7 +68,7 @@ def plots(ind: Indicators) -> dict[str, str]:
         ax.set_xticks(range(len(months)), labels)
         ax.set_title(f"PROM {fact}")
         ax.legend(loc="best")
-        found[f"prom:{fact}"] = _svg(fig)
+        found[f"prom:{fact}"] = write(fig)
         plt.close(fig)
     return found
 

@@ -1,0 +1,61 @@
+"""The personal plan of one patient across their pathways (issue 28), without Prefect: read the
+patient's enrollments and facts from the store, run each enrollment's pinned version (as
+published), project each enrollment to the plan's date in memory (the
+stored enrollments change only by `pathways advance`), evaluate the cross-pathway interaction rules, build the plan (runtime/plan.py) and
+keep it in the store with its decisions audited once (store/plans.py). Prefect flow runs stay per
+pathway version; the plan lives in the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pathways.clock import FixedClock
+from pathways.definition.interactions import Interaction, interactions_file, read_interactions
+from pathways.definition.loader import pathway_roots
+from pathways.errors import ProblemsFound
+from pathways.orchestration.service import Runtimes, authorize
+from pathways.runtime.interactions import conflicts
+from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window
+from pathways.store.db import Store
+from pathways.store.plans import Stored, store_plan
+
+
+def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
+    """The interaction library of ``folder``, else of the first pathway root that has one
+    (PATHWAYS_PATH, ./pathways, the shipped pathways); none: no rules."""
+    folders = [folder] if folder is not None else pathway_roots()
+    for root in folders:
+        file = interactions_file(root)
+        if file is None:
+            continue
+        doc, problems = read_interactions(file)
+        if problems:
+            raise ProblemsFound(problems)
+        return doc.library.interactions
+    return ()
+
+
+def make_plan(store: Store, runtimes: Runtimes, patient: str, at: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
+              rules: tuple[Interaction, ...] | None = None) -> tuple[PersonalPlan, Stored]:
+    """The patient's plan at ``at``, stored; PlanError for an unknown patient or one in no pathway."""
+    check_window(window_days)  # contradictory parameters stop here, before anything is read or stored
+    authorize(store, "input.record", f"make the care plan of {patient}", patient)
+    if not store.has_patient(patient):
+        raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
+    ids = [eid for eid, _, _ in store.enrollments_of(patient)]
+    if not ids:
+        raise PlanError([f"patient '{patient}' is in no pathway: enrol them first (`pathways enroll {patient} --pathway NAME`)"])
+    states = store.load_many(ids)
+    facts = store.patient_facts(patient)
+    enrolled, evaluators = [], {}
+    for eid in ids:
+        state = states[eid][0]
+        runtime = runtimes.get_version(state.version_key, store)  # the version it runs, as published
+        # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
+        state, _, _ = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
+        enrolled.append(Enrolled(state, runtime.loaded))
+        evaluators.setdefault(state.pathway, runtime.evaluator)
+    found = conflicts(interaction_rules() if rules is None else rules, evaluators, facts, at)
+    plan = build_plan(patient, enrolled, at, window_days, found)
+    return plan, store_plan(store, plan)

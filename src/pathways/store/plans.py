@@ -1,0 +1,77 @@
+"""Personal care plans in the store: the plan per patient and date, and its bundling and conflict
+decisions, each stored and audited once (by key), in one transaction with the plan.
+
+Keys: a bundle is the patient, the appointment's date and discipline and the step occurrences it
+joins; a conflict is the patient, the rule, its source steps and the facts it read (the same
+conflict on the same values is one decision, whatever day the plan is made again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from pathways.runtime.plan import PersonalPlan
+from pathways.store.audit import Record, dumps
+from pathways.store.db import Store, retrying
+from pathways.store.models import CarePlan, CarePlanDecision
+
+
+@dataclass
+class Stored:
+    plan_changed: bool  # a new plan, or different from the one stored for that date
+    decisions_added: int  # bundling and conflict decisions new to the store (each audited)
+
+
+def decisions_of(plan: PersonalPlan) -> list[tuple[str, str, dict]]:
+    """(key, kind, detail) of every decision in the plan: each appointment that bundles two
+    or more steps, and each conflict."""
+    found = []
+    for appointment in plan.appointments:
+        if len(appointment.steps) > 1:
+            found.append((f"{plan.patient}:bundle:{appointment.key}", "bundle", appointment.decision))
+    for conflict in plan.conflicts:
+        facts = hashlib.sha256(json.dumps(conflict.facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        found.append((f"{plan.patient}:conflict:{conflict.key}:{facts}", "conflict", conflict.to_json()))
+    return found
+
+
+def store_plan(store: Store, plan: PersonalPlan) -> Stored:
+    """Keep the plan for its date and audit what is new in it; the same plan again: nothing."""
+    digest = plan.digest
+    decisions = decisions_of(plan)
+
+    def write() -> Stored:
+        with store.transaction() as session:
+            kept = session.get(CarePlan, (plan.patient, plan.at))
+            changed = kept is None or kept.digest != digest
+            records = []
+            if changed:
+                session.merge(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
+                                       plan=dumps(plan.to_json()), updated_at=store.now()))
+                records.append(Record("plan.made", plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
+                    "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
+                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts)}))
+            known = set(session.execute(select(CarePlanDecision.key).where(CarePlanDecision.patient_id == plan.patient)).scalars())
+            added = 0
+            for key, kind, detail in decisions:
+                if key in known:
+                    continue
+                session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
+                records.append(Record(f"plan.{kind}", plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
+                added += 1
+            if records:
+                store.audit(session, records)
+            return Stored(changed, added)
+    return retrying(write, what=store.where)
+
+
+def stored_plan(store: Store, patient: str, on: dt.date) -> dict | None:
+    with Session(store.engine) as session:
+        kept = session.get(CarePlan, (patient, on))
+        return None if kept is None else json.loads(kept.plan)

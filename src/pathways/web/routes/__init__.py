@@ -1,0 +1,1 @@
+"""One router per audience: ``auth`` (everyone), ``care`` (care teams and schedulers)."""

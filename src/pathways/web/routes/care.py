@@ -1,0 +1,94 @@
+"""The care team's pages: the worklist, an enrollment, and recording a step with its form."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+
+from pathways.orchestration import care
+from pathways.orchestration.service import authorize
+from pathways.runtime.core import RecordError, StepNotOpen
+from pathways.store.db import StaleState, Store
+from pathways.web.deps import store_of
+from pathways.web.pages import render
+
+router = APIRouter()
+
+
+def _day(text: str | None, name: str, problems: list[str]) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{name}: '{text}' is not a date (YYYY-MM-DD)")
+        return None
+
+
+@router.get("/worklist")
+def worklist(request: Request, discipline: str = "", pathway: str = "", since: str = "", until: str = "", page: str = "1",
+             store: Store = Depends(store_of)):
+    problems: list[str] = []
+    start, end = _day(since, "from", problems), _day(until, "until", problems)
+    number = int(page) if page.isdigit() else 1
+    settings = request.app.state.settings
+    listed = care.worklist(store, request.app.state.runtimes, settings.clock.today(), discipline=discipline or None,
+                           pathway=pathway or None, since=start, until=end, page=number, size=settings.page_size)
+    filters = {"discipline": discipline, "pathway": pathway, "since": since, "until": until}
+    partial = request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "results"
+    return render(request, "worklist_results.html" if partial else "worklist.html", status=400 if problems else 200,
+                  worklist=listed, filters=filters, problems=problems, today=settings.clock.today())
+
+
+@router.get("/enrollments/{enrollment}")
+def enrollment(request: Request, enrollment: str, recorded: str = "", store: Store = Depends(store_of)):
+    view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
+    return render(request, "enrollment.html", view=view, recorded=recorded)
+
+
+def _form_context(request: Request, store: Store, enrollment: str, step: str):
+    view = care.enrollment_view(store, request.app.state.runtimes, enrollment, page="record")
+    found = next((s for s in view.steps if s.id == step), None)
+    if found is None:
+        return view, None, None
+    state_key = store.load(enrollment)[0].version_key
+    return view, found, care.step_fields(store, request.app.state.runtimes, state_key, step)
+
+
+@router.get("/enrollments/{enrollment}/steps/{step}/record")
+def record_form(request: Request, enrollment: str, step: str, store: Store = Depends(store_of)):
+    authorize(store, "input.record", f"record step {step}", enrollment)
+    view, found, fields = _form_context(request, store, enrollment, step)
+    if found is None:
+        return render(request, "error.html", status=404, title="Not found", message=f"{view.pathway} {view.version} has no step '{step}'")
+    if not found.recordable:
+        return render(request, "error.html", status=409, title="Nothing to record",
+                      message=f"step '{step}' is not due (status {found.status}): see the enrollment page")
+    return render(request, "record.html", view=view, step=found, fields=fields, values={}, errors={}, general=[])
+
+
+@router.post("/enrollments/{enrollment}/steps/{step}/record")
+async def record(request: Request, enrollment: str, step: str, store: Store = Depends(store_of)):
+    authorize(store, "input.record", f"record step {step}", enrollment)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    view, found, fields = _form_context(request, store, enrollment, step)
+    if found is None:
+        return render(request, "error.html", status=404, title="Not found", message=f"{view.pathway} {view.version} has no step '{step}'")
+    data = care.form_values(fields, form)
+    try:
+        care.record(store, request.app.state.runtimes, enrollment, step, data, request.app.state.settings.clock)
+    except StepNotOpen as exc:  # recorded by someone else since the form was opened, or not due
+        return render(request, "error.html", status=409, title="Conflict: nothing was stored", message="; ".join(exc.problems))
+    except StaleState:
+        return render(request, "error.html", status=409, title="Conflict: nothing was stored",
+                      message=f"{enrollment} changed while this was being saved (someone else recorded or advanced it): open it again")
+    except RecordError as exc:
+        declared = {f.name for f in fields}
+        errors: dict[str, list[str]] = {}
+        general = []
+        for problem, name in zip(exc.problems, exc.fields):
+            (errors.setdefault(name, []) if name in declared else general).append(problem)
+        return render(request, "record.html", status=422, view=view, step=found, fields=fields, values=form, errors=errors, general=general)
+    return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}", status_code=303)

@@ -1,0 +1,56 @@
+"""The web application's settings, one typed object; ``from_environment`` reads them the way the
+command line does (PATHWAYS_DATABASE_URL, PATHWAYS_TODAY) plus the web's own:
+
+- PATHWAYS_WEB_SECRET: the key that signs session cookies; else the file PATHWAYS_WEB_SECRET_FILE
+  (default .pathways/web.key, created with 32 random bytes, readable by its owner only).
+- PATHWAYS_WEB_SECURE_COOKIES=1: cookies only over HTTPS (set it behind a TLS proxy).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathways.clock import Clock, SystemClock, clock_from_environment
+from pathways.errors import SettingError
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    database_url: str
+    secret_key: str
+    clock: Clock = field(default_factory=SystemClock)
+    session_lifetime: dt.timedelta = dt.timedelta(hours=8)  # a working day; then log in again
+    secure_cookies: bool = False
+    login_failures: int = 5  # failed log-ins per account and client ...
+    login_window: dt.timedelta = dt.timedelta(minutes=15)  # ... within this long: further attempts refused
+    page_size: int = 25
+
+
+def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
+    from pathways.orchestration.service import database_url
+
+    environ = dict(os.environ if environ is None else environ)
+    secure = environ.get("PATHWAYS_WEB_SECURE_COOKIES", "0")
+    if secure not in ("0", "1"):
+        raise SettingError(f"PATHWAYS_WEB_SECURE_COOKIES: '{secure}' is not 1 (cookies over HTTPS only) or 0")
+    return WebSettings(database_url=environ.get("PATHWAYS_DATABASE_URL") or database_url(), secret_key=_secret(environ),
+                       clock=clock_from_environment(environ), secure_cookies=secure == "1")
+
+
+def _secret(environ: dict[str, str]) -> str:
+    value = environ.get("PATHWAYS_WEB_SECRET")
+    if value:
+        if len(value) < 32:
+            raise SettingError("PATHWAYS_WEB_SECRET: give at least 32 characters (e.g. the output of `openssl rand -hex 32`)")
+        return value
+    path = Path(environ.get("PATHWAYS_WEB_SECRET_FILE", ".pathways/web.key"))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
