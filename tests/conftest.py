@@ -17,9 +17,35 @@ SHARED = ROOT.parent / "shared"
 SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")  # a PostgreSQL server; CI always sets it
 
 
+# The commands that run in a new interpreter, as the console script does: those that start
+# Prefect (its embedded server, flow runs, a worker) or serve (`web`), where the process
+# boundary is the point.
+# Every other command runs in this process (``pathways.cli.main``, as the console script calls
+# it), about a hundred times faster. Keys: the command's words (``facts add``: both).
+IN_A_NEW_PROCESS = frozenset({"advance", "run", "signoff", "resume", "facts add", "serve", "deploy", "worker", "web"})
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `pathways` command: what it printed on stdout and stderr and its exit status,
+    as a process started with these arguments, working folder and environment would give them."""
+    environment = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+    words = [a for a in args[:2] if not a.startswith("-")]
+    if words[:1] and (words[0] in IN_A_NEW_PROCESS or " ".join(words) in IN_A_NEW_PROCESS):
+        return run_cli_process(*args, cwd=cwd, env=environment)
+    from cli_inprocess import READ_ONLY, run_in_this_process
+
+    done = run_in_this_process(list(args), cwd or ROOT, environment)
+    if os.environ.get("PATHWAYS_TEST_COMPARE") == "1" and words and (" ".join(words) in READ_ONLY or words[0] in READ_ONLY):
+        process = run_cli_process(*args, cwd=cwd, env=environment)  # a check of the in-process run itself
+        _STARTED.pop()  # (not the test's own doing)
+        assert (done.returncode, done.stdout, done.stderr) == (process.returncode, process.stdout, process.stderr), args
+    return done
+
+
+def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `pathways` command in a fresh interpreter."""
     environment = {**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+    _STARTED.append(f"`pathways {' '.join(args)}` in a new process")
     return subprocess.run(
         [sys.executable, "-m", "pathways.cli", *args],
         cwd=cwd or ROOT,
@@ -28,6 +54,33 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
         text=True,
         timeout=120,
     )
+
+
+# -- the `slow` marker: tests that start Prefect (a command in a new process) or a browser -----
+# `pytest -m "not slow"` is the quick loop. Marked in the test files (`@pytest.mark.slow`), and
+# here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect.
+SLOW_FIXTURES = frozenset({"trail"})  # tests/test_audit_cli.py: a cohort run with `pathways run`
+_STARTED: list[str] = []  # what the test in hand started that makes it slow
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("browser") or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that is not marked slow and starts a command in a new process or Chromium fails,
+    saying so: the marker stays true."""
+    outcome = yield
+    report = outcome.get_result()
+    started, _STARTED[:] = list(_STARTED), []
+    if started and report.passed and not item.get_closest_marker("slow"):
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} started {', '.join(dict.fromkeys(started))} but is not marked slow: "
+                           "add @pytest.mark.slow (or run the command in this process, see IN_A_NEW_PROCESS)")
 
 
 @pytest.fixture
@@ -59,6 +112,7 @@ def pdftotext() -> str:
 
 def dump_dom(chromium: str, page: Path, profile: Path, wait_ms: int = 30000) -> subprocess.CompletedProcess:
     """Open a page in headless Chromium with every network request failing; the rendered DOM on stdout."""
+    _STARTED.append("Chromium")
     return subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
@@ -109,3 +163,94 @@ def engine(request, tmp_path):
         drop()
 
 
+# -- no process outlives the suite -----------------------------------------------------------
+# Every process the tests start carries this mark in its environment (inherited from here), so
+# that one left behind is found even after its parent ended and it was handed to init.
+SESSION_MARK = ("PATHWAYS_TEST_SESSION", f"{os.getpid()}-{__import__('uuid').uuid4().hex[:12]}")
+os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
+
+
+def _processes() -> dict[int, tuple[int, str, bool]]:
+    """pid -> (parent pid, command line, carries SESSION_MARK) of the running processes this user may read."""
+    mark = "=".join(SESSION_MARK)
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    found: dict[int, tuple[int, str, bool]] = {}
+    if psutil is not None:
+        for process in psutil.process_iter(["ppid", "cmdline", "status"]):
+            try:
+                if process.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                marked = process.environ().get(SESSION_MARK[0]) == SESSION_MARK[1]
+            except (psutil.Error, OSError):
+                marked = False
+            found[process.pid] = (process.info["ppid"] or 0, " ".join(process.info["cmdline"] or []), marked)
+        return found
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            if state in ("Z", "X"):  # ended (a zombie is waited for by its parent, or by init)
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+        try:
+            marked = mark.encode() in (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # another user's process
+            marked = False
+        found[int(entry.name)] = (int(ppid), command, marked)
+    return found
+
+
+def outliving_processes() -> dict[int, str]:
+    """pid -> command line of every process still running that this test session started:
+    its descendants, and any process carrying its mark (orphans handed to init)."""
+    me = os.getpid()
+    processes = _processes()
+    left = {}
+    for pid, (ppid, command, marked) in processes.items():
+        ancestor, seen = ppid, set()
+        while ancestor not in (0, 1, me) and ancestor in processes and ancestor not in seen:
+            seen.add(ancestor)
+            ancestor = processes[ancestor][0]
+        if pid != me and (marked or ancestor == me):
+            left[pid] = command
+    return left
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process started by a test is still running at the end (after a grace
+    of a few seconds for those already stopping), naming each; then end them."""
+    import signal
+    import time
+
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (resource_tracker._resource_tracker, forkserver._forkserver):  # this interpreter's own helpers
+        helper._stop()  # (they end with it; not a test's process)
+    deadline = time.monotonic() + 5
+    left = outliving_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = outliving_processes()
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests outlived them (a test must stop what it starts); ended now:"]
+    lines += [f"  pid {pid}: {command[:300]}" for pid, command in sorted(left.items())]
+    if reporter:
+        reporter.write_line("")
+        reporter.write_sep("=", "processes left running", red=True)
+    for line in lines:
+        reporter.write_line(line, red=True) if reporter else print(line, file=sys.stderr)
+    for pid in left:  # they are ours: end them, so that none is left holding a port
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

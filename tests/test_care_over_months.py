@@ -177,6 +177,7 @@ def test_new_facts_are_added_once_and_refused_whole_when_any_is_wrong(tmp_path, 
     ]
 
 
+@pytest.mark.slow
 def test_facts_add_escalates_an_urgent_value_in_the_same_command_through_prefect(tmp_path):
     env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PREFECT_HOME": str(tmp_path / "prefect"),
            "PATHWAYS_TODAY": "2026-12-03", "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": "", "PATHWAYS_IDENTITY_SECRET_FILE": str(tmp_path / "k")}

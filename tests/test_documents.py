@@ -387,6 +387,7 @@ def test_ndjson_bulk_export_gives_the_same_facts_as_the_bundles(tmp_path):
         assert patient.facts == by_bundle[patient.facts.patient]
 
 
+@pytest.mark.slow
 def test_run_cohort_reads_a_bulk_export_and_refuses_a_broken_one_whole(tmp_path):
     cohort = tmp_path / "cohort"
     cohort.mkdir()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from conftest import ROOT
@@ -18,6 +19,8 @@ from pathways.facts.model import Condition, Demographics, Observation, PatientFa
 from pathways.orchestration.service import enrollment_id
 from pathways.runtime.core import enroll
 from pathways.store.db import Store, make_engine, migrate
+
+pytestmark = pytest.mark.slow  # a cohort advanced through Prefect, killed and run again
 
 AT = dt.date(2026, 11, 2)
 

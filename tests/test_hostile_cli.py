@@ -62,6 +62,7 @@ def test_enroll_refuses_a_truncated_gzip_bundle_and_stores_nothing(tmp_path):
     assert stored(tmp_path) == {}
 
 
+@pytest.mark.slow
 def test_facts_add_refuses_a_bundle_entry_without_a_resource_type_and_stores_nothing(tmp_path):
     bundle = json.loads(gzip.decompress((FIXTURES / "fhir" / "synthea" / "dm_casimira.json.gz").read_bytes()))
     bundle["entry"].insert(3, {"fullUrl": "urn:uuid:x", "resource": {"id": "x", "status": "final"}})

@@ -148,6 +148,7 @@ def assert_stopped_cleanly(command: Command, signum: int, took: float) -> str:
     return stderr
 
 
+@pytest.mark.slow
 def test_advance_due_stopped_by_ctrl_c_half_way_reports_and_a_rerun_finishes_exactly_once(tmp_path):
     size = 300
     url, clean_url = f"sqlite:///{tmp_path / 'stopped.db'}", f"sqlite:///{tmp_path / 'clean.db'}"
@@ -186,6 +187,7 @@ def cohort(folder: Path, size: int) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_cohort_stopped_by_sigterm_while_enrolling_reports_and_a_rerun_finishes_exactly_once(tmp_path):
     size = 400
     patients = cohort(tmp_path / "cohort", size)
@@ -239,6 +241,7 @@ def test_simulate_stopped_by_ctrl_c_prints_the_patients_done_and_stores_nothing(
     assert len(all_rows) == size and all_rows[:len(rows)] == rows  # the same patients, the same results, then the rest
 
 
+@pytest.mark.slow
 def test_killing_the_command_leaves_no_worker_or_server_behind(tmp_path):
     """SIGKILL cannot be handled: the workers and the embedded server (a process group of its
     own, so that a Ctrl-C does not reach it) notice their parent is gone and end."""

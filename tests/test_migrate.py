@@ -126,6 +126,7 @@ def rows(tmp_path, sql: str) -> list[tuple]:
         return c.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_preview_apply_advance_and_revert_through_the_command(tmp_path):
     folder = tmp_path / "pathways"
     shutil.copytree(ROOT / "pathways", folder)

@@ -9,6 +9,8 @@ import shutil
 import sqlite3
 import uuid
 
+import pytest
+
 from conftest import FIXTURES, run_cli
 
 PATIENT = {
@@ -38,6 +40,7 @@ def enroll_patient(tmp_path, env):
     return facts, done, done.stdout.split()[1]
 
 
+@pytest.mark.slow
 def test_enroll_advance_status_record(tmp_path):
     env = environment(tmp_path)
     facts, done, enrollment = enroll_patient(tmp_path, env)
@@ -84,6 +87,7 @@ def test_enroll_advance_status_record(tmp_path):
     assert not re.search(r"(?<![\d:.])5\.87(?!\d)", dump)
 
 
+@pytest.mark.slow
 def test_cohort_run_continues_past_a_broken_file_and_says_so(tmp_path):
     cohort = tmp_path / "cohort"
     cohort.mkdir()
@@ -133,6 +137,7 @@ def test_enrolling_a_file_with_a_value_the_pathway_cannot_use_stores_nothing(tmp
     assert done.returncode == 0 and done.stdout.startswith("enrolled: diabetes-"), done.stderr
 
 
+@pytest.mark.slow
 def test_advancing_back_in_time_is_a_clear_error_before_anything_runs(tmp_path):
     """An enrollment advanced (or enrolled) on a day cannot be advanced to an earlier one: a clear
     error naming the date to give, no Prefect run, nothing written; a due run for an earlier day
@@ -156,6 +161,7 @@ def test_advancing_back_in_time_is_a_clear_error_before_anything_runs(tmp_path):
     assert store.execute("select count(*) from decision").fetchone() == (0,)
 
 
+@pytest.mark.slow
 def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
     env = environment(tmp_path)
     for args, expected in [
@@ -186,6 +192,7 @@ print(json.dumps({"result": state.result(), "children": children}))
 '''
 
 
+@pytest.mark.slow
 def test_due_runs_advance_every_pathway(tmp_path):
     """`pathways advance --due` and the daily `pathways-due` flow: one flow run per pathway, submitted
     together (one pathway's batches keep the workers busy while Prefect records another's)."""
@@ -216,6 +223,7 @@ def test_due_runs_advance_every_pathway(tmp_path):
     assert set(report["result"]) <= {"due", "gated", "skipped", "escalated", "goal_met", "goal_missed", "indicated", "not_indicated"}
 
 
+@pytest.mark.slow
 def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
     """Batches side by side (two workers, one enrollment per batch): the first escalation opens the
     pathway's escalation subflow while later batches still run; it lists every escalation of the
@@ -284,6 +292,7 @@ def test_escalations_open_their_subflow_and_every_step_is_a_task(tmp_path):
         assert (state == "Gated") == ("gated for " in message), (state, message)
 
 
+@pytest.mark.slow
 def test_step_runs_carry_the_tags_their_flow_run_is_started_in(tmp_path):
     """A pathway run started inside Prefect's ``tags(...)``: its recorded step runs carry those
     tags beside their own, as task runs through Prefect's task engine do (its batch task, here)."""

@@ -10,6 +10,8 @@ import shutil
 import sqlite3
 from contextlib import closing
 
+import pytest
+
 from conftest import FIXTURES, PATHWAYS_DIR, run_cli
 
 STORES = FIXTURES / "stores"
@@ -26,6 +28,7 @@ def decisions_after(db, last: int) -> tuple[list[dict], int]:
     return found, max([last] + [row[0] for row in rows])
 
 
+@pytest.mark.slow
 def test_the_replay_store_advances_to_the_same_decisions_with_this_code(tmp_path):
     expected = json.loads((STORES / "replay.expected.json").read_text(encoding="utf-8"))
     db = tmp_path / "store.db"

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import ROOT, SESSION_MARK
 from pathways.definition import expr as E
 from pathways.definition.durations import Duration
 from pathways.facts.derive import Atom, Reading
@@ -202,6 +202,7 @@ def test_threads_sharing_the_engine_lose_no_decision():
     assert ruleset.live_sessions == 0
 
 
+@pytest.mark.slow
 def test_pathway_gates_from_prefects_thread_pool_task_runner(tmp_path):
     """Gates evaluated inside Prefect tasks on its ThreadPoolTaskRunner (embedded server)."""
     probe = r'''
@@ -242,6 +243,7 @@ print(json.dumps({"same": got == want, "n": len(got)}))
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # a fresh embedded server can take over 20 s on a busy machine
         "PATH": "/usr/bin:/bin",
+        SESSION_MARK[0]: SESSION_MARK[1],  # (a process it leaves behind is found at the end)
     }
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

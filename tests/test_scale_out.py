@@ -22,6 +22,8 @@ from pathways.definition.loader import load_pathway
 from pathways.store.db import make_engine
 from test_faults import populate
 
+pytestmark = pytest.mark.slow  # a real Prefect server and a worker
+
 # The simulated "today" lies years ahead of the real clock: next due dates then become scheduled
 # runs in Prefect's future, which the running worker must leave alone until their time.
 AT = __import__("datetime").date(2031, 3, 3)

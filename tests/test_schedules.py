@@ -27,6 +27,8 @@ from pathways.store.db import make_engine
 from test_faults import populate
 from test_scale_out import free_port, stop, through_goal_setting, wait_for
 
+pytestmark = pytest.mark.slow  # a real Prefect server, a worker and `serve`
+
 # The simulated "today" (PATHWAYS_TODAY) is 30 days before the real one: after goal setting the
 # next due date comes two weeks later, a scheduled run already due on the real clock (the worker
 # runs it at once); the one after it lies weeks ahead (the chain stops there).

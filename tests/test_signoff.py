@@ -12,6 +12,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # Prefect's embedded server and a paused flow run
+
 PATIENT = {
     "patient": "pt-signoff-1",
     "demographics": {"birth_date": "1947-08-19", "sex": "female"},
@@ -61,14 +63,20 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
         return str(paused.id)
 
     try:
+        # the embedded server started once, here: when the flow's thread and the polling below start it at the same time,
+        # Prefect starts two server processes and stops only one (the other was left running), or fails ("did not start")
+        with get_client(sync_client=True) as client:
+            client.api_healthcheck()
         sign_off("niet akkoord", check_typed=True)
         assert "open escalation hyperkaliemie" in run_cli("status", enrollment, env=env).stdout  # declined: still open
         run_id = sign_off("akkoord")
     finally:  # stop the embedded server this process started now, not at exit when its log stream is gone
+        from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
         from prefect.server.api.server import SubprocessASGIServer
 
         APILogWorker.drain_all(timeout=10)  # the flow runs' last log lines reach the server before it stops
+        EventsWorker.drain_all(timeout=10)  # and their events (as prefect.testing's harness does): none is sent to a stopped server
         for server in list(SubprocessASGIServer._instances.values()):
             server.stop()
 

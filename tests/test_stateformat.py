@@ -131,6 +131,7 @@ def test_every_state_of_the_store_written_by_c6acbe4_is_format_1_and_upgrades(tm
         assert store.load(eid)[0] == load_state(text)
 
 
+@pytest.mark.slow
 def test_a_state_written_by_a_newer_pathways_is_one_clear_line_and_nothing_changes(tmp_path):
     shutil.copy(FIXTURES / "stores" / "c6acbe4.db", tmp_path / "store.db")
     with closing(sqlite3.connect(tmp_path / "store.db")) as c, c:

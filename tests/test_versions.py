@@ -9,6 +9,8 @@ import re
 import shutil
 import sqlite3
 
+import pytest
+
 from conftest import FIXTURES, ROOT, run_cli
 
 COHORT = ROOT / "examples" / "cohort-diabetes"
@@ -37,6 +39,7 @@ def rows(tmp_path, sql: str) -> list[tuple]:
         return c.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_beside_them(tmp_path):
     folder = tmp_path / "pathways"
     shutil.copytree(ROOT / "pathways", folder)  # a copy: the repository's pathway files are never edited
@@ -111,6 +114,7 @@ def test_enrollments_keep_their_version_after_an_edit_and_a_new_version_runs_bes
     assert runs == [("1.2.0", "diabetes-2026-12-24-n4"), ("1.3.0", "diabetes-2026-12-24-n1")]  # one flow, a version each
 
 
+@pytest.mark.slow
 def test_a_store_written_by_older_code_advances_on_its_published_versions_and_an_unknown_version_is_one_line(tmp_path):
     """tests/fixtures/stores/c6acbe4.db runs versions whose files differ from today's (and that
     today's checks flag with PW050): they run from its trail."""

@@ -127,8 +127,11 @@ def shown(url: str | URL) -> str:
     return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
-def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database") -> T:
-    """Retry on a locked or unreachable database with exponential backoff, then a clear error."""
+def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database",
+             sleep: Callable[[float], Any] | None = None) -> T:
+    """Retry on a locked or unreachable database with exponential backoff, then a clear error.
+    ``sleep`` waits between attempts (default ``time.sleep``; tests pass one that only records)."""
+    sleep = sleep or time.sleep
     wait = first_wait
     for attempt in range(1, attempts + 1):
         try:
@@ -136,7 +139,7 @@ def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2
         except OperationalError as exc:
             if attempt == attempts:
                 raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {_reason(exc)}") from None
-            time.sleep(wait)
+            sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")
 
@@ -159,8 +162,10 @@ class Store:
     """The store, acting for ``actor``; every change is audited in the transaction that makes it.
     ``context`` (e.g. the Prefect flow-run and task-run ids) is added to each audit entry."""
 
-    def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None):
+    def __init__(self, engine: Engine, now: Callable[[], dt.datetime], actor: Actor = SERVICE, context: dict[str, Any] | None = None,
+                 sleep: Callable[[float], Any] | None = None):
         self.engine = engine
+        self.sleep = sleep  # the wait between retries of an unavailable database (None: time.sleep)
         self.where = f"the database {shown(engine.url)}"  # as errors name it
         self.now = now  # the clock's now(): the store reads no wall clock itself
         self.actor = actor
@@ -182,7 +187,7 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self.audit(session, records)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     # -- patients and facts ---------------------------------------------------------------
     def add_patient_facts(self, facts: PatientFacts, source: str) -> tuple[int, int]:
@@ -190,13 +195,13 @@ class Store:
         def write() -> tuple[int, int]:
             with self.transaction() as session:
                 return self._add_patient(session, facts, source, None)
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def has_patient(self, patient: str) -> bool:
         def read() -> bool:
             with Session(self.engine) as session:
                 return session.get(Patient, patient) is not None
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def enrollments_of(self, patient: str) -> list[tuple[str, str, dt.date]]:
         """The patient's enrollments: (id, pathway, as of), in id order."""
@@ -205,7 +210,7 @@ class Store:
                 rows = session.execute(select(Enrollment.id, Enrollment.pathway, Enrollment.as_of)
                                        .where(Enrollment.patient_id == patient).order_by(Enrollment.id))
                 return [tuple(row) for row in rows]
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def _add_patient(self, session: Session, facts: PatientFacts, source: str, identity: dict[str, Any] | None) -> tuple[int, int]:
         records = []
@@ -240,7 +245,7 @@ class Store:
                     session.flush()  # the enrollment's row before its step runs (Core statements)
                     self._write_events(session, prepared)
                 return added
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def _append(self, session: Session, patient: str, facts: PatientFacts, source: str) -> tuple[int, int, dict[str, int]]:
         """Store the facts the patient does not have yet; returns (added, already known, the
@@ -269,7 +274,7 @@ class Store:
         def write() -> None:
             with self.transaction() as session:
                 self._create_enrollment(session, state)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     def _create_enrollment(self, session: Session, state: EnrollmentState) -> None:
         session.add(Enrollment(
@@ -285,7 +290,7 @@ class Store:
         def read() -> bool:
             with self.engine.connect() as connection:
                 return audit.published(connection, version_key)
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_files(self, version_key: str) -> dict[str, Any] | None:
         """The files kept when ``version_key`` was published (None: not published here)."""
@@ -293,20 +298,20 @@ class Store:
             with self.engine.connect() as connection:
                 payload = audit.published_payload(connection, version_key)
             return None if payload is None else payload.get("files", {})
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_versions(self, pathway: str) -> list[tuple[str, str]]:
         def read() -> list[tuple[str, str]]:
             with self.engine.connect() as connection:
                 return audit.published_versions(connection, pathway)
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def publications(self, pathway: str | None = None) -> list[dict[str, Any]]:
         """Who published which version when (pathway, pathway_version, version_key, actor, role, at), oldest first."""
         def read() -> list[dict[str, Any]]:
             with self.engine.connect() as connection:
                 return audit.publications(connection, pathway)
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def publish(self, pathway: str, version: str, version_key: str, payload: dict[str, Any]) -> bool:
         """Record a pathway version (its files as published) once; False if it already was.
@@ -322,7 +327,7 @@ class Store:
                 self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
                                             version_key=version_key, subject=version_key, payload=payload)])
                 return True
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def _unknown(self, session: Session, which: str) -> str:
         """'unknown enrollment X in store Y', saying when the store has no enrollment at all: a
@@ -342,7 +347,7 @@ class Store:
                 if row is None:
                     raise UnknownEnrollment(self._unknown(session, f"'{enrollment}'"))
                 return _loaded(enrollment, row.state), row.state_version
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
         def read() -> dict[str, tuple[EnrollmentState, int]]:
@@ -357,7 +362,7 @@ class Store:
                 with Session(self.engine) as session:
                     raise UnknownEnrollment(self._unknown(session, f"'{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")))
             return found
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def check_readable(self, enrollments: list[str]) -> None:
         """Raise UnreadableState for the first of these enrollments whose state has a format this
@@ -371,7 +376,7 @@ class Store:
                         ~Enrollment.state.startswith(CURRENT_PREFIX, autoescape=True)).order_by(Enrollment.id))
                     for eid, state in rows:
                         _loaded(eid, state)
-        retrying(read, what=self.where)
+        retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
@@ -382,7 +387,7 @@ class Store:
                     for patient, kind, payload in session.execute(statement):
                         rows_by_patient[patient].append((kind, payload))
             return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
         """Write many advances in one transaction; StaleState (and nothing written) if any
@@ -408,7 +413,7 @@ class Store:
                             raise StaleState("enrollments changed since they were read")
                 self._write_events(session, prepared)
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
-        retrying(write, what=self.where)
+        retrying(write, what=self.where, sleep=self.sleep)
 
     def due_by_version(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway version key (ids in order):
@@ -423,7 +428,7 @@ class Store:
                 for key, eid in rows:
                     groups.setdefault(key, []).append(eid)
             return dict(sorted(groups.items()))
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def due_by_pathway(self, on: dt.date) -> dict[str, list[str]]:
         """The enrollments that have come due on ``on``, per pathway (ids in order). One already
@@ -437,7 +442,7 @@ class Store:
                 for pathway, eid in rows:
                     groups.setdefault(pathway, []).append(eid)
             return dict(sorted(groups.items()))
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def apply(self, state: EnrollmentState, read_version: int, events: list[Event], observations: list[Observation] = (),
               source: str = "advance", fail_after: Callable[[Session], None] | None = None, recorded: Record | None = None) -> int:
@@ -468,7 +473,7 @@ class Store:
                 connection = session.connection()
                 bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
                 return read_version + 1
-        return retrying(write, what=self.where)
+        return retrying(write, what=self.where, sleep=self.sleep)
 
     def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> _Prepared:
         """The rows of the events' step runs and decisions, and the audit entry of each decision
@@ -523,14 +528,14 @@ class Store:
                     data = json.loads(row.payload)
                     grouped.setdefault((row.observed_on, row.source[len(prefix):]), {})[data["fact"]] = data["value"]
             return [(day, step, values) for (day, step), values in grouped.items()]
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def identity(self, patient: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
             with Session(self.engine) as session:
                 row = session.get(PatientIdentity, patient)
                 return None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn_hmac": row.bsn_hmac}
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def last_recorded(self, enrollment: str, step: str) -> dict[str, Any] | None:
         """The audit entry of the last input recorded for a step (who recorded it, when), if any."""
@@ -538,13 +543,13 @@ class Store:
             with self.engine.connect() as connection:
                 found = list(audit.entries(connection, audit.Query(enrollment=enrollment, action="input.recorded", subject=f"{enrollment}:{step}")))
             return found[-1] if found else None
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
     def decisions(self, enrollment: str) -> list[Decision]:
         def read() -> list[Decision]:
             with Session(self.engine) as session:
                 return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
-        return retrying(read, what=self.where)
+        return retrying(read, what=self.where, sleep=self.sleep)
 
 
 def _facts_from_rows(patient: str, rows) -> PatientFacts:
