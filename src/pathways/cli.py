@@ -231,8 +231,45 @@ def check(
         passed = len(report.results) - len(report.failed)
         out.print(f"{name}: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered", markup=False)
         failed = failed or bool(report.failed) or bool(report.uncovered)
+    if not names:
+        failed = _check_plans() or failed
     if failed:
         raise typer.Exit(1)
+
+
+def _check_plans() -> bool:
+    """The combined-plan cases (`_shared/plan-cases.yaml` of the first pathway folder that has
+    one), reported like a pathway's cases; True when something failed."""
+    from rich.table import Table
+
+    from pathways.definition.loader import pathway_roots
+    from pathways.runtime.plan_cases import check_plan_cases, plan_cases_file
+
+    file = next((f for f in map(plan_cases_file, pathway_roots()) if f is not None), None)
+    if file is None:
+        return False
+    try:
+        report = check_plan_cases(file)
+    except ProblemsFound as exc:
+        _print_problems(exc.problems)
+        return True
+    table = Table(title=f"combined plans: {len(report.results)} cases", title_justify="left", expand=True)
+    table.add_column("case", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("details", ratio=1, overflow="fold")
+    for result in report.results:
+        ok = not result.failures
+        table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description.replace("[", "\\["))
+    out.print(table)
+    for result in report.failed:
+        for failure in result.failures:
+            out.print(f"FAIL plans/{result.case.id}: {failure}", markup=False)
+    for line in report.uncovered:
+        out.print(f"uncovered threshold: {line}", markup=False)
+    passed = len(report.results) - len(report.failed)
+    out.print(f"combined plans: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered",
+              markup=False)
+    return bool(report.failed) or bool(report.uncovered)
 
 
 def _clock():

@@ -24,6 +24,8 @@ from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, erro
 PATHWAY_FILE = "pathway.yaml"
 SHARED_DIR = "_shared"
 INTERACTIONS_FILE = "interactions.yaml"  # the cross-pathway rules (definition/interactions.py), no library
+PLAN_CASES_FILE = "plan-cases.yaml"  # assurance cases for combined plans (runtime/plan_cases.py), no library
+NOT_LIBRARIES = (INTERACTIONS_FILE, PLAN_CASES_FILE)
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
 
@@ -260,7 +262,7 @@ class _Libraries:
         if folder not in self.by_folder:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
-                if path.name == INTERACTIONS_FILE:
+                if path.name in NOT_LIBRARIES:
                     continue
                 doc = self.load(path)
                 if doc is not None and isinstance(doc.model, Library):
@@ -307,7 +309,7 @@ def _files_in(folder: Path) -> list[Path]:
     shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in d.glob("*.yaml"))
     if folder.name == SHARED_DIR:
         shared = sorted(folder.glob("*.yaml"))
-    return [p for p in shared if p.name != INTERACTIONS_FILE] + pathway_files
+    return [p for p in shared if p.name not in NOT_LIBRARIES] + pathway_files
 
 
 def validate_paths(paths: list[Path]) -> Validation:

@@ -16,7 +16,7 @@ from pathways.definition.loader import pathway_roots
 from pathways.errors import ProblemsFound
 from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
-from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window
+from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
 from pathways.store.db import Store
 from pathways.store.plans import Stored, store_plan
 
@@ -53,8 +53,8 @@ def make_plan(store: Store, runtimes: Runtimes, patient: str, at: dt.date, windo
         state = states[eid][0]
         runtime = runtimes.get_version(state.version_key, store)  # the version it runs, as published
         # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
-        state, _, _ = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
-        enrolled.append(Enrolled(state, runtime.loaded))
+        state, _, evaluation = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
+        enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
         evaluators.setdefault(state.pathway, runtime.evaluator)
     found = conflicts(interaction_rules() if rules is None else rules, evaluators, facts, at)
     plan = build_plan(patient, enrolled, at, window_days, found)
