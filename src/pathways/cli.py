@@ -295,22 +295,24 @@ def _store_or_fail(clock):
 def enroll(
     patient: Annotated[str, typer.Argument(help="Pseudonymous patient id (never a name or BSN)")],
     pathway: Annotated[str, typer.Option("--pathway", help="Pathway name")],
-    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
+    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON (leave out for a patient the store knows)")] = None,
     fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource")] = None,
     from_stage: Annotated[Optional[str], typer.Option("--from", help="Start part-way, at this stage: the steps of the stages before it are marked done before the enrollment (a patient known for years)")] = None,
 ) -> None:
     """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL).
-    A patient enrolled already gets what is new in the file (nothing is stored twice)."""
+    A patient enrolled already gets what is new in the file (nothing is stored twice); a patient
+    the store knows (in another pathway) can be enrolled on the facts stored, without a file."""
     _require("enrollment.write", f"enrol {patient} in {pathway}", patient)
     import re
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import Runtimes, enroll_file
+    from pathways.orchestration.service import Runtimes, UnknownPatient, enroll_file, enroll_known
     from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
 
-    _one_patient_file(facts, fhir)
+    if facts is not None and fhir is not None:
+        _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
         err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
         raise typer.Exit(1)
@@ -322,7 +324,13 @@ def enroll(
     try:
         runtimes = Runtimes()
         runtimes.get(pathway)
-        enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
+        if facts is None and fhir is None:
+            enrolled = enroll_known(store, runtimes, pathway, patient, clock, from_stage)
+        else:
+            enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
+    except UnknownPatient as exc:
+        err.print(f"error: {exc}; not enrolled", markup=False)
+        raise typer.Exit(1)
     except ProblemsFound as exc:
         _fail(exc.problems)
     except DraftPathway as exc:

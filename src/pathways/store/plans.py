@@ -19,7 +19,7 @@ from sqlmodel import Session
 from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
-from pathways.store.models import CarePlan, CarePlanDecision
+from pathways.store.models import CarePlan, CarePlanDecision, Enrollment
 
 
 @dataclass
@@ -75,3 +75,15 @@ def stored_plan(store: Store, patient: str, on: dt.date) -> dict | None:
     with Session(store.engine) as session:
         kept = session.get(CarePlan, (patient, on))
         return None if kept is None else json.loads(kept.plan)
+
+
+def unplanned_patients(store: Store, on: dt.date) -> list[str]:
+    """Patients with an enrollment advanced to ``on`` but no plan for ``on`` (a run stopped before
+    it made the plans: the next run for that day makes them)."""
+    def read() -> list[str]:
+        with Session(store.engine) as session:
+            planned = select(CarePlan.patient_id).where(CarePlan.plan_on == on)
+            rows = session.execute(select(Enrollment.patient_id).where(Enrollment.as_of == on)
+                                   .where(Enrollment.patient_id.not_in(planned)).distinct().order_by(Enrollment.patient_id))
+            return list(rows.scalars())
+    return retrying(read, what=store.where)
