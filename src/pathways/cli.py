@@ -1543,27 +1543,54 @@ def plan(
     at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
     window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+    document: Annotated[Optional[Path], typer.Option("--document", help="Also write the patient's one zorgplan: OUT.md or OUT.pdf")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of the zorgplan: nl (B1, default) or en")] = "nl",
+    fhir: Annotated[Optional[Path], typer.Option("--fhir", help="Also write the plan as a FHIR R4 Bundle (patient-level CarePlan, the pathways' CarePlans as its parts), validated first")] = None,
 ) -> None:
     """One personal plan for a patient across all their pathways: bundled appointments, shared
     measurements, conflicts between pathways and goals; stored, each decision audited once."""
     _require("input.record", f"make the care plan of {patient}", patient)
     import json
 
-    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.careplan import make_plan, plan_parts
     from pathways.orchestration.service import Runtimes
     from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.plan import PlanError
     from pathways.views.careplan import print_plan
+    from pathways.views.documents import DocumentError
+    from pathways.views.fhir_export import ExportError
+    from pathways.views.plan_document import write_plan_document, write_plan_fhir
 
+    if lang not in ("nl", "en"):
+        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
+        raise typer.Exit(2)
+    if document is not None and document.suffix.lower() not in (".md", ".pdf"):
+        err.print(f"error: --document {document}: write the zorgplan as a .md or .pdf file", markup=False)
+        raise typer.Exit(2)
+    if document is not None or fhir is not None:
+        _require("document.render", f"write the care plan of {patient}", patient)
     day = _parse_date(at, "--at") or _today()
     store = _store_or_fail(_clock())
+    runtimes = Runtimes(templates=False)
     try:
-        made, _ = make_plan(store, Runtimes(templates=False), patient, day, window)
+        made, _ = make_plan(store, runtimes, patient, day, window)
+        parts = plan_parts(store, runtimes, patient) if document is not None or fhir is not None else []
+        if document is not None:
+            write_plan_document(store, made.to_json(), {loaded.spec.id: loaded for loaded, _ in parts}, document, lang)
+        if fhir is not None:
+            count = write_plan_fhir(made.to_json(), parts, day, fhir)
     except ProblemsFound as exc:
         _fail(exc.problems)
     except (PlanError, VersionNotPublished) as exc:
         err.print(f"error: {exc}; no plan stored", markup=False)
         raise typer.Exit(1)
+    except (DocumentError, ExportError) as exc:
+        err.print(f"error: {exc}; nothing written", markup=False)
+        raise typer.Exit(1)
+    if document is not None:
+        err.print(f"wrote {document}", markup=False)
+    if fhir is not None:
+        err.print(f"wrote {fhir} ({count} resources, validated)", markup=False)
     if as_json:
         out.print(json.dumps(made.to_json(), indent=2, ensure_ascii=False), markup=False)
     else:

@@ -92,3 +92,11 @@ def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date
         done.changed += stored.plan_changed
         done.decisions_added += stored.decisions_added
     return done
+
+
+def plan_parts(store: Store, runtimes: Runtimes, patient: str) -> list:
+    """The patient's enrollments as stored, each with the pathway version it runs: the parts of
+    the patient-level plan (FHIR export) and the titles of the zorgplan."""
+    ids = [eid for eid, _, _ in store.enrollments_of(patient)]
+    states = store.load_many(ids)
+    return [(runtimes.get_version(states[e][0].version_key, store).loaded, states[e][0]) for e in ids]
