@@ -1389,14 +1389,17 @@ def audit_indicators(
 
     from pathways.store.audit import Query, entries
     from pathways.views.audit import indicators
+    from pathways.views.plan_indicators import plan_indicators
 
     chosen = _period(period)
     engine = _reader(f"read indicators of {pathway}")
     with engine.connect() as connection:
         _known_pathway(connection, pathway)
         catalog = _catalog(connection)
-        result = indicators(list(entries(connection, Query(pathway=pathway))), catalog, pathway, chosen, _today(), grace)
-    data = result.to_json()
+        trail = list(entries(connection, Query(pathway=pathway)))
+        result = indicators(trail, catalog, pathway, chosen, _today(), grace)
+        plans = plan_indicators(entries(connection, Query(action="plan.")), {e["patient_id"] for e in trail if e["patient_id"]}, chosen)
+    data = {**result.to_json(), "personal_plans": plans}
     if as_json:
         out.print(json.dumps(data, ensure_ascii=False, indent=1), markup=False)
         return
@@ -1412,6 +1415,15 @@ def audit_indicators(
         out.print(f"  PROM {fact}: " + "; ".join(f"{m['month']} median {m['median']} (n={m['n']})" for m in months), markup=False)
     if not data["proms"]:
         out.print("  PROMs: none recorded in the period", markup=False)
+    c = plans["conflicts"]
+    share = f"{plans['percent_with_combined_review']}%" if plans["percent_with_combined_review"] is not None else "n/a"
+    out.print(f"  multimorbid patients with one combined review: {share} ({plans['with_combined_review']} of {plans['multimorbid_patients']})",
+              markup=False)
+    out.print(f"  visits saved by bundling: {plans['visits_saved']} ({plans['steps_planned']} steps in the latest plans of "
+              f"{plans['patients_with_a_plan']} patient(s))", markup=False)
+    how = "; ".join(f"{n} {k}" for k, n in c["resolution"].items()) or "none"
+    out.print(f"  conflicts between pathways: {c['found']} found ({', '.join(f'{r} {n}' for r, n in c['by_rule'].items()) or 'none'}); {how}",
+              markup=False)
 
 
 @audit_app.command("report")

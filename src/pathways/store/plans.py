@@ -56,7 +56,11 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
                                        plan=dumps(plan.to_json()), updated_at=store.now()))
                 records.append(Record("plan.made", plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
                     "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
-                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts)}))
+                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
+                    "conflict_rules": sorted({c.rule for c in plan.conflicts}),
+                    # for the auditors' indicators (views/plan_indicators.py)
+                    "steps": sum(len(a.steps) for a in plan.appointments),
+                    "combined_appointments": sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
             known = set(session.execute(select(CarePlanDecision.key).where(CarePlanDecision.patient_id == plan.patient)).scalars())
             added = 0
             for key, kind, detail in decisions:
