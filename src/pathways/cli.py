@@ -235,8 +235,45 @@ def check(
         passed = len(report.results) - len(report.failed)
         out.print(f"{name}: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered", markup=False)
         failed = failed or bool(report.failed) or bool(report.uncovered)
+    if not names:
+        failed = _check_plans() or failed
     if failed:
         raise typer.Exit(1)
+
+
+def _check_plans() -> bool:
+    """The combined-plan cases (`_shared/plan-cases.yaml` of the first pathway folder that has
+    one), reported like a pathway's cases; True when something failed."""
+    from rich.table import Table
+
+    from pathways.definition.loader import pathway_roots
+    from pathways.runtime.plan_cases import check_plan_cases, plan_cases_file
+
+    file = next((f for f in map(plan_cases_file, pathway_roots()) if f is not None), None)
+    if file is None:
+        return False
+    try:
+        report = check_plan_cases(file)
+    except ProblemsFound as exc:
+        _print_problems(exc.problems)
+        return True
+    table = Table(title=f"combined plans: {len(report.results)} cases", title_justify="left", expand=True)
+    table.add_column("case", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("details", ratio=1, overflow="fold")
+    for result in report.results:
+        ok = not result.failures
+        table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description.replace("[", "\\["))
+    out.print(table)
+    for result in report.failed:
+        for failure in result.failures:
+            out.print(f"FAIL plans/{result.case.id}: {failure}", markup=False)
+    for line in report.uncovered:
+        out.print(f"uncovered threshold: {line}", markup=False)
+    passed = len(report.results) - len(report.failed)
+    out.print(f"combined plans: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered",
+              markup=False)
+    return bool(report.failed) or bool(report.uncovered)
 
 
 def _clock():
@@ -262,22 +299,24 @@ def _store_or_fail(clock):
 def enroll(
     patient: Annotated[str, typer.Argument(help="Pseudonymous patient id (never a name or BSN)")],
     pathway: Annotated[str, typer.Option("--pathway", help="Pathway name")],
-    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON")] = None,
+    facts: Annotated[Optional[Path], typer.Option("--facts", help="Patient facts JSON (leave out for a patient the store knows)")] = None,
     fhir: Annotated[Optional[Path], typer.Option("--fhir", help="FHIR R4 Bundle or resource")] = None,
     from_stage: Annotated[Optional[str], typer.Option("--from", help="Start part-way, at this stage: the steps of the stages before it are marked done before the enrollment (a patient known for years)")] = None,
 ) -> None:
     """Store a patient's facts and enrol them in a pathway (stored in PATHWAYS_DATABASE_URL).
-    A patient enrolled already gets what is new in the file (nothing is stored twice)."""
+    A patient enrolled already gets what is new in the file (nothing is stored twice); a patient
+    the store knows (in another pathway) can be enrolled on the facts stored, without a file."""
     _require("enrollment.write", f"enrol {patient} in {pathway}", patient)
     import re
 
     from pathways.facts.load import PatientFileError
-    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, enroll_file
+    from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, UnknownPatient, enroll_file, enroll_known
     from pathways.orchestration.versions import DraftPathway
 
     from pathways.definition.model import STAGES
 
-    _one_patient_file(facts, fhir)
+    if facts is not None and fhir is not None:
+        _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
         err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
         raise typer.Exit(1)
@@ -289,7 +328,13 @@ def enroll(
     try:
         runtimes = Runtimes()
         runtimes.get(pathway)
-        enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
+        if facts is None and fhir is None:
+            enrolled = enroll_known(store, runtimes, pathway, patient, clock, from_stage)
+        else:
+            enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
+    except UnknownPatient as exc:
+        err.print(f"error: {exc}; not enrolled", markup=False)
+        raise typer.Exit(1)
     except ProblemsFound as exc:
         _fail(exc.problems)
     except (DraftPathway, EnrolledInOtherVersion) as exc:
@@ -1321,14 +1366,17 @@ def audit_indicators(
 
     from pathways.store.audit import Query, entries
     from pathways.views.audit import indicators
+    from pathways.views.plan_indicators import plan_indicators
 
     chosen = _period(period)
     engine = _reader(f"read indicators of {pathway}")
     with engine.connect() as connection:
         _known_pathway(connection, pathway)
         catalog = _catalog(connection)
-        result = indicators(list(entries(connection, Query(pathway=pathway))), catalog, pathway, chosen, _today(), grace)
-    data = result.to_json()
+        trail = list(entries(connection, Query(pathway=pathway)))
+        result = indicators(trail, catalog, pathway, chosen, _today(), grace)
+        plans = plan_indicators(entries(connection, Query(action="plan.")), {e["patient_id"] for e in trail if e["patient_id"]}, chosen)
+    data = {**result.to_json(), "personal_plans": plans}
     if as_json:
         out.print(json.dumps(data, ensure_ascii=False, indent=1), markup=False)
         return
@@ -1344,6 +1392,15 @@ def audit_indicators(
         out.print(f"  PROM {fact}: " + "; ".join(f"{m['month']} median {m['median']} (n={m['n']})" for m in months), markup=False)
     if not data["proms"]:
         out.print("  PROMs: none recorded in the period", markup=False)
+    c = plans["conflicts"]
+    share = f"{plans['percent_with_combined_review']}%" if plans["percent_with_combined_review"] is not None else "n/a"
+    out.print(f"  multimorbid patients with one combined review: {share} ({plans['with_combined_review']} of {plans['multimorbid_patients']})",
+              markup=False)
+    out.print(f"  visits saved by bundling: {plans['visits_saved']} ({plans['steps_planned']} steps in the latest plans of "
+              f"{plans['patients_with_a_plan']} patient(s))", markup=False)
+    how = "; ".join(f"{n} {k}" for k, n in c["resolution"].items()) or "none"
+    out.print(f"  conflicts between pathways: {c['found']} found ({', '.join(f'{r} {n}' for r, n in c['by_rule'].items()) or 'none'}); {how}",
+              markup=False)
 
 
 @audit_app.command("report")
@@ -1475,27 +1532,54 @@ def plan(
     at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
     window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
+    document: Annotated[Optional[Path], typer.Option("--document", help="Also write the patient's one zorgplan: OUT.md or OUT.pdf")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of the zorgplan: nl (B1, default) or en")] = "nl",
+    fhir: Annotated[Optional[Path], typer.Option("--fhir", help="Also write the plan as a FHIR R4 Bundle (patient-level CarePlan, the pathways' CarePlans as its parts), validated first")] = None,
 ) -> None:
     """One personal plan for a patient across all their pathways: bundled appointments, shared
     measurements, conflicts between pathways and goals; stored, each decision audited once."""
     _require("input.record", f"make the care plan of {patient}", patient)
     import json
 
-    from pathways.orchestration.careplan import make_plan
+    from pathways.orchestration.careplan import make_plan, plan_parts
     from pathways.orchestration.service import Runtimes
     from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.plan import PlanError
     from pathways.views.careplan import print_plan
+    from pathways.views.documents import DocumentError
+    from pathways.views.fhir_export import ExportError
+    from pathways.views.plan_document import write_plan_document, write_plan_fhir
 
+    if lang not in ("nl", "en"):
+        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
+        raise typer.Exit(2)
+    if document is not None and document.suffix.lower() not in (".md", ".pdf"):
+        err.print(f"error: --document {document}: write the zorgplan as a .md or .pdf file", markup=False)
+        raise typer.Exit(2)
+    if document is not None or fhir is not None:
+        _require("document.render", f"write the care plan of {patient}", patient)
     day = _parse_date(at, "--at") or _today()
     store = _store_or_fail(_clock())
+    runtimes = Runtimes(templates=False)
     try:
-        made, _ = make_plan(store, Runtimes(templates=False), patient, day, window)
+        made, _ = make_plan(store, runtimes, patient, day, window)
+        parts = plan_parts(store, runtimes, patient) if document is not None or fhir is not None else []
+        if document is not None:
+            write_plan_document(store, made.to_json(), {loaded.spec.id: loaded for loaded, _ in parts}, document, lang)
+        if fhir is not None:
+            count = write_plan_fhir(made.to_json(), parts, day, fhir)
     except ProblemsFound as exc:
         _fail(exc.problems)
     except (PlanError, VersionNotPublished) as exc:
         err.print(f"error: {exc}; no plan stored", markup=False)
         raise typer.Exit(1)
+    except (DocumentError, ExportError) as exc:
+        err.print(f"error: {exc}; nothing written", markup=False)
+        raise typer.Exit(1)
+    if document is not None:
+        err.print(f"wrote {document}", markup=False)
+    if fhir is not None:
+        err.print(f"wrote {fhir} ({count} resources, validated)", markup=False)
     if as_json:
         out.print(json.dumps(made.to_json(), indent=2, ensure_ascii=False), markup=False)
     else:

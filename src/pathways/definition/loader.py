@@ -25,6 +25,8 @@ PATHWAY_FILE = "pathway.yaml"
 CASES_FILE = "cases.yaml"  # a pathway's assurance cases (their format: pathways.rules.casefile)
 SHARED_DIR = "_shared"
 INTERACTIONS_FILE = "interactions.yaml"  # the cross-pathway rules (definition/interactions.py), no library
+PLAN_CASES_FILE = "plan-cases.yaml"  # assurance cases for combined plans (runtime/plan_cases.py), no library
+NOT_LIBRARIES = (INTERACTIONS_FILE, PLAN_CASES_FILE)
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
 
@@ -293,7 +295,7 @@ class _Libraries:
         if folder not in self.by_folder:
             found: dict[str, Document] = {}
             for path in sorted(folder.glob("*.yaml")):
-                if path.name == INTERACTIONS_FILE:
+                if path.name in NOT_LIBRARIES:
                     continue
                 doc = self.load(path)
                 if doc is not None and isinstance(doc.model, Library) and doc.model.id is not None:
@@ -339,7 +341,7 @@ def _files_in(folder: Path) -> list[Path]:
     shared = sorted(p for d in folder.rglob(SHARED_DIR) if d.is_dir() for p in _yaml_files(d))
     if folder.name == SHARED_DIR:
         shared = _yaml_files(folder)
-    return [p for p in shared if p.name != INTERACTIONS_FILE] + [f for d in pathway_folders for f in _yaml_files(d)]
+    return [p for p in shared if p.name not in NOT_LIBRARIES] + [f for d in pathway_folders for f in _yaml_files(d)]
 
 
 def _yaml_files(folder: Path) -> list[Path]:

@@ -3,11 +3,16 @@ patient's enrollments and facts from the store, run each enrollment's pinned ver
 published), project each enrollment to the plan's date in memory (the
 stored enrollments change only by `pathways advance`), evaluate the cross-pathway interaction rules, build the plan (runtime/plan.py) and
 keep it in the store with its decisions audited once (store/plans.py). Prefect flow runs stay per
-pathway version; the plan lives in the store."""
+pathway version; the plan lives in the store.
+
+``replan``: after an advance (one enrollment, or the daily due run over every pathway), the plan
+of every patient touched is made again for that day, once per patient whatever the number of
+their pathways advanced (orchestration/flows.py calls it when the pathway flow runs are done)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pathways.clock import FixedClock
@@ -16,9 +21,9 @@ from pathways.definition.loader import pathway_roots
 from pathways.errors import ProblemsFound
 from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
-from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window
+from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
 from pathways.store.db import Store
-from pathways.store.plans import Stored, store_plan
+from pathways.store.plans import Stored, store_plan, unplanned_patients
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -53,9 +58,45 @@ def make_plan(store: Store, runtimes: Runtimes, patient: str, at: dt.date, windo
         state = states[eid][0]
         runtime = runtimes.get_version(state.version_key, store)  # the version it runs, as published
         # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
-        state, _, _ = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
-        enrolled.append(Enrolled(state, runtime.loaded))
+        state, _, evaluation = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
+        enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
         evaluators.setdefault(state.pathway, runtime.evaluator)
     found = conflicts(interaction_rules() if rules is None else rules, evaluators, facts, at)
     plan = build_plan(patient, enrolled, at, window_days, found)
     return plan, store_plan(store, plan)
+
+
+@dataclass
+class Replanned:
+    patients: int  # plans made again
+    changed: int  # of which new or different from the one stored for the day
+    decisions_added: int  # bundling and conflict decisions new to the store
+    problems: list[str] = field(default_factory=list)  # plans that could not be made (the advance stands)
+
+
+def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date,
+           window_days: int = DEFAULT_WINDOW_DAYS) -> Replanned:
+    """Make again, for ``at``, the stored plan of every patient of these enrollments, once per
+    patient (a patient in three pathways advanced the same day: one plan, not three), and of every
+    patient advanced to ``at`` whose plan for that day is missing (a run stopped half-way)."""
+    touched = {state.patient for state, _ in store.load_many(sorted(set(enrollments))).values()} if enrollments else set()
+    patients = sorted(touched | set(unplanned_patients(store, at)))
+    rules = interaction_rules()
+    done = Replanned(len(patients), 0, 0, [])
+    for patient in patients:
+        try:
+            _, stored = make_plan(store, runtimes, patient, at, window_days, rules)
+        except PlanError as exc:  # e.g. in two versions of one pathway: `pathways plan` says what to do
+            done.problems.append(str(exc))
+            continue
+        done.changed += stored.plan_changed
+        done.decisions_added += stored.decisions_added
+    return done
+
+
+def plan_parts(store: Store, runtimes: Runtimes, patient: str) -> list:
+    """The patient's enrollments as stored, each with the pathway version it runs: the parts of
+    the patient-level plan (FHIR export) and the titles of the zorgplan."""
+    ids = [eid for eid, _, _ in store.enrollments_of(patient)]
+    states = store.load_many(ids)
+    return [(runtimes.get_version(states[e][0].version_key, store).loaded, states[e][0]) for e in ids]

@@ -500,6 +500,7 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
         return {NOT_ADVANCED: len(enrollments)}
     if not kinds.get(NOT_ADVANCED):
         _schedule_reviews(enrollments)
+        _replan(enrollments, at)
     return kinds
 
 
@@ -627,7 +628,9 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
             results[pathway] = future.result()
         except Exception as exc:
             errors.append(exc)
-    _schedule_reviews([e for pathway in results if not results[pathway].get(NOT_ADVANCED) for e in groups[pathway]])  # those advanced
+    advanced = [e for pathway in results if not results[pathway].get(NOT_ADVANCED) for e in groups[pathway]]
+    _schedule_reviews(advanced)
+    _replan(advanced, at)  # once per patient, after all their pathways' runs
     if errors:
         raise errors[0]
     return results
@@ -644,6 +647,7 @@ def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = N
     for key, members in by_version(open_store(_clock(day)), enrollments).items():
         kinds.update(pathway_flow(key)(key, members, day, len(members)))
     _schedule_reviews(enrollments)
+    _replan(enrollments, dt.date.fromisoformat(day))
     return dict(kinds)
 
 
@@ -680,7 +684,23 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())
+    _replan([e for members in groups.values() for e in members], day)  # once per patient, after every pathway
     return dict(totals)
+
+
+def _replan(enrollments: list[str], at: dt.date) -> None:
+    """The stored plan of every patient these enrollments belong to, made again for the day
+    (orchestration/careplan.py): the appointments follow what the advance decided. The log
+    says how many, never who."""
+    if interrupt.requested():  # stopped: the next run for the day makes the plans left
+        return
+    from pathways.orchestration.careplan import replan
+
+    done = replan(open_store(_clock(at.isoformat())), Runtimes(templates=False), enrollments, at)
+    _logger().info(f"personal plans made again for {done.patients} patient(s) on {at}: {done.changed} changed, "
+                   f"{done.decisions_added} new bundling or conflict decision(s)")
+    if done.problems:
+        _logger().warning(f"{len(done.problems)} personal plan(s) not made: `pathways plan PATIENT` says why")
 
 
 def _today() -> dt.date:

@@ -395,6 +395,27 @@ def enroll_file(store: Store, runtimes: Runtimes, pathway: str, path: Path, cloc
         raise PatientFileError([f"{path}: {problem}" for problem in exc.problems] + [exc.summary]) from None
 
 
+class UnknownPatient(ValueError):
+    """Enrolling from the store a patient it does not know."""
+
+
+def enroll_known(store: Store, runtimes: Runtimes, pathway: str, patient_id: str, clock: Clock, from_stage: str | None = None) -> Enrolled:
+    """Enrol a patient the store knows (enrolled in another pathway, say) in one more pathway, on
+    the facts stored for them: nothing to read again, nothing stored twice. UnknownPatient when
+    the store has no facts for ``patient_id``."""
+    from pathways.facts.load import PatientFile, PatientFileError
+
+    authorize(store, "enrollment.write", f"enrol patients in {pathway}", patient_id)
+    if not store.has_patient(patient_id):
+        raise UnknownPatient(f"unknown patient '{patient_id}': no facts stored for this pseudonymous id; "
+                             f"give --facts FILE.json or --fhir BUNDLE to store them")
+    stored = PatientFile(facts=store.patient_facts(patient_id), source="store")
+    try:
+        return enroll_patient(store, runtimes, pathway, stored, "store", clock, None, from_stage)
+    except UnusableValues as exc:
+        raise PatientFileError([f"the facts stored for {patient_id}: {problem}" for problem in exc.problems] + [exc.summary]) from None
+
+
 def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, source: str, clock: Clock, patient_id: str | None = None,
                    from_stage: str | None = None) -> Enrolled:
     """Store a read patient file's facts (identity apart) and enrol the patient. A patient

@@ -22,8 +22,11 @@ from pathways.rules.reference import AT_THRESHOLD
 
 
 def patient_facts(case: Case, loaded: LoadedPathway) -> PatientFacts:
-    p = case.patient
-    facts = loaded.facts
+    return case_patient_facts(case.id, case.at, case.patient, loaded.facts)
+
+
+def case_patient_facts(case_id: str, at: dt.date, p: CasePatient, facts: dict) -> PatientFacts:
+    """The patient of a case as facts; ``facts`` (name -> declaration) gives the canonical units."""
     observations = []
     for name, value in p.values.items():
         unit = None
@@ -31,14 +34,14 @@ def patient_facts(case: Case, loaded: LoadedPathway) -> PatientFacts:
             value, unit = value
         elif name in facts and facts[name].type == "quantity":
             unit = facts[name].unit
-        observations.append(Observation(fact=name, value=value, unit=unit, at=case.at))
+        observations.append(Observation(fact=name, value=value, unit=unit, at=at))
     for name, points in p.series.items():
         unit = facts[name].unit if name in facts and facts[name].type == "quantity" else None
         observations.extend(Observation(fact=name, value=v, unit=unit, at=d) for d, v in points)
     conditions = [Condition(fact=n, onset=onset or LONG_AGO) for n, onset in p.conditions.items()]
     conditions += [Condition(fact=n, onset=a, abatement=b) for n, (a, b) in p.ended_conditions.items()]
     return PatientFacts(
-        patient=f"case-{case.id}".replace("_", "-"),
+        patient=f"case-{case_id}".replace("_", "-"),
         demographics=Demographics(birth_date=p.birth_date, sex=p.sex, deceased_date=p.deceased_date),
         observations=tuple(observations),
         conditions=tuple(conditions),

@@ -25,9 +25,10 @@ from pathways.runtime.plan import Conflict
 
 
 def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvaluator], patient: PatientFacts,
-              at: dt.date) -> list[Conflict]:
+              at: dt.date, trace: dict[str, set] | None = None) -> list[Conflict]:
     """The conflicts among ``rules`` for a patient enrolled in the pathways of ``evaluators``
-    (pathway id -> the evaluator of the version the enrollment runs)."""
+    (pathway id -> the evaluator of the version the enrollment runs); ``trace`` (plan cases)
+    collects the outcome of every comparison, as `pathways check` does for a pathway."""
     readers: dict[str, Reader] = {}
     found = []
     for rule in rules:
@@ -37,7 +38,7 @@ def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvalu
             if p not in readers:
                 plan = evaluators[p].plan
                 readers[p] = Reader(evaluators[p].timeline(patient, at), plan.facts, plan.derived, at)
-        explanation = _evaluator(rule, evaluators, readers).evaluate(rule.when.ast, rule.when.text)
+        explanation = _evaluator(rule, evaluators, readers, trace).evaluate(rule.when.ast, rule.when.text)
         if explanation.value is not True:
             continue
         used = {str(atom): (value.isoformat() if isinstance(value, dt.date) else value) for atom, value in explanation.used.items()}
@@ -49,7 +50,8 @@ def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvalu
     return found
 
 
-def _evaluator(rule: Interaction, evaluators: dict[str, PathwayEvaluator], readers: dict[str, Reader]) -> ReferenceEvaluator:
+def _evaluator(rule: Interaction, evaluators: dict[str, PathwayEvaluator], readers: dict[str, Reader],
+               trace: dict[str, set] | None = None) -> ReferenceEvaluator:
     """A reference evaluator over the names of the rule's pathways (the first pathway that
     declares a name decides what it is), reading each fact through its own pathway's reader."""
     facts: dict[str, Any] = {}
@@ -69,4 +71,4 @@ def _evaluator(rule: Interaction, evaluators: dict[str, PathwayEvaluator], reade
     def read(atom: Atom):
         return owner.get(atom.fact, first).read(atom)
 
-    return ReferenceEvaluator(read, rules, parameters, units, facts)
+    return ReferenceEvaluator(read, rules, parameters, units, facts, trace)

@@ -5,7 +5,8 @@ Input: the patient's enrollment states, each with the pathway version it runs, t
 bundling window (a parameter of the care network, default 14 days). Output: one ``PersonalPlan``.
 
 - Every pathway's due and upcoming steps (and open escalations) with their source pathway and
-  step. A gated step (its gate does not hold) is not planned; a finished one neither.
+  step. A gated step (its gate does not hold) is not planned, nor an upcoming one whose gate does
+  not hold on the plan's date; a finished one neither.
 - Bundling rule ``same-discipline-within-window``: the steps of one discipline are taken in
   order of their planning date (the due date, or ``at`` for a step that is overdue or an open
   escalation); the first opens an appointment on its date, and every later step of that
@@ -45,10 +46,13 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Enrolled:
-    """One enrollment with the pathway version it runs."""
+    """One enrollment with the pathway version it runs; ``gated``: the steps whose gate does not
+    hold on the plan's date (an upcoming occurrence of one is not planned: the quarterly and the
+    half-yearly diabetes control are not both booked)."""
 
     state: EnrollmentState
     loaded: LoadedPathway
+    gated: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,11 @@ def check_window(window_days: Any) -> int:
     return window_days
 
 
+def gated_steps(evaluation: Any) -> frozenset[str]:
+    """The steps whose gate does not hold in an evaluation (rules/evaluate.py ``Evaluation``)."""
+    return frozenset(s.id for s in evaluation.steps if s.status == "gated")
+
+
 def planned_steps(enrolled: Enrolled, at: dt.date) -> list[PlannedStep]:
     """The due and upcoming steps and open escalations of one enrollment."""
     state, spec = enrolled.state, enrolled.loaded.spec
@@ -186,6 +195,8 @@ def planned_steps(enrolled: Enrolled, at: dt.date) -> list[PlannedStep]:
             continue
         else:
             status, due_on = ("due" if progress.status == "due" or progress.due_on <= at else "upcoming"), progress.due_on
+            if status == "upcoming" and step.id in enrolled.gated:
+                continue
         measures = tuple(o.fact for o in step.outputs if o.fact in facts and facts[o.fact].type == "quantity")
         found.append(PlannedStep(spec.id, spec.version, state.enrollment, step.id, step.title.en or step.title.nl,
                                  step.discipline, status, due_on, max(due_on, at), measures))

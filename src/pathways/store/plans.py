@@ -19,7 +19,7 @@ from sqlmodel import Session
 from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
-from pathways.store.models import CarePlan, CarePlanDecision
+from pathways.store.models import CarePlan, CarePlanDecision, Enrollment
 
 
 @dataclass
@@ -56,7 +56,11 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
                                        plan=dumps(plan.to_json()), updated_at=store.now()))
                 records.append(Record("plan.made", plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
                     "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
-                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts)}))
+                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
+                    "conflict_rules": sorted({c.rule for c in plan.conflicts}),
+                    # for the auditors' indicators (views/plan_indicators.py)
+                    "steps": sum(len(a.steps) for a in plan.appointments),
+                    "combined_appointments": sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
             known = set(session.execute(select(CarePlanDecision.key).where(CarePlanDecision.patient_id == plan.patient)).scalars())
             added = 0
             for key, kind, detail in decisions:
@@ -75,3 +79,15 @@ def stored_plan(store: Store, patient: str, on: dt.date) -> dict | None:
     with Session(store.engine) as session:
         kept = session.get(CarePlan, (patient, on))
         return None if kept is None else json.loads(kept.plan)
+
+
+def unplanned_patients(store: Store, on: dt.date) -> list[str]:
+    """Patients with an enrollment advanced to ``on`` but no plan for ``on`` (a run stopped before
+    it made the plans: the next run for that day makes them)."""
+    def read() -> list[str]:
+        with Session(store.engine) as session:
+            planned = select(CarePlan.patient_id).where(CarePlan.plan_on == on)
+            rows = session.execute(select(Enrollment.patient_id).where(Enrollment.as_of == on)
+                                   .where(Enrollment.patient_id.not_in(planned)).distinct().order_by(Enrollment.patient_id))
+            return list(rows.scalars())
+    return retrying(read, what=store.where)

@@ -274,3 +274,52 @@ def write(out: Path | None, data: dict[str, Any]) -> str:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out)
     return text
+
+
+def personal_care_plan(plan: dict[str, Any], parts: list[tuple[LoadedPathway, Any]], today: dt.date) -> list[dict[str, Any]]:
+    """The patient's one plan (runtime/plan.py, as JSON) as a patient-level CarePlan that
+    addresses a Condition per pathway (the patient's conditions) and has the appointments as
+    bundled for activities and the conflicts between pathways as notes; each pathway's own
+    CarePlan (``care_plan``) is one of its parts (``partOf``) and addresses its condition."""
+    patient = plan["patient"]
+    subject = {"identifier": {"system": f"{BASE}:patient", "value": patient}}
+    if ID.fullmatch(patient):
+        subject["reference"] = f"Patient/{patient}"
+    plan_id = _id(f"careplan-patient-{patient}")
+    conditions, resources = [], []
+    for loaded, state in parts:
+        spec = loaded.spec
+        condition = _clean({
+            "resourceType": "Condition", "id": _id(f"condition-{state.enrollment}"),
+            "identifier": [{"system": f"{BASE}:condition", "value": f"{patient}:{spec.id}"}],
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"text": D.text(spec.title, "nl")}, "subject": subject,
+            "note": [{"text": f"the condition pathway {spec.id} {spec.version} is for (enrollment {state.enrollment})"}],
+        })
+        conditions.append(condition)
+        own, *rest = care_plan(loaded, state, today)
+        own["partOf"] = [{"reference": full_url("CarePlan", plan_id)}]
+        own["addresses"] = [{"reference": full_url("Condition", condition["id"])}]
+        resources += [own, *rest]
+    activities = []
+    for a in plan["appointments"]:
+        steps = ", ".join(f"{s['pathway']}.{s['step']}" for s in a["steps"])
+        measured = ", ".join(m["fact"] for m in a["measurements"])
+        activities.append({"detail": {
+            "kind": "Appointment", "status": "scheduled", "code": {"text": a["discipline"]},
+            "description": f"{a['discipline']}: {steps}" + (f"; measure once: {measured}" if measured else ""),
+            "scheduledString": a["date"], "reasonCode": [{"text": a["decision"]["why"][:1000]}]}})
+    notes = [{"text": f"conflict {c['rule']}: {c['title']} ({', '.join(s['pathway'] + '.' + s['step'] for s in c['steps'])}): {c['action']}"}
+             for c in plan["conflicts"]]
+    whole = {
+        "resourceType": "CarePlan", "id": plan_id,
+        "identifier": [{"system": f"{BASE}:personal-plan", "value": f"{patient}:{plan['at']}"}],
+        "status": "active", "intent": "plan", "title": "Zorgplan (alle zorgpaden)",
+        "category": [{"text": "personal plan across pathways (multimorbidity)"}],
+        "subject": subject, "created": plan["at"], "period": {"start": plan["at"]},
+        "addresses": [{"reference": full_url("Condition", c["id"])} for c in conditions],
+        "activity": activities or None,
+        "note": notes + [{"text": f"bundling rule same-discipline-within-window, window {plan['window_days']} days; "
+                                  f"parts: {', '.join(p['pathway'] + ' ' + p['version'] for p in plan['pathways'])}"}],
+    }
+    return [_clean(whole), *conditions, *resources]
