@@ -111,6 +111,7 @@ def test_bad_document_options_write_nothing(enrolled):
     assert rendered(tmp) == before
 
 
+@pytest.mark.slow
 def test_audit_indicators_show_combined_reviews_visits_saved_and_how_conflicts_ended(tmp_path):
     env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PREFECT_HOME": str(tmp_path / "prefect"), "DO_NOT_TRACK": "1",
            "PATHWAYS_TODAY": "2026-12-03", "PATHWAYS_ROLE": "admin"}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from conftest import FIXTURES, run_cli
 
 MM = FIXTURES / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure
@@ -24,6 +26,7 @@ def query(tmp_path, sql: str) -> list[tuple]:
         return c.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_a_second_pathway_builds_on_stored_facts_and_advancing_re_plans_each_patient_once(tmp_path):
     env = environment(tmp_path)
     patient = json.loads(MM.read_text(encoding="utf-8"))

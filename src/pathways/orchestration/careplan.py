@@ -23,7 +23,7 @@ from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
 from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
 from pathways.store.db import Store
-from pathways.store.plans import Stored, store_plan, unplanned_patients
+from pathways.store.plans import Stored, in_several_pathways, store_plan, unplanned_patients
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -76,10 +76,12 @@ class Replanned:
 
 def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date,
            window_days: int = DEFAULT_WINDOW_DAYS) -> Replanned:
-    """Make again, for ``at``, the stored plan of every patient of these enrollments, once per
-    patient (a patient in three pathways advanced the same day: one plan, not three), and of every
-    patient advanced to ``at`` whose plan for that day is missing (a run stopped half-way)."""
-    touched = {state.patient for state, _ in store.load_many(sorted(set(enrollments))).values()} if enrollments else set()
+    """Make again, for ``at``, the stored plan of every patient of these enrollments who is in
+    several pathways, once per patient (a patient in three pathways advanced the same day: one
+    plan, not three), and of every such patient advanced to ``at`` whose plan for that day is
+    missing (a run stopped half-way). A patient in one pathway has no plan to combine: the
+    pathway's own steps are the plan, and `pathways plan` makes it on request."""
+    touched = set(in_several_pathways(store, sorted(set(enrollments)))) if enrollments else set()
     patients = sorted(touched | set(unplanned_patients(store, at)))
     rules = interaction_rules()
     done = Replanned(len(patients), 0, 0, [])

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from pathways.runtime.plan import PersonalPlan
@@ -81,13 +81,33 @@ def stored_plan(store: Store, patient: str, on: dt.date) -> dict | None:
         return None if kept is None else json.loads(kept.plan)
 
 
+def _in_several_pathways():
+    """The patients with enrollments in more than one pathway: those whose plan combines pathways."""
+    return select(Enrollment.patient_id).group_by(Enrollment.patient_id).having(func.count(func.distinct(Enrollment.pathway)) > 1)
+
+
 def unplanned_patients(store: Store, on: dt.date) -> list[str]:
-    """Patients with an enrollment advanced to ``on`` but no plan for ``on`` (a run stopped before
-    it made the plans: the next run for that day makes them)."""
+    """Patients in several pathways with an enrollment advanced to ``on`` but no plan for ``on``
+    (a run stopped before it made the plans: the next run for that day makes them)."""
     def read() -> list[str]:
         with Session(store.engine) as session:
             planned = select(CarePlan.patient_id).where(CarePlan.plan_on == on)
             rows = session.execute(select(Enrollment.patient_id).where(Enrollment.as_of == on)
+                                   .where(Enrollment.patient_id.in_(_in_several_pathways()))
                                    .where(Enrollment.patient_id.not_in(planned)).distinct().order_by(Enrollment.patient_id))
             return list(rows.scalars())
+    return retrying(read, what=store.where)
+
+
+def in_several_pathways(store: Store, enrollments: list[str]) -> list[str]:
+    """The patients of ``enrollments`` who are enrolled in more than one pathway (one query per
+    chunk: a daily run touches thousands of patients, most of them in one pathway)."""
+    def read() -> list[str]:
+        found: set[str] = set()
+        with Session(store.engine) as session:
+            for start in range(0, len(enrollments), 500):
+                chunk = enrollments[start:start + 500]
+                mine = select(Enrollment.patient_id).where(Enrollment.id.in_(chunk))
+                found.update(session.execute(_in_several_pathways().where(Enrollment.patient_id.in_(mine))).scalars())
+        return sorted(found)
     return retrying(read, what=store.where)
