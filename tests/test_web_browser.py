@@ -98,7 +98,7 @@ def test_a_poh_records_an_intake_through_the_form_and_sees_the_enrollment_advanc
             page.select_option("[name='out.smoking_status']", "never")
             page.click("button:has-text('Save')")
             expect(page).to_have_url(f"{base}/enrollments/{enrollment}?recorded=intake_poh")
-            expect(page.locator("#notice")).to_have_text("Recorded intake_poh; the enrollment was advanced.")
+            expect(page.locator("#notice")).to_have_text("Recorded intake_poh; the enrollment was advanced through Prefect.")
             expect(page.locator("#step-intake_poh .status")).to_have_text("done")
             expect(page.locator("#step-anamnese_poh .status")).to_have_text("due")
             assert [m for m in console if "Content Security Policy" in m] == []

@@ -4,7 +4,8 @@
 version it was published as), ``newfacts``, ``care`` (the care team's worklist and forms),
 ``careplan``, ``migrate`` (moving enrollments to a newer version) and ``accounts`` work without
 Prefect. ``flows`` (the only module holding flows, and the Prefect settings it changes),
-``deploy`` (deployments, ``pathways serve``) and ``workers`` (batch worker processes, which do
+``deploy`` (deployments, ``pathways serve``), ``warm`` (one Prefect kept warm for the web
+application, advancing an enrollment after a recorded step) and ``workers`` (batch worker processes, which do
 not import Prefect) run them through Prefect. Prefect sees pseudonymous ids only; clinical
 values stay in the store.
 """

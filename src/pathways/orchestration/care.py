@@ -1,7 +1,7 @@
 """What the care team sees and does in the web application, without the web: the worklist with
 each row's step title and discipline, an enrollment as it stands, the form a step's declared
 outputs make, and recording it (``service.record_step``: the same validation and advance as
-``pathways record``). Every read of a patient's data is audited (``patient_data.read``)."""
+``pathways record``), then advancing it through Prefect (``warm``). Every read of a patient's data is audited (``patient_data.read``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from pathways.clock import Clock
 from pathways.definition.wording import text_in
 from pathways.orchestration.service import Runtimes, authorize, record_step
+from pathways.orchestration.warm import Advance, WarmPrefect
 from pathways.runtime.core import Event
 from pathways.store import worklist as queries
 from pathways.store.audit import Record
@@ -185,3 +186,12 @@ def _number(text: str) -> Any:
 def record(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock) -> list[Event]:
     """Record a step from the web: as ``pathways record`` (validated, stored, advanced at once)."""
     return record_step(store, runtimes, enrollment, step, data, clock, note={"via": "web"}, today=clock.today())
+
+
+def advance_recorded(store: Store, prefect: WarmPrefect, enrollment: str, clock: Clock) -> Advance:
+    """After a step was recorded (and committed): the enrollment's flow run through Prefect on the
+    day it stands (``pathways advance ENROLLMENT``: its decisions in Prefect, its next review
+    scheduled, its plan renewed). Pending (``Advance.done`` false) when Prefect fails: the step
+    stays recorded and the daily run advances it."""
+    state, _ = store.load(enrollment)
+    return prefect.advance(state.version_key, enrollment, max(clock.today(), state.as_of))

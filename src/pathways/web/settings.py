@@ -4,6 +4,9 @@ command line does (PATHWAYS_DATABASE_URL, PATHWAYS_TODAY) plus the web's own:
 - PATHWAYS_WEB_SECRET: the key that signs session cookies; else the file PATHWAYS_WEB_SECRET_FILE
   (default .pathways/web.key, created with 32 random bytes, readable by its owner only).
 - PATHWAYS_WEB_SECURE_COOKIES=1: cookies only over HTTPS (set it behind a TLS proxy).
+- PATHWAYS_WEB_PREFECT=0: record steps without the advance through Prefect after each (the
+  daily run advances them); default 1: one Prefect (PREFECT_API_URL, or an embedded server
+  started with the application and kept warm) advances an enrollment after each recorded step.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class WebSettings:
     login_failures: int = 5  # failed log-ins per account and client ...
     login_window: dt.timedelta = dt.timedelta(minutes=15)  # ... within this long: further attempts refused
     page_size: int = 25
+    prefect: bool = True  # advance through Prefect after recording (started with the app: its lifespan)
 
 
 def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
@@ -37,8 +41,11 @@ def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
     secure = environ.get("PATHWAYS_WEB_SECURE_COOKIES", "0")
     if secure not in ("0", "1"):
         raise SettingError(f"PATHWAYS_WEB_SECURE_COOKIES: '{secure}' is not 1 (cookies over HTTPS only) or 0")
+    prefect = environ.get("PATHWAYS_WEB_PREFECT", "1")
+    if prefect not in ("0", "1"):
+        raise SettingError(f"PATHWAYS_WEB_PREFECT: '{prefect}' is not 1 (advance through Prefect after recording) or 0")
     return WebSettings(database_url=environ.get("PATHWAYS_DATABASE_URL") or database_url(), secret_key=_secret(environ),
-                       clock=clock_from_environment(environ), secure_cookies=secure == "1")
+                       clock=clock_from_environment(environ), secure_cookies=secure == "1", prefect=prefect == "1")
 
 
 def _secret(environ: dict[str, str]) -> str:

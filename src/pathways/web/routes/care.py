@@ -6,6 +6,7 @@ import datetime as dt
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from pathways.orchestration import care
 from pathways.orchestration.service import authorize
@@ -43,9 +44,9 @@ def worklist(request: Request, discipline: str = "", pathway: str = "", since: s
 
 
 @router.get("/enrollments/{enrollment}")
-def enrollment(request: Request, enrollment: str, recorded: str = "", store: Store = Depends(store_of)):
+def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", store: Store = Depends(store_of)):
     view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
-    return render(request, "enrollment.html", view=view, recorded=recorded)
+    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance)
 
 
 def _form_context(request: Request, store: Store, enrollment: str, step: str):
@@ -91,4 +92,9 @@ async def record(request: Request, enrollment: str, step: str, store: Store = De
         for problem, name in zip(exc.problems, exc.fields):
             (errors.setdefault(name, []) if name in declared else general).append(problem)
         return render(request, "record.html", status=422, view=view, step=found, fields=fields, values=form, errors=errors, general=general)
-    return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}", status_code=303)
+    settings = request.app.state.settings
+    if not settings.prefect:  # advanced in the recording's transaction only; the daily run goes through Prefect
+        return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}", status_code=303)
+    # committed: whatever Prefect does now, the step stays recorded (a failed advance is pending)
+    advanced = await run_in_threadpool(care.advance_recorded, store, request.app.state.prefect, enrollment, settings.clock)
+    return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}&advance={'prefect' if advanced.done else 'pending'}", status_code=303)
