@@ -11,6 +11,7 @@ from typing import Any
 
 from pathways.clock import Clock
 from pathways.definition.wording import text_in
+from pathways.orchestration import service
 from pathways.orchestration.service import Runtimes, authorize, record_step
 from pathways.orchestration.warm import Advance, WarmPrefect
 from pathways.runtime.core import Event
@@ -195,3 +196,9 @@ def advance_recorded(store: Store, prefect: WarmPrefect, enrollment: str, clock:
     stays recorded and the daily run advances it."""
     state, _ = store.load(enrollment)
     return prefect.advance(state.version_key, enrollment, max(clock.today(), state.as_of))
+
+
+def sign_off(store: Store, runtimes: Runtimes, enrollment: str, step: str, outcome: str, clock: Clock) -> list[Event]:
+    """Sign off an open escalation from the web, by the logged-in account: as the answer to
+    ``pathways signoff`` (``service.sign_off``), without a paused flow run to wait in."""
+    return service.sign_off(store, runtimes, enrollment, step, store.actor.user, outcome, clock, via="web")

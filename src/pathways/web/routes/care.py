@@ -44,9 +44,10 @@ def worklist(request: Request, discipline: str = "", pathway: str = "", since: s
 
 
 @router.get("/enrollments/{enrollment}")
-def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", store: Store = Depends(store_of)):
+def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", declined: str = "",
+               store: Store = Depends(store_of)):
     view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
-    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance)
+    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined)
 
 
 def _form_context(request: Request, store: Store, enrollment: str, step: str):
@@ -92,9 +93,33 @@ async def record(request: Request, enrollment: str, step: str, store: Store = De
         for problem, name in zip(exc.problems, exc.fields):
             (errors.setdefault(name, []) if name in declared else general).append(problem)
         return render(request, "record.html", status=422, view=view, step=found, fields=fields, values=form, errors=errors, general=general)
+    return await _advanced(request, store, enrollment, step)
+
+
+async def _advanced(request: Request, store: Store, enrollment: str, step: str) -> RedirectResponse:
+    """After a step was recorded (committed): the advance through Prefect, then the enrollment page."""
     settings = request.app.state.settings
     if not settings.prefect:  # advanced in the recording's transaction only; the daily run goes through Prefect
         return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}", status_code=303)
-    # committed: whatever Prefect does now, the step stays recorded (a failed advance is pending)
+    # whatever Prefect does now, the step stays recorded (a failed advance is pending)
     advanced = await run_in_threadpool(care.advance_recorded, store, request.app.state.prefect, enrollment, settings.clock)
     return RedirectResponse(f"/enrollments/{enrollment}?recorded={step}&advance={'prefect' if advanced.done else 'pending'}", status_code=303)
+
+
+@router.post("/enrollments/{enrollment}/escalations/{step}/signoff")
+async def sign_off(request: Request, enrollment: str, step: str, store: Store = Depends(store_of)):
+    """An open escalation signed off by the logged-in account: akkoord records it done, niet akkoord leaves it open."""
+    form = await request.form()
+    outcome = form.get("outcome") if isinstance(form.get("outcome"), str) else ""
+    try:
+        care.sign_off(store, request.app.state.runtimes, enrollment, step, outcome, request.app.state.settings.clock)
+    except StepNotOpen as exc:  # signed off or recorded by someone else since the page was opened
+        return render(request, "error.html", status=409, title="Conflict: nothing was stored", message="; ".join(exc.problems))
+    except StaleState:
+        return render(request, "error.html", status=409, title="Conflict: nothing was stored",
+                      message=f"{enrollment} changed while this was being saved (someone else recorded or advanced it): open it again")
+    except RecordError as exc:
+        return render(request, "error.html", status=422, title="Nothing was stored", message="; ".join(exc.problems))
+    if outcome != "akkoord":
+        return RedirectResponse(f"/enrollments/{enrollment}?declined={step}", status_code=303)
+    return await _advanced(request, store, enrollment, step)
