@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
+from conftest import FIXTURES, ROOT
+from pathways.clock import FixedClock
+from pathways.web import WebSettings, create_app
 from test_web import csrf_of, entries, log_in, site, state_version  # noqa: F401 - site is a fixture
+from web_setup import TODAY, seed
 
 LABORATORY = {"hba1c_mmol_mol": "60", "fasting_glucose_mmol_l": "8", "egfr_ml_min_1_73m2": "25", "creatinine_umol_l": "200",
               "potassium_mmol_l": "4.5", "acr_mg_mmol": "3"}  # an eGFR of 25 opens the referral 'verwijzing_nefroloog'
@@ -78,3 +83,74 @@ def test_a_sign_off_with_another_outcome_or_by_an_auditor_is_refused_and_nothing
     assert state_version(engine, enrollment) == version
     assert entries(engine, action="signoff.declined", enrollment=enrollment) == []
     assert [e["actor"] for e in entries(engine, action="access.denied")][-1:] == ["audit-cas"]
+
+
+# -- enrolling from an uploaded file --------------------------------------------------------------
+
+def _counts(engine) -> tuple[int, int, int]:
+    import sqlalchemy as sa
+
+    with engine.connect() as connection:
+        return tuple(connection.execute(sa.text(f"select count(*) from {table}")).scalar_one() for table in ("enrollment", "patient", "fact"))
+
+
+def _upload(client: TestClient, name: str, content: bytes, pathway: str = "diabetes", patient: str = ""):
+    token = csrf_of(client.get("/enroll").text)
+    return client.post("/enroll", data={"csrf": token, "pathway": pathway, "patient": patient}, files={"file": (name, content)},
+                       follow_redirects=False)
+
+
+def test_a_patient_is_enrolled_from_an_uploaded_facts_file_or_fhir_bundle(site):
+    app, _, _, engine = site
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    facts = (ROOT / "examples" / "cohort-diabetes" / "demo-dm-02.json").read_bytes()
+    done = _upload(client, "demo-dm-02.json", facts)
+    assert done.status_code == 303 and done.headers["location"].startswith("/enrollments/diabetes-")
+    page = client.get(done.headers["location"]).text
+    assert "Enrolled." in page and "Patient demo-dm-02" in page
+    again = _upload(client, "demo-dm-02.json", facts)  # the same file again: nothing new, the same enrollment
+    assert again.headers["location"].split("?")[0] == done.headers["location"].split("?")[0]
+    assert "Enrolled already" in client.get(again.headers["location"]).text
+
+    bundle = (FIXTURES / "fhir" / "synthea" / "dm_casimira.json.gz").read_bytes()
+    fhir = _upload(client, "dm_casimira.json.gz", bundle, patient="pt-web-1")
+    assert fhir.status_code == 303
+    assert "Patient pt-web-1" in client.get(fhir.headers["location"]).text
+    assert [e["actor"] for e in entries(engine, action="enrollment.created")][-2:] == ["poh-anna", "poh-anna"]
+
+
+BAD_UPLOADS = [  # (file name, content, status, the problem shown)
+    ("broken.json", b'{"patient": "x",\n "observations": [}', 400, "broken.json:2:19: malformed JSON: Expecting value"),
+    ("deep.json", b"[" * 100 + b"]" * 100, 400, "deep.json:1:65: the JSON nests deeper than 64 levels"),
+    ("notes.txt", b"{}", 400, "'notes.txt': upload a patient's facts JSON or FHIR file (.json, .json.gz or .xml"),
+    ("wrong.json", b'{"patient": "x", "observations": [{"fact": "hba1c_mmol_mol"}]}', 400, "wrong.json: observations[0].at: missing: add it"),
+    ("big.json", b" " * 5000 + b"{}", 413, "big.json: the file is over the 4000 bytes limit for a patient file"),
+    ("huge.json", b" " * 200_000, 413, "the request is larger than the 4000 bytes a patient file may be; nothing was stored"),
+]
+
+
+@pytest.mark.parametrize("name, content, status, problem", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+def test_a_bad_upload_gets_a_clear_message_its_status_and_stores_nothing(engine, name, content, status, problem):
+    import html
+
+    url = engine.url.render_as_string(hide_password=False)
+    seed(url)
+    app = create_app(WebSettings(database_url=url, secret_key="k" * 40, clock=FixedClock.on(TODAY), prefect=False, max_upload_bytes=4000))
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    before = _counts(engine)
+    refused = _upload(client, name, content)
+    assert refused.status_code == status
+    assert problem in html.unescape(refused.text)
+    assert "Nothing was stored" in refused.text or "nothing was stored" in refused.text
+    assert _counts(engine) == before
+    assert "/tmp/" not in refused.text and "pathways-upload-" not in refused.text  # the file's name, not where it was copied
+
+
+def test_enrolling_is_for_schedulers_and_admins(site):
+    app, _, _, engine = site
+    client = TestClient(app)
+    log_in(client, "audit-cas")
+    assert client.get("/enroll").status_code == 403
+    assert 'href="/enroll"' not in client.get("/worklist").text

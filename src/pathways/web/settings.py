@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pathways.clock import Clock, SystemClock, clock_from_environment
 from pathways.errors import SettingError
+from pathways.facts.jsonread import MAX_DOCUMENT_BYTES
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class WebSettings:
     login_failures: int = 5  # failed log-ins per account and client ...
     login_window: dt.timedelta = dt.timedelta(minutes=15)  # ... within this long: further attempts refused
     page_size: int = 25
+    max_upload_bytes: int = MAX_DOCUMENT_BYTES  # an uploaded patient file; a larger request is refused unread (413)
     prefect: bool = True  # advance through Prefect after recording (started with the app: its lifespan)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from pathways.orchestration import care
+from pathways.orchestration import care, upload
 from pathways.orchestration.service import authorize
 from pathways.runtime.core import RecordError, StepNotOpen
 from pathways.store.db import StaleState, Store
@@ -44,10 +44,10 @@ def worklist(request: Request, discipline: str = "", pathway: str = "", since: s
 
 
 @router.get("/enrollments/{enrollment}")
-def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", declined: str = "",
+def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", declined: str = "", enrolled: str = "",
                store: Store = Depends(store_of)):
     view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
-    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined)
+    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined, enrolled=enrolled)
 
 
 def _form_context(request: Request, store: Store, enrollment: str, step: str):
@@ -123,3 +123,31 @@ async def sign_off(request: Request, enrollment: str, step: str, store: Store = 
     if outcome != "akkoord":
         return RedirectResponse(f"/enrollments/{enrollment}?declined={step}", status_code=303)
     return await _advanced(request, store, enrollment, step)
+
+
+@router.get("/enroll")
+def enroll_form(request: Request, store: Store = Depends(store_of)):
+    authorize(store, "enrollment.write", "enrol patients", "enroll")
+    return render(request, "enroll.html", pathways=upload.pathway_choices(), chosen="", patient="", problems=[])
+
+
+@router.post("/enroll")
+async def enroll(request: Request, store: Store = Depends(store_of)):
+    """A patient enrolled from an uploaded facts JSON or FHIR file (as `pathways enroll --facts/--fhir`)."""
+    authorize(store, "enrollment.write", "enrol patients", "enroll")
+    form = await request.form()
+    pathway, patient, sent = form.get("pathway"), form.get("patient"), form.get("file")
+    pathway = pathway if isinstance(pathway, str) else ""
+    patient = patient.strip() if isinstance(patient, str) else ""
+    choices = upload.pathway_choices()
+    try:
+        if pathway not in choices:
+            raise upload.UploadRefused([f"choose a pathway ({', '.join(choices)})"])
+        if sent is None or isinstance(sent, str):
+            raise upload.UploadRefused(["choose a patient file to upload (facts JSON or FHIR: .json, .json.gz or .xml)"])
+        enrolled = await run_in_threadpool(upload.enroll_upload, store, request.app.state.runtimes, pathway, sent.filename or "",
+                                           sent.file, request.app.state.settings.clock, patient or None,
+                                           request.app.state.settings.max_upload_bytes)
+    except upload.UploadRefused as exc:
+        return render(request, "enroll.html", status=exc.status, pathways=choices, chosen=pathway, patient=patient, problems=exc.problems)
+    return RedirectResponse(f"/enrollments/{enrolled.enrollment}?enrolled={'new' if enrolled.created else 'known'}", status_code=303)
