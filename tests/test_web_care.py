@@ -154,3 +154,40 @@ def test_enrolling_is_for_schedulers_and_admins(site):
     log_in(client, "audit-cas")
     assert client.get("/enroll").status_code == 403
     assert 'href="/enroll"' not in client.get("/worklist").text
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+def test_a_document_downloads_as_pdf_and_its_disclosure_is_audited(site, pdftotext, tmp_path):
+    import hashlib
+    import subprocess
+
+    app, enrollment, _, engine = site
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    page = client.get(f"/enrollments/{enrollment}").text
+    assert f'href="/enrollments/{enrollment}/documents/zorgplan.pdf"' in page
+    pdf = client.get(f"/enrollments/{enrollment}/documents/zorgplan.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-disposition"] == f'attachment; filename="{enrollment}-zorgplan.pdf"'
+    (tmp_path / "zorgplan.pdf").write_bytes(pdf.content)
+    text = subprocess.run([pdftotext, str(tmp_path / "zorgplan.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Individueel zorgplan: Diabetes mellitus type 2" in text and "Uw nummer bij ons: demo-dm-01" in text
+    rendered = entries(engine, action="document.rendered", enrollment=enrollment)
+    assert [(e["actor"], e["payload"]["document"], e["payload"]["format"], e["payload"]["sha256"]) for e in rendered] == \
+        [("poh-anna", "zorgplan", "pdf", hashlib.sha256(pdf.content).hexdigest())]
+
+
+def test_a_document_that_cannot_be_made_says_why_and_an_auditor_may_not_render(site):
+    app, enrollment, _, engine = site
+    client, auditor = TestClient(app), TestClient(app)
+    log_in(client, "poh-anna")
+    log_in(auditor, "audit-cas")
+    letter = client.get(f"/enrollments/{enrollment}/documents/verwijsbrief.pdf")  # no referral is open
+    assert letter.status_code == 409
+    assert f"no escalation to refer for: {enrollment} has had none (a verwijsbrief explains an escalation)" in letter.text
+    unknown = client.get(f"/enrollments/{enrollment}/documents/brief.pdf")
+    assert unknown.status_code == 404 and "unknown document &#39;brief&#39;" in unknown.text
+    assert auditor.get(f"/enrollments/{enrollment}/documents/zorgplan.pdf").status_code == 403
+    assert "/documents/" not in auditor.get(f"/enrollments/{enrollment}").text
+    assert entries(engine, action="document.rendered", enrollment=enrollment) == []

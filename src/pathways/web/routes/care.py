@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pathways.orchestration import care, upload
 from pathways.orchestration.service import authorize
 from pathways.runtime.core import RecordError, StepNotOpen
 from pathways.store.db import StaleState, Store
+from pathways.views.documents import DocumentError
+from pathways.views.enrollment_documents import MEDIA_TYPES, documents_of, render_document
 from pathways.web.deps import store_of
 from pathways.web.pages import render
 
@@ -47,7 +49,25 @@ def worklist(request: Request, discipline: str = "", pathway: str = "", since: s
 def enrollment(request: Request, enrollment: str, recorded: str = "", advance: str = "", declined: str = "", enrolled: str = "",
                store: Store = Depends(store_of)):
     view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
-    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined, enrolled=enrolled)
+    documents = documents_of(request.app.state.runtimes.get_version(store.load(enrollment)[0].version_key, store))
+    return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined, enrolled=enrolled,
+                  documents=documents if store.actor.may("document.render") else [])
+
+
+@router.get("/enrollments/{enrollment}/documents/{name}.{fmt}")
+def document(request: Request, enrollment: str, name: str, fmt: str, lang: str = "nl", store: Store = Depends(store_of)):
+    """A care-plan document to download (as `pathways render DOCUMENT ENROLLMENT --format pdf`)."""
+    authorize(store, "document.render", f"render {name} for {enrollment}", enrollment)
+    state, _ = store.load(enrollment)
+    runtime = request.app.state.runtimes.get_version(state.version_key, store)
+    identity = store.identity(state.patient) if store.actor.may("identity.read") else None
+    try:
+        if lang not in ("nl", "en"):
+            raise DocumentError(f"language '{lang}': use nl or en")
+        data = render_document(store, runtime, state, name, fmt, lang, request.app.state.settings.clock.today(), identity)
+    except DocumentError as exc:
+        return render(request, "error.html", status=404 if "unknown document" in str(exc) else 409, title="No document", message=str(exc))
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{enrollment}-{name}.{fmt}"'})
 
 
 def _form_context(request: Request, store: Store, enrollment: str, step: str):
