@@ -191,3 +191,27 @@ def test_a_document_that_cannot_be_made_says_why_and_an_auditor_may_not_render(s
     assert auditor.get(f"/enrollments/{enrollment}/documents/zorgplan.pdf").status_code == 403
     assert "/documents/" not in auditor.get(f"/enrollments/{enrollment}").text
     assert entries(engine, action="document.rendered", enrollment=enrollment) == []
+
+
+# -- goals ----------------------------------------------------------------------------------------
+
+def test_goals_show_their_progress_as_a_small_server_side_plot(site):
+    import base64
+    import datetime as dt
+
+    from pathways.access import Actor
+    from pathways.orchestration.service import Runtimes, open_store, record_step
+
+    app, enrollment, clock, engine = site
+    url = engine.url.render_as_string(hide_password=False)
+    store = open_store(clock, url, actor=Actor(user="setup", role="admin", via="test"))
+    runtimes = Runtimes()
+    for step, values in (("intake_poh", {}), ("anamnese_poh", {}), ("laboratorium_start", {"hba1c_mmol_mol": 60}), ("doelen_afspreken", {})):
+        record_step(store, runtimes, enrollment, step, values, clock, require_all=False)
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    page = client.get(f"/enrollments/{enrollment}").text
+    row = re.search(r'<tr id="goal-hba1c_standaard">.*?</tr>', page, re.S).group(0)
+    image = re.search(r'<img class="plot" src="data:image/png;base64,([^"]+)" alt="progress of hba1c_mmol_mol">', row)
+    assert image is not None and base64.b64decode(image.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<script>" not in page and "style=" not in page and "<svg" not in page  # CSP: no inline script or style

@@ -111,8 +111,12 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
         recordable = (spec.escalation is None and progress.status == "due") or spec.id in state.escalations
         steps.append(StepView(spec.id, text_in(spec.title, LANG), spec.stage, spec.discipline, status, progress.due_on,
                               progress.done_on, progress.reasons, recordable))
+    facts = runtime.evaluator.plan.facts
+    observed = store.patient_facts(state.patient).observations if state.goals else ()
     goals = [{"id": goal, "fact": g.fact, "target": g.target, "deadline": g.deadline, "status": g.status.replace("_", " "),
-              "baseline": g.baseline, "latest": g.latest} for goal, g in state.goals.items()]
+              "baseline": g.baseline, "latest": g.latest, "agreed_on": g.agreed_on, "unit": facts[g.fact].unit if g.fact in facts else None,
+              "points": _progress(observed, g.fact, facts[g.fact].unit if g.fact in facts else None, g.agreed_on)}
+             for goal, g in state.goals.items()]
     escalations = [{"step": step, "title": text_in(runtime.steps[step].title, LANG) if step in runtime.steps else step,
                     "since": e.since, "severity": e.severity, "action": e.action, "reasons": e.reasons}
                    for step, e in state.escalations.items()]
@@ -120,6 +124,14 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
                                enrollment, {"page": page})])
     return EnrollmentView(enrollment, state.patient, state.pathway, text_in(runtime.spec.title, LANG), state.version,
                           state.enrolled_on, state.as_of, version, steps, goals, escalations)
+
+
+def _progress(observations, fact: str, unit: str | None, since: dt.date) -> list[tuple[dt.date, float]]:
+    """A goal's values since it was agreed: the observations of its fact in the fact's own unit
+    (values in another unit are left out of the plot; the goal's status counts them)."""
+    return [(o.at, float(o.value)) for o in observations
+            if o.fact == fact and o.at >= since and isinstance(o.value, (int, float)) and not isinstance(o.value, bool)
+            and (o.unit is None or o.unit == unit)]
 
 
 @dataclass(frozen=True)

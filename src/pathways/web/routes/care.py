@@ -14,6 +14,7 @@ from pathways.runtime.core import RecordError, StepNotOpen
 from pathways.store.db import StaleState, Store
 from pathways.views.documents import DocumentError
 from pathways.views.enrollment_documents import MEDIA_TYPES, documents_of, render_document
+from pathways.views.goal_plots import goal_plots
 from pathways.web.deps import store_of
 from pathways.web.pages import render
 
@@ -51,7 +52,7 @@ def enrollment(request: Request, enrollment: str, recorded: str = "", advance: s
     view = care.enrollment_view(store, request.app.state.runtimes, enrollment)
     documents = documents_of(request.app.state.runtimes.get_version(store.load(enrollment)[0].version_key, store))
     return render(request, "enrollment.html", view=view, recorded=recorded, advance=advance, declined=declined, enrolled=enrolled,
-                  documents=documents if store.actor.may("document.render") else [])
+                  documents=documents if store.actor.may("document.render") else [], plots=goal_plots(view.goals))
 
 
 @router.get("/enrollments/{enrollment}/documents/{name}.{fmt}")
