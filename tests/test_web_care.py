@@ -215,3 +215,69 @@ def test_goals_show_their_progress_as_a_small_server_side_plot(site):
     image = re.search(r'<img class="plot" src="data:image/png;base64,([^"]+)" alt="progress of hba1c_mmol_mol">', row)
     assert image is not None and base64.b64decode(image.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
     assert "<script>" not in page and "style=" not in page and "<svg" not in page  # CSP: no inline script or style
+
+
+# -- sessions and concurrent recording ------------------------------------------------------------
+
+INTAKE = {"out.body_weight_kg": "82", "unit.body_weight_kg": "kg", "out.systolic_bp_mmhg": "138", "out.diastolic_bp_mmhg": "84",
+          "out.smoking_status": "never"}
+
+
+def test_a_form_posted_after_the_session_expired_goes_to_log_in_and_stores_nothing(site):
+    import datetime as dt
+
+    app, enrollment, clock, engine = site
+    client = TestClient(app)
+    log_in(client, "poh-anna")
+    path = f"/enrollments/{enrollment}/steps/intake_poh/record"
+    token = csrf_of(client.get(path).text)
+    version = state_version(engine, enrollment)
+    clock.advance(dt.timedelta(hours=8))  # the session's lifetime, by the injected clock
+    late = client.post(path, data={**INTAKE, "csrf": token}, follow_redirects=False)
+    assert (late.status_code, late.headers["location"]) == (303, "/login")
+    assert state_version(engine, enrollment) == version
+    assert entries(engine, action="input.recorded", subject=f"{enrollment}:intake_poh") == []
+
+
+def test_two_people_recording_the_same_step_at_the_same_moment_one_is_stored_the_other_sees_a_conflict(site, monkeypatch):
+    """Both requests have read the enrollment (the same state_version) before either writes: a
+    barrier in front of the store's write holds each until the other arrives. The first write
+    wins; the second finds the state_version moved (StaleState) and stores nothing."""
+    import threading
+
+    from pathways.store.db import Store
+
+    app, enrollment, _, engine = site
+    anna, ben = TestClient(app), TestClient(app)
+    log_in(anna, "poh-anna")
+    log_in(ben, "coord-ben")
+    path = f"/enrollments/{enrollment}/steps/intake_poh/record"
+    tokens = {"anna": csrf_of(anna.get(path).text), "ben": csrf_of(ben.get(path).text)}
+    version = state_version(engine, enrollment)
+    both_read = threading.Barrier(2, timeout=30)
+    apply = Store.apply
+
+    def apply_together(self, *args, **kwargs):
+        both_read.wait()  # neither writes before both have read
+        return apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "apply", apply_together)
+    answers: dict[str, object] = {}
+
+    def post(name: str, client: TestClient, weight: str):
+        answers[name] = client.post(path, data={**INTAKE, "out.body_weight_kg": weight, "csrf": tokens[name]}, follow_redirects=False)
+
+    threads = [threading.Thread(target=post, args=("anna", anna, "82")), threading.Thread(target=post, args=("ben", ben, "90"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    statuses = sorted(answer.status_code for answer in answers.values())
+    assert statuses == [303, 409]
+    loser = next(answer for answer in answers.values() if answer.status_code == 409)
+    assert "Conflict: nothing was stored" in loser.text and "changed while this was being saved" in loser.text
+    assert state_version(engine, enrollment) == version + 1
+    recorded = entries(engine, action="input.recorded", subject=f"{enrollment}:intake_poh")
+    winner = next(name for name, answer in answers.items() if answer.status_code == 303)
+    assert [(e["actor"], e["payload"]["values"]["body_weight_kg"]["value"]) for e in recorded] == \
+        [({"anna": "poh-anna", "ben": "coord-ben"}[winner], {"anna": 82, "ben": 90}[winner])]

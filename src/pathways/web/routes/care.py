@@ -101,7 +101,8 @@ async def record(request: Request, enrollment: str, step: str, store: Store = De
         return render(request, "error.html", status=404, title="Not found", message=f"{view.pathway} {view.version} has no step '{step}'")
     data = care.form_values(fields, form)
     try:
-        care.record(store, request.app.state.runtimes, enrollment, step, data, request.app.state.settings.clock)
+        # in a worker thread, as the synchronous routes run: the event loop keeps serving others meanwhile
+        await run_in_threadpool(care.record, store, request.app.state.runtimes, enrollment, step, data, request.app.state.settings.clock)
     except StepNotOpen as exc:  # recorded by someone else since the form was opened, or not due
         return render(request, "error.html", status=409, title="Conflict: nothing was stored", message="; ".join(exc.problems))
     except StaleState:
@@ -133,7 +134,7 @@ async def sign_off(request: Request, enrollment: str, step: str, store: Store = 
     form = await request.form()
     outcome = form.get("outcome") if isinstance(form.get("outcome"), str) else ""
     try:
-        care.sign_off(store, request.app.state.runtimes, enrollment, step, outcome, request.app.state.settings.clock)
+        await run_in_threadpool(care.sign_off, store, request.app.state.runtimes, enrollment, step, outcome, request.app.state.settings.clock)
     except StepNotOpen as exc:  # signed off or recorded by someone else since the page was opened
         return render(request, "error.html", status=409, title="Conflict: nothing was stored", message="; ".join(exc.problems))
     except StaleState:
