@@ -186,9 +186,11 @@ def main() -> None:
     print(line("decision page (auditor)", decisions))
     print(line("record-and-advance (form posted, stored, advanced through Prefect)", records)
           + (f"; {pending} advance(s) pending: Prefect failed" if pending else ""))
-    shutil.rmtree(WORK, ignore_errors=True)
     print(f"ratio {p95(pages) / p95(bare):.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)

@@ -14,7 +14,9 @@ import datetime as dt
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 log = logging.getLogger("pathways.prefect")
 
@@ -43,8 +45,10 @@ class WarmPrefect:
         """Start the embedded server (or check the one at PREFECT_API_URL) and keep it warm, for
         the store at ``store_url``; a failure is kept in ``problem`` and logged, not raised:
         recording still works."""
-        from pathways.orchestration import flows
         from pathways.orchestration.service import database_url
+
+        with _keeping_loggers(HOST_LOGGERS):  # importing Prefect configures logging for the whole process
+            from pathways.orchestration import flows
 
         with self._lock:
             if store_url != database_url():  # the flow runs open the configured store, not the caller's
@@ -87,6 +91,26 @@ class WarmPrefect:
         if kinds.get(NOT_ADVANCED):
             return Advance(False, "stopped")
         return Advance(True)
+
+
+HOST_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")  # the web server's own: its access log stays on
+
+
+@contextmanager
+def _keeping_loggers(names: tuple[str, ...]) -> Iterator[None]:
+    """Prefect's logging set-up (on its import, ``prefect.main``) applies its own configuration
+    to loggers it names, uvicorn's among them: the access log would fall silent (level WARNING).
+    These loggers get back their level, handlers and propagation afterwards."""
+    kept = {name: (logger.level, list(logger.handlers), logger.propagate, logger.disabled)
+            for name in names for logger in [logging.getLogger(name)]}
+    try:
+        yield
+    finally:
+        for name, (level, handlers, propagate, disabled) in kept.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def _kind(exc: BaseException) -> str:
