@@ -206,3 +206,26 @@ def test_pathways_plan_uses_the_networks_window_and_stores_nothing_when_it_is_ba
     assert (done.returncode, done.stdout) == (1, "")
     assert "network.yaml:2:" in done.stderr and "not -3" in done.stderr and "Traceback" not in done.stderr
     assert len(entries(tmp_path, "plan.made")) == made and entries(tmp_path, "plan.priority") == []
+
+
+def test_re_planning_after_an_advance_uses_the_networks_window_and_a_bad_one_is_reported_not_raised(mm01, tmp_path, monkeypatch):
+    from pathways.access import Actor
+    from pathways.clock import FixedClock
+    from pathways.orchestration.careplan import replan
+    from pathways.orchestration.service import Runtimes, open_store
+    import datetime as dt
+
+    store = open_store(FixedClock.on(dt.date(2026, 12, 10)), mm01["PATHWAYS_DATABASE_URL"],
+                       Actor(user="pathways-service", role="admin", via="test"))
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        enrollments = [e for (e,) in c.execute("select id from enrollment order by id")]
+    monkeypatch.setenv("PATHWAYS_PLAN_WINDOW_DAYS", "21")
+    done = replan(store, Runtimes(templates=False), enrollments, dt.date(2026, 12, 10))
+    assert (done.patients, done.problems) == (1, [])
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        assert c.execute("select window_days from care_plan where plan_on = '2026-12-10'").fetchall() == [(21,)]
+    monkeypatch.setenv("PATHWAYS_PLAN_WINDOW_DAYS", "-2")
+    done = replan(store, Runtimes(templates=False), enrollments, dt.date(2026, 12, 11))
+    assert done.patients == 0 and len(done.problems) == 1 and done.problems[0].startswith("PATHWAYS_PLAN_WINDOW_DAYS:")
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        assert c.execute("select count(*) from care_plan where plan_on = '2026-12-11'").fetchone() == (0,)
