@@ -229,3 +229,19 @@ def test_re_planning_after_an_advance_uses_the_networks_window_and_a_bad_one_is_
     assert done.patients == 0 and len(done.problems) == 1 and done.problems[0].startswith("PATHWAYS_PLAN_WINDOW_DAYS:")
     with sqlite3.connect(tmp_path / "store.db") as c:
         assert c.execute("select count(*) from care_plan where plan_on = '2026-12-11'").fetchone() == (0,)
+
+
+def test_validate_reports_a_bad_escalate_in_the_interaction_library_with_file_and_line(tmp_path):
+    from pathways.definition.interactions import validate_with_interactions
+
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    library = folder / "_shared" / "interactions.yaml"
+    text = library.read_text(encoding="utf-8")
+    assert text.count("escalate: {severity: regulier, action: huisarts_informeren}") == 2
+    library.write_text(text.replace("escalate: {severity: regulier, action: huisarts_informeren}",
+                                    "escalate: {severity: hoog, action: huisarts_informeren}", 1), encoding="utf-8")
+    line = next(i for i, l in enumerate(library.read_text(encoding="utf-8").splitlines(), 1) if "severity: hoog" in l)
+    problems = [p for p in validate_with_interactions([folder]).problems if p.location.file.endswith("interactions.yaml")]
+    assert problems and all(p.location.line == line for p in problems), [str(p.location) + " " + p.message for p in problems]
+    assert any("spoed" in p.message + p.hint or "regulier" in p.message + p.hint for p in problems)
