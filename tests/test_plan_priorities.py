@@ -155,6 +155,9 @@ def test_the_english_zorgplan_shows_the_conflict_in_english(mm01, tmp_path):
         text = document.read_text(encoding="utf-8")
         assert f"**{title}.**" in text and action in text
     assert "Metformine bij" not in (tmp_path / "plan-en.md").read_text(encoding="utf-8")
+    # the escalation the conflict opened, in words for the patient
+    assert "- We tell your GP about this. Open since 10 December 2026." in (tmp_path / "plan-en.md").read_text(encoding="utf-8")
+    assert "- Wij laten dit aan de huisarts weten. Dit staat open sinds 10 december 2026." in (tmp_path / "plan-nl.md").read_text(encoding="utf-8")
 
 
 # -- the bundling window: a parameter of the care network -------------------------------------

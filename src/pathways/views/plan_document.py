@@ -24,12 +24,12 @@ GOAL_STATUS = {"nl": {"to agree": "nog afspreken", "open": "bezig", "met": "geha
                       "not_measured": "niet gemeten"},
                "en": {"to agree": "to agree", "open": "in progress", "met": "met", "missed": "not met", "not_measured": "not measured"}}
 PRIORITY = {"nl": {1: "hoog", 2: "middel", 3: "laag"}, "en": {1: "high", 2: "medium", 3: "low"}}  # the patient's own
-ESCALATION = {"nl": {"spoedconsult": "spoedconsult", "consultatie_specialist": "overleg met een specialist",
-                     "verwijzing_specialist": "verwijzing naar een specialist", "opschaling_specialist": "zorg bij een specialist",
-                     "huisarts_informeren": "de huisarts weet het"},
-              "en": {"spoedconsult": "an urgent consultation", "consultatie_specialist": "advice from a specialist",
-                     "verwijzing_specialist": "a referral to a specialist", "opschaling_specialist": "care by a specialist",
-                     "huisarts_informeren": "your GP is told"}}
+ESCALATION = {"nl": {"spoedconsult": "U krijgt een spoedconsult", "consultatie_specialist": "De huisarts overlegt met een specialist",
+                     "verwijzing_specialist": "U krijgt een verwijzing naar een specialist",
+                     "opschaling_specialist": "Een specialist neemt deze zorg over", "huisarts_informeren": "Wij laten dit aan de huisarts weten"},
+              "en": {"spoedconsult": "You get an urgent appointment", "consultatie_specialist": "Your GP asks a specialist for advice",
+                     "verwijzing_specialist": "You are referred to a specialist", "opschaling_specialist": "A specialist takes over this care",
+                     "huisarts_informeren": "We tell your GP about this"}}
 
 
 def _fact_label(loaded: dict[str, LoadedPathway], name: str, lang: str) -> str:
