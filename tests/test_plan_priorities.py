@@ -248,3 +248,15 @@ def test_validate_reports_a_bad_escalate_in_the_interaction_library_with_file_an
     problems = [p for p in validate_with_interactions([folder]).problems if p.location.file.endswith("interactions.yaml")]
     assert problems and all(p.location.line == line for p in problems), [str(p.location) + " " + p.message for p in problems]
     assert any("spoed" in p.message + p.hint or "regulier" in p.message + p.hint for p in problems)
+
+
+def test_validate_reports_a_contradictory_or_unknown_care_network_parameter_with_file_and_line(tmp_path):
+    folder = tmp_path / "pathways"
+    shutil.copytree(ROOT / "pathways", folder)
+    (folder / "_shared" / "network.yaml").write_text("# the care network\nbundling_window_days: 400\nbundel_venster: 3\n",
+                                                    encoding="utf-8")
+    done = run_cli("validate", str(folder))
+    assert done.returncode == 1
+    shown = done.stdout + done.stderr
+    assert "network.yaml:2:" in shown and "PW012" in shown and "not 400" in shown
+    assert "network.yaml:3:" in shown and "PW010" in shown and "'bundel_venster' is no care-network parameter" in shown

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from pathways.definition import expr as E
 from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, available_pathways, display_path as _display, schema_problems, validate_paths
+from pathways.definition.network import network_file, read_network
 from pathways.definition.model import EscalationAction, Evidence, Identifier, NonEmpty, Severity, Source, Strict, Text
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
 from pathways.errors import Location, Problem, did_you_mean, errors
@@ -170,7 +171,8 @@ def _check_names(doc: LoadedInteractions, base: tuple, rule: Interaction, scope:
 
 def validate_with_interactions(paths: list[Path]) -> Validation:
     """``validate_paths``, and the interaction library of every folder given, checked against the
-    pathways of that folder (what `pathways validate` runs)."""
+    pathways of that folder (what `pathways validate` runs), and its care-network parameters
+    (``_shared/network.yaml``)."""
     result = validate_paths(paths)
     add_interactions(result, paths)
     return result
@@ -182,6 +184,9 @@ def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
     for folder in map(Path, paths):
         if not folder.is_dir():
             continue
+        network = network_file(folder)
+        if network is not None:  # the care network's parameters (definition/network.py): checked, not counted
+            result.problems.extend(read_network(network, _display(network))[1])
         file = interactions_file(folder)
         if file is None:
             continue

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathways.definition.loader import LoadedPathway
+from pathways.definition.network import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS  # the care network's parameter
 from pathways.runtime.core import EnrollmentState
 
-DEFAULT_WINDOW_DAYS = 14
-MAX_WINDOW_DAYS = 366
 PRIORITIES = {1: "high", 2: "medium", 3: "low"}  # the patient's priority of a goal -> FHIR goal-priority
 BUNDLE_RULE = "same-discipline-within-window"
 
