@@ -1829,6 +1829,3 @@ def main() -> None:  # console script entry point
         code = _stopped_cleanly(code)
     sys.exit(code)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
