@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -27,19 +27,25 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _print_problems(problems: list[Problem]) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
+    """End the command: `message` on stderr as written (no markup), exit status `code` (1: a problem
+    in the input, 2: wrong usage of the command)."""
+    err.print(message, markup=False)
+    raise typer.Exit(code)
+
+
+def print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         err.print(str(problem), markup=False)
 
 
-def _fail(problems: list[Problem]) -> None:
-    _print_problems(problems)
+def fail_with_problems(problems: list[Problem]) -> NoReturn:
+    print_problems(problems)
     failing = errors(problems)
     noun = "problem" if len(failing) == 1 else "problems"
     warned = len(problems) - len(failing)
     also = f", {warned} warning{'s' if warned > 1 else ''}" if warned else ""
-    err.print(f"{len(failing)} {noun} found{also}", markup=False)
-    raise typer.Exit(1)
+    fail(f"{len(failing)} {noun} found{also}")
 
 
 @app.command()
@@ -52,8 +58,8 @@ def validate(
 
     result = validate_with_cases(paths or ["pathways"])
     if errors(result.problems):
-        _fail(result.problems)
-    _print_problems(result.problems)  # only warnings are left: shown, but the files are valid
+        fail_with_problems(result.problems)
+    print_problems(result.problems)  # only warnings are left: shown, but the files are valid
     steps = sum(len(d.model.steps) for d in result.pathways)
     names = ", ".join(f"{d.model.id} {d.model.version}" for d in result.pathways) or "none"
     out.print(
@@ -73,7 +79,7 @@ def show(name: Annotated[str, typer.Argument(help="Pathway name (e.g. diabetes) 
     try:
         loaded = load_pathway(name)
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     render_show(loaded, out)
 
 
@@ -89,7 +95,7 @@ def diagram(
     try:
         loaded = load_pathway(name)
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     text = mermaid(loaded)
     if html is None:
         out.print(text, markup=False)
@@ -97,15 +103,13 @@ def diagram(
     try:
         write_html(loaded, text, html)
     except DiagramError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     out.print(f"wrote {html}", markup=False)
 
 
 def _one_patient_file(facts: Optional[Path], fhir: Optional[Path]) -> Path:
     if (facts is None) == (fhir is None):
-        err.print("error: give exactly one of --facts FILE.json or --fhir BUNDLE", markup=False)
-        raise typer.Exit(2)
+        fail("error: give exactly one of --facts FILE.json or --fhir BUNDLE", code=2)
     return facts or fhir
 
 
@@ -125,8 +129,7 @@ def _parse_date(text: str | None, what: str):
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        err.print(f"error: {what} '{text}' is not a date; write YYYY-MM-DD", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {what} '{text}' is not a date; write YYYY-MM-DD")
 
 
 @app.command()
@@ -149,12 +152,11 @@ def evaluate(
     today = _today()
     when = _parse_date(at, "--at") or today
     if when > today:
-        err.print(f"error: --at {when} is in the future (today is {today})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --at {when} is in the future (today is {today})")
     try:
         loaded = load_pathway(name)
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     path = facts or fhir
     try:
         patient = load_facts_json(path) if facts is not None else load_fhir_file(path)
@@ -164,16 +166,14 @@ def evaluate(
         problems = every_problem(path, exc.schema, exc.partial, loaded.facts, today) if exc.schema else exc.problems
         for problem in problems:
             err.print(f"error: {problem}", markup=False)
-        err.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the patient file; nothing evaluated", markup=False)
-        raise typer.Exit(1)
+        fail(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the patient file; nothing evaluated")
     evaluator = PathwayEvaluator(loaded)
     result = evaluator.evaluate(patient.facts, when, today)
     errors = [i for i in result.issues if not i.excluded]
     if errors:
         for issue in errors:
             err.print(f"error: {path}: {issue}", markup=False)
-        err.print(f"{len(errors)} problem{'s' if len(errors) > 1 else ''} in the patient file; nothing evaluated", markup=False)
-        raise typer.Exit(1)
+        fail(f"{len(errors)} problem{'s' if len(errors) > 1 else ''} in the patient file; nothing evaluated")
     for issue in result.issues:
         err.print(f"warning: {path}: {issue}", markup=False)
     if result.unmapped_codes:
@@ -215,7 +215,7 @@ def check(
                 continue
             cases = load_cases(cases_file)
         except ProblemsFound as exc:
-            _print_problems(exc.problems)
+            print_problems(exc.problems)
             failed = True
             continue
         report = run_cases(loaded, cases, today)
@@ -255,7 +255,7 @@ def _check_plans() -> bool:
     try:
         report = check_plan_cases(file)
     except ProblemsFound as exc:
-        _print_problems(exc.problems)
+        print_problems(exc.problems)
         return True
     table = Table(title=f"combined plans: {len(report.results)} cases", title_justify="left", expand=True)
     table.add_column("case", no_wrap=True)
@@ -291,8 +291,7 @@ def _store_or_fail(clock):
     try:
         return open_store(clock)
     except StoreError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
 
 
 @app.command()
@@ -318,11 +317,9 @@ def enroll(
     if facts is not None and fhir is not None:
         _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
-        err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only")
     if from_stage is not None and from_stage not in STAGES[:-1]:
-        err.print(f"error: --from '{from_stage}' is not a stage to start from: one of {', '.join(STAGES[:-1])}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --from '{from_stage}' is not a stage to start from: one of {', '.join(STAGES[:-1])}", code=2)
     clock = _clock()
     store = _store_or_fail(clock)
     try:
@@ -333,17 +330,14 @@ def enroll(
         else:
             enrolled = enroll_file(store, runtimes, pathway, facts or fhir, clock, patient, from_stage)
     except UnknownPatient as exc:
-        err.print(f"error: {exc}; not enrolled", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; not enrolled")
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except (DraftPathway, EnrolledInOtherVersion) as exc:
-        err.print(f"error: {exc}; {patient} not enrolled", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; {patient} not enrolled")
     except PatientFileError as exc:
         for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {problem}")
     verb = "enrolled" if enrolled.created else "already enrolled"
     start = f", from stage {from_stage}" if from_stage and enrolled.created else ""
     out.print(f"{verb}: {enrolled.enrollment} (patient {enrolled.patient}, {pathway}{start}); "
@@ -364,20 +358,17 @@ def advance(
     from pathways.store.db import UnknownEnrollment
 
     if (enrollment is None) == (not due):
-        err.print("error: give an ENROLLMENT or --due", markup=False)
-        raise typer.Exit(2)
+        fail("error: give an ENROLLMENT or --due", code=2)
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     store = _store_or_fail(clock)
     if enrollment:
         try:
             state, _ = store.load(enrollment)
         except UnknownEnrollment as exc:
-            err.print(f"error: {exc}", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: {exc}")
         if clock.today() < state.as_of:
-            err.print(f"error: {enrollment} was advanced to {state.as_of} already: it cannot go back to {clock.today()} "
-                      f"(give --at {state.as_of} or later; nothing was run)", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: {enrollment} was advanced to {state.as_of} already: it cannot go back to {clock.today()} "
+                      f"(give --at {state.as_of} or later; nothing was run)")
         groups = {state.version_key: [enrollment]}
     else:
         groups = store.due_by_version(clock.today())  # each enrollment runs the version it was enrolled in
@@ -407,16 +398,14 @@ def _versions_or_fail(store, groups: dict[str, list[str]]) -> None:
     try:
         store.check_readable([e for ids in groups.values() for e in ids])
     except UnreadableState as exc:
-        err.print(f"error: {exc} (nothing advanced)", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc} (nothing advanced)")
     for key in groups:
         try:
             Runtimes().get_version(key, store)
         except VersionNotPublished as exc:
-            err.print(f"error: {exc} ({len(groups[key])} enrollment(s) of it; nothing advanced)", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: {exc} ({len(groups[key])} enrollment(s) of it; nothing advanced)")
         except ProblemsFound as exc:
-            _fail(exc.problems)
+            fail_with_problems(exc.problems)
 
 
 def _version_labels(groups) -> dict[str, str]:
@@ -437,8 +426,7 @@ def status(enrollment: Annotated[str, typer.Argument(help="Enrollment id")]) -> 
     try:
         state, version = store.load(enrollment)
     except UnknownEnrollment as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     out.print(f"{state.enrollment}: patient {state.patient}, {state.pathway} {state.version}, enrolled {state.enrolled_on}, as of {state.as_of} (state v{version})", markup=False)
     table = Table(title="Steps", title_justify="left")
     for column in ("step", "status", "due on", "done on", "reasons"):
@@ -477,22 +465,18 @@ def record(
     try:
         values = read_json(data, MAX_DATA_BYTES, "the values of one step")
     except JsonFileError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     if not isinstance(values, dict):
-        err.print(f"error: {data}: expected a JSON object of output fact -> value", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {data}: expected a JSON object of output fact -> value")
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     store = _store_or_fail(clock)
     try:
         events = record_step(store, Runtimes(), enrollment, step, values, clock, today=_today())
     except (RecordError,) as exc:
         for problem in exc.problems:
-            err.print(f"error: {data}: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {data}: {problem}")
     except (UnknownEnrollment, VersionNotPublished) as exc:  # its version: from the trail
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     recorded = [e for e in events if e.kind in ("done", "goal_agreed") and e.step == step]
     then = [e for e in events if e not in recorded]
     out.print(f"recorded {step} for {enrollment}: " + ", ".join(f"{e.kind} {e.step or ''}".strip() for e in recorded), markup=False)
@@ -518,18 +502,15 @@ def resolve(
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     if clock.today() > _today():
-        err.print(f"error: --at {clock.today()} is in the future (today is {_today()})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --at {clock.today()} is in the future (today is {_today()})")
     store = _store_or_fail(clock)
     try:
         resolve_escalation(store, Runtimes(), enrollment, step, reason, clock)
     except RecordError as exc:
         for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {problem}")
     except (UnknownEnrollment, VersionNotPublished) as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     out.print(f"resolved {step} for {enrollment} on {clock.today()}", markup=False)
 
 
@@ -546,8 +527,7 @@ def signoff(
     store = _store_or_fail(_clock())
     state = _enrollment_or_fail(store, enrollment)
     if step not in state.escalations:
-        err.print(f"error: '{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: '{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})")
     from pathways.orchestration.flows import signoff as signoff_flow
 
     outcome = signoff_flow(enrollment, step, timeout)
@@ -566,16 +546,13 @@ def resume(
 
     _require("input.record", f"sign off flow run {flow_run}", flow_run)
     if outcome not in ("akkoord", "niet akkoord"):
-        err.print(f"error: --outcome '{outcome}': use akkoord or 'niet akkoord'", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --outcome '{outcome}': use akkoord or 'niet akkoord'", code=2)
     if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", by):
-        err.print(f"error: --by '{by}' is not a staff id: letters, digits and . _ @ - only (never a patient's name)", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --by '{by}' is not a staff id: letters, digits and . _ @ - only (never a patient's name)", code=2)
     try:
         run_id = uuid.UUID(flow_run)
     except ValueError:
-        err.print(f"error: '{flow_run}' is not a flow-run id", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: '{flow_run}' is not a flow-run id", code=2)
     from prefect import resume_flow_run
 
     resume_flow_run(run_id, run_input={"signed_off_by": by, "outcome": outcome})
@@ -587,8 +564,7 @@ def _patient_files(folder: Path) -> list[Path]:
     bulk-data export); exit 1 when there are none."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml", ".ndjson"))) if folder.is_dir() else []
     if not files:
-        err.print(f"error: {folder}: no patient files (.json, .json.gz, .xml, .ndjson)", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {folder}: no patient files (.json, .json.gz, .xml, .ndjson)")
     return files
 
 
@@ -647,10 +623,9 @@ def run(
 
         refuse_draft(store, runtimes.get(name))
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except DraftPathway as exc:
-        err.print(f"error: {exc}; nothing enrolled", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; nothing enrolled")
     enrolled, known, failed = [], [], []
     unreadable = refused = added = repeated = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=err, transient=True) as progress:
@@ -732,19 +707,16 @@ def facts_add(
 
     path = _one_patient_file(facts, fhir)
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", patient):
-        err.print(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: '{patient}' is not a pseudonymous id: use letters, digits and . _ : - only", code=2)
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     if clock.today() > _today():
-        err.print(f"error: --at {clock.today()} is in the future (today is {_today()})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --at {clock.today()} is in the future (today is {_today()})")
     try:
         if path.name.lower().endswith(".ndjson"):
             found = load_bulk_export([path])
             if len(found) != 1:
-                err.print(f"error: {path}: holds {len(found)} patients; give one patient's file, or add a bulk-data delta "
-                          f"with `pathways run PATHWAY --cohort FOLDER`", markup=False)
-                raise typer.Exit(1)
+                fail(f"error: {path}: holds {len(found)} patients; give one patient's file, or add a bulk-data delta "
+                          f"with `pathways run PATHWAY --cohort FOLDER`")
             read = found[0][1]
             if isinstance(read, PatientFileError):
                 raise read
@@ -752,8 +724,7 @@ def facts_add(
             read = load_patient_file(path)
     except PatientFileError as exc:
         for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {problem}")
     store = _store_or_fail(clock)
     runtimes = Runtimes()
     source = f"file:{path.name}"
@@ -768,14 +739,12 @@ def facts_add(
             out.print(f"facts for {patient} from {path.name}: {result.added} added, {result.known} already known", markup=False)
             added, groups = result.added, result.enrollments
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except (FactsRefused, UnusableValues) as exc:
         for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {problem}")
     except (DraftPathway, EnrolledInOtherVersion) as exc:
-        err.print(f"error: {exc}; {patient} not enrolled", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; {patient} not enrolled")
     if not added:
         out.print("nothing new: the enrollments stand as they were", markup=False)
         return
@@ -832,7 +801,7 @@ def simulate(
     try:
         runtime = Runtime(load_pathway(name))
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     failed = []
     reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
     rows = []
@@ -880,8 +849,7 @@ def serve(
     try:
         check_cron(cron)
     except DeployError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: {exc}", code=2)
     os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
     serve_deployments(cron)
 
@@ -898,21 +866,18 @@ def deploy(
     try:
         check_cron(cron)
     except DeployError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: {exc}", code=2)
     try:
         if ensure_pool(pool):
             out.print(f"created work pool {pool} (type process): start workers with `pathways worker --pool {pool}`", markup=False)
         names = register(pool, cron)
     except DeployError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     except Exception as exc:
         problem = server_problem(exc)
         if problem is None:
             raise
-        err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {problem}")
     for name in names:
         out.print(f"deployment {name} on work pool {pool}", markup=False)
     out.print(f"{names[-1]} runs at cron '{cron}' (UTC)", markup=False)
@@ -943,8 +908,7 @@ def _actor():
     try:
         return actor_from_environment(os.environ)
     except ConfigurationError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: {exc}", code=2)
 
 
 def _require(permission: str, what: str, subject: str | None = None):
@@ -964,8 +928,7 @@ def _require(permission: str, what: str, subject: str | None = None):
         store.record_audit([Record("access.denied", subject=subject or what, payload={"permission": permission, "attempted": what, "via": actor.via})])
     except StoreError as exc:
         err.print(f"warning: the denial could not be audited: {exc}", markup=False)
-    err.print(f"error: access denied: {AccessDenied(actor, permission, what)}", markup=False)
-    raise typer.Exit(1)
+    fail(f"error: access denied: {AccessDenied(actor, permission, what)}")
 
 
 @app.command()
@@ -981,13 +944,12 @@ def publish(name: Annotated[str, typer.Argument(help="Pathway name or path")]) -
     try:
         runtime = Runtimes().get(name)
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     key = runtime.evaluator.plan.version_key
     try:
         created = publish_version(store, runtime.loaded, key)
     except VersionTaken as exc:
-        err.print(f"error: {exc}; nothing published", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; nothing published")
     out.print(f"{'published' if created else 'already published'}: {key}", markup=False)
 
 
@@ -1003,8 +965,7 @@ def patient(pid: Annotated[str, typer.Argument(metavar="PATIENT", help="Pseudony
     store = _store_or_fail(_clock())
     with Session(store.engine) as session:
         if session.get(Patient, pid) is None:
-            err.print(f"error: unknown patient '{pid}'", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: unknown patient '{pid}'")
         identity = session.get(PatientIdentity, pid)
         enrollments = session.exec(select(Enrollment).where(Enrollment.patient_id == pid)).all()
     out.print(f"patient {pid}", markup=False)
@@ -1025,8 +986,7 @@ def _enrollment_or_fail(store, enrollment: str):
     try:
         return store.load(enrollment)[0]
     except UnknownEnrollment as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
 
 
 def _runtime_for(state):
@@ -1037,10 +997,9 @@ def _runtime_for(state):
     try:
         return Runtimes().get_version(state.version_key)  # the version it runs, as published
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except VersionNotPublished as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
 
 
 @app.command()
@@ -1060,18 +1019,14 @@ def render(
     from pathways.views.documents import FORMATS, DocumentError, build_context, render_markdown, to_html, to_pdf, write_atomically
 
     if fmt not in FORMATS:
-        err.print(f"error: --format '{fmt}': use one of {', '.join(FORMATS)}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --format '{fmt}': use one of {', '.join(FORMATS)}", code=2)
     if lang not in ("nl", "en"):
-        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --lang '{lang}': use nl or en", code=2)
     if out_path is not None and str(out_path) == "-" and fmt == "pdf":
-        err.print("error: a PDF is not printed: give --out FILE.pdf", markup=False)
-        raise typer.Exit(2)
+        fail("error: a PDF is not printed: give --out FILE.pdf", code=2)
     to_stdout = out_path is not None and str(out_path) == "-"
     if out_path is not None and not to_stdout and not out_path.parent.is_dir():
-        err.print(f"error: --out {out_path}: the folder {out_path.parent} does not exist", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --out {out_path}: the folder {out_path.parent} does not exist")
     actor = _require("document.render", f"render {document} for {enrollment}", enrollment)
     clock = _clock()
     store = _store_or_fail(clock)
@@ -1082,8 +1037,7 @@ def render(
         from pathways.errors import did_you_mean
 
         known = sorted(set(DOCUMENTS) | named)
-        err.print(f"error: unknown document '{document}' ({did_you_mean(document, known) or 'documents: ' + ', '.join(known)})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: unknown document '{document}' ({did_you_mean(document, known) or 'documents: ' + ', '.join(known)})")
     identity = store.identity(state.patient) if actor.may("identity.read") else None
     try:
         context = build_context(runtime.loaded, runtime.evaluator, document, lang, clock.today(), state=state,
@@ -1096,8 +1050,7 @@ def render(
             html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
             data = html.encode("utf-8") if fmt == "html" else to_pdf(html)
     except DocumentError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     target = None if to_stdout else (out_path or Path(f"{enrollment}-{document}.{fmt}"))
     if target is not None:
         write_atomically(target, data)
@@ -1126,8 +1079,7 @@ def fhir_export(
     from pathways.views.fhir_export import ExportError, bundle, care_plan, plan_definition, write
 
     if out_file is not None and not out_file.parent.is_dir():
-        err.print(f"error: --out {out_file}: the folder {out_file.parent} does not exist", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --out {out_file}: the folder {out_file.parent} does not exist")
     try:
         if what in available_pathways() or Path(what).exists():
             from pathways.definition.loader import load_pathway
@@ -1135,7 +1087,7 @@ def fhir_export(
             try:
                 resources = plan_definition(load_pathway(what))
             except ProblemsFound as exc:
-                _fail(exc.problems)
+                fail_with_problems(exc.problems)
         else:
             _require("document.render", f"export the care plan of {what}", what)
             clock = _clock()
@@ -1148,14 +1100,12 @@ def fhir_export(
                 from pathways.errors import did_you_mean
 
                 hint = did_you_mean(what, list(available_pathways()))
-                err.print(f"error: '{what}' is neither a pathway nor an enrollment{' (' + hint + ')' if hint else ''}", markup=False)
-                raise typer.Exit(1)
+                fail(f"error: '{what}' is neither a pathway nor an enrollment{' (' + hint + ')' if hint else ''}")
             runtime = _runtime_for(state)
             resources = care_plan(runtime.loaded, state, clock.today())
         data = bundle(resources)
     except ExportError as exc:
-        err.print(f"error: {exc}; nothing was written", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; nothing was written")
     text = write(out_file, data)
     if out_file is None:
         sys.stdout.write(text + "\n")
@@ -1183,8 +1133,7 @@ def _reader(permission_what: str):
     try:
         return open_readonly(database_url())
     except StoreError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
 
 
 def _catalog(connection):
@@ -1200,8 +1149,7 @@ def _period(text: str):
     try:
         return parse_period(text)
     except ValueError as exc:
-        err.print(f"error: --period: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --period: {exc}")
 
 
 def _known_pathway(connection, name: str) -> None:
@@ -1212,8 +1160,7 @@ def _known_pathway(connection, name: str) -> None:
         from pathways.errors import did_you_mean
 
         hint = did_you_mean(name, known) or ("known: " + ", ".join(known) if known else "the trail names no pathway yet")
-        err.print(f"error: no pathway '{name}' in the audit trail ({hint})", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: no pathway '{name}' in the audit trail ({hint})")
 
 
 def _known_enrollment(connection, enrollment: str) -> None:
@@ -1223,8 +1170,7 @@ def _known_enrollment(connection, enrollment: str) -> None:
         from pathways.orchestration.service import database_url
         from pathways.store.db import shown
 
-        err.print(f"error: unknown enrollment '{enrollment}': the audit trail in {shown(database_url())} has no entry for it", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: unknown enrollment '{enrollment}': the audit trail in {shown(database_url())} has no entry for it")
 
 
 @audit_app.command("verify")
@@ -1241,8 +1187,7 @@ def audit_verify(
     if anchor is not None:
         seq, sep, digest = anchor.partition(":")
         if not (sep and seq.isdigit() and len(digest) == 64):
-            err.print(f"error: --anchor '{anchor}' is not SEQ:HASH (a sequence number and a 64-character SHA-256)", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: --anchor '{anchor}' is not SEQ:HASH (a sequence number and a 64-character SHA-256)")
         parsed = (int(seq), digest.lower())
     engine = _reader("verify the audit trail")
     with engine.connect() as connection:
@@ -1278,17 +1223,15 @@ def audit_log(
     from pathways.views.audit import LOG_FIELDS, write_csv
 
     if as_json and as_csv:
-        err.print("error: give --json or --csv, not both", markup=False)
-        raise typer.Exit(2)
+        fail("error: give --json or --csv, not both", code=2)
     chosen = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else (LOG_FIELDS if (as_json or as_csv) else DEFAULT_LOG_FIELDS)
     unknown = [f for f in chosen if f not in LOG_FIELDS]
     if unknown or not chosen:
         from pathways.errors import did_you_mean
 
         hint = did_you_mean(unknown[0], LOG_FIELDS) if unknown else None
-        err.print(f"error: --fields: unknown field {', '.join(repr(u) for u in unknown) or '(none given)'}"
-                  f"{' (' + hint + ')' if hint else ''}; fields: {', '.join(LOG_FIELDS)}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --fields: unknown field {', '.join(repr(u) for u in unknown) or '(none given)'}"
+                  f"{' (' + hint + ')' if hint else ''}; fields: {', '.join(LOG_FIELDS)}")
     query = Query(patient, enrollment, pathway, _parse_date(since, "--since"), _parse_date(until, "--until"), actor, action)
     engine = _reader("read the audit log")
     with engine.connect() as connection:
@@ -1323,8 +1266,7 @@ def audit_timeline(
     from pathways.views.audit import timeline
 
     if lang not in ("nl", "en"):
-        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --lang '{lang}': use nl or en", code=2)
     engine = _reader(f"read the timeline of {enrollment}")
     with engine.connect() as connection:
         _known_enrollment(connection, enrollment)
@@ -1349,8 +1291,7 @@ def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. 
         key, decision_id, found = find_decision(connection, decision)
         detail = decision_detail(key, decision_id, found, _catalog(connection), lang=None) if found else None
     if detail is None:
-        err.print(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)")
     out.print("\n".join(detail.lines()), markup=False)
 
 
@@ -1418,11 +1359,9 @@ def audit_report(
     from pathways.views.report import render
 
     if (enrollment is None) == (pathway is None) or (pathway is not None and period is None):
-        err.print("error: give an ENROLLMENT, or --pathway NAME with --period", markup=False)
-        raise typer.Exit(2)
+        fail("error: give an ENROLLMENT, or --pathway NAME with --period", code=2)
     if not html.parent.is_dir():
-        err.print(f"error: --html {html}: the folder {html.parent} does not exist", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --html {html}: the folder {html.parent} does not exist")
     chosen = _period(period) if period else None
     engine = _reader("write an audit report")
     with engine.connect() as connection:
@@ -1454,8 +1393,7 @@ def audit_report(
         render(html, title=title, subject=subject, entries=selected, catalog=catalog, indicators=ind,
                verification=verification, generated=_clock().now(), version_keys=keys)
     except DiagramError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     out.print(f"wrote {html} ({len(selected)} entries; chain {'intact' if verification.intact else 'BROKEN at ' + str(verification.broken_at)})", markup=False)
 
 
@@ -1473,8 +1411,7 @@ def audit_export(
     from pathways.views.fhir_audit import ExportError, resources, write
 
     if not fhir.parent.is_dir():
-        err.print(f"error: --fhir {fhir}: the folder {fhir.parent} does not exist", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: --fhir {fhir}: the folder {fhir.parent} does not exist")
     query = Query(enrollment=enrollment, pathway=pathway, since=_parse_date(since, "--since"), until=_parse_date(until, "--until"))
     engine = _reader("export the audit trail")
     with engine.connect() as connection:
@@ -1483,8 +1420,7 @@ def audit_export(
         items = resources(selected)
         write(fhir, items, ndjson)
     except ExportError as exc:
-        err.print(f"error: {exc}; nothing was written", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; nothing was written")
     kinds = {}
     for r in items:
         kinds[r["resourceType"]] = kinds.get(r["resourceType"], 0) + 1
@@ -1513,10 +1449,9 @@ def diff(
         try:
             sides.append(pathway_side(side))
         except ProblemsFound as exc:
-            _fail(exc.problems)
+            fail_with_problems(exc.problems)
         except StoreError as exc:
-            err.print(f"error: {exc}", markup=False)
-            raise typer.Exit(1)
+            fail(f"error: {exc}")
     (label_from, old), (label_to, new) = sides
     changes = diff_pathways(old, new)
     if as_json:
@@ -1551,11 +1486,9 @@ def plan(
     from pathways.views.plan_document import write_plan_document, write_plan_fhir
 
     if lang not in ("nl", "en"):
-        err.print(f"error: --lang '{lang}': use nl or en", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --lang '{lang}': use nl or en", code=2)
     if document is not None and document.suffix.lower() not in (".md", ".pdf"):
-        err.print(f"error: --document {document}: write the zorgplan as a .md or .pdf file", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --document {document}: write the zorgplan as a .md or .pdf file", code=2)
     if document is not None or fhir is not None:
         _require("document.render", f"write the care plan of {patient}", patient)
     day = _parse_date(at, "--at") or _today()
@@ -1569,13 +1502,11 @@ def plan(
         if fhir is not None:
             count = write_plan_fhir(made.to_json(), parts, day, fhir)
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except (PlanError, VersionNotPublished) as exc:
-        err.print(f"error: {exc}; no plan stored", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; no plan stored")
     except (DocumentError, ExportError) as exc:
-        err.print(f"error: {exc}; nothing written", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}; nothing written")
     if document is not None:
         err.print(f"wrote {document}", markup=False)
     if fhir is not None:
@@ -1607,16 +1538,14 @@ def user_add(
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {name} (at least {MIN_PASSWORD} characters): ")
         if getpass.getpass("the same password again: ") != password:
-            err.print("error: the two passwords differ; nothing changed", markup=False)
-            raise typer.Exit(1)
+            fail("error: the two passwords differ; nothing changed")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     store = _store_or_fail(_clock())
     try:
         add_user(store, name, role, password)
     except (AccountError, AccountExists) as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     out.print(f"added web account {name} ({role}) by {actor.user}", markup=False)
 
 
@@ -1655,14 +1584,12 @@ def _migrating(action):
     try:
         return action()
     except ProblemsFound as exc:
-        _fail(exc.problems)
+        fail_with_problems(exc.problems)
     except MigrationRefused as exc:
         for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False)
-        raise typer.Exit(1)
+            fail(f"error: {problem}")
     except (VersionNotPublished, AccessDenied) as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
 
 
 @migrate_app.command("preview")
@@ -1684,8 +1611,7 @@ def migrate_preview(
     _require("enrollment.migrate", f"preview a migration of {pathway}", pathway)
     clock = at_clock(_clock(), _parse_date(at, "--at"))
     if html is not None and not html.parent.is_dir():
-        err.print(f"error: --html {html}: the folder {html.parent} does not exist", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: --html {html}: the folder {html.parent} does not exist", code=2)
     store = _store_or_fail(clock)
     result = _migrating(lambda: preview(store, Runtimes(), pathway, to, clock.today())).as_dict()
     if html is not None:
@@ -1711,9 +1637,8 @@ def migrate_apply(digest: Annotated[str, typer.Argument(metavar="HASH", help="Th
     out.print(f"migrated {len(moved.moved)} enrollment(s) of {moved.pathway} to {moved.to_key}; "
               f"{len(moved.stayed)} blocked stay on their version (preview {moved.hash[:12]})", markup=False)
     if moved.lost:
-        err.print(f"error: {len(moved.lost)} enrollment(s) changed while migrating and stay on their version: "
-                  f"{', '.join(moved.lost)}; make a new preview for them", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {len(moved.lost)} enrollment(s) changed while migrating and stay on their version: "
+                  f"{', '.join(moved.lost)}; make a new preview for them")
 
 
 @migrate_app.command("revert")
@@ -1728,8 +1653,7 @@ def migrate_revert(digest: Annotated[str, typer.Argument(metavar="HASH", help="T
     out.print(f"reverted {len(moved.moved)} enrollment(s) of {moved.pathway} to their version before {moved.to_key} "
               f"(preview {moved.hash[:12]})", markup=False)
     if moved.lost:
-        err.print(f"error: {len(moved.lost)} enrollment(s) changed while reverting: {', '.join(moved.lost)}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {len(moved.lost)} enrollment(s) changed while reverting: {', '.join(moved.lost)}")
 
 
 # -- interrupting (pathways.interrupt) -------------------------------------------------------
@@ -1744,8 +1668,7 @@ def schema(
     from pathways.rules.formats import FORMATS, json_schema
 
     if kind not in FORMATS:
-        err.print(f"error: unknown format '{kind}': one of {', '.join(FORMATS)}", markup=False)
-        raise typer.Exit(2)
+        fail(f"error: unknown format '{kind}': one of {', '.join(FORMATS)}", code=2)
     out.print(json.dumps(json_schema(kind), ensure_ascii=False, indent=1), markup=False, soft_wrap=True)
 
 
@@ -1760,11 +1683,9 @@ def new(
     try:
         file = write_skeleton(name, into)
     except SkeletonError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: {exc}")
     except OSError as exc:
-        err.print(f"error: cannot write in {into}: {exc.strerror}", markup=False)
-        raise typer.Exit(1)
+        fail(f"error: cannot write in {into}: {exc.strerror}")
     out.print(f"wrote {file}; next: pathways validate {file.parent}", markup=False)
 
 
