@@ -12,6 +12,7 @@ import typer
 from pathways.cli import ui
 from pathways.cli.ui import fail
 from pathways.cli.common import _clock, _parse_date, _require, _today
+from pathways.store.vocabulary import Action
 
 
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
@@ -36,7 +37,7 @@ def _catalog(connection):
     from pathways.store.audit import Query, entries
     from pathways.views.audit import Catalog
 
-    return Catalog(entries(connection, Query(action="pathway.published")))
+    return Catalog(entries(connection, Query(action=Action.PATHWAY_PUBLISHED)))
 
 
 def _period(text: str):
@@ -271,7 +272,7 @@ def audit_report(
             selected = list(entries(connection, Query(enrollment=enrollment)))
             name = selected[0]["pathway"]
             history = list(entries(connection, Query(pathway=name)))
-            days = [e for e in selected if e["action"] != "pathway.published"]
+            days = [e for e in selected if e["action"] != Action.PATHWAY_PUBLISHED]
             first = min(dt.date.fromisoformat(e["at"][:10]) for e in days)
             span = Period(first, max(_today(), first), f"{first}..{max(_today(), first)}")
             ind = indicators([e for e in history if e.get("enrollment_id") == enrollment], catalog, name, span, _today(), grace)
@@ -279,7 +280,7 @@ def audit_report(
             title = f"Audit: {enrollment}"
         else:
             history = list(entries(connection, Query(pathway=pathway)))
-            selected = [e for e in history if e["action"] != "pathway.published" and
+            selected = [e for e in history if e["action"] != Action.PATHWAY_PUBLISHED and
                         chosen.start <= dt.date.fromisoformat((e["payload"].get("decided_on") or e["at"])[:10]) <= chosen.end]
             ind = indicators(history, catalog, pathway, chosen, _today(), grace)
             subject = {"pathway": pathway, "period": f"{chosen.label} ({chosen.start} .. {chosen.end})", "enrollments": len({e['enrollment_id'] for e in selected if e['enrollment_id']})}

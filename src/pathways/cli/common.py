@@ -13,6 +13,7 @@ import typer
 from pathways.errors import ProblemsFound
 from pathways.cli import ui
 from pathways.cli.ui import fail, fail_with_problems
+from pathways.store.vocabulary import Action
 
 
 app = typer.Typer(
@@ -95,33 +96,13 @@ def _version_labels(groups) -> dict[str, str]:
 
 
 def _patient_files(folder: Path) -> list[Path]:
-    """The patient files in a folder (FHIR bundles, facts JSON, or the .ndjson files of a FHIR
-    bulk-data export); exit 1 when there are none."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".json", ".json.gz", ".xml", ".ndjson"))) if folder.is_dir() else []
-    if not files:
-        fail(f"error: {folder}: no patient files (.json, .json.gz, .xml, .ndjson)")
-    return files
+    """The patient files in a folder (pathways.facts.cohort); exit 1 when there are none."""
+    from pathways.facts.cohort import NoPatientFiles, patient_files
 
-
-def _cohort(files: list[Path]):
-    """(label, PatientFile or PatientFileError) per patient: one per file, and one per patient of
-    the .ndjson files (a bulk export) together. A malformed bulk export is one failure."""
-    from pathways.facts.load import PatientFileError, load_bulk_export, load_patient_file
-
-    bulk = [p for p in files if p.name.lower().endswith(".ndjson")]
-    for path in files:
-        if path in bulk:
-            continue
-        try:
-            yield path.name, load_patient_file(path), f"file:{path.name}"
-        except PatientFileError as exc:
-            yield path.name, exc, None
-    if bulk:
-        try:
-            for label, patient in load_bulk_export(bulk):
-                yield label, patient, f"bulk:{','.join(p.name for p in bulk)}"
-        except PatientFileError as exc:
-            yield ", ".join(p.name for p in bulk), exc, None
+    try:
+        return patient_files(folder)
+    except NoPatientFiles as exc:
+        fail(f"error: {exc}")
 
 
 def _report_failed(failed: list[tuple[str, str]]) -> None:
@@ -182,7 +163,7 @@ def _require(permission: str, what: str, subject: str | None = None):
 
     try:
         store = open_store(_clock(), actor=actor)
-        store.record_audit([Record("access.denied", subject=subject or what, payload={"permission": permission, "attempted": what, "via": actor.via})])
+        store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what, payload={"permission": permission, "attempted": what, "via": actor.via})])
     except StoreError as exc:
         ui.err.print(f"warning: the denial could not be audited: {exc}", markup=False)
     fail(f"error: access denied: {AccessDenied(actor, permission, what)}")

@@ -23,10 +23,8 @@ def render(
     escalation: Annotated[Optional[str], typer.Option("--escalation", help="For a verwijsbrief: the escalation step (default: the open referral)")] = None,
 ) -> None:
     """Write a care-plan document for an enrollment from the pathway's templates."""
-    import hashlib
-
     from pathways.definition.documents import DOCUMENTS
-    from pathways.store.audit import Record
+    from pathways.store.audit import document_rendered
     from pathways.views.documents import FORMATS, DocumentError, build_context, render_markdown, to_html, to_pdf, write_atomically
 
     if fmt not in FORMATS:
@@ -66,9 +64,7 @@ def render(
     if target is not None:
         write_atomically(target, data)
     # disclosed: the trail says what was rendered for whom (a hash of it, not the text)
-    store.record_audit([Record("document.rendered", state.patient, enrollment, state.pathway, state.version, state.version_key,
-                               f"{enrollment}:{document}", {"document": document, "format": fmt, "lang": lang,
-                                                              "sha256": hashlib.sha256(data).hexdigest(), "identifying": identity is not None})])
+    store.record_audit([document_rendered(state, document, fmt, lang, data, identifying=identity is not None)])
     if target is None:
         sys.stdout.write(data.decode("utf-8"))
     else:

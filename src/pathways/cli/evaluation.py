@@ -10,7 +10,7 @@ import typer
 from pathways.errors import ProblemsFound, errors
 from pathways.cli import ui
 from pathways.cli.ui import fail, fail_with_problems
-from pathways.cli.common import _clock, _cohort, _one_patient_file, _parse_date, _patient_files, _report_failed, _require, _store_or_fail, _today, _until_stopped
+from pathways.cli.common import _clock, _one_patient_file, _parse_date, _patient_files, _report_failed, _require, _store_or_fail, _today, _until_stopped
 
 
 def evaluate(
@@ -89,6 +89,7 @@ def simulate(
     from pathways.definition.loader import load_pathway
     from pathways.facts.load import PatientFileError
     from pathways.runtime.core import Runtime
+    from pathways.facts.cohort import read_cohort
     from pathways.runtime.simulate import simulate as run_simulation
 
     first = _parse_date(start, "--start") or _clock().today()
@@ -100,7 +101,7 @@ def simulate(
     failed = []
     reviews = {s.id for s in runtime.spec.steps if s.stage == "reviews"}
     rows = []
-    for label, patient, _ in _until_stopped(_cohort(files)):
+    for label, patient, _ in _until_stopped(read_cohort(files)):
         if isinstance(patient, PatientFileError):
             failed.append((label, "; ".join(patient.problems)))
             continue

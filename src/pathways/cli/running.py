@@ -12,7 +12,7 @@ import typer
 from pathways.errors import ProblemsFound
 from pathways.cli import ui
 from pathways.cli.ui import fail, fail_with_problems
-from pathways.cli.common import _clock, _cohort, _enrollment_or_fail, _one_patient_file, _parse_date, _patient_files, _reevaluate, _report_failed, _require, _stopped, _store_or_fail, _today, _until_stopped, _version_labels, _versions_or_fail
+from pathways.cli.common import _clock, _enrollment_or_fail, _one_patient_file, _parse_date, _patient_files, _reevaluate, _report_failed, _require, _stopped, _store_or_fail, _today, _until_stopped, _version_labels, _versions_or_fail
 
 
 def enroll(
@@ -74,6 +74,7 @@ def advance(
     """Advance enrollments in a Prefect flow run (embedded server unless PREFECT_API_URL is set)."""
     _require("enrollment.write", "advance enrollments", enrollment)
     from pathways.orchestration.service import at_clock
+    from pathways.runtime.core import BackInTime, not_back_in_time
     from pathways.store.db import UnknownEnrollment
 
     if (enrollment is None) == (not due):
@@ -85,9 +86,11 @@ def advance(
             state, _ = store.load(enrollment)
         except UnknownEnrollment as exc:
             fail(f"error: {exc}")
-        if clock.today() < state.as_of:
-            fail(f"error: {enrollment} was advanced to {state.as_of} already: it cannot go back to {clock.today()} "
-                      f"(give --at {state.as_of} or later; nothing was run)")
+        try:
+            not_back_in_time(state, clock.today())
+        except BackInTime as exc:
+            fail(f"error: {enrollment} was advanced to {exc.as_of} already: it cannot go back to {exc.at} "
+                 f"(give --at {exc.as_of} or later; nothing was run)")
         groups = {state.version_key: [enrollment]}
     else:
         groups = store.due_by_version(clock.today())  # each enrollment runs the version it was enrolled in
@@ -259,6 +262,7 @@ def run(
     from rich.table import Table
 
     from pathways.facts.load import PatientFileError
+    from pathways.facts.cohort import read_cohort
     from pathways.orchestration.service import EnrolledInOtherVersion, Runtimes, UnusableValues, at_clock, enroll_patient
 
     clock = at_clock(_clock(), _parse_date(at, "--at"))
@@ -278,7 +282,7 @@ def run(
     unreadable = refused = added = repeated = 0  # files (or a bulk export) that could not be read; patients read but not enrolled
     with Progress(console=ui.err, transient=True) as progress:
         job = progress.add_task(f"enrolling from {len(files)} files", total=None)
-        for label, patient, source in _until_stopped(_cohort(files)):
+        for label, patient, source in _until_stopped(read_cohort(files)):
             if isinstance(patient, PatientFileError):
                 failed.append((label, "; ".join(patient.problems)))
                 unreadable += 1
@@ -462,25 +466,20 @@ def worker(
 def patient(pid: Annotated[str, typer.Argument(metavar="PATIENT", help="Pseudonymous patient id")]) -> None:
     """A patient's enrollments and the identifying data kept apart (name, birth date, BSN as a
     keyed hash). Not for coordinators; every refusal is audited."""
-    from sqlmodel import Session, select
-
-    from pathways.store.models import Enrollment, Patient, PatientIdentity
-
     _require("identity.read", f"read identifying data of patient {pid}", pid)
     store = _store_or_fail(_clock())
-    with Session(store.engine) as session:
-        if session.get(Patient, pid) is None:
-            fail(f"error: unknown patient '{pid}'")
-        identity = session.get(PatientIdentity, pid)
-        enrollments = session.exec(select(Enrollment).where(Enrollment.patient_id == pid)).all()
+    found = store.patient_record(pid)
+    if found is None:
+        fail(f"error: unknown patient '{pid}'")
+    identity, enrollments = found
     ui.out.print(f"patient {pid}", markup=False)
     if identity is None:
         ui.out.print("  no identifying data stored", markup=False)
     else:
-        ui.out.print(f"  name: {identity.name or '-'}; birth date: {identity.birth_date or '-'}; "
-                  f"BSN: {'HMAC ' + identity.bsn_hmac[:16] + '...' if identity.bsn_hmac else (identity.bsn or '-')}", markup=False)
+        ui.out.print(f"  name: {identity['name'] or '-'}; birth date: {identity['birth_date'] or '-'}; "
+                     f"BSN: {'HMAC ' + identity['bsn_hmac'][:16] + '...' if identity['bsn_hmac'] else (identity['bsn'] or '-')}", markup=False)
     for e in enrollments:
-        ui.out.print(f"  enrollment {e.id}: {e.pathway} {e.version}, enrolled {e.enrolled_on}, as of {e.as_of}", markup=False)
+        ui.out.print(f"  enrollment {e['id']}: {e['pathway']} {e['version']}, enrolled {e['enrolled_on']}, as of {e['as_of']}", markup=False)
 
 
 user_app = typer.Typer(help="Web application accounts.", no_args_is_help=True)
