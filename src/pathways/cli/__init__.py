@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 
 from pathways.cli import audit, authoring, documents, evaluation, running
-from pathways.cli.common import _stopped_cleanly, app
 from pathways.cli import ui
+from pathways.cli.common import _stopped_cleanly, app
 
 # the commands in the order `pathways --help` lists them
 app.command()(authoring.validate)

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from pathways.cli import ui
-from pathways.cli.ui import fail
 from pathways.cli.common import _clock, _parse_date, _require, _today
+from pathways.cli.ui import fail
 from pathways.store.vocabulary import Action
 
 

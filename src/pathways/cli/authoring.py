@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from pathways.errors import ProblemsFound, errors
 from pathways.cli import ui
-from pathways.cli.ui import fail, fail_with_problems, print_problems
 from pathways.cli.common import _clock, _require, _store_or_fail, _today
+from pathways.cli.ui import fail, fail_with_problems, print_problems
+from pathways.errors import ProblemsFound, errors
 
 
 def validate(

@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from pathways.errors import ProblemsFound
 from pathways.cli import ui
 from pathways.cli.ui import fail, fail_with_problems
+from pathways.errors import ProblemsFound
 from pathways.store.vocabulary import Action
 
 

@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from pathways.errors import ProblemsFound
 from pathways.cli import ui
-from pathways.cli.ui import fail, fail_with_problems
 from pathways.cli.common import _clock, _enrollment_or_fail, _require, _runtime_for, _store_or_fail
+from pathways.cli.ui import fail, fail_with_problems
+from pathways.errors import ProblemsFound
 
 
 def render(

@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from pathways.errors import ProblemsFound
 from pathways.cli import ui
-from pathways.cli.ui import fail, fail_with_problems
 from pathways.cli.common import _clock, _enrollment_or_fail, _one_patient_file, _parse_date, _patient_files, _reevaluate, _report_failed, _require, _stopped, _store_or_fail, _today, _until_stopped, _version_labels, _versions_or_fail
+from pathways.cli.ui import fail, fail_with_problems
+from pathways.errors import ProblemsFound
 
 
 def enroll(

@@ -15,8 +15,8 @@ from typing import Any
 
 from pathways.definition import documents as D
 from pathways.definition.loader import LoadedPathway
-from pathways.views.documents import DocumentError, to_html, to_pdf, write_atomically
 from pathways.store.vocabulary import Action
+from pathways.views.documents import DocumentError, to_html, to_pdf, write_atomically
 
 LANGS = ("nl", "en")
 TITLE = {"nl": "Mijn zorgplan", "en": "My care plan"}

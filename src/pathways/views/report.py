@@ -9,8 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from pathways.views.audit import Catalog, Indicators, timeline
 from pathways.store.vocabulary import Action
+from pathways.views.audit import Catalog, Indicators, timeline
 
 
 def _svg(figure) -> str:

@@ -8,9 +8,9 @@ from fastapi.responses import RedirectResponse
 from pathways.access import Actor
 from pathways.orchestration.accounts import authenticate
 from pathways.store.audit import Record
+from pathways.store.vocabulary import Action
 from pathways.web import security
 from pathways.web.pages import render
-from pathways.store.vocabulary import Action
 
 router = APIRouter()
 
