@@ -141,16 +141,18 @@ def _cli_as_a_fresh_process(cli, args: list[str]) -> Iterator[None]:
     ``python -m pathways.cli ARGS``."""
     from rich.console import Console
 
-    saved = (cli.out, cli.err, cli.app, sys.argv)
+    from pathways.cli import ui
+
+    saved = (ui.out, ui.err, cli.app, sys.argv)
     app = cli.app
-    cli.out = Console(highlight=False, soft_wrap=True)
-    cli.err = Console(stderr=True, highlight=False, soft_wrap=True)
+    ui.out = Console(highlight=False, soft_wrap=True)
+    ui.err = Console(stderr=True, highlight=False, soft_wrap=True)
     cli.app = lambda: app(prog_name="python -m pathways.cli")
     sys.argv = [cli.__file__, *args]
     try:
         yield
     finally:
-        cli.out, cli.err, cli.app, sys.argv = saved
+        ui.out, ui.err, cli.app, sys.argv = saved
 
 
 def run_in_this_process(args: list[str], cwd: Path, environment: dict[str, str]) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from pathways.orchestration.service import authorize
 from pathways.store import audit
 from pathways.store.audit import Query, Record, Verification
 from pathways.store.db import Store, UnknownEnrollment
+from pathways.store.vocabulary import Action
 
 AUDIT = "audit.read"
 
@@ -28,7 +29,7 @@ def check(store: Store, what: str, subject: str) -> None:
 
 
 def _read(store: Store, page: str, subject: str, enrollments: list[str], patient: str | None = None, **extra: Any) -> None:
-    store.record_audit([Record("patient_data.read", patient, enrollments[0] if len(enrollments) == 1 else None, subject=subject,
+    store.record_audit([Record(Action.PATIENT_DATA_READ, patient, enrollments[0] if len(enrollments) == 1 else None, subject=subject,
                                payload={"page": page, "enrollments": sorted(set(enrollments)), **extra})])
 
 
@@ -56,7 +57,7 @@ def find(store: Store, ident: str) -> Found:
 def published(store: Store) -> list[dict[str, Any]]:
     """The ``pathway.published`` entries (with the files of each version): ``views.audit.Catalog``."""
     with store.engine.connect() as connection:
-        return list(audit.entries(connection, Query(action="pathway.published")))
+        return list(audit.entries(connection, Query(action=Action.PATHWAY_PUBLISHED)))
 
 
 def enrollment_trail(store: Store, enrollment: str) -> list[dict[str, Any]]:

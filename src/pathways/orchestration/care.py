@@ -18,6 +18,7 @@ from pathways.runtime.core import Event
 from pathways.store import worklist as queries
 from pathways.store.audit import Record
 from pathways.store.db import Store
+from pathways.store.vocabulary import Action
 
 LANG = "en"
 
@@ -62,7 +63,7 @@ def worklist(store: Store, runtimes: Runtimes, today: dt.date, *, discipline: st
         items.append(WorkItem(row.enrollment, row.patient, row.pathway, row.step, text_in(spec.title, LANG) if spec else row.step,
                               spec.discipline if spec else "", row.due_on, row.due_on < today))
     if items:  # which patients' due steps were shown, to whom
-        store.record_audit([Record("patient_data.read", subject="worklist",
+        store.record_audit([Record(Action.PATIENT_DATA_READ, subject="worklist",
                                    payload={"page": "worklist", "enrollments": sorted({i.enrollment for i in items}),
                                             "filters": {"discipline": discipline, "pathway": pathway,
                                                         "since": since and since.isoformat(), "until": until and until.isoformat(), "page": page}})])
@@ -120,7 +121,7 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
     escalations = [{"step": step, "title": text_in(runtime.steps[step].title, LANG) if step in runtime.steps else step,
                     "since": e.since, "severity": e.severity, "action": e.action, "reasons": e.reasons}
                    for step, e in state.escalations.items()]
-    store.record_audit([Record("patient_data.read", state.patient, enrollment, state.pathway, state.version, state.version_key,
+    store.record_audit([Record(Action.PATIENT_DATA_READ, state.patient, enrollment, state.pathway, state.version, state.version_key,
                                enrollment, {"page": page})])
     return EnrollmentView(enrollment, state.patient, state.pathway, text_in(runtime.spec.title, LANG), state.version,
                           state.enrolled_on, state.as_of, version, steps, goals, escalations)

@@ -22,6 +22,7 @@ from pathways.runtime.migrate import EnrollmentPreview, compare, map_state
 from pathways.runtime.stateformat import load_state
 from pathways.store import previews
 from pathways.store.db import StaleState, Store, _chunks
+from pathways.store.vocabulary import Action
 
 PERMISSION = "enrollment.migrate"
 
@@ -196,7 +197,7 @@ def apply(store: Store, runtimes: Runtimes, digest: str) -> Moved:
         mapped = map_state(state, new).state
         payload = {"from": state.version_key, "to": header.to_key, "preview": header.hash, "changes": json.loads(item.changes)}
         try:
-            previews.move(store, header.hash, state, version, mapped, "enrollment.migrated", payload, keep_old=True)
+            previews.move(store, header.hash, state, version, mapped, Action.ENROLLMENT_MIGRATED, payload, keep_old=True)
         except StaleState:
             result.lost.append(item.enrollment_id)
             continue
@@ -245,7 +246,7 @@ def revert(store: Store, digest: str) -> Moved:
         old = load_state(item.old_state)
         payload = {"from": state.version_key, "to": old.version_key, "preview": header.hash}
         try:
-            previews.move(store, header.hash, state, version, old, "enrollment.migration_reverted", payload, keep_old=False)
+            previews.move(store, header.hash, state, version, old, Action.ENROLLMENT_MIGRATION_REVERTED, payload, keep_old=False)
         except StaleState:
             result.lost.append(item.enrollment_id)
             continue

@@ -125,6 +125,20 @@ class StepNotOpen(RecordError):
     """The step cannot be recorded now: not due, or recorded already (by someone else, say)."""
 
 
+class BackInTime(ValueError):
+    """An enrollment asked to advance to a date before the one it was advanced to already."""
+
+    def __init__(self, enrollment: str, as_of: dt.date, at: dt.date):
+        super().__init__(f"cannot advance {enrollment} back in time ({at} < {as_of})")
+        self.enrollment, self.as_of, self.at = enrollment, as_of, at
+
+
+def not_back_in_time(state: EnrollmentState, at: dt.date) -> None:
+    """BackInTime when ``at`` is before the date ``state`` was advanced to: time only goes forward."""
+    if at < state.as_of:
+        raise BackInTime(state.enrollment, state.as_of, at)
+
+
 def enroll(loaded: LoadedPathway, enrollment: str, patient: str, on: dt.date, evaluator: PathwayEvaluator | None = None) -> EnrollmentState:
     evaluator = evaluator or PathwayEvaluator(loaded)
     return EnrollmentState(
@@ -187,8 +201,7 @@ class Runtime:
         """``evaluation``: the patient's evaluation at the clock's date, when already made (in
         bulk, ``PathwayEvaluator.evaluate_many``); else it is made here."""
         at = clock.today()
-        if at < state.as_of:
-            raise ValueError(f"cannot advance {state.enrollment} back in time ({at} < {state.as_of})")
+        not_back_in_time(state, at)
         if evaluation is None:
             evaluation = self.evaluator.evaluate(patient, at, at)
         elif evaluation.at != at or evaluation.version_key != state.version_key:

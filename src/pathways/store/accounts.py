@@ -14,6 +14,7 @@ from sqlmodel import Session
 from pathways.store.audit import Record
 from pathways.store.db import Store, retrying
 from pathways.store.models import UserAccount
+from pathways.store.vocabulary import Action
 
 
 class AccountExists(ValueError):
@@ -35,7 +36,7 @@ def add_account(store: Store, name: str, role: str, password_hash: str) -> None:
             if session.get(UserAccount, name) is not None:
                 raise AccountExists(f"an account named '{name}' exists already; nothing changed")
             session.add(UserAccount(name=name, role=role, password_hash=password_hash, created_at=store.now()))
-            store.audit(session, [Record("account.added", subject=name, payload={"role": role})])
+            store.audit(session, [Record(Action.ACCOUNT_ADDED, subject=name, payload={"role": role})])
     retrying(write, what=store.where)
 
 

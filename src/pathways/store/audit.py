@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
 from pathways.store import bulk
+from pathways.store.vocabulary import DECISION_PREFIXES, Action, Key
 
 GENESIS = "0" * 64
 FIELDS = ("seq", "at", "actor", "role", "action", "patient_id", "enrollment_id", "pathway", "pathway_version",
@@ -68,6 +69,15 @@ class Record:
     version_key: str | None = None
     subject: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+def document_rendered(state: Any, document: str, fmt: str, lang: str, data: bytes, identifying: bool) -> Record:
+    """What the trail keeps of a document rendered for an enrollment (``state``): which document,
+    in which format and language, a hash of what was disclosed (never its text) and whether it
+    named the patient."""
+    return Record(Action.DOCUMENT_RENDERED, state.patient, state.enrollment, state.pathway, state.version, state.version_key,
+                  f"{state.enrollment}:{document}", {Key.DOCUMENT: document, Key.FORMAT: fmt, Key.LANG: lang,
+                                                     Key.SHA256: hashlib.sha256(data).hexdigest(), Key.IDENTIFYING: identifying})
 
 
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # dates through str(), as json does
@@ -270,11 +280,11 @@ def has_enrollment(connection: Connection, enrollment: str) -> bool:
 def enrollments_of(connection: Connection, patient: str) -> list[tuple[str, str | None]]:
     """The (enrollment, pathway) pairs of a pseudonymous patient in the trail, first enrolled first."""
     rows = connection.execute(select(AuditEntry.enrollment_id, AuditEntry.pathway)
-                              .where(AuditEntry.patient_id == patient, AuditEntry.action == "enrollment.created").order_by(AuditEntry.seq))
+                              .where(AuditEntry.patient_id == patient, AuditEntry.action == Action.ENROLLMENT_CREATED).order_by(AuditEntry.seq))
     return [(enrollment, pathway) for enrollment, pathway in rows]
 
 
-DECISION_ACTIONS = ("step.", "escalation.", "goal.", "indication.")
+DECISION_ACTIONS = DECISION_PREFIXES
 
 
 def find_decision(connection: Connection, decision: str) -> tuple[str, int | None, list[dict[str, Any]]]:
@@ -297,14 +307,14 @@ def last_payload(connection: Connection, action: str) -> dict[str, Any] | None:
 
 def published(connection: Connection, version_key: str) -> bool:
     return connection.execute(
-        select(AuditEntry.seq).where(AuditEntry.action == "pathway.published", AuditEntry.version_key == version_key).limit(1)
+        select(AuditEntry.seq).where(AuditEntry.action == Action.PATHWAY_PUBLISHED, AuditEntry.version_key == version_key).limit(1)
     ).scalar() is not None
 
 
 def published_payload(connection: Connection, version_key: str) -> dict[str, Any] | None:
     """What ``pathways publish`` kept of a version (its files), or None if it is not published."""
     row = connection.execute(
-        select(AuditEntry.payload).where(AuditEntry.action == "pathway.published", AuditEntry.version_key == version_key)
+        select(AuditEntry.payload).where(AuditEntry.action == Action.PATHWAY_PUBLISHED, AuditEntry.version_key == version_key)
         .order_by(AuditEntry.seq).limit(1)
     ).scalar()
     return json.loads(row) if row else None
@@ -314,7 +324,7 @@ def published_versions(connection: Connection, pathway: str) -> list[tuple[str, 
     """The (version, version key) pairs of a pathway published in this trail, oldest first."""
     rows = connection.execute(
         select(AuditEntry.pathway_version, AuditEntry.version_key)
-        .where(AuditEntry.action == "pathway.published", AuditEntry.pathway == pathway).order_by(AuditEntry.seq)
+        .where(AuditEntry.action == Action.PATHWAY_PUBLISHED, AuditEntry.pathway == pathway).order_by(AuditEntry.seq)
     )
     return [(version, key) for version, key in rows]
 
@@ -323,7 +333,7 @@ def publications(connection: Connection, pathway: str | None = None) -> list[dic
     """Who published which pathway version when (the trail's ``pathway.published`` entries, without
     the files they keep), oldest first."""
     statement = (select(AuditEntry.pathway, AuditEntry.pathway_version, AuditEntry.version_key, AuditEntry.actor, AuditEntry.role,
-                        AuditEntry.at).where(AuditEntry.action == "pathway.published").order_by(AuditEntry.seq))
+                        AuditEntry.at).where(AuditEntry.action == Action.PATHWAY_PUBLISHED).order_by(AuditEntry.seq))
     if pathway is not None:
         statement = statement.where(AuditEntry.pathway == pathway)
     return [dict(row) for row in connection.execute(statement).mappings()]

@@ -28,6 +28,7 @@ from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
+from pathways.store.vocabulary import DECISION_ACTION, Action
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -150,12 +151,6 @@ def _reason(exc) -> str:
 
 
 # the audit action of each kind of decision event
-ACTIONS = {
-    "due": "step.due", "gated": "step.gated", "skipped": "step.skipped", "done": "step.done",
-    "escalated": "escalation.opened", "resolved": "escalation.resolved", "done_before": "step.done_before",
-    "goal_agreed": "goal.agreed", "goal_met": "goal.met", "goal_missed": "goal.missed", "goal_not_measured": "goal.not_measured",
-    "indicated": "indication.indicated", "not_indicated": "indication.not_indicated",
-}
 
 
 class Store:
@@ -203,6 +198,20 @@ class Store:
                 return session.get(Patient, patient) is not None
         return retrying(read, what=self.where, sleep=self.sleep)
 
+    def patient_record(self, patient: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
+        """What `pathways patient` shows: the identifying data kept apart (None when none was
+        stored) and the patient's enrollments; None for a patient the store does not know."""
+        def read() -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
+            with Session(self.engine) as session:
+                if session.get(Patient, patient) is None:
+                    return None
+                row = session.get(PatientIdentity, patient)
+                identity = None if row is None else {"name": row.name, "birth_date": row.birth_date, "bsn": row.bsn, "bsn_hmac": row.bsn_hmac}
+                enrollments = [{"id": e.id, "pathway": e.pathway, "version": e.version, "enrolled_on": e.enrolled_on, "as_of": e.as_of}
+                               for e in session.execute(select(Enrollment).where(Enrollment.patient_id == patient)).scalars()]
+                return identity, enrollments
+        return retrying(read, what=self.where, sleep=self.sleep)
+
     def enrollments_of(self, patient: str) -> list[tuple[str, str, dt.date]]:
         """The patient's enrollments: (id, pathway, as of), in id order."""
         def read() -> list[tuple[str, str, dt.date]]:
@@ -217,16 +226,16 @@ class Store:
         if session.get(Patient, facts.patient) is None:
             session.add(Patient(id=facts.patient, created_at=self.now()))
             session.flush()
-            records.append(Record("patient.created", patient=facts.patient, payload={"source": source}))
+            records.append(Record(Action.PATIENT_CREATED, patient=facts.patient, payload={"source": source}))
         if identity:
             kept = session.get(PatientIdentity, facts.patient)
             if kept is None or any(getattr(kept, k) != v for k, v in identity.items()):
                 session.merge(PatientIdentity(patient_id=facts.patient, **identity))
-                records.append(Record("identity.stored", patient=facts.patient,
+                records.append(Record(Action.IDENTITY_STORED, patient=facts.patient,
                                       payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
         added, known, counts = self._append(session, facts.patient, facts, source)
         if added or records:  # a file that brought nothing new changed nothing: not audited
-            records.append(Record("facts.added", patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
+            records.append(Record(Action.FACTS_ADDED, patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
         if records:
             self.audit(session, records)
         return added, known
@@ -282,7 +291,7 @@ class Store:
             version_key=state.version_key, enrolled_on=state.enrolled_on, as_of=state.as_of,
             state=state_json(state), state_version=0, updated_at=self.now(),
         ))
-        self.audit(session, [Record("enrollment.created", state.patient, state.enrollment, state.pathway, state.version,
+        self.audit(session, [Record(Action.ENROLLMENT_CREATED, state.patient, state.enrollment, state.pathway, state.version,
                                     state.version_key, state.enrollment, {"enrolled_on": state.enrolled_on.isoformat()})])
 
     # -- pathway versions -----------------------------------------------------------------
@@ -324,7 +333,7 @@ class Store:
                 if taken:
                     raise VersionTaken(f"{pathway} {version} is published already with other content ({taken[0]}; "
                                        f"these files are {version_key}): give the pathway a new `version:` and publish that")
-                self.audit(session, [Record("pathway.published", pathway=pathway, pathway_version=version,
+                self.audit(session, [Record(Action.PATHWAY_PUBLISHED, pathway=pathway, pathway_version=version,
                                             version_key=version_key, subject=version_key, payload=payload)])
                 return True
         return retrying(write, what=self.where, sleep=self.sleep)
@@ -497,7 +506,7 @@ class Store:
                 }
                 payload = {"kind": e.kind, "step": e.step, "due_on": e.on.isoformat(), "decided_on": e.decided.isoformat(),
                            "reasons": list(e.reasons), **e.detail}
-                records.append(Record(ACTIONS.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
+                records.append(Record(DECISION_ACTION.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
                                       state.version, state.version_key, e.key, payload))
         now = self.now()
         entries = audit.entries_for(records, self.actor, now, self.context)
@@ -541,7 +550,7 @@ class Store:
         """The audit entry of the last input recorded for a step (who recorded it, when), if any."""
         def read() -> dict[str, Any] | None:
             with self.engine.connect() as connection:
-                found = list(audit.entries(connection, audit.Query(enrollment=enrollment, action="input.recorded", subject=f"{enrollment}:{step}")))
+                found = list(audit.entries(connection, audit.Query(enrollment=enrollment, action=Action.INPUT_RECORDED, subject=f"{enrollment}:{step}")))
             return found[-1] if found else None
         return retrying(read, what=self.where, sleep=self.sleep)
 

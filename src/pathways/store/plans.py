@@ -23,6 +23,7 @@ from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
 from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority
+from pathways.store.vocabulary import PLAN_ACTION, Action
 
 
 @dataclass
@@ -56,7 +57,7 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
             if changed:
                 session.merge(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
                                        plan=dumps(plan.to_json()), updated_at=store.now()))
-                records.append(Record("plan.made", plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
+                records.append(Record(Action.PLAN_MADE, plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
                     "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
                     "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
                     "conflict_rules": sorted({c.rule for c in plan.conflicts}),
@@ -69,7 +70,7 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
                 if key in known:
                     continue
                 session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
-                records.append(Record(f"plan.{kind}", plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
+                records.append(Record(PLAN_ACTION[kind], plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
                 added += 1
             for e in plan.escalations:
                 if not e.get("new") or session.get(CarePlanEscalation, _escalation_key(plan.patient, e["key"])) is not None:

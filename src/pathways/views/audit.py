@@ -18,6 +18,7 @@ import yaml
 
 from pathways.definition.documents import ACTION_TEXT, SEVERITY_TEXT, held
 from pathways.definition.model import DISCIPLINES
+from pathways.store.vocabulary import DECISION_KIND, Action
 
 REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
 
@@ -85,7 +86,7 @@ class Catalog:
         self.versions: dict[str, PathwayVersion] = {}
         self._findings: dict[tuple[str, str], Any] = {}
         for entry in entries:
-            if entry["action"] == "pathway.published":
+            if entry["action"] == Action.PATHWAY_PUBLISHED:
                 self.versions[entry["version_key"]] = _parse_version(entry)
 
     def get(self, key: str | None) -> PathwayVersion | None:
@@ -234,12 +235,7 @@ WORDS = {
     },
 }
 DISCIPLINE_SHORT = {"poh": "POH"}
-EVENT_WORD = {
-    "step.due": "due", "step.gated": "gated", "step.skipped": "skipped", "step.done": "done", "escalation.opened": "escalated",
-    "goal.agreed": "goal_agreed", "goal.met": "goal_met", "goal.missed": "goal_missed", "goal.not_measured": "goal_not_measured",
-    "escalation.resolved": "resolved", "step.done_before": "done_before",
-    "indication.indicated": "indicated", "indication.not_indicated": "not_indicated",
-}
+EVENT_WORD = DECISION_KIND  # a decision's action -> the word the texts above use for it
 
 
 def discipline_label(discipline: str | None, lang: str) -> str:
@@ -276,35 +272,35 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     }
     if action in EVENT_WORD:
         return words[EVENT_WORD[action]].format(**values)
-    if action == "enrollment.created":
+    if action == Action.ENROLLMENT_CREATED:
         version = catalog.get(entry["version_key"])
         values["title"] = version.title.get(lang, version.title.get("nl")) if version else entry["pathway"]
         return words["enrolled"].format(**values)
-    if action == "facts.added":
+    if action == Action.FACTS_ADDED:
         return words["facts"].format(source=payload.get("source"), counts=words["counts"].format(**payload.get("counts", {})))
-    if action == "facts.deduplicated":
+    if action == Action.FACTS_DEDUPLICATED:
         return words["deduplicated"].format(total=payload.get("total", 0))
-    if action == "identity.stored":
+    if action == Action.IDENTITY_STORED:
         return words["identity"].format(fields=", ".join(payload.get("fields", [])))
-    if action == "patient.created":
+    if action == Action.PATIENT_CREATED:
         return words["patient"]
-    if action == "input.recorded":
+    if action == Action.INPUT_RECORDED:
         shown = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(payload.get("values", {}).items())) or words["none"]
         signed = words["signed"].format(by=payload["signed_off_by"]) if payload.get("signed_off_by") else ""
         return words["recorded"].format(**{**values, "values": shown}) + signed
-    if action == "signoff.declined":
+    if action == Action.SIGNOFF_DECLINED:
         return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
-    if action == "pathway.published":
+    if action == Action.PATHWAY_PUBLISHED:
         return words["published"].format(**values)
-    if action in ("enrollment.migrated", "enrollment.migration_reverted"):
-        word = "migrated" if action == "enrollment.migrated" else "reverted"
+    if action in (Action.ENROLLMENT_MIGRATED, Action.ENROLLMENT_MIGRATION_REVERTED):
+        word = "migrated" if action == Action.ENROLLMENT_MIGRATED else "reverted"
         return words[word].format(old=payload.get("from"), new=payload.get("to"), preview=str(payload.get("preview"))[:12])
-    if action == "document.rendered":
+    if action == Action.DOCUMENT_RENDERED:
         return words["rendered"].format(document=payload.get("document"), format=payload.get("format"), lang=payload.get("lang"),
                                         identifying=words["identifying"] if payload.get("identifying") else "")
-    if action == "config.changed":
+    if action == Action.CONFIG_CHANGED:
         return words["config"].format(changed=", ".join(payload.get("changed", [])))
-    if action == "access.denied":
+    if action == Action.ACCESS_DENIED:
         return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
     return words["other"].format(action=action)
 
@@ -314,21 +310,21 @@ def findings(entry: dict[str, Any], catalog: Catalog, lang: str) -> list[str]:
     the raw explanation lines where the version is not in the trail. `audit show` keeps the raw lines."""
     payload, action = entry["payload"], entry["action"]
     reasons = payload.get("reasons") or []
-    if action not in ("escalation.opened", "indication.indicated", "step.gated"):
+    if action not in (Action.ESCALATION_OPENED, Action.INDICATION_INDICATED, Action.STEP_GATED):
         return reasons
     writer = catalog.findings(entry.get("version_key"), lang)
     conditions = [c["id"] for c in payload.get("conditions") or []]
     facts = payload.get("facts") or {}
     found: list[str] = []
     if writer is not None and conditions:
-        if action == "step.gated":
+        if action == Action.STEP_GATED:
             for condition in conditions:
                 found += writer.of(condition, reasons, facts, False) or writer.of(condition, reasons, facts, None)
         else:
             found = writer.of(conditions[0], reasons, facts, True)
     if found:
         return found
-    if action == "step.gated":
+    if action == Action.STEP_GATED:
         return held(reasons, "false") + held(reasons, "missing") or reasons
     return held(reasons, "true") or reasons
 
@@ -342,7 +338,7 @@ def _value(value: Any) -> str:
 def timeline(entries: Iterable[dict[str, Any]], catalog: Catalog, lang: str = "nl") -> list[tuple[dt.date, str, dict[str, Any]]]:
     """(date, sentence, entry) in the order things happened (then in the trail's order)."""
     rows = [(entry_date(e), describe(e, catalog, lang), e) for e in entries
-            if e["action"] not in ("pathway.published", "config.changed")]
+            if e["action"] not in (Action.PATHWAY_PUBLISHED, Action.CONFIG_CHANGED)]
     return sorted(rows, key=lambda row: (row[0], row[2]["seq"]))
 
 
@@ -416,12 +412,12 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     recorded: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for e in entries:
         p = e["payload"]
-        if e["action"] == "step.done":
+        if e["action"] == Action.STEP_DONE:
             done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
             done_run[e["subject"].rsplit(":", 1)[0]] = dt.date.fromisoformat(p["decided_on"])
-        elif e["action"] == "escalation.resolved":  # closed for a documented reason: acted on too
+        elif e["action"] == Action.ESCALATION_RESOLVED:  # closed for a documented reason: acted on too
             done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
-        elif e["action"] == "input.recorded":
+        elif e["action"] == Action.INPUT_RECORDED:
             recorded[(e["enrollment_id"], p["step"])].append({"on": dt.date.fromisoformat(p["on"]), "values": p.get("values", {}), "key": e["version_key"]})
 
     # reviews on time
@@ -429,7 +425,7 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     late_list = []
     for e in entries:
         p = e["payload"]
-        if e["action"] != "step.due" or p.get("stage") != "reviews":
+        if e["action"] != Action.STEP_DUE or p.get("stage") != "reviews":
             continue
         due = dt.date.fromisoformat(p["due_on"])
         if due not in period:
@@ -456,7 +452,7 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     days, open_count, referral_days, referral_missing = [], 0, [], 0
     for e in entries:
         p = e["payload"]
-        if e["action"] != "escalation.opened":
+        if e["action"] != Action.ESCALATION_OPENED:
             continue
         opened = dt.date.fromisoformat(p["decided_on"])
         if opened not in period:
@@ -485,14 +481,14 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     # goals met by deadline
     met = missed = unmeasured = 0
     for e in entries:
-        if e["action"] in ("goal.met", "goal.missed", "goal.not_measured"):
+        if e["action"] in (Action.GOAL_MET, Action.GOAL_MISSED, Action.GOAL_NOT_MEASURED):
             deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
             if deadline in period:
-                met += e["action"] == "goal.met"
+                met += e["action"] == Action.GOAL_MET
                 result.behind[f"goals.{e['action'].split('.', 1)[1]}"].append(
                     {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": deadline.isoformat()})
-                missed += e["action"] == "goal.missed"
-                unmeasured += e["action"] == "goal.not_measured"
+                missed += e["action"] == Action.GOAL_MISSED
+                unmeasured += e["action"] == Action.GOAL_NOT_MEASURED
     result.goals = {"judged": met + missed, "met": met, "missed": missed, "not_measured": unmeasured, "percent_met": _pct(met, met + missed)}
 
     # PROMs over time

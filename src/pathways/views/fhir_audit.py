@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Iterable
+from pathways.store.vocabulary import DECISION_PREFIXES, Action
 
 SYSTEM = "urn:pathways"
-DECISION_ACTIONS = ("step.", "escalation.", "goal.", "indication.")
+DECISION_ACTIONS = DECISION_PREFIXES
 
 
 class ExportError(ValueError):
@@ -22,7 +23,7 @@ def _identifier(kind: str, value: str) -> dict[str, Any]:
 
 def audit_event(entry: dict[str, Any]) -> dict[str, Any]:
     action = entry["action"]
-    denied = action == "access.denied"
+    denied = action == Action.ACCESS_DENIED
     entities = []
     if entry.get("patient_id"):
         entities.append({"what": _identifier("patient", entry["patient_id"]),

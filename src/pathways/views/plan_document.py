@@ -16,6 +16,7 @@ from typing import Any
 
 from pathways.definition import documents as D
 from pathways.definition.loader import LoadedPathway
+from pathways.store.vocabulary import Action
 from pathways.views.documents import DocumentError, to_html, to_pdf, write_atomically
 
 LANGS = ("nl", "en")
@@ -108,7 +109,7 @@ def write_plan_document(store, plan: dict[str, Any], loaded: dict[str, LoadedPat
         raise DocumentError(f"--document {out}: the folder {out.parent} does not exist")
     data = render_plan(plan, loaded, lang, out.suffix.lstrip(".").lower())
     write_atomically(out, data)
-    store.record_audit([Record("document.rendered", plan["patient"], subject=f"{plan['patient']}:zorgplan:{plan['at']}",
+    store.record_audit([Record(Action.DOCUMENT_RENDERED, plan["patient"], subject=f"{plan['patient']}:zorgplan:{plan['at']}",
                                payload={"document": "personal-zorgplan", "format": out.suffix.lstrip("."), "lang": lang,
                                         "sha256": hashlib.sha256(data).hexdigest(), "identifying": False})])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from typing import Any, Iterable
+from pathways.store.vocabulary import Action
 
 
 def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], period) -> dict[str, Any]:
@@ -29,9 +30,9 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
         patient, p = e["patient_id"], e["payload"]
         if patient not in patients or dt.date.fromisoformat(p["at"]) not in period:
             continue
-        if e["action"] == "plan.made" and (patient not in latest or p["at"] >= latest[patient]["at"]):
+        if e["action"] == Action.PLAN_MADE and (patient not in latest or p["at"] >= latest[patient]["at"]):
             latest[patient] = p
-        elif e["action"] == "plan.conflict":
+        elif e["action"] == Action.PLAN_CONFLICT:
             conflicts.append((patient, p))
         elif e["action"] == "plan.resolved":
             resolved[(patient, p["rule"])] = p

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pathways.store.vocabulary import Action
 from pathways.views.audit import Catalog, Indicators, timeline
 
 
@@ -85,7 +86,7 @@ def render(out: Path, *, title: str, subject: dict[str, Any], entries: list[dict
     for key in version_keys:
         if catalog.get(key) is not None:
             diagrams.append({"key": key, "text": mermaid(catalog.loaded(key))})
-    decisions = [e for e in entries if e["action"].split(".")[0] in ("step", "escalation", "goal", "indication") and e["action"] != "step.done"]
+    decisions = [e for e in entries if e["action"].split(".")[0] in ("step", "escalation", "goal", "indication") and e["action"] != Action.STEP_DONE]
     page = env.get_template("audit_report.html.j2").render(
         title=title, subject=subject, generated=generated.isoformat(timespec="seconds"),
         timeline_nl=timeline(entries, catalog, "nl"), timeline_en=timeline(entries, catalog, "en"),

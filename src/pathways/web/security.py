@@ -25,6 +25,7 @@ from pathways.access import Actor
 from pathways.clock import Clock
 from pathways.store.audit import Record
 from pathways.store.db import Store
+from pathways.store.vocabulary import Action
 
 ANONYMOUS = Actor(user="anonymous", role="none", via="web")
 
@@ -87,7 +88,7 @@ async def check_csrf(request: Request) -> None:
     sent, kept = form.get("csrf"), request.session.get("csrf")
     if not isinstance(sent, str) or not kept or not hmac.compare_digest(sent, kept):
         store = request.app.state.store_for(ANONYMOUS)
-        store.record_audit([Record("access.denied", subject=request.url.path,
+        store.record_audit([Record(Action.ACCESS_DENIED, subject=request.url.path,
                                    payload={"permission": "csrf", "attempted": f"POST {request.url.path} without a valid CSRF token", "via": "web"})])
         raise CsrfRefused()
 
@@ -146,4 +147,4 @@ class LoginLimiter:
 
 
 def audit_denial(store: Store, permission: str, what: str, subject: str) -> None:
-    store.record_audit([Record("access.denied", subject=subject, payload={"permission": permission, "attempted": what, "via": "web"})])
+    store.record_audit([Record(Action.ACCESS_DENIED, subject=subject, payload={"permission": permission, "attempted": what, "via": "web"})])

@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse
 from pathways.access import Actor
 from pathways.orchestration.accounts import authenticate
 from pathways.store.audit import Record
+from pathways.store.vocabulary import Action
 from pathways.web import security
 from pathways.web.pages import render
 
@@ -31,7 +32,7 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), next
     store = request.app.state.store_for(security.ANONYMOUS)
     until = limiter.blocked_until(name, client)
     if until is not None:
-        store.record_audit([Record("login.blocked", subject=name[:64], payload={"client": client, "until": until.isoformat()})])
+        store.record_audit([Record(Action.LOGIN_BLOCKED, subject=name[:64], payload={"client": client, "until": until.isoformat()})])
         minutes = max(1, int((until - settings.clock.now()).total_seconds() // 60) + 1)
         return render(request, "login.html", status=429, next=_next(next), name=name,
                       error=f"Too many failed log-ins for this account from here: try again in {minutes} minute(s).",
@@ -39,11 +40,11 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), next
     actor = authenticate(store, name, password)
     if actor is None:
         limiter.failed(name, client)
-        store.record_audit([Record("login.failed", subject=name[:64], payload={"client": client})])
+        store.record_audit([Record(Action.LOGIN_FAILED, subject=name[:64], payload={"client": client})])
         return render(request, "login.html", status=401, next=_next(next), name=name, error="Unknown name or wrong password.")
     limiter.succeeded(name, client)
     security.start_session(request, actor.user, settings.clock, settings.session_lifetime)
-    request.app.state.store_for(actor).record_audit([Record("login.succeeded", subject=actor.user, payload={"client": client})])
+    request.app.state.store_for(actor).record_audit([Record(Action.LOGIN_SUCCEEDED, subject=actor.user, payload={"client": client})])
     return RedirectResponse(_next(next), status_code=303)
 
 
@@ -52,5 +53,5 @@ def logout(request: Request):
     user = request.session.get("user")
     request.session.clear()
     if user:
-        request.app.state.store_for(Actor(user=user, role="none", via="web")).record_audit([Record("logout", subject=user)])
+        request.app.state.store_for(Actor(user=user, role="none", via="web")).record_audit([Record(Action.LOGOUT, subject=user)])
     return RedirectResponse("/login", status_code=303)

@@ -1,0 +1,82 @@
+"""The audit trail's vocabulary, defined once: every action an entry can name (``Action``), the
+stored decision each runtime event becomes (``DECISION_ACTION``, and back: ``DECISION_KIND``),
+the kinds of personal-plan decisions (``PLAN_ACTION``) and the payload keys more than one module
+writes or reads. docs/audit.md describes each action; tests/test_vocabulary.py checks that every
+action written anywhere in the sources is one of these and documented there.
+
+Plain strings (no Enum): what is stored and hashed is exactly the text below.
+"""
+
+from __future__ import annotations
+
+
+class Action:
+    """Every action an audit entry can name."""
+
+    PATHWAY_PUBLISHED = "pathway.published"
+    PATIENT_CREATED = "patient.created"
+    FACTS_ADDED = "facts.added"
+    FACTS_DEDUPLICATED = "facts.deduplicated"  # once, by the schema migration 0003
+    IDENTITY_STORED = "identity.stored"
+    ENROLLMENT_CREATED = "enrollment.created"
+    ENROLLMENT_MIGRATED = "enrollment.migrated"
+    ENROLLMENT_MIGRATION_REVERTED = "enrollment.migration_reverted"
+    INDICATION_INDICATED = "indication.indicated"
+    INDICATION_NOT_INDICATED = "indication.not_indicated"
+    STEP_DUE = "step.due"
+    STEP_GATED = "step.gated"
+    STEP_SKIPPED = "step.skipped"
+    STEP_DONE = "step.done"
+    STEP_DONE_BEFORE = "step.done_before"
+    ESCALATION_OPENED = "escalation.opened"
+    ESCALATION_RESOLVED = "escalation.resolved"
+    INPUT_RECORDED = "input.recorded"
+    GOAL_AGREED = "goal.agreed"
+    GOAL_MET = "goal.met"
+    GOAL_MISSED = "goal.missed"
+    GOAL_NOT_MEASURED = "goal.not_measured"
+    SIGNOFF_DECLINED = "signoff.declined"
+    CONFIG_CHANGED = "config.changed"
+    ACCESS_DENIED = "access.denied"
+    PLAN_MADE = "plan.made"
+    PLAN_BUNDLE = "plan.bundle"
+    PLAN_CONFLICT = "plan.conflict"
+    DOCUMENT_RENDERED = "document.rendered"
+    ACCOUNT_ADDED = "account.added"
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGIN_FAILED = "login.failed"
+    LOGIN_BLOCKED = "login.blocked"
+    LOGOUT = "logout"
+    PATIENT_DATA_READ = "patient_data.read"
+
+
+ACTIONS: frozenset[str] = frozenset(v for k, v in vars(Action).items() if k.isupper())
+
+# a runtime event's kind (pathways.runtime.core.Event.kind) -> the action of its stored decision
+DECISION_ACTION: dict[str, str] = {
+    "due": Action.STEP_DUE, "gated": Action.STEP_GATED, "skipped": Action.STEP_SKIPPED, "done": Action.STEP_DONE,
+    "escalated": Action.ESCALATION_OPENED, "resolved": Action.ESCALATION_RESOLVED, "done_before": Action.STEP_DONE_BEFORE,
+    "goal_agreed": Action.GOAL_AGREED, "goal_met": Action.GOAL_MET, "goal_missed": Action.GOAL_MISSED,
+    "goal_not_measured": Action.GOAL_NOT_MEASURED,
+    "indicated": Action.INDICATION_INDICATED, "not_indicated": Action.INDICATION_NOT_INDICATED,
+}
+DECISION_KIND: dict[str, str] = {action: kind for kind, action in DECISION_ACTION.items()}
+
+# the families of decisions (``audit log --action step.`` and the FHIR AuditEvent export)
+DECISION_PREFIXES = ("step.", "escalation.", "goal.", "indication.")
+
+# a personal plan's decision kind (pathways.runtime.plan) -> its action
+PLAN_ACTION: dict[str, str] = {"bundle": Action.PLAN_BUNDLE, "conflict": Action.PLAN_CONFLICT}
+
+
+class Key:
+    """Payload keys written in one module and read in another."""
+
+    PERMISSION = "permission"  # access.denied: the permission refused
+    ATTEMPTED = "attempted"  # access.denied: what was tried, in words
+    VIA = "via"  # access.denied: cli or web
+    DOCUMENT = "document"  # document.rendered
+    FORMAT = "format"
+    LANG = "lang"
+    SHA256 = "sha256"  # document.rendered: a hash of what was disclosed, never the text
+    IDENTIFYING = "identifying"  # document.rendered: whether it named the patient
