@@ -78,7 +78,7 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
                 session.add(CarePlanEscalation(key=_escalation_key(plan.patient, e["key"]), patient_id=plan.patient, rule=e["rule"],
                                                severity=e["severity"], action=e["action"], steps=dumps(e["steps"]),
                                                opened_on=plan.at))
-                records.append(Record("plan.escalated", plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
+                records.append(Record(Action.PLAN_ESCALATED, plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
                                       payload={"at": plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
             if records:
                 store.audit(session, records)
@@ -152,7 +152,7 @@ def resolve_escalations(store: Store, patient: str, rule: str, reason: str, on: 
                 row.resolved_on, row.reason = on, reason
                 session.add(row)
             if rows:
-                store.audit(session, [Record("plan.resolved", patient, subject=row.key, payload={
+                store.audit(session, [Record(Action.PLAN_RESOLVED, patient, subject=row.key, payload={
                     "at": on.isoformat(), "rule": rule, "reason": reason, "opened_on": row.opened_on.isoformat()}) for row in rows])
             return [row.key for row in rows]
     return retrying(write, what=store.where)
@@ -182,7 +182,7 @@ def set_priorities(store: Store, patient: str, priorities: list[tuple[str, str, 
                     session.delete(kept)
                 else:
                     session.merge(GoalPriority(patient_id=patient, pathway=pathway, goal=goal, priority=priority, set_on=on))
-                records.append(Record("plan.priority", patient, subject=f"{patient}:{pathway}.{goal}", payload={
+                records.append(Record(Action.PLAN_PRIORITY, patient, subject=f"{patient}:{pathway}.{goal}", payload={
                     "at": on.isoformat(), "pathway": pathway, "goal": goal, "priority": priority,
                     "was": kept.priority if kept else None}))
                 changed += 1

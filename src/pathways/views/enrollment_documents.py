@@ -6,11 +6,9 @@ application's document downloads; the caller checks the ``document.render`` perm
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 from pathways.definition.documents import DOCUMENTS
-from pathways.store.audit import Record
-from pathways.store.db import Store
+from pathways.store.audit import document_rendered
 from pathways.views.documents import DocumentError, build_context, render_markdown, to_html, to_pdf
 
 MEDIA_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8"}
@@ -22,7 +20,7 @@ def documents_of(runtime) -> list[tuple[str, str]]:
     return [(name, DOCUMENTS.get(name, {}).get("en", name)) for name in sorted(set(DOCUMENTS) | named)]
 
 
-def render_document(store: Store, runtime, state, document: str, fmt: str, lang: str, today: dt.date, identity=None,
+def render_document(store, runtime, state, document: str, fmt: str, lang: str, today: dt.date, identity=None,
                     escalation: str | None = None) -> bytes:
     """The document's bytes in ``fmt`` (md, html or pdf); DocumentError with the reason when it
     cannot be made (an unknown document, a referral letter without a referral, no Pango for PDF)."""
@@ -40,7 +38,5 @@ def render_document(store: Store, runtime, state, document: str, fmt: str, lang:
     else:
         html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
         data = html.encode("utf-8") if fmt == "html" else to_pdf(html)
-    store.record_audit([Record("document.rendered", state.patient, enrollment, state.pathway, state.version, state.version_key,
-                               f"{enrollment}:{document}", {"document": document, "format": fmt, "lang": lang,
-                                                            "sha256": hashlib.sha256(data).hexdigest(), "identifying": identity is not None})])
+    store.record_audit([document_rendered(state, document, fmt, lang, data, identity is not None)])
     return data

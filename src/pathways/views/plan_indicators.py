@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from typing import Any, Iterable
+
 from pathways.store.vocabulary import Action
 
 
@@ -34,7 +35,7 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
             latest[patient] = p
         elif e["action"] == Action.PLAN_CONFLICT:
             conflicts.append((patient, p))
-        elif e["action"] == "plan.resolved":
+        elif e["action"] == Action.PLAN_RESOLVED:
             resolved[(patient, p["rule"])] = p
     multimorbid = [p for p in latest.values() if len({x["pathway"] for x in p["pathways"]}) > 1]
     combined = [p for p in multimorbid if p.get("combined_appointments", 0) > 0]
