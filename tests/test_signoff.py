@@ -40,7 +40,10 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
+    from pathways.orchestration import prefect_edge
     from pathways.orchestration.flows import signoff
+
+    prefect_edge.configure()
 
     def sign_off(outcome: str, check_typed: bool = False) -> str:
         outcomes: list = []

@@ -548,8 +548,10 @@ def signoff(
     if step not in state.escalations:
         err.print(f"error: '{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})", markup=False)
         raise typer.Exit(1)
+    from pathways.orchestration import prefect_edge
     from pathways.orchestration.flows import signoff as signoff_flow
 
+    prefect_edge.configure()
     outcome = signoff_flow(enrollment, step, timeout)
     out.print(f"{step} for {enrollment}: {outcome}", markup=False)
 
@@ -578,6 +580,9 @@ def resume(
         raise typer.Exit(2)
     from prefect import resume_flow_run
 
+    from pathways.orchestration import prefect_edge
+
+    prefect_edge.configure()
     resume_flow_run(run_id, run_input={"signed_off_by": by, "outcome": outcome})
     out.print(f"resumed {flow_run}: {outcome} by {by}", markup=False)
 
