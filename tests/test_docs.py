@@ -94,7 +94,7 @@ def test_every_deviation_names_a_place_that_exists():
 
 
 def test_the_settings_named_in_performance_exist():
-    service = (ROOT / "src" / "pathways" / "orchestration" / "service.py").read_text(encoding="utf-8")
+    service = (ROOT / "src" / "pathways" / "orchestration" / "settings.py").read_text(encoding="utf-8")
     for name in ("worker_count", "batch_size", "PATHWAYS_WORKERS", "PATHWAYS_BATCH_SIZE"):
         assert name in PERFORMANCE and name in service
     assert (ROOT / "bench" / "HISTORY.md").is_file() and "bench/HISTORY.md" in PERFORMANCE

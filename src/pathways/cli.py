@@ -1773,6 +1773,16 @@ def new(
     out.print(f"wrote {file}; next: pathways validate {file.parent}", markup=False)
 
 
+@app.command()
+def config() -> None:
+    """Print the effective settings (secrets hidden) and where each came from: the environment,
+    a file, or the default. A wrong value is named with the fix (exit 2)."""
+    from pathways.orchestration.settings import current, shown_lines
+
+    for line in shown_lines(current()):
+        out.print(line, markup=False)
+
+
 def _until_stopped(items):
     """``items`` (patients of a cohort) until Ctrl-C or SIGTERM asks to stop: the one in hand is
     finished (enrolled in one transaction, or simulated), no next one is read."""

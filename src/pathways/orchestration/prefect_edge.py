@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 from uuid import UUID, uuid4
 
+from pathways.orchestration.settings import Settings, current
+
 # Prefect's private (or semi-private) APIs this module relies on: dotted name -> the parameters
 # used (None: an attribute replaced or read, not called).
 PRIVATE_APIS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
@@ -49,10 +51,10 @@ _CONFIGURED = False
 _CONFIGURING = threading.Lock()
 
 
-def configure(prefect_api_url: str | None = None, environ: Any = None) -> None:
+def configure(settings: Settings | None = None, environ: Any = None) -> None:
     """Apply the edge (once per process): Prefect's settings that pathways changes, then the
-    patches. ``prefect_api_url``: the Prefect server in use (the settings' ``prefect_api_url``;
-    default: ``PREFECT_API_URL`` from the environment); none means the embedded server."""
+    patches. ``settings``: pathways' settings (default: this environment's, read and checked
+    here); their ``prefect_api_url`` says which server is used (none: the embedded one)."""
     global _CONFIGURED
     if _CONFIGURED:
         return
@@ -60,7 +62,8 @@ def configure(prefect_api_url: str | None = None, environ: Any = None) -> None:
         if _CONFIGURED:
             return
         environ = os.environ if environ is None else environ
-        write_defaults(environ, embedded=not (prefect_api_url or environ.get("PREFECT_API_URL")))
+        settings = settings or current(environ)
+        write_defaults(environ, embedded=not settings.prefect_api_url)
         if "prefect.context" in sys.modules:  # Prefect was imported before: its settings are read again
             from prefect.context import refresh_global_settings_context
 
