@@ -8,6 +8,8 @@ in one place, applied explicitly by the entry points (``configure()``), never at
   and the embedded server in a process group of its own (``_server_apart``). Idempotent; worker
   processes inherit the environment it wrote.
 - ``embedded_run_settings()``: the flow-run heartbeat off for runs on the embedded server.
+- ``stop_embedded_server()``: Prefect's log and event workers drained, then the embedded server
+  this process started stopped (before exit, e.g. at the end of a test).
 - ``emit_step_run()``: a step's task run recorded with its final state through the event Prefect's
   task engine sends (``_report_steps`` in orchestration/flows.py calls it).
 
@@ -18,7 +20,6 @@ test fails with "Prefect changed X: see docs/prefect-upgrade.md".
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -43,6 +44,10 @@ PRIVATE_APIS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
                                                 "start_time", "end_time", "state_id", "state_type", "state_name", "state",
                                                 "created", "updated")),  # emit_step_run: the fields set
     ("prefect.client.schemas.objects.TaskRunPolicy", ()),  # emit_step_run
+    ("prefect.logging.handlers.APILogWorker.drain_all", ("timeout",)),  # stop_embedded_server
+    ("prefect.events.worker.EventsWorker.drain_all", ("timeout",)),  # stop_embedded_server
+    ("prefect.server.api.server.SubprocessASGIServer._instances", None),  # stop_embedded_server: the servers started
+    ("prefect.server.api.server.SubprocessASGIServer.stop", ("self",)),  # stop_embedded_server
 )
 
 UPGRADE_NOTE = "docs/prefect-upgrade.md"
@@ -263,3 +268,16 @@ def emit_step_run(flow_run_id: str, index: int, step_task, state) -> None:
                   created=state.timestamp, updated=state.timestamp)
     emit_task_run_state_change_event(run, None, state)
 
+
+def stop_embedded_server(timeout: float = 10) -> None:
+    """Stop the embedded server this process started, now rather than at exit: first the log
+    lines and events of the flow runs are sent (Prefect's log and event workers drained, as
+    Prefect's own test harness does), so none is sent to a stopped server."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
