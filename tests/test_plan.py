@@ -227,7 +227,11 @@ def test_pathways_plan_bundles_mm01s_three_pathways_shows_the_metformin_conflict
     assert len(plan["goals"]) == 8 and {g["status"] for g in plan["goals"]} == {"to agree"}
 
     entries = plan_entries(tmp_path)
-    assert [a for a, _ in entries] == ["plan.made", "plan.bundle", "plan.conflict"]
+    # the rule escalates (interactions.yaml): the conflict opened an escalation on the plan, audited
+    assert [a for a, _ in entries] == ["plan.made", "plan.bundle", "plan.conflict", "plan.escalated"]
+    (opened,) = plan["escalations"]
+    assert (opened["rule"], opened["severity"], opened["action"], opened["opened_on"]) == (
+        "metformine_bij_egfr_onder_stopgrens", "regulier", "huisarts_informeren", "2026-12-10")
     assert entries[0][1] == "mm-01:2026-12-10" and entries[1][1].startswith("mm-01:bundle:2026-12-10:huisarts:")
     assert entries[2][1].startswith("mm-01:conflict:metformine_bij_egfr_onder_stopgrens:diabetes.metformine_starten,heartfailure.laboratorium_voor_start:")
     with sqlite3.connect(tmp_path / "store.db") as c:

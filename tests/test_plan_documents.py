@@ -141,6 +141,12 @@ def test_audit_indicators_show_combined_reviews_visits_saved_and_how_conflicts_e
     assert (shown["patients_with_a_plan"], shown["multimorbid_patients"], shown["with_combined_review"]) == (2, 1, 1)
     assert shown["percent_with_combined_review"] == 100.0 and shown["visits_saved"] == saved + single_saved
     assert shown["conflicts"]["found"] == 1 and shown["conflicts"]["resolution"] == {"still raised by the latest plan": 1}
+    # its escalation resolved with a reason (the conflict still raised): counted as resolved that way
+    done = run_cli("plan", "mm-01", "--at", "2026-12-10", "--resolve", "metformine_bij_egfr_onder_stopgrens",
+                   "--reason", "huisarts: metformin to be stopped at the next visit", env=env)
+    assert done.returncode == 0, done.stderr
+    ended = personal_plans()["conflicts"]
+    assert ended["resolution"] == {"escalation resolved with a reason": 1} and ended["items"][0]["ended_on"] == "2026-12-10"
 
     # metformin stopped: the next plan no longer raises the conflict, and the indicator says so
     stopped = tmp_path / "stopped.json"

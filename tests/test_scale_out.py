@@ -206,12 +206,12 @@ def test_a_cohort_runs_through_a_prefect_server_and_a_worker(tmp_path, databases
         assert all(kind == "COMPLETED" and state in {"Escalated", "Due", "Gated", "Waiting"} for _, kind, state, _ in steps), steps
         assert all(sum(int(part.split()[0]) for part in message.split(";")[0].split(", ")) == 30 for *_, message in steps), steps
         scheduled = sorted(r[1] for r in runs if r[0] == "pathways-advance" and r[2] == "SCHEDULED")
-        from pathways.runtime.core import EnrollmentState
+        from pathways.runtime.stateformat import load_state
 
         expected = []
         with engine.connect() as c:
             for eid, text in c.execute(sa.text("select id, state from enrollment order by id")):
-                state = EnrollmentState.model_validate_json(text)
+                state = load_state(text)
                 dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
                 if dates:
                     expected.append(f"next-{eid}-{min(dates).isoformat()}")

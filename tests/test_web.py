@@ -25,7 +25,7 @@ def site(engine):
     url = engine.url.render_as_string(hide_password=False)
     enrollment = seed(url)
     clock = FixedClock.on(TODAY)
-    settings = WebSettings(database_url=url, secret_key="k" * 40, clock=clock, page_size=25)
+    settings = WebSettings(database_url=url, secret_key="k" * 40, clock=clock, page_size=25, prefect=False)  # no Prefect here: tests/test_web_prefect.py
     return create_app(settings), enrollment, clock, engine
 
 
@@ -346,3 +346,13 @@ def test_pathways_web_refuses_a_bad_setting_with_one_line_and_exit_2(tmp_path):
                                "PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "DO_NOT_TRACK": "1", "PATHWAYS_IDENTITY_SECRET": "s" * 32})
     assert done.returncode == 2
     assert done.stderr.strip() == "error: PATHWAYS_WEB_SECURE_COOKIES: 'yes' is not 1 (cookies over HTTPS only) or 0"
+
+
+def test_the_prefect_setting_is_1_or_0():
+    from pathways.errors import SettingError
+    from pathways.web.settings import from_environment
+
+    base = {"PATHWAYS_WEB_SECRET": "w" * 40, "PATHWAYS_DATABASE_URL": "sqlite:///x.db"}
+    assert from_environment(base).prefect and not from_environment({**base, "PATHWAYS_WEB_PREFECT": "0"}).prefect
+    with pytest.raises(SettingError, match="PATHWAYS_WEB_PREFECT: 'yes' is not 1"):
+        from_environment({**base, "PATHWAYS_WEB_PREFECT": "yes"})

@@ -31,7 +31,8 @@ def server(tmp_path):
     enrollment = seed(url)
     port = _free_port()
     env = {**os.environ, "PATHWAYS_DATABASE_URL": url, "PATHWAYS_TODAY": TODAY.isoformat(), "PATHWAYS_WEB_SECRET": "w" * 40,
-           "PYTHONPATH": str(ROOT / "src"), "DO_NOT_TRACK": "1", "PATHWAYS_IDENTITY_SECRET": "s" * 32}
+           "PYTHONPATH": str(ROOT / "src"), "DO_NOT_TRACK": "1", "PATHWAYS_IDENTITY_SECRET": "s" * 32,
+           "PREFECT_HOME": str(tmp_path / "prefect")}  # the embedded Prefect server `pathways web` keeps warm: its own database
     log = (tmp_path / "web.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "pathways.cli", "web", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -97,8 +98,8 @@ def test_a_poh_records_an_intake_through_the_form_and_sees_the_enrollment_advanc
             page.fill("[name='unit.body_weight_kg']", "kg")
             page.select_option("[name='out.smoking_status']", "never")
             page.click("button:has-text('Save')")
-            expect(page).to_have_url(f"{base}/enrollments/{enrollment}?recorded=intake_poh")
-            expect(page.locator("#notice")).to_have_text("Recorded intake_poh; the enrollment was advanced.")
+            expect(page).to_have_url(f"{base}/enrollments/{enrollment}?recorded=intake_poh&advance=prefect")  # advanced through Prefect
+            expect(page.locator("#notice")).to_have_text("Recorded intake_poh; the enrollment was advanced through Prefect.")
             expect(page.locator("#step-intake_poh .status")).to_have_text("done")
             expect(page.locator("#step-anamnese_poh .status")).to_have_text("due")
             assert [m for m in console if "Content Security Policy" in m] == []

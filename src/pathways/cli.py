@@ -1535,7 +1535,10 @@ def diff(
 def plan(
     patient: Annotated[str, typer.Argument(help="Pseudonymous patient id")],
     at: Annotated[Optional[str], typer.Option("--at", help="Plan date YYYY-MM-DD (default: today)")] = None,
-    window: Annotated[int, typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (care-network parameter)")] = 14,
+    window: Annotated[Optional[int], typer.Option("--window", help="Bundling window in days: steps of one discipline due within it are one appointment (default: the care network's, PATHWAYS_PLAN_WINDOW_DAYS or _shared/network.yaml, else 14)")] = None,
+    priority: Annotated[Optional[list[str]], typer.Option("--priority", help="First record the patient's priority of a goal: PATHWAY.GOAL=N (1 high, 2 medium, 3 low, none); repeatable")] = None,
+    resolve: Annotated[Optional[str], typer.Option("--resolve", help="First close the plan's open escalation of this interaction rule (with --reason)")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why the escalation is closed (kept in the audit trail)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON")] = False,
     document: Annotated[Optional[Path], typer.Option("--document", help="Also write the patient's one zorgplan: OUT.md or OUT.pdf")] = None,
     lang: Annotated[str, typer.Option("--lang", help="Language of the zorgplan: nl (B1, default) or en")] = "nl",
@@ -1546,7 +1549,8 @@ def plan(
     _require("input.record", f"make the care plan of {patient}", patient)
     import json
 
-    from pathways.orchestration.careplan import make_plan, plan_parts
+    from pathways.orchestration.careplan import make_plan, plan_parts, record_priorities, resolve_plan_escalation
+    from pathways.orchestration.network import bundling_window
     from pathways.orchestration.service import Runtimes
     from pathways.orchestration.versions import VersionNotPublished
     from pathways.runtime.plan import PlanError
@@ -1567,7 +1571,12 @@ def plan(
     store = _store_or_fail(_clock())
     runtimes = Runtimes(templates=False)
     try:
-        made, _ = make_plan(store, runtimes, patient, day, window)
+        window_days = bundling_window(window)
+        if priority:
+            record_priorities(store, runtimes, patient, priority, day)
+        if resolve is not None:
+            resolve_plan_escalation(store, patient, resolve, reason, day)
+        made, _ = make_plan(store, runtimes, patient, day, window_days)
         parts = plan_parts(store, runtimes, patient) if document is not None or fhir is not None else []
         if document is not None:
             write_plan_document(store, made.to_json(), {loaded.spec.id: loaded for loaded, _ in parts}, document, lang)

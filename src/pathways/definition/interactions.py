@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from pathways.definition import expr as E
 from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, available_pathways, display_path as _display, schema_problems, validate_paths
-from pathways.definition.model import Evidence, Identifier, NonEmpty, Source, Strict
+from pathways.definition.network import network_file, read_network
+from pathways.definition.model import EscalationAction, Evidence, Identifier, NonEmpty, Severity, Source, Strict, Text
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
 from pathways.errors import Location, Problem, did_you_mean, errors
 
@@ -29,18 +30,32 @@ class SourceStep(Strict):
     step: Identifier
 
 
+class Escalate(Strict):
+    """A conflict of this rule opens an escalation on the patient's plan, open until resolved
+    (`pathways plan PATIENT --resolve RULE --reason TEXT`), like a pathway's escalation."""
+
+    severity: Severity
+    action: EscalationAction
+
+
 class Interaction(Strict):
     id: Identifier
-    title: NonEmpty
+    title: NonEmpty | Text  # Dutch, or {nl, en}: the English zorgplan shows ``en``
     steps: tuple[SourceStep, SourceStep]
     when: E.Expr
-    action: NonEmpty
+    action: NonEmpty | Text
     severity: str = "regulier"
     evidence: Evidence
+    escalate: Escalate | None = None
 
     @property
     def pathways(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.pathway for s in self.steps))
+
+    def text(self, name: str, lang: str) -> str:
+        """``title`` or ``action`` in ``lang`` (Dutch when there is no English)."""
+        value = getattr(self, name)
+        return value if isinstance(value, str) else (getattr(value, lang, None) or value.nl)
 
 
 class Gap(Strict):
@@ -156,7 +171,8 @@ def _check_names(doc: LoadedInteractions, base: tuple, rule: Interaction, scope:
 
 def validate_with_interactions(paths: list[Path]) -> Validation:
     """``validate_paths``, and the interaction library of every folder given, checked against the
-    pathways of that folder (what `pathways validate` runs)."""
+    pathways of that folder (what `pathways validate` runs), and its care-network parameters
+    (``_shared/network.yaml``)."""
     result = validate_paths(paths)
     add_interactions(result, paths)
     return result
@@ -168,6 +184,9 @@ def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
     for folder in map(Path, paths):
         if not folder.is_dir():
             continue
+        network = network_file(folder)
+        if network is not None:  # the care network's parameters (definition/network.py): checked, not counted
+            result.problems.extend(read_network(network, _display(network))[1])
         file = interactions_file(folder)
         if file is None:
             continue

@@ -26,7 +26,8 @@ CASES_FILE = "cases.yaml"  # a pathway's assurance cases (their format: pathways
 SHARED_DIR = "_shared"
 INTERACTIONS_FILE = "interactions.yaml"  # the cross-pathway rules (definition/interactions.py), no library
 PLAN_CASES_FILE = "plan-cases.yaml"  # assurance cases for combined plans (runtime/plan_cases.py), no library
-NOT_LIBRARIES = (INTERACTIONS_FILE, PLAN_CASES_FILE)
+NETWORK_FILE = "network.yaml"  # care-network parameters (the plan's bundling window: orchestration/network.py), no library
+NOT_LIBRARIES = (INTERACTIONS_FILE, PLAN_CASES_FILE, NETWORK_FILE)
 _DROPPABLE = {"steps", "facts", "derived", "parameters", "rules", "sources", "deadlines"}
 
 

@@ -1,7 +1,7 @@
 """What the care team sees and does in the web application, without the web: the worklist with
 each row's step title and discipline, an enrollment as it stands, the form a step's declared
 outputs make, and recording it (``service.record_step``: the same validation and advance as
-``pathways record``). Every read of a patient's data is audited (``patient_data.read``)."""
+``pathways record``), then advancing it through Prefect (``warm``). Every read of a patient's data is audited (``patient_data.read``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 
 from pathways.clock import Clock
 from pathways.definition.wording import text_in
+from pathways.orchestration import service
 from pathways.orchestration.service import Runtimes, authorize, record_step
+from pathways.orchestration.warm import Advance, WarmPrefect
 from pathways.runtime.core import Event
 from pathways.store import worklist as queries
 from pathways.store.audit import Record
@@ -109,8 +111,12 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
         recordable = (spec.escalation is None and progress.status == "due") or spec.id in state.escalations
         steps.append(StepView(spec.id, text_in(spec.title, LANG), spec.stage, spec.discipline, status, progress.due_on,
                               progress.done_on, progress.reasons, recordable))
+    facts = runtime.evaluator.plan.facts
+    observed = store.patient_facts(state.patient).observations if state.goals else ()
     goals = [{"id": goal, "fact": g.fact, "target": g.target, "deadline": g.deadline, "status": g.status.replace("_", " "),
-              "baseline": g.baseline, "latest": g.latest} for goal, g in state.goals.items()]
+              "baseline": g.baseline, "latest": g.latest, "agreed_on": g.agreed_on, "unit": facts[g.fact].unit if g.fact in facts else None,
+              "points": _progress(observed, g.fact, facts[g.fact].unit if g.fact in facts else None, g.agreed_on)}
+             for goal, g in state.goals.items()]
     escalations = [{"step": step, "title": text_in(runtime.steps[step].title, LANG) if step in runtime.steps else step,
                     "since": e.since, "severity": e.severity, "action": e.action, "reasons": e.reasons}
                    for step, e in state.escalations.items()]
@@ -118,6 +124,14 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
                                enrollment, {"page": page})])
     return EnrollmentView(enrollment, state.patient, state.pathway, text_in(runtime.spec.title, LANG), state.version,
                           state.enrolled_on, state.as_of, version, steps, goals, escalations)
+
+
+def _progress(observations, fact: str, unit: str | None, since: dt.date) -> list[tuple[dt.date, float]]:
+    """A goal's values since it was agreed: the observations of its fact in the fact's own unit
+    (values in another unit are left out of the plot; the goal's status counts them)."""
+    return [(o.at, float(o.value)) for o in observations
+            if o.fact == fact and o.at >= since and isinstance(o.value, (int, float)) and not isinstance(o.value, bool)
+            and (o.unit is None or o.unit == unit)]
 
 
 @dataclass(frozen=True)
@@ -185,3 +199,18 @@ def _number(text: str) -> Any:
 def record(store: Store, runtimes: Runtimes, enrollment: str, step: str, data: dict[str, Any], clock: Clock) -> list[Event]:
     """Record a step from the web: as ``pathways record`` (validated, stored, advanced at once)."""
     return record_step(store, runtimes, enrollment, step, data, clock, note={"via": "web"}, today=clock.today())
+
+
+def advance_recorded(store: Store, prefect: WarmPrefect, enrollment: str, clock: Clock) -> Advance:
+    """After a step was recorded (and committed): the enrollment's flow run through Prefect on the
+    day it stands (``pathways advance ENROLLMENT``: its decisions in Prefect, its next review
+    scheduled, its plan renewed). Pending (``Advance.done`` false) when Prefect fails: the step
+    stays recorded and the daily run advances it."""
+    state, _ = store.load(enrollment)
+    return prefect.advance(state.version_key, enrollment, max(clock.today(), state.as_of))
+
+
+def sign_off(store: Store, runtimes: Runtimes, enrollment: str, step: str, outcome: str, clock: Clock) -> list[Event]:
+    """Sign off an open escalation from the web, by the logged-in account: as the answer to
+    ``pathways signoff`` (``service.sign_off``), without a paused flow run to wait in."""
+    return service.sign_off(store, runtimes, enrollment, step, store.actor.user, outcome, clock, via="web")

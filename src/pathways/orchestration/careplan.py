@@ -7,7 +7,12 @@ pathway version; the plan lives in the store.
 
 ``replan``: after an advance (one enrollment, or the daily due run over every pathway), the plan
 of every patient touched is made again for that day, once per patient whatever the number of
-their pathways advanced (orchestration/flows.py calls it when the pathway flow runs are done)."""
+their pathways advanced (orchestration/flows.py calls it when the pathway flow runs are done),
+with the care network's bundling window (orchestration/network.py).
+
+``record_priorities``: the patient's own goal priorities (`--priority PATHWAY.GOAL=N`), checked
+against the goals of their pathways and stored (store/plans.py). ``resolve_plan_escalation``:
+close the escalations a conflict opened on the plan (`--resolve RULE --reason TEXT`)."""
 
 from __future__ import annotations
 
@@ -21,9 +26,11 @@ from pathways.definition.loader import pathway_roots
 from pathways.errors import ProblemsFound
 from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
+from pathways.orchestration.network import bundling_window
 from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
 from pathways.store.db import Store
-from pathways.store.plans import Stored, in_several_pathways, store_plan, unplanned_patients
+from pathways.store.plans import (Stored, goal_priorities, in_several_pathways, plan_escalations, resolve_escalations, set_priorities,
+                                  store_plan, unplanned_patients)
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -62,7 +69,7 @@ def make_plan(store: Store, runtimes: Runtimes, patient: str, at: dt.date, windo
         enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
         evaluators.setdefault(state.pathway, runtime.evaluator)
     found = conflicts(interaction_rules() if rules is None else rules, evaluators, facts, at)
-    plan = build_plan(patient, enrolled, at, window_days, found)
+    plan = build_plan(patient, enrolled, at, window_days, found, goal_priorities(store, patient), plan_escalations(store, patient))
     return plan, store_plan(store, plan)
 
 
@@ -75,12 +82,17 @@ class Replanned:
 
 
 def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date,
-           window_days: int = DEFAULT_WINDOW_DAYS) -> Replanned:
+           window_days: int | None = None) -> Replanned:
     """Make again, for ``at``, the stored plan of every patient of these enrollments who is in
     several pathways, once per patient (a patient in three pathways advanced the same day: one
     plan, not three), and of every such patient advanced to ``at`` whose plan for that day is
     missing (a run stopped half-way). A patient in one pathway has no plan to combine: the
-    pathway's own steps are the plan, and `pathways plan` makes it on request."""
+    pathway's own steps are the plan, and `pathways plan` makes it on request. ``window_days``:
+    the care network's (orchestration/network.py) unless given."""
+    try:
+        window_days = bundling_window(window_days)
+    except (PlanError, ProblemsFound) as exc:  # the advance stands; `pathways plan` says what to fix
+        return Replanned(0, 0, 0, [str(exc)])
     touched = set(in_several_pathways(store, sorted(set(enrollments)))) if enrollments else set()
     patients = sorted(touched | set(unplanned_patients(store, at)))
     rules = interaction_rules()
@@ -102,3 +114,56 @@ def plan_parts(store: Store, runtimes: Runtimes, patient: str) -> list:
     ids = [eid for eid, _, _ in store.enrollments_of(patient)]
     states = store.load_many(ids)
     return [(runtimes.get_version(states[e][0].version_key, store).loaded, states[e][0]) for e in ids]
+
+
+def record_priorities(store: Store, runtimes: Runtimes, patient: str, given: list[str], on: dt.date) -> int:
+    """Store the patient's goal priorities from ``PATHWAY.GOAL=N`` or ``GOAL=N`` (N: 1 high,
+    2 medium, 3 low; ``none`` forgets it), all or none; PlanError naming every bad one. The
+    goal must be one of the patient's pathways' (``GOAL`` alone: when only one pathway has it)."""
+    authorize(store, "input.record", f"record the goal priorities of {patient}", patient)
+    if not store.has_patient(patient):
+        raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
+    goals: dict[str, list[str]] = {}  # goal -> pathways that have it
+    for loaded, _ in plan_parts(store, runtimes, patient):
+        for step in loaded.spec.steps:
+            for goal in step.goals:
+                goals.setdefault(goal.id, []).append(loaded.spec.id)
+    known = ", ".join(sorted(f"{p}.{g}" for g, ps in goals.items() for p in ps)) or "none (the patient is in no pathway with goals)"
+    problems, found = [], []
+    for item in given:
+        name, sep, value = item.partition("=")
+        pathway, dot, goal = name.strip().rpartition(".")
+        value = value.strip().lower()
+        if not sep or not goal:
+            problems.append(f"--priority '{item}': write PATHWAY.GOAL=N (N: 1 high, 2 medium, 3 low, or none)")
+            continue
+        if value not in ("1", "2", "3", "none"):
+            problems.append(f"--priority '{item}': the priority must be 1 (high), 2 (medium), 3 (low) or none, not '{value}'")
+            continue
+        owners = goals.get(goal, [])
+        if pathway and pathway not in owners or not owners:
+            problems.append(f"--priority '{item}': {patient} has no goal '{name.strip()}' in their pathways; known: {known}")
+            continue
+        if not pathway and len(owners) > 1:
+            problems.append(f"--priority '{item}': goal '{goal}' is in {' and '.join(owners)}: write PATHWAY.{goal}={value}")
+            continue
+        found.append((pathway or owners[0], goal, None if value == "none" else int(value)))
+    if problems:
+        raise PlanError(problems)
+    return set_priorities(store, patient, found, on)
+
+
+def resolve_plan_escalation(store: Store, patient: str, rule: str, reason: str, on: dt.date) -> int:
+    """Close the escalations the conflicts of ``rule`` opened on the patient's plan, for a
+    documented reason; PlanError when none is open (naming those that are)."""
+    authorize(store, "input.record", f"resolve the plan escalation {rule} of {patient}", patient)
+    if not reason.strip():
+        raise PlanError(["--reason: say why the escalation is closed (kept in the audit trail)"])
+    if not store.has_patient(patient):
+        raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
+    closed = resolve_escalations(store, patient, rule, reason.strip(), on)
+    if not closed:
+        still = sorted({e["rule"] for e in plan_escalations(store, patient).values() if e["resolved_on"] is None})
+        raise PlanError([f"--resolve {rule}: no escalation of rule '{rule}' is open on the plan of {patient} "
+                         f"(open: {', '.join(still) or 'none'})"])
+    return len(closed)

@@ -36,7 +36,7 @@ from pathways import interrupt
 from pathways.clock import FixedClock
 from pathways.orchestration import prefect_edge, workers
 from pathways.orchestration.service import (
-    Runtimes, batch_size, by_version, open_store, record_step, schedule_reviews_setting)
+    Runtimes, batch_size, by_version, open_store, schedule_reviews_setting, sign_off)
 
 
 def _clock(at: str) -> FixedClock:
@@ -614,8 +614,6 @@ def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int 
     akkoord" leaves it open. Both are written to the audit trail with who signed off."""
     from prefect.runtime import flow_run
 
-    from pathways.store.audit import Record
-
     prefect_edge.configure()  # a deployment's run: this is its entry point
     clock = FixedClock.on(_today())
     store = open_store(clock, context={"prefect_flow_run": str(flow_run.id)})
@@ -627,10 +625,5 @@ def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int 
     answer = pause_flow_run(wait_for_input=SignOff, timeout=timeout, poll_interval=poll_interval)
     clock = FixedClock.on(_today())
     store.now = clock.now
-    note = {"signed_off_by": answer.signed_off_by, "outcome": answer.outcome, "via": "pause_flow_run"}
-    if answer.outcome == "akkoord":
-        record_step(store, Runtimes(), enrollment, step, {}, clock, note=note)
-    else:
-        store.record_audit([Record("signoff.declined", state.patient, enrollment, state.pathway, state.version, state.version_key,
-                                   f"{enrollment}:{step}", {"step": step, **note})])
+    sign_off(store, Runtimes(), enrollment, step, answer.signed_off_by, answer.outcome, clock, via="pause_flow_run")
     return answer.outcome

@@ -256,6 +256,32 @@ def _recorded_already(store: Store, enrollment: str, step: str, progress) -> str
     return f"step '{step}' was recorded already on {progress.done_on[-1]}{by}{nxt}"
 
 
+SIGN_OFF_OUTCOMES = ("akkoord", "niet akkoord")
+
+
+def sign_off(store: Store, runtimes: Runtimes, enrollment: str, step: str, signed_off_by: str, outcome: str, clock: Clock,
+             via: str) -> list[Event]:
+    """The answer to an open escalation's sign-off (e.g. the huisarts agreeing to a referral), as
+    given in Prefect's paused ``pathways-signoff`` run or on the web: "akkoord" records the
+    escalation step done (``record_step``, advanced at once), "niet akkoord" leaves it open.
+    Both are written to the audit trail with who signed off. StepNotOpen when the escalation is
+    not open (closed since, or never opened); RecordError for another outcome."""
+    from pathways.runtime.core import RecordError, StepNotOpen
+
+    authorize(store, "input.record", f"sign off {step}", enrollment)
+    if outcome not in SIGN_OFF_OUTCOMES:
+        raise RecordError([f"outcome '{outcome}': use akkoord or 'niet akkoord'"])
+    state, _ = store.load(enrollment)
+    if step not in state.escalations:
+        raise StepNotOpen([f"'{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})"])
+    note = {"signed_off_by": signed_off_by, "outcome": outcome, "via": via}
+    if outcome == "akkoord":
+        return record_step(store, runtimes, enrollment, step, {}, clock, note=note)
+    store.record_audit([Record("signoff.declined", state.patient, enrollment, state.pathway, state.version, state.version_key,
+                               f"{enrollment}:{step}", {"step": step, **note})])
+    return []
+
+
 def resolve_escalation(store: Store, runtimes: Runtimes, enrollment: str, step: str, reason: str, clock: Clock) -> list[Event]:
     """Close an open escalation for a documented reason (audited with who and why)."""
     authorize(store, "input.record", f"resolve escalation {step}", enrollment)

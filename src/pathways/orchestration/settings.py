@@ -41,6 +41,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "web_secret": ("PATHWAYS_WEB_SECRET", "the key that signs the web application's cookies"),
     "web_secret_file": ("PATHWAYS_WEB_SECRET_FILE", "the file holding that key"),
     "web_secure_cookies": ("PATHWAYS_WEB_SECURE_COOKIES", "cookies over HTTPS only (1) or not (0)"),
+    "web_prefect": ("PATHWAYS_WEB_PREFECT", "the web application advances through Prefect after a recorded step (1) or not (0)"),
     "prefect_api_url": ("PREFECT_API_URL", "the Prefect server (unset: the embedded one)"),
 }
 SECRETS = ("identity_secret", "web_secret")
@@ -68,6 +69,7 @@ class Settings(BaseModel):
     web_secret: SecretStr | None = None
     web_secret_file: str = ".pathways/web.key"
     web_secure_cookies: bool = False
+    web_prefect: bool = True
     prefect_api_url: str | None = None
     sources: dict[str, str] = {}
 
@@ -139,6 +141,10 @@ def _parsed(name: str, raw: str) -> Any:
     if name == "web_secure_cookies":
         if raw not in ("0", "1"):
             raise SettingError(f"PATHWAYS_WEB_SECURE_COOKIES: '{raw}' is not 1 (cookies over HTTPS only) or 0")
+        return raw == "1"
+    if name == "web_prefect":
+        if raw not in ("0", "1"):
+            raise SettingError(f"PATHWAYS_WEB_PREFECT: '{raw}' is not 1 (advance through Prefect after recording) or 0")
         return raw == "1"
     if name == "web_secret" and len(raw) < 32:
         raise SettingError("PATHWAYS_WEB_SECRET: give at least 32 characters (e.g. the output of `openssl rand -hex 32`)")

@@ -43,9 +43,11 @@ def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvalu
             continue
         used = {str(atom): (value.isoformat() if isinstance(value, dt.date) else value) for atom, value in explanation.used.items()}
         found.append(Conflict(
-            rule=rule.id, title=rule.title, steps=tuple((s.pathway, s.step) for s in rule.steps),
-            reasons=tuple(line.strip() for line in explanation.lines if line.strip()), action=rule.action, severity=rule.severity,
-            evidence=rule.evidence.model_dump(exclude_none=True), facts=dict(sorted(used.items())),
+            rule=rule.id, title=rule.text("title", "nl"), steps=tuple((s.pathway, s.step) for s in rule.steps),
+            reasons=tuple(line.strip() for line in explanation.lines if line.strip()), action=rule.text("action", "nl"),
+            severity=rule.severity, evidence=rule.evidence.model_dump(exclude_none=True), facts=dict(sorted(used.items())),
+            en={"title": rule.text("title", "en"), "action": rule.text("action", "en")},
+            escalate=None if rule.escalate is None else rule.escalate.model_dump(),
         ))
     return found
 

@@ -16,8 +16,12 @@ bundling window (a parameter of the care network, default 14 days). Output: one 
 - Measurements: the quantities (facts of type quantity) that the appointment's steps record,
   requested once per appointment and listed with every pathway step they serve.
 - Goals: the goals agreed in every enrollment (with status), and for a pathway whose goals are
-  not agreed yet, the goals its goal-setting step will agree.
-- Conflicts between pathways (runtime/interactions.py) are passed in and shown with the plan.
+  not agreed yet, the goals its goal-setting step will agree; each with the patient's own
+  priority when recorded (1 high, 2 medium, 3 low: FHIR's goal-priority), those with a
+  priority first (most important first), then the others in pathway order.
+- Conflicts between pathways (runtime/interactions.py) are passed in and shown with the plan;
+  a conflict of a rule that escalates opens an escalation on the plan, passed in with those
+  still open from earlier plans (store/plans.py keeps them until resolved).
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pathways.definition.loader import LoadedPathway
+from pathways.definition.network import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS  # the care network's parameter
 from pathways.runtime.core import EnrollmentState
 
-DEFAULT_WINDOW_DAYS = 14
-MAX_WINDOW_DAYS = 366
+PRIORITIES = {1: "high", 2: "medium", 3: "low"}  # the patient's priority of a goal -> FHIR goal-priority
 BUNDLE_RULE = "same-discipline-within-window"
 
 
@@ -135,15 +139,26 @@ class Conflict:
     severity: str
     evidence: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    en: dict[str, str] = field(default_factory=dict)  # {"title", "action"} in English (the Dutch when the rule has none)
+    escalate: dict[str, str] | None = None  # {"severity", "action"}: the conflict opens an escalation on the plan
 
     @property
     def key(self) -> str:
         return f"{self.rule}:" + ",".join(f"{p}.{s}" for p, s in self.steps)
 
+    @property
+    def decision_key(self) -> str:
+        """The conflict on these values: the same conflict on the same facts is one decision."""
+        digest = hashlib.sha256(json.dumps(self.facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return f"{self.key}:{digest}"
+
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "title": self.title, "steps": [{"pathway": p, "step": s} for p, s in self.steps],
-                "reasons": list(self.reasons), "action": self.action, "severity": self.severity,
-                "evidence": self.evidence, "facts": self.facts}
+        found = {"rule": self.rule, "title": self.title, "steps": [{"pathway": p, "step": s} for p, s in self.steps],
+                 "reasons": list(self.reasons), "action": self.action, "severity": self.severity,
+                 "evidence": self.evidence, "facts": self.facts, "en": self.en or {"title": self.title, "action": self.action}}
+        if self.escalate is not None:
+            found["escalate"] = self.escalate
+        return found
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,13 @@ class PersonalPlan:
     appointments: tuple[Appointment, ...]
     conflicts: tuple[Conflict, ...]
     goals: tuple[dict[str, Any], ...]
+    escalations: tuple[dict[str, Any], ...] = ()  # open on the plan: {"key", "rule", "severity", "action", "steps", "opened_on", "new"}
 
     def to_json(self) -> dict[str, Any]:
         return {"patient": self.patient, "at": self.at.isoformat(), "window_days": self.window_days,
                 "pathways": list(self.pathways), "appointments": [a.to_json() for a in self.appointments],
-                "conflicts": [c.to_json() for c in self.conflicts], "goals": list(self.goals)}
+                "conflicts": [c.to_json() for c in self.conflicts], "goals": list(self.goals),
+                "escalations": [{k: v for k, v in e.items() if k != "new"} for e in self.escalations]}
 
     @property
     def digest(self) -> str:
@@ -242,9 +259,35 @@ def goals_of(enrolled: Enrolled) -> list[dict[str, Any]]:
             for step in spec.steps for goal in step.goals]
 
 
+def with_priorities(goals: list[dict[str, Any]], priorities: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """The goals with the patient's priority (``priorities``: (pathway, goal) -> 1..3), those
+    with one first, most important first; the others after them, in their order."""
+    ranked = [{**g, "priority": priorities[(g["pathway"], g["goal"])]} if (g["pathway"], g["goal"]) in priorities else g
+              for g in goals]
+    return sorted(ranked, key=lambda g: g.get("priority", len(PRIORITIES) + 1))
+
+
+def escalations_of(conflicts: list[Conflict], known: dict[str, dict[str, Any]], at: dt.date) -> list[dict[str, Any]]:
+    """The escalations open on the plan: ``known`` (key -> the stored escalation, open or
+    resolved) gives those already opened; a conflict of an escalating rule on values not seen
+    before opens a new one (``new``). A resolved one opens again only when its conflict holds on
+    other values (a new decision)."""
+    found = {k: {**{f: v for f, v in e.items() if f not in ("resolved_on", "reason")}, "new": False}
+             for k, e in known.items() if e.get("resolved_on") is None}
+    for c in conflicts:
+        if c.escalate is None or c.decision_key in known:
+            continue
+        found[c.decision_key] = {"key": c.decision_key, "rule": c.rule, "severity": c.escalate["severity"],
+                                 "action": c.escalate["action"], "steps": [{"pathway": p, "step": s} for p, s in c.steps],
+                                 "opened_on": at.isoformat(), "new": True}
+    return [found[k] for k in sorted(found)]
+
+
 def build_plan(patient: str, enrollments: list[Enrolled], at: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
-               conflicts: list[Conflict] = ()) -> PersonalPlan:
-    """The patient's one plan at ``at`` (see the module's docstring)."""
+               conflicts: list[Conflict] = (), priorities: dict[tuple[str, str], int] | None = None,
+               escalations: dict[str, dict[str, Any]] | None = None) -> PersonalPlan:
+    """The patient's one plan at ``at`` (see the module's docstring). ``priorities``: the
+    patient's own, (pathway, goal) -> 1..3; ``escalations``: the plan's stored escalations by key."""
     window_days = check_window(window_days)
     if not enrollments:
         raise PlanError([f"patient '{patient}' is in no pathway: enrol them first (`pathways enroll {patient} --pathway NAME`)"])
@@ -266,5 +309,6 @@ def build_plan(patient: str, enrollments: list[Enrolled], at: dt.date, window_da
         pathways=tuple({"pathway": e.state.pathway, "version": e.state.version, "enrollment": e.state.enrollment} for e in ordered),
         appointments=tuple(bundle(steps, window_days)),
         conflicts=tuple(sorted(conflicts, key=lambda c: c.key)),
-        goals=tuple(g for e in ordered for g in goals_of(e)),
+        goals=tuple(with_priorities([g for e in ordered for g in goals_of(e)], priorities or {})),
+        escalations=tuple(escalations_of(list(conflicts), escalations or {}, at)),
     )

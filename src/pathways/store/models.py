@@ -134,6 +134,34 @@ class CarePlanDecision(SQLModel, table=True):
     detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON: steps, rule, window, reasons
 
 
+class GoalPriority(SQLModel, table=True):
+    """The patient's own priority of one goal of a pathway (1 high, 2 medium, 3 low), as
+    recorded by `pathways plan PATIENT --priority PATHWAY.GOAL=N`: shown on their plan."""
+
+    __tablename__ = "goal_priority"
+    patient_id: str = Field(foreign_key="patient.id", primary_key=True, max_length=128)
+    pathway: str = Field(primary_key=True, max_length=64)
+    goal: str = Field(primary_key=True, max_length=64)
+    priority: int
+    set_on: dt.date
+
+
+class CarePlanEscalation(SQLModel, table=True):
+    """An escalation opened on a personal plan by a conflict whose interaction rule escalates
+    (key: the conflict decision's); open until resolved with a reason."""
+
+    __tablename__ = "care_plan_escalation"
+    key: str = Field(primary_key=True, max_length=300)
+    patient_id: str = Field(foreign_key="patient.id", index=True, max_length=128)
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    action: str = Field(max_length=64)
+    steps: str = Field(sa_column=Column(Text, nullable=False))  # JSON: [{"pathway", "step"}]
+    opened_on: dt.date
+    resolved_on: Optional[dt.date] = None
+    reason: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
 class UserAccount(SQLModel, table=True):
     """A person who logs in to the web application: a role of pathways.access, and a password
     hash (argon2, made above the store: the store keeps the hash, never a password)."""

@@ -4,12 +4,15 @@ decisions, each stored and audited once (by key), in one transaction with the pl
 Keys: a bundle is the patient, the appointment's date and discipline and the step occurrences it
 joins; a conflict is the patient, the rule, its source steps and the facts it read (the same
 conflict on the same values is one decision, whatever day the plan is made again).
+
+Also the patient's own goal priorities (``set_priorities``, audited `plan.priority`) and the
+escalations conflicts open on the plan (opened with the plan that found them, audited
+`plan.escalated`; closed by ``resolve_escalations``, audited `plan.resolved`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass
 
@@ -19,7 +22,7 @@ from sqlmodel import Session
 from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
-from pathways.store.models import CarePlan, CarePlanDecision, Enrollment
+from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority
 
 
 @dataclass
@@ -36,8 +39,7 @@ def decisions_of(plan: PersonalPlan) -> list[tuple[str, str, dict]]:
         if len(appointment.steps) > 1:
             found.append((f"{plan.patient}:bundle:{appointment.key}", "bundle", appointment.decision))
     for conflict in plan.conflicts:
-        facts = hashlib.sha256(json.dumps(conflict.facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        found.append((f"{plan.patient}:conflict:{conflict.key}:{facts}", "conflict", conflict.to_json()))
+        found.append((f"{plan.patient}:conflict:{conflict.decision_key}", "conflict", conflict.to_json()))
     return found
 
 
@@ -69,6 +71,14 @@ def store_plan(store: Store, plan: PersonalPlan) -> Stored:
                 session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
                 records.append(Record(f"plan.{kind}", plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
                 added += 1
+            for e in plan.escalations:
+                if not e.get("new") or session.get(CarePlanEscalation, _escalation_key(plan.patient, e["key"])) is not None:
+                    continue
+                session.add(CarePlanEscalation(key=_escalation_key(plan.patient, e["key"]), patient_id=plan.patient, rule=e["rule"],
+                                               severity=e["severity"], action=e["action"], steps=dumps(e["steps"]),
+                                               opened_on=plan.at))
+                records.append(Record("plan.escalated", plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
+                                      payload={"at": plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
             if records:
                 store.audit(session, records)
             return Stored(changed, added)
@@ -111,3 +121,71 @@ def in_several_pathways(store: Store, enrollments: list[str]) -> list[str]:
                 found.update(session.execute(_in_several_pathways().where(Enrollment.patient_id.in_(mine))).scalars())
         return sorted(found)
     return retrying(read, what=store.where)
+
+
+def _escalation_key(patient: str, key: str) -> str:
+    return f"{patient}:escalation:{key}"[:300]
+
+
+def plan_escalations(store: Store, patient: str) -> dict[str, dict]:
+    """Every escalation opened on the patient's plans, open or resolved, by its conflict's key."""
+    def read() -> dict[str, dict]:
+        prefix = _escalation_key(patient, "")
+        with Session(store.engine) as session:
+            rows = session.execute(select(CarePlanEscalation).where(CarePlanEscalation.patient_id == patient)).scalars()
+            return {r.key.removeprefix(prefix): {
+                "key": r.key.removeprefix(prefix), "rule": r.rule, "severity": r.severity, "action": r.action,
+                "steps": json.loads(r.steps), "opened_on": r.opened_on.isoformat(),
+                "resolved_on": r.resolved_on.isoformat() if r.resolved_on else None, "reason": r.reason} for r in rows}
+    return retrying(read, what=store.where)
+
+
+def resolve_escalations(store: Store, patient: str, rule: str, reason: str, on: dt.date) -> list[str]:
+    """Close the patient's open plan escalations of ``rule`` for a documented reason, audited;
+    the keys closed (none: nothing changed)."""
+    def write() -> list[str]:
+        with store.transaction() as session:
+            rows = list(session.execute(select(CarePlanEscalation).where(CarePlanEscalation.patient_id == patient)
+                                        .where(CarePlanEscalation.rule == rule).where(CarePlanEscalation.resolved_on.is_(None))).scalars())
+            for row in rows:
+                row.resolved_on, row.reason = on, reason
+                session.add(row)
+            if rows:
+                store.audit(session, [Record("plan.resolved", patient, subject=row.key, payload={
+                    "at": on.isoformat(), "rule": rule, "reason": reason, "opened_on": row.opened_on.isoformat()}) for row in rows])
+            return [row.key for row in rows]
+    return retrying(write, what=store.where)
+
+
+def goal_priorities(store: Store, patient: str) -> dict[tuple[str, str], int]:
+    """The patient's own goal priorities: (pathway, goal) -> 1 high, 2 medium, 3 low."""
+    def read() -> dict[tuple[str, str], int]:
+        with Session(store.engine) as session:
+            rows = session.execute(select(GoalPriority).where(GoalPriority.patient_id == patient)).scalars()
+            return {(r.pathway, r.goal): r.priority for r in rows}
+    return retrying(read, what=store.where)
+
+
+def set_priorities(store: Store, patient: str, priorities: list[tuple[str, str, int | None]], on: dt.date) -> int:
+    """Record the patient's priorities ((pathway, goal, 1..3, or None to forget it)) in one
+    transaction, each change audited (`plan.priority`); the number changed."""
+    def write() -> int:
+        changed = 0
+        with store.transaction() as session:
+            records = []
+            for pathway, goal, priority in priorities:
+                kept = session.get(GoalPriority, (patient, pathway, goal))
+                if (kept.priority if kept else None) == priority:
+                    continue
+                if priority is None:
+                    session.delete(kept)
+                else:
+                    session.merge(GoalPriority(patient_id=patient, pathway=pathway, goal=goal, priority=priority, set_on=on))
+                records.append(Record("plan.priority", patient, subject=f"{patient}:{pathway}.{goal}", payload={
+                    "at": on.isoformat(), "pathway": pathway, "goal": goal, "priority": priority,
+                    "was": kept.priority if kept else None}))
+                changed += 1
+            if records:
+                store.audit(session, records)
+        return changed
+    return retrying(write, what=store.where)

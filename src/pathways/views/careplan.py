@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pathways.runtime.plan import PRIORITIES
+
 
 def print_plan(console: Console, plan: dict[str, Any]) -> None:
     pathways = ", ".join(f"{p['pathway']} {p['version']} ({p['enrollment']})" for p in plan["pathways"])
@@ -33,9 +35,18 @@ def print_plan(console: Console, plan: dict[str, Any]) -> None:
         console.print(table)
     else:
         console.print("no conflicts between the pathways")
-    table = Table(title="Goals", title_justify="left")
-    for column in ("pathway", "goal", "target", "deadline", "status"):
+    if plan.get("escalations"):
+        table = Table(title="Open escalations (close one: pathways plan PATIENT --resolve RULE --reason TEXT)", title_justify="left")
+        for column in ("rule", "severity", "action", "steps", "opened on"):
+            table.add_column(column, overflow="fold")
+        for e in plan["escalations"]:
+            table.add_row(e["rule"], e["severity"], e["action"], Text("\n".join(f"{s['pathway']}: {s['step']}" for s in e["steps"])),
+                          e["opened_on"])
+        console.print(table)
+    table = Table(title="Goals (the patient's priorities first)", title_justify="left")
+    for column in ("priority", "pathway", "goal", "target", "deadline", "status"):
         table.add_column(column, overflow="fold")
     for g in plan["goals"]:
-        table.add_row(g["pathway"], g["goal"], Text(f"{g['fact']} {g['target']}"), str(g["deadline"]), g["status"])
+        rank = f"{g['priority']} ({PRIORITIES[g['priority']]})" if "priority" in g else "-"
+        table.add_row(rank, g["pathway"], g["goal"], Text(f"{g['fact']} {g['target']}"), str(g["deadline"]), g["status"])
     console.print(table)

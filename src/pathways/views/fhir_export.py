@@ -276,6 +276,22 @@ def write(out: Path | None, data: dict[str, Any]) -> str:
     return text
 
 
+def _goal_priorities(plan: dict[str, Any], resources: list[dict[str, Any]]) -> None:
+    """The patient's own priorities (plan goals' ``priority``: 1 high, 2 medium, 3 low) on the
+    parts' Goal resources, as FHIR's goal-priority."""
+    enrollment = {p["pathway"]: p["enrollment"] for p in plan["pathways"]}
+    ranked = {f"{enrollment.get(g['pathway'])}:{g['goal']}": g["priority"] for g in plan["goals"] if "priority" in g}
+    codes = {1: ("high-priority", "High Priority"), 2: ("medium-priority", "Medium Priority"), 3: ("low-priority", "Low Priority")}
+    for r in resources:
+        if r.get("resourceType") != "Goal":
+            continue
+        rank = next((ranked[i["value"]] for i in r.get("identifier", []) if i.get("value") in ranked), None)
+        if rank in codes:
+            code, display = codes[rank]
+            r["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-priority", "code": code, "display": display}],
+                             "text": "the patient's own priority"}
+
+
 def personal_care_plan(plan: dict[str, Any], parts: list[tuple[LoadedPathway, Any]], today: dt.date) -> list[dict[str, Any]]:
     """The patient's one plan (runtime/plan.py, as JSON) as a patient-level CarePlan that
     addresses a Condition per pathway (the patient's conditions) and has the appointments as
@@ -311,6 +327,8 @@ def personal_care_plan(plan: dict[str, Any], parts: list[tuple[LoadedPathway, An
             "scheduledString": a["date"], "reasonCode": [{"text": a["decision"]["why"][:1000]}]}})
     notes = [{"text": f"conflict {c['rule']}: {c['title']} ({', '.join(s['pathway'] + '.' + s['step'] for s in c['steps'])}): {c['action']}"}
              for c in plan["conflicts"]]
+    notes += [{"text": f"open escalation {e['rule']} ({e['severity']}, since {e['opened_on']}): {e['action']}"} for e in plan.get("escalations", [])]
+    _goal_priorities(plan, resources)
     whole = {
         "resourceType": "CarePlan", "id": plan_id,
         "identifier": [{"system": f"{BASE}:personal-plan", "value": f"{patient}:{plan['at']}"}],

@@ -2,7 +2,8 @@
 by `pathways plan`) written for the patient, in Dutch at B1 level or in English, as Markdown or
 PDF (documents.to_html / to_pdf, WeasyPrint): their pathways, the appointments as bundled (one
 visit for the steps of several pathways, each measurement once), what to discuss with the
-huisarts (the conflicts between pathways) and the goals of all pathways.
+huisarts (the conflicts between pathways, in the document's language, and the escalations they
+opened) and the goals of all pathways with the patient's own priorities.
 
 The templates are this package's (templates/personal_plan.LANG.md.j2), not a pathway's: the
 document is about the patient, not about one pathway."""
@@ -22,6 +23,13 @@ TITLE = {"nl": "Mijn zorgplan", "en": "My care plan"}
 GOAL_STATUS = {"nl": {"to agree": "nog afspreken", "open": "bezig", "met": "gehaald", "missed": "niet gehaald",
                       "not_measured": "niet gemeten"},
                "en": {"to agree": "to agree", "open": "in progress", "met": "met", "missed": "not met", "not_measured": "not measured"}}
+PRIORITY = {"nl": {1: "hoog", 2: "middel", 3: "laag"}, "en": {1: "high", 2: "medium", 3: "low"}}  # the patient's own
+ESCALATION = {"nl": {"spoedconsult": "U krijgt een spoedconsult", "consultatie_specialist": "De huisarts overlegt met een specialist",
+                     "verwijzing_specialist": "U krijgt een verwijzing naar een specialist",
+                     "opschaling_specialist": "Een specialist neemt deze zorg over", "huisarts_informeren": "Wij laten dit aan de huisarts weten"},
+              "en": {"spoedconsult": "You get an urgent appointment", "consultatie_specialist": "Your GP asks a specialist for advice",
+                     "verwijzing_specialist": "You are referred to a specialist", "opschaling_specialist": "A specialist takes over this care",
+                     "huisarts_informeren": "We tell your GP about this"}}
 
 
 def _fact_label(loaded: dict[str, LoadedPathway], name: str, lang: str) -> str:
@@ -58,17 +66,20 @@ def plan_context(plan: dict[str, Any], loaded: dict[str, LoadedPathway], lang: s
             "measurements": [_fact_label(loaded, m["fact"], lang) for m in a["measurements"]],
             "pathways": [titles.get(p, p) for p in pathways], "combined": len(pathways) > 1,
         })
-    conflicts = [{"title": c["title"], "action": c["action"],
+    conflicts = [{"title": c.get(lang, c)["title"] if lang != "nl" else c["title"], "action": c.get(lang, c)["action"] if lang != "nl" else c["action"],
                   "steps": [f"{_step_title(loaded, s['pathway'], s['step'], lang)} ({titles.get(s['pathway'], s['pathway'])})" for s in c["steps"]]}
                  for c in plan["conflicts"]]
     goals = [{"pathway": titles.get(g["pathway"], g["pathway"]), "status": GOAL_STATUS[lang].get(g["status"], g["status"]),
               # a goal still to agree: its title (its target is agreed with the patient); an agreed one: the value by its date
               "what": _goal_title(loaded, g["pathway"], g["goal"], lang) or g.get("title") if g["status"] == "to agree" else f"{_fact_label(loaded, g['fact'], lang)} {g['target']}",
-              "deadline": None if g["status"] == "to agree" else dt.date.fromisoformat(g["deadline"])} for g in plan["goals"]]
+              "deadline": None if g["status"] == "to agree" else dt.date.fromisoformat(g["deadline"]),
+              "priority": PRIORITY[lang].get(g.get("priority"))} for g in plan["goals"]]
+    escalations = [{"action": ESCALATION[lang].get(e["action"], e["action"]), "urgent": e["severity"] == "spoed",
+                    "opened_on": dt.date.fromisoformat(e["opened_on"])} for e in plan.get("escalations", [])]
     steps = sum(len(a["steps"]) for a in plan["appointments"])
     return {"title": TITLE[lang], "lang": lang, "patient": plan["patient"], "at": dt.date.fromisoformat(plan["at"]),
             "window_days": plan["window_days"], "pathways": [titles.get(p["pathway"], p["pathway"]) for p in plan["pathways"]],
-            "appointments": appointments, "conflicts": conflicts, "goals": goals,
+            "appointments": appointments, "conflicts": conflicts, "goals": goals, "escalations": escalations,
             "steps": steps, "visits": len(plan["appointments"]), "saved": steps - len(plan["appointments"])}
 
 

@@ -8,7 +8,8 @@ patients of one pathway whose plans in the period span two or more pathways (mul
   often it was made again);
 - conflicts found (`plan.conflict`, per rule) and how they ended: no longer raised by the
   patient's latest plan (the facts changed: metformin stopped, the eGFR rose, the NSAID stopped),
-  or still raised by it.
+  still raised by it but its escalation resolved with a reason (`plan.resolved`, e.g. the
+  huisarts judged it), or still raised by it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
     patients; ``period``: views.audit.Period (by the plan's date)."""
     latest: dict[str, dict] = {}  # patient -> payload of the plan.made of the latest plan date in the period
     conflicts: list[tuple[str, dict]] = []
+    resolved: dict[tuple[str, str], dict] = {}  # (patient, rule) -> the latest `plan.resolved` of its escalation
     for e in plan_entries:
         patient, p = e["patient_id"], e["payload"]
         if patient not in patients or dt.date.fromisoformat(p["at"]) not in period:
@@ -31,6 +33,8 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
             latest[patient] = p
         elif e["action"] == "plan.conflict":
             conflicts.append((patient, p))
+        elif e["action"] == "plan.resolved":
+            resolved[(patient, p["rule"])] = p
     multimorbid = [p for p in latest.values() if len({x["pathway"] for x in p["pathways"]}) > 1]
     combined = [p for p in multimorbid if p.get("combined_appointments", 0) > 0]
     steps = sum(p.get("steps", 0) for p in latest.values())
@@ -41,6 +45,8 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
         last = latest.get(patient)
         if last is not None and "conflict_rules" in last and c["rule"] not in last["conflict_rules"]:
             how, on = "no longer raised by the latest plan", last["at"]
+        elif (patient, c["rule"]) in resolved and resolved[(patient, c["rule"])]["at"] >= c["at"]:
+            how, on = "escalation resolved with a reason", resolved[(patient, c["rule"])]["at"]
         else:
             how, on = "still raised by the latest plan", None
         ended[how] += 1

@@ -4,17 +4,20 @@ middleware, the error pages and one router per audience. ``from_environment`` is
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from pathways.access import SERVICE, AccessDenied
 from pathways.orchestration.service import Runtimes, open_store
 from pathways.orchestration.versions import VersionNotPublished
+from pathways.orchestration.warm import WarmPrefect
 from pathways.store.db import Store, StoreError, UnknownEnrollment
 from pathways.web import security
 from pathways.web.pages import render
@@ -26,9 +29,10 @@ VENDOR = HERE.parent / "views" / "vendor"  # htmx, fetched at set-up as the Merm
 
 def create_app(settings: WebSettings) -> FastAPI:
     service = open_store(settings.clock, settings.database_url, actor=SERVICE)  # migrated once, configuration noted
-    app = FastAPI(title="pathways", docs_url=None, redoc_url=None, openapi_url=None,
+    app = FastAPI(title="pathways", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_prefect_kept_warm,
                   dependencies=[Depends(security.check_csrf)])
     app.state.settings = settings
+    app.state.prefect = WarmPrefect()  # started by the lifespan (uvicorn, `with TestClient(app)`); else advances are pending
     app.state.runtimes = Runtimes()
     app.state.limiter = security.LoginLimiter(settings.clock, settings.login_failures, settings.login_window)
     app.state.store_for = lambda actor: Store(service.engine, settings.clock.now, actor)
@@ -58,6 +62,19 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.include_router(audit.router)
     _error_pages(app)
     return app
+
+
+@asynccontextmanager
+async def _prefect_kept_warm(app: FastAPI):
+    """One Prefect for the life of the process: the embedded server (or PREFECT_API_URL's) started
+    before the first request, stopped at shut-down; each recorded step is advanced through it."""
+    settings: WebSettings = app.state.settings
+    if settings.prefect:
+        await run_in_threadpool(app.state.prefect.start, settings.database_url)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(app.state.prefect.stop)
 
 
 def _error_pages(app: FastAPI) -> None:

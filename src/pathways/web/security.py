@@ -58,10 +58,31 @@ class CsrfRefused(HTTPException):
         super().__init__(403, "The form's security token is missing or does not match this session: reload the page and try again.")
 
 
+FORM_OVERHEAD = 64 * 1024  # a form's other fields and multipart boundaries beside an uploaded file
+
+
+def _body_within_limit(request: Request) -> None:
+    """A POST larger than an upload may be is refused before it is read (413); one without a
+    declared length (chunked) too (411): browsers always declare it."""
+    allowed = request.app.state.settings.max_upload_bytes
+    limit = allowed + FORM_OVERHEAD
+    length = request.headers.get("content-length")
+    if length is None:
+        if request.headers.get("transfer-encoding"):
+            raise HTTPException(411, "send the form with a Content-Length")
+        return
+    if not length.isdigit():
+        raise HTTPException(400, "the request's Content-Length is not a number")
+    if int(length) > limit:
+        raise HTTPException(413, f"the request is larger than the {allowed // 1_000_000 or allowed} "
+                                 f"{'MB' if allowed >= 1_000_000 else 'bytes'} a patient file may be; nothing was stored")
+
+
 async def check_csrf(request: Request) -> None:
     """Every POST carries the session's token (app-wide dependency)."""
     if request.method != "POST":
         return
+    _body_within_limit(request)
     form = await request.form()
     sent, kept = form.get("csrf"), request.session.get("csrf")
     if not isinstance(sent, str) or not kept or not hmac.compare_digest(sent, kept):

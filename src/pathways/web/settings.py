@@ -4,6 +4,9 @@ command line does (PATHWAYS_DATABASE_URL, PATHWAYS_TODAY) plus the web's own:
 - PATHWAYS_WEB_SECRET: the key that signs session cookies; else the file PATHWAYS_WEB_SECRET_FILE
   (default .pathways/web.key, created with 32 random bytes, readable by its owner only).
 - PATHWAYS_WEB_SECURE_COOKIES=1: cookies only over HTTPS (set it behind a TLS proxy).
+- PATHWAYS_WEB_PREFECT=0: record steps without the advance through Prefect after each (the
+  daily run advances them); default 1: one Prefect (PREFECT_API_URL, or an embedded server
+  started with the application and kept warm) advances an enrollment after each recorded step.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from pathways.clock import Clock, SystemClock, clock_from_environment
 from pathways.errors import SettingError
+from pathways.facts.jsonread import MAX_DOCUMENT_BYTES
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class WebSettings:
     login_failures: int = 5  # failed log-ins per account and client ...
     login_window: dt.timedelta = dt.timedelta(minutes=15)  # ... within this long: further attempts refused
     page_size: int = 25
+    max_upload_bytes: int = MAX_DOCUMENT_BYTES  # an uploaded patient file; a larger request is refused unread (413)
+    prefect: bool = True  # advance through Prefect after recording (started with the app: its lifespan)
 
 
 def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
@@ -36,7 +42,8 @@ def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
     environ = dict(os.environ if environ is None else environ)
     settings = current(environ)  # every PATHWAYS_* setting checked here, before the application starts
     return WebSettings(database_url=settings.database_url, secret_key=_secret(environ),
-                       clock=clock_from_environment(environ), secure_cookies=settings.web_secure_cookies)
+                       clock=clock_from_environment(environ), secure_cookies=settings.web_secure_cookies,
+                       prefect=settings.web_prefect)
 
 
 def _secret(environ: dict[str, str]) -> str:
