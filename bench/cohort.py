@@ -137,7 +137,10 @@ def main() -> None:
     total = per * len(NAMES)
     print(f"set-up: {total} enrollments stored in {time.perf_counter() - start:.1f} s ({WORK})")
 
+    from pathways.orchestration import prefect_edge
     from pathways.orchestration.flows import advance_pathways_with_prefect, advance_with_prefect
+
+    prefect_edge.configure()
 
     # Outside the timing, as a long-running `pathways serve` or `pathways worker` process has them:
     # the embedded server started, each pathway's flow run once (registered with the server, its

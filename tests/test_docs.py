@@ -94,14 +94,15 @@ def test_every_deviation_names_a_place_that_exists():
 
 
 def test_the_settings_named_in_performance_exist():
-    service = (ROOT / "src" / "pathways" / "orchestration" / "service.py").read_text(encoding="utf-8")
+    service = (ROOT / "src" / "pathways" / "orchestration" / "settings.py").read_text(encoding="utf-8")
     for name in ("worker_count", "batch_size", "PATHWAYS_WORKERS", "PATHWAYS_BATCH_SIZE"):
         assert name in PERFORMANCE and name in service
     assert (ROOT / "bench" / "HISTORY.md").is_file() and "bench/HISTORY.md" in PERFORMANCE
 
 
 def test_the_settings_and_pragmas_performance_quotes_are_in_the_code():
-    flows = (ROOT / "src" / "pathways" / "orchestration" / "flows.py").read_text(encoding="utf-8")
+    flows = "".join((ROOT / "src" / "pathways" / "orchestration" / name).read_text(encoding="utf-8")
+                    for name in ("flows.py", "prefect_edge.py"))  # the flows and the edge that configures Prefect for them
     db = (ROOT / "src" / "pathways" / "store" / "db.py").read_text(encoding="utf-8")
     bench = (ROOT / "bench" / "cohort.py").read_text(encoding="utf-8")
     settings = set(re.findall(r"`(PREFECT_[A-Z_]+)", PERFORMANCE))

@@ -178,8 +178,10 @@ def test_unknown_enrollment_and_pathway_are_clear_errors(tmp_path):
 DUE_RUN = r'''
 import json
 from prefect.client.orchestration import get_client
+from pathways.orchestration import prefect_edge
 from pathways.orchestration.flows import advance_due
 
+prefect_edge.configure()  # the entry point's part: before the flow (and its embedded server) starts
 state = advance_due(at="2026-01-12", return_state=True)
 due = state.state_details.flow_run_id
 with get_client(sync_client=True) as client:
@@ -386,7 +388,9 @@ def test_the_embedded_servers_busy_answer_is_retried_at_once(monkeypatch):
 
     import httpx
 
-    from pathways.orchestration import flows  # noqa: F401 - installs the quick retries
+    from pathways.orchestration import prefect_edge
+
+    prefect_edge.configure()  # installs the quick retries
     import prefect.client.base as base
     from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
@@ -420,7 +424,9 @@ def test_prefects_api_clients_share_one_tls_context_per_ca_file(tmp_path):
 
     import certifi
 
-    from pathways.orchestration import flows  # noqa: F401 - shares the contexts
+    from pathways.orchestration import prefect_edge
+
+    prefect_edge.configure()  # shares the contexts
     import prefect.client.orchestration as orchestration
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY, temporary_settings
 
@@ -450,7 +456,7 @@ def test_prefects_api_clients_share_one_tls_context_per_ca_file(tmp_path):
 def test_the_client_asks_the_embedded_server_for_csrf_tokens_only_when_it_is_protected():
     """Prefect's embedded server does not check CSRF tokens unless told to; its clients then skip
     asking for one (each new client's request was refused). A server told to check them gets them."""
-    from pathways.orchestration.flows import _no_csrf_tokens_unless_protected
+    from pathways.orchestration.prefect_edge import _no_csrf_tokens_unless_protected
 
     for protection in (None, "false", "0", ""):
         environ = {} if protection is None else {"PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": protection}

@@ -40,7 +40,10 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
+    from pathways.orchestration import prefect_edge
     from pathways.orchestration.flows import signoff
+
+    prefect_edge.configure()
 
     def sign_off(outcome: str, check_typed: bool = False) -> str:
         outcomes: list = []
@@ -71,14 +74,7 @@ def test_a_paused_sign_off_records_the_escalation(tmp_path, monkeypatch):
         assert "open escalation hyperkaliemie" in run_cli("status", enrollment, env=env).stdout  # declined: still open
         run_id = sign_off("akkoord")
     finally:  # stop the embedded server this process started now, not at exit when its log stream is gone
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-        from prefect.server.api.server import SubprocessASGIServer
-
-        APILogWorker.drain_all(timeout=10)  # the flow runs' last log lines reach the server before it stops
-        EventsWorker.drain_all(timeout=10)  # and their events (as prefect.testing's harness does): none is sent to a stopped server
-        for server in list(SubprocessASGIServer._instances.values()):
-            server.stop()
+        prefect_edge.stop_embedded_server()  # the runs' last log lines and events sent first
 
     status = run_cli("status", enrollment, env=env)
     assert "open escalation hyperkaliemie" not in status.stdout

@@ -49,6 +49,7 @@ app.command()(running.web)
 app.add_typer(running.migrate_app, name="migrate")
 app.command()(authoring.schema)
 app.command()(authoring.new)
+app.command()(authoring.config)
 
 
 def main() -> None:  # console script entry point

@@ -231,3 +231,12 @@ def new(
     except OSError as exc:
         fail(f"error: cannot write in {into}: {exc.strerror}")
     ui.out.print(f"wrote {file}; next: pathways validate {file.parent}", markup=False)
+
+
+def config() -> None:
+    """Print the effective settings (secrets hidden) and where each came from: the environment,
+    a file, or the default. A wrong value is named with the fix (exit 2)."""
+    from pathways.orchestration.settings import current, shown_lines
+
+    for line in shown_lines(current()):
+        ui.out.print(line, markup=False)

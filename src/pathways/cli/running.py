@@ -219,8 +219,10 @@ def signoff(
     state = _enrollment_or_fail(store, enrollment)
     if step not in state.escalations:
         fail(f"error: '{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})")
+    from pathways.orchestration import prefect_edge
     from pathways.orchestration.flows import signoff as signoff_flow
 
+    prefect_edge.configure()
     outcome = signoff_flow(enrollment, step, timeout)
     ui.out.print(f"{step} for {enrollment}: {outcome}", markup=False)
 
@@ -245,6 +247,9 @@ def resume(
         fail(f"error: '{flow_run}' is not a flow-run id", code=2)
     from prefect import resume_flow_run
 
+    from pathways.orchestration import prefect_edge
+
+    prefect_edge.configure()
     resume_flow_run(run_id, run_input={"signed_off_by": by, "outcome": outcome})
     ui.out.print(f"resumed {flow_run}: {outcome} by {by}", markup=False)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pathways.orchestration import prefect_edge
 from pathways.orchestration.flows import BATCH_DEPLOYMENT, advance_due, advance_enrollments
 
 SOURCE = Path(__file__).resolve().parents[3]  # the project folder (src/ layout)
@@ -21,6 +22,7 @@ class DeployError(Exception):
 
 
 def register(pool: str, cron: str = DAILY_CRON) -> list[str]:
+    prefect_edge.configure()
     entry = "src/pathways/orchestration/flows.py"
     names = []
     batch = advance_enrollments.from_source(source=str(SOURCE), entrypoint=f"{entry}:advance_enrollments")
@@ -46,6 +48,7 @@ def ensure_pool(pool: str) -> bool:
     """Make sure the work pool exists and is of type process; True when it was created here.
     Without this, Prefect's ``deploy`` ends in a traceback on a server without the pool (Prefect
     API: ``read_work_pool``, its ObjectNotFound, ``create_work_pool``)."""
+    prefect_edge.configure()
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -100,6 +103,7 @@ def serve(cron: str = DAILY_CRON) -> None:
     entrypoint and schedules), through Prefect's ``read_deployment_by_name`` and ``update_deployment``."""
     from prefect import serve as prefect_serve
 
+    prefect_edge.configure()
     found = _read_deployments(SERVED)
     try:
         prefect_serve(advance_due.to_deployment(name="daily", cron=cron), advance_enrollments.to_deployment(name="batch"),

@@ -18,133 +18,25 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import os
-import subprocess
 import threading
 from collections import Counter
 from concurrent.futures import Future
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Literal
 
+from prefect import flow, get_run_logger, pause_flow_run, task
+from prefect.input import RunInput
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
-def _no_csrf_tokens_unless_protected(environ) -> None:
-    """On the embedded server: unless its CSRF protection is switched on (Prefect's default is
-    off), the client does not ask for CSRF tokens. Every new API client would otherwise ask the
-    server for one first and be refused (six requests in a cohort run, one on the way to the
-    first batch)."""
-    protected = environ.get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", environ.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", ""))
-    if protected.strip().lower() not in ("1", "true", "t", "yes", "y", "on"):
-        environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
-
-
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# The embedded server migrates a fresh database when it first starts: 8-15 s here, more than
-# Prefect's 20 s limit on a busy or slow machine. Starting late is better than failing.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-if not os.environ.get("PREFECT_API_URL"):
-    # The embedded server keeps no copy of Prefect's event feed (flow and task runs, their
-    # states, logs and artifacts are all kept): on SQLite its event persister's writes make our
-    # own API calls wait 2 s on "database is locked". Set it to true to keep the feed.
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false")
-    # Its task-run recorder writes each task-run event in a transaction of its own (10 s of the
-    # server's CPU for a 10,000-enrollment cohort here, beside the batches): 50 per transaction,
-    # at least every second, halves that. (Prefect reads the interval as whole seconds: 0.1 would
-    # be 0, a busy loop.)
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
-    # With its waits cut to a 32nd (``_quick_retries``), ten retries give the client the same
-    # patience as Prefect's five: about a minute in all.
-    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
-    _no_csrf_tokens_unless_protected(os.environ)
-
-from typing import Literal  # noqa: E402
-
-from prefect import flow, get_run_logger, pause_flow_run, task  # noqa: E402
-from prefect.input import RunInput  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-from pydantic import Field  # noqa: E402
-
-from pathways import interrupt  # noqa: E402
-from pathways.clock import FixedClock  # noqa: E402
-from pathways.orchestration import workers  # noqa: E402
-from pathways.orchestration.service import (  # noqa: E402
+from pathways import interrupt
+from pathways.clock import FixedClock
+from pathways.orchestration import prefect_edge, workers
+from pathways.orchestration.service import (
     Runtimes, batch_size, by_version, open_store, schedule_reviews_setting, sign_off)
-
-
-def _quick_retries() -> None:
-    """On the embedded server, Prefect's client retries a 503 after 1/16 s, then twice as long
-    each time (1/16, 1/8, ... 32 s: ten retries, about a minute), instead of after 2 s (2, 4,
-    ... 32 s: five). The embedded server answers 503 only when SQLite refuses a write because
-    another one has just committed ("database is locked"); the next attempt succeeds at once,
-    so the 2 s wait was idle time: a flow run created at that moment (a pathway run, an
-    escalation subflow) held its run up by 2-4 s, about one cohort in four here. With a server
-    (``PREFECT_API_URL``) Prefect's own back-off applies. The wait is Prefect's, with its
-    jitter (``PREFECT_CLIENT_RETRY_JITTER_FACTOR``; set to 0 it means Prefect's 2 s again)."""
-    import prefect.client.base as base
-    from prefect.settings import PREFECT_API_URL
-
-    prefects = base.clamped_poisson_interval
-    if getattr(prefects, "embedded_quick_retries", False):
-        return
-
-    def interval(average_interval: float, clamping_factor: float = 0.3) -> float:
-        if PREFECT_API_URL.value():  # (at most Prefect's own longest wait, should ten retries be set)
-            return prefects(min(average_interval, 32.0), clamping_factor)
-        return prefects(average_interval / 32, clamping_factor)
-
-    interval.embedded_quick_retries = True  # type: ignore[attr-defined]
-    base.clamped_poisson_interval = interval
-
-
-_quick_retries()
-
-
-class _SharedTLS:
-    """Stands in for the ``ssl`` module in Prefect's client module: a TLS context verified
-    against a CA file is built once per file (and its size and modification time) and shared,
-    instead of once for every API client Prefect creates. Building one loads the whole CA bundle:
-    16-70 ms of CPU each time here, seven times in a cohort run, one of them on the way to every
-    flow run's first batch, although the embedded server is plain HTTP. A context serves many
-    connections; after building it Prefect sets nothing on it, and the HTTP library sets only the
-    ALPN protocols of a TLS connection, the same for every Prefect client (one HTTP/2 setting).
-    Anything else, including Prefect's unverified context (PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
-    which it changes after building), is Prefect's own."""
-
-    def __init__(self, module):
-        self._module = module
-        self._contexts: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str):
-        return getattr(self._module, name)
-
-    def create_default_context(self, *args, **kwargs):
-        cafile = kwargs.get("cafile")
-        if args or set(kwargs) != {"cafile"} or not isinstance(cafile, str):
-            return self._module.create_default_context(*args, **kwargs)
-        try:
-            info = os.stat(cafile)
-        except OSError:  # Prefect's own error, as before
-            return self._module.create_default_context(*args, **kwargs)
-        key = (cafile, info.st_size, info.st_mtime_ns)
-        with self._lock:
-            if key not in self._contexts:
-                self._contexts = {key: self._module.create_default_context(cafile=cafile)}  # the latest file's only
-            return self._contexts[key]
-
-
-def _share_tls_contexts() -> None:
-    import prefect.client.orchestration as orchestration
-
-    if not isinstance(orchestration.ssl, _SharedTLS):
-        orchestration.ssl = _SharedTLS(orchestration.ssl)
-
-
-_share_tls_contexts()
 
 
 def _clock(at: str) -> FixedClock:
@@ -225,29 +117,15 @@ def _report_steps(step_tasks: list[tuple[str, Any]], counts: dict[str, Counter],
     flow process's CPU and 0.28 s of the server's that way, 0.02 s and 0.08 s this way (4 % of a
     10,000-enrollment cohort's CPU). What the server records is the same: name, task, flow run,
     state with its name and message, start and end time."""
-    from uuid import UUID, uuid4
-
-    from prefect.client.schemas.objects import TaskRun, TaskRunPolicy
-    from prefect.context import TagsContext
     from prefect.runtime import flow_run
-    from prefect.utilities.engine import emit_task_run_state_change_event
 
-    run_id = UUID(flow_run.id)
-    around = set(TagsContext.get().current_tags or ())  # tags the run is in (``with tags(...)``), as the engine gives them
     previous = None
     for i, (step_id, step_task) in enumerate(step_tasks):
         state = _step_state(counts.get(step_id, {}), gated.get(step_id, []))
         if previous is not None and state.timestamp <= previous:  # stage order is time order, also on a coarse clock
             state.timestamp = previous + dt.timedelta(microseconds=1)
         previous = state.timestamp
-        task_run_id = uuid4()
-        state.state_details.task_run_id, state.state_details.flow_run_id = task_run_id, run_id
-        run = TaskRun(id=task_run_id, name=f"{step_task.name}-{i}", flow_run_id=run_id, task_key=step_task.task_key,
-                      dynamic_key=str(i), task_version=step_task.version, empirical_policy=TaskRunPolicy(), tags=sorted(around | set(step_task.tags)),
-                      task_inputs={}, run_count=1, expected_start_time=state.timestamp, start_time=state.timestamp,
-                      end_time=state.timestamp, state_id=state.id, state_type=state.type, state_name=state.name, state=state,
-                      created=state.timestamp, updated=state.timestamp)
-        emit_task_run_state_change_event(run, None, state)
+        prefect_edge.emit_step_run(flow_run.id, i, step_task, state)
 
 
 @lru_cache(maxsize=None)
@@ -484,6 +362,7 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
     schedule their next due dates when ``review_deployment`` says so. ``pathway``: the version key
     the enrollments run (given a pathway's name, each is advanced on the version it runs). Stopped
     on request (pathways.interrupt), its result counts the enrollments it left (``NOT_ADVANCED``)."""
+    prefect_edge.configure()
     if "@" not in pathway:
         totals: Counter = Counter()
         for counts in advance_pathways_with_prefect(by_version(open_store(_clock(at.isoformat())), enrollments), at).values():
@@ -493,7 +372,7 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
         return {NOT_ADVANCED: len(enrollments)}
     try:
         _start_workers({pathway: enrollments})
-        with _embedded_settings():  # (also the server's start-up time limit, read from the environment again)
+        with prefect_edge.embedded_run_settings():  # (also the server's start-up time limit, read from the environment again)
             _start_server()
             kinds = _finishing(pathway_flow(pathway), pathway, enrollments, at.isoformat(), len(enrollments))
     except interrupt.Interrupted:  # while the server started: no run was created
@@ -509,62 +388,10 @@ def _start_server() -> None:
     while it starts stops at once, nothing having been written yet."""
     if os.environ.get("PREFECT_API_URL"):
         return
-    _server_apart()
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         client.api_healthcheck()
-
-
-# The embedded server's process: Prefect's uvicorn command, with a thread that ends the server
-# (as Prefect would, SIGTERM) once the process that started it is gone (its parent changes).
-_SERVER_MAIN = """\
-import os, signal, sys, threading, time
-def end_with_parent(parent):
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(10)
-    os._exit(1)
-threading.Thread(target=end_with_parent, args=(os.getppid(),), daemon=True).start()
-sys.argv[0] = "uvicorn"
-from uvicorn.main import main
-main()
-"""
-
-
-def _server_apart() -> None:
-    """The embedded server in a process group of its own. In ours, Ctrl-C in a terminal (sent to
-    the whole group) stops the server at once, while the run still needs it to record its last
-    batches and its end: Prefect's client then retries for a minute and prints tracebacks. Apart,
-    the server is stopped by Prefect when this process exits (``SubprocessASGIServer.stop``,
-    at exit), and ends by itself if this process is killed (``_SERVER_MAIN``). Prefect's private
-    API touched: the ``subprocess`` module that ``prefect.server.api.server`` starts uvicorn with."""
-    import prefect.server.api.server as server
-
-    if not isinstance(server.subprocess, _ServerSubprocess):
-        server.subprocess = _ServerSubprocess()
-
-
-class _ServerPopen(subprocess.Popen):
-    """``subprocess.Popen`` for Prefect's server module: its uvicorn command (``python -m
-    uvicorn ...``) runs as ``_SERVER_MAIN`` in a process group of its own; anything else as asked."""
-
-    def __init__(self, args, *rest, **kwargs):
-        if isinstance(args, list) and args[1:3] == ["-m", "uvicorn"] and not rest and "process_group" not in kwargs:
-            args = [args[0], "-c", _SERVER_MAIN, *args[3:]]
-            kwargs["process_group"] = 0
-        super().__init__(args, *rest, **kwargs)
-
-
-class _ServerSubprocess:
-    """Stands in for the ``subprocess`` module in Prefect's server module: ``Popen`` is
-    ``_ServerPopen``, the rest is the module's own."""
-
-    Popen = _ServerPopen
-
-    def __getattr__(self, name: str):
-        return getattr(subprocess, name)
 
 
 def _finishing(function, *args):
@@ -578,26 +405,13 @@ def _finishing(function, *args):
         return _beside(function, *args, name="pathways-run").result()
 
 
-@contextmanager
-def _embedded_settings() -> Iterator[None]:
-    """On the embedded server (no PREFECT_API_URL) the flow-run heartbeat is off: it exists to let
-    a server notice crashed runs of remote workers, and its thread costs about a second per
-    synchronous flow run here. With a server, heartbeats stay on."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
 def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> dict[str, dict[str, int]]:
     """Advance the enrollments of several pathways: one flow run per pathway, side by side
     (threads), so that one pathway's batches keep the workers busy while Prefect creates and
     records another's runs; then schedules their next due dates when ``review_deployment`` says so.
     Returns each pathway's decision counts (with ``NOT_ADVANCED`` when stopped on request); if a
     pathway's run fails, the others still finish (and are scheduled) and then its error is raised."""
+    prefect_edge.configure()
     groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
     if len(groups) <= 1:
         return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
@@ -615,7 +429,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
             return {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
 
-    with _embedded_settings():  # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
+    with prefect_edge.embedded_run_settings():  # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
         try:
             _start_server()  # here, once, not from several threads
         except interrupt.Interrupted:  # stopped while the server started: no run was created
@@ -641,6 +455,7 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
 @flow(name="pathways-advance", log_prints=False)
 def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = None) -> dict[str, int]:
     """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
+    prefect_edge.configure()  # a deployment's run: this is its entry point
     day = at or _today().isoformat()
     kinds: Counter = Counter()
     # ``pathway`` names the pathway; each enrollment runs the version it was enrolled in
@@ -670,6 +485,7 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     """The daily run: advance every enrollment that has come due, one pathway flow run per
     pathway, side by side: one pathway's batches keep the workers busy while Prefect records
     another's step tasks."""
+    prefect_edge.configure()  # a deployment's run: this is its entry point
     day = dt.date.fromisoformat(at) if at else _today()
     store = open_store(_clock(day.isoformat()))
     groups = store.due_by_version(day)
@@ -798,6 +614,7 @@ def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int 
     akkoord" leaves it open. Both are written to the audit trail with who signed off."""
     from prefect.runtime import flow_run
 
+    prefect_edge.configure()  # a deployment's run: this is its entry point
     clock = FixedClock.on(_today())
     store = open_store(clock, context={"prefect_flow_run": str(flow_run.id)})
     state, _ = store.load(enrollment)

@@ -48,7 +48,9 @@ class WarmPrefect:
         from pathways.orchestration.service import database_url
 
         with _keeping_loggers(HOST_LOGGERS):  # importing Prefect configures logging for the whole process
-            from pathways.orchestration import flows
+            from pathways.orchestration import flows, prefect_edge
+
+            prefect_edge.configure()  # this long-lived process's entry into Prefect
 
         with self._lock:
             if store_url != database_url():  # the flow runs open the configured store, not the caller's
@@ -72,9 +74,9 @@ class WarmPrefect:
         """Stop the embedded server this process started (a server at PREFECT_API_URL stays)."""
         with self._lock:
             if self.started and self.embedded:
-                from prefect.server.api.server import SubprocessASGIServer
+                from pathways.orchestration import prefect_edge
 
-                SubprocessASGIServer().stop()  # the singleton the client started
+                prefect_edge.stop_embedded_server()  # the server the client started, its logs and events sent first
             self.started = False
 
     def advance(self, version_key: str, enrollment: str, at: dt.date) -> Advance:

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from pathways import interrupt
-from pathways.orchestration.service import worker_count  # the setting lives with the others
+from pathways.orchestration import settings as configured
+from pathways.orchestration.settings import worker_count  # the setting lives with the others
 
 GATED_SHOWN = 20  # gated enrollment ids kept per step for the flow's summary
 
@@ -80,9 +81,10 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _in_worker(environment: dict[str, str], cwd: str, enrollments: list[str], at: str, context: dict[str, Any]) -> dict[str, Any]:
+def _in_worker(environment: dict[str, str], cwd: str, settings: configured.Settings, enrollments: list[str], at: str,
+               context: dict[str, Any]) -> dict[str, Any]:
     """Runs in a worker process: take the caller's settings, then advance."""
-    _take_settings(environment, cwd)
+    _take_settings(environment, cwd, settings)
     with _portable_errors():
         return advance_batch(enrollments, at, context, worker=True)
 
@@ -101,18 +103,20 @@ def _portable_errors() -> Iterator[None]:
         raise
 
 
-def _take_settings(environment: dict[str, str], cwd: str) -> None:
-    """In a worker: the caller's environment and working directory, sent with every call."""
+def _take_settings(environment: dict[str, str], cwd: str, settings: configured.Settings) -> None:
+    """In a worker: the caller's settings (the object it read, not read again here), environment
+    and working directory, sent with every call."""
     if dict(os.environ) != environment:
         os.environ.clear()
         os.environ.update(environment)
+    configured.use(settings)
     if os.getcwd() != cwd:
         os.chdir(cwd)
 
 
-def _warm(environment: dict[str, str], cwd: str, pathways: list[str]) -> int:
+def _warm(environment: dict[str, str], cwd: str, settings: configured.Settings, pathways: list[str]) -> int:
     """Runs in a worker process: load the pathways (and their rulesets) before the first batch."""
-    _take_settings(environment, cwd)
+    _take_settings(environment, cwd, settings)
     from pathways.orchestration.service import Runtimes
 
     runtimes = Runtimes(templates=False)
@@ -143,7 +147,7 @@ def prepare(pathways: list[str], wait: bool = False) -> set[int]:
     loaded: set[int] = set()
     try:
         with _deaf_children():
-            futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), wanted) for _ in range(count)]
+            futures = [pool.submit(_warm, dict(os.environ), os.getcwd(), configured.current(), wanted) for _ in range(count)]
         if wait:
             loaded = {future.result() for future in futures}
     except BrokenProcessPool:  # the batches will find out and run here
@@ -301,7 +305,7 @@ def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: 
     if interrupt.requested():
         return not_started(enrollments)
     if parallel and worker_count() > 1:
-        from pathways.orchestration.service import database_url, migrate_once
+        from pathways.orchestration.stores import database_url, migrate_once
 
         migrate_once(database_url())  # here, once: the workers then skip it
         with _queue.turn(first, worker_count(), str(context.get("prefect_flow_run", ""))):
@@ -310,7 +314,7 @@ def advance(enrollments: list[str], at: str, context: dict[str, Any], parallel: 
             pool = _executor(worker_count())
             try:
                 with _deaf_children():
-                    submitted = pool.submit(_in_worker, dict(os.environ), os.getcwd(), enrollments, at, context)
+                    submitted = pool.submit(_in_worker, dict(os.environ), os.getcwd(), configured.current(), enrollments, at, context)
                 return submitted.result()
             except BrokenProcessPool:  # a worker died (killed, or a crash in a C extension): do this batch here
                 _discard(pool)

@@ -37,17 +37,13 @@ class WebSettings:
 
 
 def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
-    from pathways.orchestration.service import database_url
+    from pathways.orchestration.settings import current
 
     environ = dict(os.environ if environ is None else environ)
-    secure = environ.get("PATHWAYS_WEB_SECURE_COOKIES", "0")
-    if secure not in ("0", "1"):
-        raise SettingError(f"PATHWAYS_WEB_SECURE_COOKIES: '{secure}' is not 1 (cookies over HTTPS only) or 0")
-    prefect = environ.get("PATHWAYS_WEB_PREFECT", "1")
-    if prefect not in ("0", "1"):
-        raise SettingError(f"PATHWAYS_WEB_PREFECT: '{prefect}' is not 1 (advance through Prefect after recording) or 0")
-    return WebSettings(database_url=environ.get("PATHWAYS_DATABASE_URL") or database_url(), secret_key=_secret(environ),
-                       clock=clock_from_environment(environ), secure_cookies=secure == "1", prefect=prefect == "1")
+    settings = current(environ)  # every PATHWAYS_* setting checked here, before the application starts
+    return WebSettings(database_url=settings.database_url, secret_key=_secret(environ),
+                       clock=clock_from_environment(environ), secure_cookies=settings.web_secure_cookies,
+                       prefect=settings.web_prefect)
 
 
 def _secret(environ: dict[str, str]) -> str:
