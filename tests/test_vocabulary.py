@@ -14,9 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "pathways"
 
 # where an action is still spelt as a literal: the schema migrations are history (a migration
-# never changes once released); service.py and flows.py are being split apart (issue 26 item 5)
-# and take the constants then
-LITERALS_ALLOWED = {"store/migrations", "orchestration/service.py", "orchestration/flows.py"}
+# never changes once released)
+LITERALS_ALLOWED = {"store/migrations"}
 
 # the calls whose action is computed, and where its values come from
 COMPUTED = {

@@ -30,6 +30,7 @@ from pathways.orchestration.settings import (  # noqa: F401
     batch_size, bsn_storage, check_database_url, database_url, schedule_reviews_setting, worker_count)
 from pathways.orchestration.stores import (  # noqa: F401
     _CONFIGURED, _MIGRATED, authorize, configuration, migrate_once, note_configuration, open_store)
+from pathways.store.vocabulary import Action
 
 
 def enrollment_id(pathway: LoadedPathway, patient: str) -> str:
@@ -241,7 +242,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
     if observations:
         facts = facts.model_copy(update={"observations": (*facts.observations, *observations)})
     new, advanced, _ = runtime.advance(new, facts, FixedClock.on(max(at, state.as_of)))
-    recorded = Record("input.recorded", state.patient, enrollment, state.pathway, state.version, state.version_key,
+    recorded = Record(Action.INPUT_RECORDED, state.patient, enrollment, state.pathway, state.version, state.version_key,
                       f"{enrollment}:{step}", {"step": step, "values": data, "on": at.isoformat(), **(note or {})})
     store.apply(new, version, events + advanced, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
     return events + advanced
@@ -277,7 +278,7 @@ def sign_off(store: Store, runtimes: Runtimes, enrollment: str, step: str, signe
     note = {"signed_off_by": signed_off_by, "outcome": outcome, "via": via}
     if outcome == "akkoord":
         return record_step(store, runtimes, enrollment, step, {}, clock, note=note)
-    store.record_audit([Record("signoff.declined", state.patient, enrollment, state.pathway, state.version, state.version_key,
+    store.record_audit([Record(Action.SIGNOFF_DECLINED, state.patient, enrollment, state.pathway, state.version, state.version_key,
                                f"{enrollment}:{step}", {"step": step, **note})])
     return []
 

@@ -17,6 +17,7 @@ from pathways.orchestration.settings import (
     batch_size, bsn_storage, check_database_url, current, database_url, schedule_reviews_setting)
 from pathways.store.audit import Record
 from pathways.store.db import Store, make_engine, migrate, retrying
+from pathways.store.vocabulary import Action
 
 
 _MIGRATED: set[str] = set()
@@ -81,12 +82,12 @@ def note_configuration(store: Store, url: str, settings: dict[str, Any] | None =
 
     def read() -> dict[str, Any] | None:
         with store.engine.connect() as connection:
-            return audit.last_payload(connection, "config.changed")
+            return audit.last_payload(connection, Action.CONFIG_CHANGED)
 
     last = retrying(read, what=store.where)
     if last is None or last.get("settings") != settings:
         changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
-        store.record_audit([Record("config.changed", subject="configuration", payload={"settings": settings, "changed": changed})])
+        store.record_audit([Record(Action.CONFIG_CHANGED, subject="configuration", payload={"settings": settings, "changed": changed})])
     _CONFIGURED.add(key)
 
 
@@ -94,6 +95,6 @@ def authorize(store: Store, permission: str, what: str, subject: str | None = No
     """Raise AccessDenied (and audit the denial) unless the store's actor holds ``permission``."""
     if store.actor.may(permission):
         return
-    store.record_audit([Record("access.denied", subject=subject or what,
+    store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what,
                                payload={"permission": permission, "attempted": what, "via": store.actor.via})])
     raise AccessDenied(store.actor, permission, what)
