@@ -5,6 +5,7 @@ writes to it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 
@@ -12,8 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import ROOT
+from pathways.access import Actor
 from pathways.clock import FixedClock
 from pathways.orchestration.drafts import content_hash
+from pathways.orchestration.service import Runtimes, advance_one, open_store
 from pathways.web import WebSettings, create_app
 from test_web import csrf_of, entries, log_in
 from web_setup import TODAY, seed
@@ -205,3 +208,83 @@ def test_the_editor_page_loads_codemirror_and_its_script_from_the_app(site):
     assert '<script src="/vendor/codemirror.min.js"></script>' in page.text and '<script src="/static/editor.js"></script>' in page.text
     assert client.get("/pathways/../etc/edit").status_code == 404
     assert client.get("/vendor/anything.js").status_code == 404
+
+
+# -- moving the enrollments to a newly published version ------------------------------------
+
+MACRO = ("the macroalbuminuria threshold of {value} for men\"}\n    value: 25\n",
+         "the macroalbuminuria threshold of {value} for men\"}\n    value: 1.0\n")
+
+
+def publish_edited_threshold(client: TestClient, csrf: str, file) -> str:
+    """Publish version 1.3.0 of the copy with the macroalbuminuria threshold for men lowered; its page."""
+    text = file.read_text()
+    assert text.count(MACRO[0]) == 1 and text.count("version: 1.2.0\n") == 1
+    assert save(client, csrf, file, text.replace(*MACRO).replace("version: 1.2.0\n", "version: 1.3.0\n")).json()["saved"]
+    return client.post("/pathways/diabetes/publish", data={"csrf": csrf}).text
+
+
+def version_keys(engine) -> set[str]:
+    with engine.connect() as c:
+        return {key for (key,) in c.exec_driver_sql("select version_key from enrollment")}
+
+
+def test_a_migration_preview_after_publishing_shows_the_change_and_apply_moves_the_enrollment(site):
+    app, engine, file = site
+    client, csrf = coordinator(app)
+    published = publish_edited_threshold(client, csrf, file)
+    assert 'href="/pathways/diabetes/migrate"' in published and "Migration preview" in published
+    (old,) = version_keys(engine)
+    form = client.get("/pathways/diabetes/migrate")
+    assert form.status_code == 200 and "<option selected>1.3.0</option>" in form.text and f'value="{TODAY.isoformat()}"' in form.text
+    shown = client.post("/pathways/diabetes/migrate", data={"csrf": csrf, "version": "1.3.0", "at": TODAY.isoformat()})
+    assert shown.status_code == 200, shown.text
+    assert "1 enrollment(s): 0 unchanged, 1 changed, 0 blocked" in shown.text
+    change = re.search(r'<li id="changed-[^"]+">(.*?)</li></ul></li>', shown.text, re.S).group(1)
+    assert "escalation verwijzing_nefroloog: closed -&gt; open" in change and "macro_acr_men = 1.0 mg/mmol" in change
+    digest = re.search(r'name="preview" value="([0-9a-f]{64})"', shown.text).group(1)
+    assert digest in shown.text and version_keys(engine) == {old}  # a preview moves nothing
+    moved = client.post("/pathways/diabetes/migrate/apply", data={"csrf": csrf, "preview": digest})
+    assert moved.status_code == 200 and "Migrated 1 enrollment(s) of diabetes to diabetes@1.3.0" in moved.text
+    (new,) = version_keys(engine)
+    assert new != old and new.startswith("diabetes@1.3.0")
+    assert [e["payload"]["preview"] for e in entries(engine, action="enrollment.migrated")] == [digest]
+    again = client.post("/pathways/diabetes/migrate/apply", data={"csrf": csrf, "preview": digest})
+    assert again.status_code == 409 and f"preview {digest[:12]} was applied already" in again.text
+
+
+def test_a_stale_migration_preview_is_refused_with_the_reason_and_nothing_moves(site):
+    app, engine, file = site
+    client, csrf = coordinator(app)
+    publish_edited_threshold(client, csrf, file)
+    (old,) = version_keys(engine)
+    shown = client.post("/pathways/diabetes/migrate", data={"csrf": csrf, "version": "1.3.0", "at": TODAY.isoformat()})
+    digest = re.search(r'name="preview" value="([0-9a-f]{64})"', shown.text).group(1)
+    enrollment = re.search(r'<li id="changed-([^"]+)">', shown.text).group(1)
+    store = open_store(FixedClock.on(TODAY), engine.url.render_as_string(hide_password=False), actor=Actor(user="setup", role="admin", via="test"))
+    advance_one(store, Runtimes(), enrollment, FixedClock.on(TODAY + dt.timedelta(days=7)))  # the enrollment changed since the preview
+    refused = client.post("/pathways/diabetes/migrate/apply", data={"csrf": csrf, "preview": digest})
+    assert refused.status_code == 409
+    assert f"{enrollment} was advanced or recorded since the preview" in refused.text and "nothing migrated: make a new preview" in refused.text
+    assert version_keys(engine) == {old}
+    late = client.post("/pathways/diabetes/migrate", data={"csrf": csrf, "version": "1.2.0", "at": TODAY.isoformat()})
+    assert late.status_code == 409 and "1.2.0 is not newer than the version the enrollments of diabetes run" in late.text
+
+
+def test_a_scheduler_may_not_preview_or_apply_a_migration_and_each_denial_is_audited(site):
+    app, engine, file = site
+    client, csrf = coordinator(app)
+    publish_edited_threshold(client, csrf, file)
+    digest = re.search(r'name="preview" value="([0-9a-f]{64})"', client.post(
+        "/pathways/diabetes/migrate", data={"csrf": csrf, "version": "1.3.0", "at": TODAY.isoformat()}).text).group(1)
+    (old,) = version_keys(engine)
+    scheduler = TestClient(app)
+    log_in(scheduler, "poh-anna")
+    token = csrf_of(scheduler.get("/pathways").text)
+    assert "/migrate" not in scheduler.get("/pathways/diabetes").text
+    assert scheduler.get("/pathways/diabetes/migrate").status_code == 403
+    assert scheduler.post("/pathways/diabetes/migrate", data={"csrf": token, "version": "1.3.0", "at": TODAY.isoformat()}).status_code == 403
+    assert scheduler.post("/pathways/diabetes/migrate/apply", data={"csrf": token, "preview": digest}).status_code == 403
+    denied = entries(engine, action="access.denied", actor="poh-anna")
+    assert [(e["payload"]["permission"], e["subject"]) for e in denied] == [("enrollment.migrate", "diabetes")] * 3
+    assert version_keys(engine) == {old}

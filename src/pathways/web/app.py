@@ -54,11 +54,12 @@ def create_app(settings: WebSettings) -> FastAPI:
     def home() -> RedirectResponse:
         return RedirectResponse("/worklist", status_code=303)
 
-    from pathways.web.routes import audit, auth, care, coordinate
+    from pathways.web.routes import audit, auth, care, coordinate, migrate
 
     app.include_router(auth.router)
     app.include_router(care.router)
     app.include_router(coordinate.router)
+    app.include_router(migrate.router)
     app.include_router(audit.router)
     _error_pages(app)
     return app

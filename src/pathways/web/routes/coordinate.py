@@ -78,7 +78,7 @@ def pathway(request: Request, name: str, store: Store = Depends(store_of)):
     return render(request, "pathway.html", headers=DRAWING_CSP, spec=spec, loaded=loaded, diagram=mermaid(loaded), sources=sources,
                   stages=[(title, steps) for title, steps in stages if steps], condition_text=condition_text,
                   timing=describe_timing, published=store.publications(name), version_key=runtime.evaluator.plan.version_key,
-                  may_edit=store.actor.may("pathway.publish"))
+                  may_edit=store.actor.may("pathway.publish"), may_migrate=store.actor.may("enrollment.migrate"))
 
 
 @router.get("/pathways/{name}/edit")
@@ -169,4 +169,5 @@ async def publish(request: Request, name: str, store: Store = Depends(store_of))
     except VersionTaken as exc:
         return render(request, "published.html", status=409, name=name, done=False, message=f"Not published: {exc}.", problems=[])
     message = f"Published {key}." if created else f"{key} was published already: nothing changed."
-    return render(request, "published.html", name=name, done=True, message=message, problems=[])
+    return render(request, "published.html", name=name, done=True, message=message, problems=[],
+                  may_migrate=store.actor.may("enrollment.migrate"))
