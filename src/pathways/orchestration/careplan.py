@@ -98,23 +98,29 @@ def _make_batch(store: Store, runtimes: Runtimes, patients: list[str], at: dt.da
         state = states[eid][0]
         runtimes.get_version(state.version_key, store)  # the version it runs, as published
         groups.setdefault((state.version_key, max(at, state.as_of)), []).append(eid)
-    evaluations = {}
+    evaluations, timelines = {}, {}  # the timelines at ``at`` serve the interaction rules too
     for (key, day), members in groups.items():
-        made = runtimes.get_version(key, store).evaluator.evaluate_many([facts[states[e][0].patient] for e in members], day, day)
+        evaluator = runtimes.get_version(key, store).evaluator
+        resolved = [evaluator.timeline(facts[states[e][0].patient], day) for e in members]
+        made = evaluator.evaluate_many([facts[states[e][0].patient] for e in members], day, day, resolved)
         evaluations.update(zip(members, made))
+        if day == at:
+            timelines.update(zip(members, resolved))
     priorities, escalations = goal_priorities_many(store, ready), plan_escalations_many(store, ready)
     plans = []
     for patient in ready:
-        enrolled, evaluators = [], {}
+        enrolled, evaluators, resolved = [], {}, {}
         for eid in enrollments[patient]:
             state = states[eid][0]
             runtime = runtimes.get_version(state.version_key, store)
             # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
             state, _, evaluation = runtime.advance(state, facts[patient], FixedClock.on(max(at, state.as_of)), evaluations[eid])
             enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
+            if state.pathway not in evaluators and eid in timelines:
+                resolved[state.pathway] = timelines[eid]
             evaluators.setdefault(state.pathway, runtime.evaluator)
         try:
-            found = conflicts(rules, evaluators, facts[patient], at)
+            found = conflicts(rules, evaluators, facts[patient], at, timelines=resolved)
             plans.append(build_plan(patient, enrolled, at, window_days, found, priorities[patient], escalations[patient]))
         except PlanError as exc:
             done[patient] = exc
