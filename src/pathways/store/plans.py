@@ -57,19 +57,18 @@ def store_plans(store: Store, plans: list[PersonalPlan]) -> list[Stored]:
     def write() -> list[Stored]:
         done, records = [], []
         with store.transaction() as session:
-            kept_digests: dict[tuple[str, dt.date], str] = {}
+            kept: dict[tuple[str, dt.date], CarePlan] = {}
             known: dict[str, set[str]] = {}
             for chunk in _chunks(plans):
                 patients = [plan.patient for plan in chunk]
-                for patient, on, digest in session.execute(select(CarePlan.patient_id, CarePlan.plan_on, CarePlan.digest)
-                                                           .where(CarePlan.patient_id.in_(patients))
-                                                           .where(CarePlan.plan_on.in_(sorted({plan.at for plan in chunk})))):
-                    kept_digests[(patient, on)] = digest
+                for row in session.execute(select(CarePlan).where(CarePlan.patient_id.in_(patients))
+                                           .where(CarePlan.plan_on.in_(sorted({plan.at for plan in chunk})))).scalars():
+                    kept[(row.patient_id, row.plan_on)] = row
                 for patient, key in session.execute(select(CarePlanDecision.patient_id, CarePlanDecision.key)
                                                     .where(CarePlanDecision.patient_id.in_(patients))):
                     known.setdefault(patient, set()).add(key)
             for plan, digest, decisions in prepared:
-                done.append(_write_plan(store, session, plan, digest, decisions, kept_digests.get((plan.patient, plan.at)),
+                done.append(_write_plan(store, session, plan, digest, decisions, kept.get((plan.patient, plan.at)),
                                         known.setdefault(plan.patient, set()), records))
             if records:
                 store.audit(session, records)
@@ -78,12 +77,17 @@ def store_plans(store: Store, plans: list[PersonalPlan]) -> list[Stored]:
 
 
 def _write_plan(store: Store, session: Session, plan: PersonalPlan, digest: str, decisions: list[tuple[str, str, dict]],
-                kept: str | None, known: set[str], records: list[Record]) -> Stored:
-    """Add one plan, its new decisions and escalations to the session; their audit records to ``records``."""
-    changed = kept != digest
+                kept: CarePlan | None, known: set[str], records: list[Record]) -> Stored:
+    """Add one plan, its new decisions and escalations to the session; their audit records to
+    ``records``. ``kept``: the plan stored for that patient and date, if any (read already)."""
+    changed = kept is None or kept.digest != digest
+    if kept is None:
+        session.add(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
+                             plan=dumps(plan.to_json()), updated_at=store.now()))
+    elif changed:
+        kept.window_days, kept.digest, kept.plan, kept.updated_at = plan.window_days, digest, dumps(plan.to_json()), store.now()
+        session.add(kept)
     if changed:
-        session.merge(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
-                               plan=dumps(plan.to_json()), updated_at=store.now()))
         records.append(Record(Action.PLAN_MADE, plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
             "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
             "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
