@@ -3,7 +3,9 @@ patient's enrollments and facts from the store, run each enrollment's pinned ver
 published), project each enrollment to the plan's date in memory (the
 stored enrollments change only by `pathways advance`), evaluate the cross-pathway interaction rules, build the plan (runtime/plan.py) and
 keep it in the store with its decisions audited once (store/plans.py). Prefect flow runs stay per
-pathway version; the plan lives in the store.
+pathway version; the plan lives in the store. ``make_plans`` does it for many patients
+batch-wise (reads per batch, each version's rules in bulk, one write transaction per batch);
+``make_plan`` and ``replan`` are built on it (bench/plan.py, docs/performance.md).
 
 ``replan``: after an advance (one enrollment, or the daily due run over every pathway), the plan
 of every patient touched is made again for that day, once per patient whatever the number of
