@@ -1,18 +1,19 @@
 """Personal plans of multimorbid patients (issue 28, item 6).
 
-Set-up, not timed: ``--patients`` synthetic patients (default 1,000), each in two or three of the
-three pathways (bench/rules.py's facts of each pathway, merged into one patient), enrolled and
-advanced once at enrollment and stored with their facts, as `pathways run` leaves them.
+Set-up, not timed: ``--patients`` synthetic patients (default 10,000), a third of them
+(``--multimorbid``) in two or three of the three pathways (bench/rules.py's facts of each pathway,
+merged into one patient), the others in one, enrolled and advanced once at enrollment and stored
+with their facts, as `pathways run` leaves them.
 
-Timed, in ``--rounds`` rounds (default 3), each for its own plan date: ``make_plan`` for every
-patient (orchestration/careplan.py: enrollments and facts read from the store, each enrollment
-projected to the date under its own version, the interaction rules evaluated, the plan built and
-stored with its decisions audited), and, in the same round, the floor: the bare evaluation of the
-same enrollments' rules (``PathwayEvaluator.evaluate_many`` per pathway, the facts already in
+Timed, in ``--rounds`` rounds (default 3), each for its own plan date: the personal plan of every
+patient (``make_plans``, orchestration/careplan.py, batch-wise: enrollments and facts read from
+the store, each enrollment projected to the date under its own version, the interaction rules
+evaluated, the plans built and stored with their decisions audited), and, in the same round, the
+floor: the bare evaluation of the same enrollments' rules (``PathwayEvaluator.evaluate_many`` per pathway, the facts already in
 memory), measured once before and once after the plans (their mean counts: this machine's speed
 drifts). Prints per round the figures and ratio, and as its last line ``ratio R``, the median of
-the rounds' ratios (plan time / floor).
-Usage: python bench/plan.py [--patients 1000] [--rounds 3]
+the rounds' ratios (plan time / floor). The machine's load (``uptime``) is printed before and after.
+Usage: python bench/plan.py [--patients 10000] [--multimorbid 0.333] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 
 from pathways.clock import FixedClock  # noqa: E402
 from pathways.facts.model import PatientFacts  # noqa: E402
-from pathways.orchestration.careplan import interaction_rules, make_plan  # noqa: E402
+from pathways.orchestration.careplan import interaction_rules, make_plans  # noqa: E402
 from pathways.orchestration.service import Runtimes, enrollment_id, ensure_published, open_store  # noqa: E402
 from pathways.runtime.core import enroll  # noqa: E402
 from pathways.store.db import state_json  # noqa: E402
@@ -61,9 +62,15 @@ def multimorbid(i: int, names: list[str], rnd: random.Random) -> PatientFacts:
                         events=tuple(e for p in parts for e in p.events))
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min), as ``uptime`` prints them, and its cores."""
+    return f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--patients", type=int, default=1_000)
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--multimorbid", type=float, default=1 / 3, help="the share of patients in two or three pathways")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     clock = FixedClock(dt.datetime(AT.year, AT.month, AT.day, 12, tzinfo=dt.timezone.utc))
@@ -77,7 +84,8 @@ def main() -> None:
     enrollments = 0
     with store.transaction() as session:
         for i in range(args.patients):
-            names = sorted(rnd.sample(NAMES, rnd.choice([2, 3])))
+            several = i < round(args.patients * args.multimorbid)
+            names = sorted(rnd.sample(NAMES, rnd.choice([2, 3]) if several else 1))
             facts = multimorbid(i, names, rnd)
             session.add(Patient(id=facts.patient, created_at=clock.now()))
             session.flush()
@@ -93,7 +101,8 @@ def main() -> None:
                 cohorts[name].append(facts)
                 enrollments += 1
     patients = [f"bench-mm-{i}" for i in range(args.patients)]
-    print(f"set-up: {args.patients:,} patients in 2 or 3 pathways ({enrollments:,} enrollments) stored and advanced once "
+    several = round(args.patients * args.multimorbid)
+    print(f"set-up: {args.patients:,} patients, {several:,} of them in 2 or 3 pathways ({enrollments:,} enrollments) stored and advanced once "
           f"in {time.perf_counter() - start:.1f} s ({WORK})")
     evaluators = {name: runtimes.get(name).evaluator for name in NAMES}
     rules = interaction_rules()
@@ -110,6 +119,7 @@ def main() -> None:
                 evaluators[name].evaluate_many(cohorts[name][i:i + BATCH], at, at)
         return time.perf_counter() - began
 
+    print(f"load before: {load()}")
     ratios = []
     for r in range(args.rounds):
         at = AT + dt.timedelta(days=7 * (r + 1))
@@ -117,8 +127,7 @@ def main() -> None:
         gc.collect()
         began = time.perf_counter()
         appointments = conflicts = 0
-        for patient in patients:
-            plan, _ = make_plan(store, runtimes, patient, at, rules=rules)
+        for plan, _ in make_plans(store, runtimes, patients, at, rules=rules).values():
             appointments += len(plan.appointments)
             conflicts += len(plan.conflicts)
         plans = time.perf_counter() - began
@@ -127,6 +136,7 @@ def main() -> None:
         ratios.append(plans / base)
         print(f"round {r + 1} ({at}): {len(patients):,} plans in {plans:.2f} s ({appointments:,} appointments, {conflicts:,} conflicts); "
               f"floor {base:.2f} s (before {before:.2f}, after {after:.2f}); ratio {ratios[-1]:.2f}")
+    print(f"load after: {load()}")
     print(f"ratio {statistics.median(ratios):.2f}")
 
 

@@ -3,7 +3,9 @@ patient's enrollments and facts from the store, run each enrollment's pinned ver
 published), project each enrollment to the plan's date in memory (the
 stored enrollments change only by `pathways advance`), evaluate the cross-pathway interaction rules, build the plan (runtime/plan.py) and
 keep it in the store with its decisions audited once (store/plans.py). Prefect flow runs stay per
-pathway version; the plan lives in the store.
+pathway version; the plan lives in the store. ``make_plans`` does it for many patients
+batch-wise (reads per batch, each version's rules in bulk, one write transaction per batch);
+``make_plan`` and ``replan`` are built on it (bench/plan.py, docs/performance.md).
 
 ``replan``: after an advance (one enrollment, or the daily due run over every pathway), the plan
 of every patient touched is made again for that day, once per patient whatever the number of
@@ -29,8 +31,8 @@ from pathways.runtime.interactions import conflicts
 from pathways.orchestration.network import bundling_window
 from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
 from pathways.store.db import Store
-from pathways.store.plans import (Stored, goal_priorities, in_several_pathways, plan_escalations, resolve_escalations, set_priorities,
-                                  store_plan, unplanned_patients)
+from pathways.store.plans import (Stored, goal_priorities_many, in_several_pathways, patients_enrollments, plan_escalations,
+                                  plan_escalations_many, resolve_escalations, set_priorities, store_plans, unplanned_patients)
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -51,26 +53,82 @@ def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
 def make_plan(store: Store, runtimes: Runtimes, patient: str, at: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
               rules: tuple[Interaction, ...] | None = None) -> tuple[PersonalPlan, Stored]:
     """The patient's plan at ``at``, stored; PlanError for an unknown patient or one in no pathway."""
+    made = make_plans(store, runtimes, [patient], at, window_days, rules)[patient]
+    if isinstance(made, PlanError):
+        raise made
+    return made
+
+
+def make_plans(store: Store, runtimes: Runtimes, patients: list[str], at: dt.date, window_days: int = DEFAULT_WINDOW_DAYS,
+               rules: tuple[Interaction, ...] | None = None) -> dict[str, tuple[PersonalPlan, Stored] | PlanError]:
+    """``make_plan`` for many patients, batch-wise: per batch, the enrollments, states, facts,
+    priorities and escalations read at once, each pathway version's rules evaluated in bulk
+    (``PathwayEvaluator.evaluate_many``, per date), the plans and decisions stored in one
+    transaction. Per patient: the plan and what was stored, or the PlanError that stopped it."""
     check_window(window_days)  # contradictory parameters stop here, before anything is read or stored
-    authorize(store, "input.record", f"make the care plan of {patient}", patient)
-    if not store.has_patient(patient):
-        raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
-    ids = [eid for eid, _, _ in store.enrollments_of(patient)]
-    if not ids:
-        raise PlanError([f"patient '{patient}' is in no pathway: enrol them first (`pathways enroll {patient} --pathway NAME`)"])
+    patients = list(dict.fromkeys(patients))
+    if patients:
+        authorize(store, "input.record", f"make the care plan of {patients[0]}" if len(patients) == 1
+                  else f"make the care plans of {len(patients)} patients", patients[0] if len(patients) == 1 else None)
+    rules = interaction_rules() if rules is None else rules
+    done: dict[str, tuple[PersonalPlan, Stored] | PlanError] = {}
+    for start in range(0, len(patients), BATCH):
+        done.update(_make_batch(store, runtimes, patients[start:start + BATCH], at, window_days, rules))
+    return {p: done[p] for p in patients}
+
+
+BATCH = 500  # patients per batch: a batch's reads and its one write transaction
+
+
+def _make_batch(store: Store, runtimes: Runtimes, patients: list[str], at: dt.date, window_days: int,
+                rules: tuple[Interaction, ...]) -> dict[str, tuple[PersonalPlan, Stored] | PlanError]:
+    known, enrollments = patients_enrollments(store, patients)
+    done: dict[str, tuple[PersonalPlan, Stored] | PlanError] = {}
+    for patient in patients:
+        if patient not in known:
+            done[patient] = PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
+        elif not enrollments.get(patient):
+            done[patient] = PlanError([f"patient '{patient}' is in no pathway: enrol them first (`pathways enroll {patient} --pathway NAME`)"])
+    ready = [p for p in patients if p not in done]
+    if not ready:
+        return done
+    ids = [eid for p in ready for eid in enrollments[p]]
     states = store.load_many(ids)
-    facts = store.patient_facts(patient)
-    enrolled, evaluators = [], {}
+    facts = store.patient_facts_many(ready)
+    groups: dict[tuple[str, dt.date], list[str]] = {}  # per pathway version and date, its enrollments: evaluated in bulk
     for eid in ids:
         state = states[eid][0]
-        runtime = runtimes.get_version(state.version_key, store)  # the version it runs, as published
-        # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
-        state, _, evaluation = runtime.advance(state, facts, FixedClock.on(max(at, state.as_of)))
-        enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
-        evaluators.setdefault(state.pathway, runtime.evaluator)
-    found = conflicts(interaction_rules() if rules is None else rules, evaluators, facts, at)
-    plan = build_plan(patient, enrolled, at, window_days, found, goal_priorities(store, patient), plan_escalations(store, patient))
-    return plan, store_plan(store, plan)
+        runtimes.get_version(state.version_key, store)  # the version it runs, as published
+        groups.setdefault((state.version_key, max(at, state.as_of)), []).append(eid)
+    evaluations, timelines = {}, {}  # the timelines at ``at`` serve the interaction rules too
+    for (key, day), members in groups.items():
+        evaluator = runtimes.get_version(key, store).evaluator
+        resolved = [evaluator.timeline(facts[states[e][0].patient], day) for e in members]
+        made = evaluator.evaluate_many([facts[states[e][0].patient] for e in members], day, day, resolved)
+        evaluations.update(zip(members, made))
+        if day == at:
+            timelines.update(zip(members, resolved))
+    priorities, escalations = goal_priorities_many(store, ready), plan_escalations_many(store, ready)
+    plans = []
+    for patient in ready:
+        enrolled, evaluators, resolved = [], {}, {}
+        for eid in enrollments[patient]:
+            state = states[eid][0]
+            runtime = runtimes.get_version(state.version_key, store)
+            # as it stands on the plan's date: advanced in memory only (`pathways advance` decides and stores)
+            state, _, evaluation = runtime.advance(state, facts[patient], FixedClock.on(max(at, state.as_of)), evaluations[eid])
+            enrolled.append(Enrolled(state, runtime.loaded, gated_steps(evaluation)))
+            if state.pathway not in evaluators and eid in timelines:
+                resolved[state.pathway] = timelines[eid]
+            evaluators.setdefault(state.pathway, runtime.evaluator)
+        try:
+            found = conflicts(rules, evaluators, facts[patient], at, timelines=resolved)
+            plans.append(build_plan(patient, enrolled, at, window_days, found, priorities[patient], escalations[patient]))
+        except PlanError as exc:
+            done[patient] = exc
+    for plan, stored in zip(plans, store_plans(store, plans)):
+        done[plan.patient] = (plan, stored)
+    return done
 
 
 @dataclass
@@ -97,14 +155,12 @@ def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date
     patients = sorted(touched | set(unplanned_patients(store, at)))
     rules = interaction_rules()
     done = Replanned(len(patients), 0, 0, [])
-    for patient in patients:
-        try:
-            _, stored = make_plan(store, runtimes, patient, at, window_days, rules)
-        except PlanError as exc:  # e.g. in two versions of one pathway: `pathways plan` says what to do
-            done.problems.append(str(exc))
+    for made in make_plans(store, runtimes, patients, at, window_days, rules).values():
+        if isinstance(made, PlanError):  # e.g. in two versions of one pathway: `pathways plan` says what to do
+            done.problems.append(str(made))
             continue
-        done.changed += stored.plan_changed
-        done.decisions_added += stored.decisions_added
+        done.changed += made[1].plan_changed
+        done.decisions_added += made[1].decisions_added
     return done
 
 

@@ -221,14 +221,17 @@ class PathwayEvaluator:
         decisions, reader = self.decide(timeline, at)
         return self._explained(timeline, reader, at, decisions)
 
-    def evaluate_many(self, patients: list[PatientFacts], at: dt.date, today: dt.date) -> list[Evaluation]:
+    def evaluate_many(self, patients: list[PatientFacts], at: dt.date, today: dt.date,
+                      timelines: list[Timeline] | None = None) -> list[Evaluation]:
         """``evaluate`` for many patients, the rules in bulk: every patient's durable-rules
         decisions first, then their explanations and answers. The same results as one by one;
         a batch's evaluation loop then stays small enough for the processor's caches (a worker's
-        advance took 6-8 % less CPU here, bench/HISTORY.md, 2026-12-03)."""
+        advance took 6-8 % less CPU here, bench/HISTORY.md, 2026-12-03). ``timelines``: the
+        patients' ``timeline(patient, today)``, when the caller resolved them already (the
+        personal plans read them again for the interaction rules)."""
         decided = []
-        for patient in patients:
-            timeline = self.timeline(patient, today)
+        for i, patient in enumerate(patients):
+            timeline = self.timeline(patient, today) if timelines is None else timelines[i]
             decided.append((timeline, *self.decide(timeline, at)))
         return [self._explained(timeline, reader, at, decisions) for timeline, decisions, reader in decided]
 

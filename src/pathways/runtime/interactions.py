@@ -19,16 +19,19 @@ from typing import Any
 from pathways.definition.interactions import Interaction
 from pathways.facts.derive import Atom, Reader
 from pathways.facts.model import PatientFacts
+from pathways.facts.resolve import Timeline
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.rules.reference import ReferenceEvaluator
 from pathways.runtime.plan import Conflict
 
 
 def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvaluator], patient: PatientFacts,
-              at: dt.date, trace: dict[str, set] | None = None) -> list[Conflict]:
+              at: dt.date, trace: dict[str, set] | None = None, timelines: dict[str, Timeline] | None = None) -> list[Conflict]:
     """The conflicts among ``rules`` for a patient enrolled in the pathways of ``evaluators``
     (pathway id -> the evaluator of the version the enrollment runs); ``trace`` (plan cases)
-    collects the outcome of every comparison, as `pathways check` does for a pathway."""
+    collects the outcome of every comparison, as `pathways check` does for a pathway.
+    ``timelines``: pathway id -> the patient's ``timeline(patient, at)`` under that evaluator,
+    where already resolved (the others are resolved here)."""
     readers: dict[str, Reader] = {}
     found = []
     for rule in rules:
@@ -37,7 +40,9 @@ def conflicts(rules: tuple[Interaction, ...], evaluators: dict[str, PathwayEvalu
         for p in rule.pathways:
             if p not in readers:
                 plan = evaluators[p].plan
-                readers[p] = Reader(evaluators[p].timeline(patient, at), plan.facts, plan.derived, at)
+                timeline = (timelines or {}).get(p)
+                timeline = evaluators[p].timeline(patient, at) if timeline is None else timeline
+                readers[p] = Reader(timeline, plan.facts, plan.derived, at)
         explanation = _evaluator(rule, evaluators, readers, trace).evaluate(rule.when.ast, rule.when.text)
         if explanation.value is not True:
             continue

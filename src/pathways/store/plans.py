@@ -22,7 +22,7 @@ from sqlmodel import Session
 from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
-from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority
+from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority, Patient
 from pathways.store.vocabulary import PLAN_ACTION, Action
 
 
@@ -46,44 +46,91 @@ def decisions_of(plan: PersonalPlan) -> list[tuple[str, str, dict]]:
 
 def store_plan(store: Store, plan: PersonalPlan) -> Stored:
     """Keep the plan for its date and audit what is new in it; the same plan again: nothing."""
-    digest = plan.digest
-    decisions = decisions_of(plan)
+    return store_plans(store, [plan])[0]
 
-    def write() -> Stored:
+
+def store_plans(store: Store, plans: list[PersonalPlan]) -> list[Stored]:
+    """``store_plan`` for a batch of plans of different patients, in one transaction (the stored
+    plans and decisions read per chunk of patients, not per patient); the Stored of each, in order."""
+    prepared = [(plan, plan.digest, decisions_of(plan)) for plan in plans]
+
+    def write() -> list[Stored]:
+        done, records = [], []
         with store.transaction() as session:
-            kept = session.get(CarePlan, (plan.patient, plan.at))
-            changed = kept is None or kept.digest != digest
-            records = []
-            if changed:
-                session.merge(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
-                                       plan=dumps(plan.to_json()), updated_at=store.now()))
-                records.append(Record(Action.PLAN_MADE, plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
-                    "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
-                    "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
-                    "conflict_rules": sorted({c.rule for c in plan.conflicts}),
-                    # for the auditors' indicators (views/plan_indicators.py)
-                    "steps": sum(len(a.steps) for a in plan.appointments),
-                    "combined_appointments": sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
-            known = set(session.execute(select(CarePlanDecision.key).where(CarePlanDecision.patient_id == plan.patient)).scalars())
-            added = 0
-            for key, kind, detail in decisions:
-                if key in known:
-                    continue
-                session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
-                records.append(Record(PLAN_ACTION[kind], plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
-                added += 1
-            for e in plan.escalations:
-                if not e.get("new") or session.get(CarePlanEscalation, _escalation_key(plan.patient, e["key"])) is not None:
-                    continue
-                session.add(CarePlanEscalation(key=_escalation_key(plan.patient, e["key"]), patient_id=plan.patient, rule=e["rule"],
-                                               severity=e["severity"], action=e["action"], steps=dumps(e["steps"]),
-                                               opened_on=plan.at))
-                records.append(Record(Action.PLAN_ESCALATED, plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
-                                      payload={"at": plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
+            kept: dict[tuple[str, dt.date], CarePlan] = {}
+            known: dict[str, set[str]] = {}
+            for chunk in _chunks(plans):
+                patients = [plan.patient for plan in chunk]
+                for row in session.execute(select(CarePlan).where(CarePlan.patient_id.in_(patients))
+                                           .where(CarePlan.plan_on.in_(sorted({plan.at for plan in chunk})))).scalars():
+                    kept[(row.patient_id, row.plan_on)] = row
+                for patient, key in session.execute(select(CarePlanDecision.patient_id, CarePlanDecision.key)
+                                                    .where(CarePlanDecision.patient_id.in_(patients))):
+                    known.setdefault(patient, set()).add(key)
+            for plan, digest, decisions in prepared:
+                done.append(_write_plan(store, session, plan, digest, decisions, kept.get((plan.patient, plan.at)),
+                                        known.setdefault(plan.patient, set()), records))
             if records:
                 store.audit(session, records)
-            return Stored(changed, added)
+        return done
     return retrying(write, what=store.where)
+
+
+def _write_plan(store: Store, session: Session, plan: PersonalPlan, digest: str, decisions: list[tuple[str, str, dict]],
+                kept: CarePlan | None, known: set[str], records: list[Record]) -> Stored:
+    """Add one plan, its new decisions and escalations to the session; their audit records to
+    ``records``. ``kept``: the plan stored for that patient and date, if any (read already)."""
+    changed = kept is None or kept.digest != digest
+    if kept is None:
+        session.add(CarePlan(patient_id=plan.patient, plan_on=plan.at, window_days=plan.window_days, digest=digest,
+                             plan=dumps(plan.to_json()), updated_at=store.now()))
+    elif changed:
+        kept.window_days, kept.digest, kept.plan, kept.updated_at = plan.window_days, digest, dumps(plan.to_json()), store.now()
+        session.add(kept)
+    if changed:
+        records.append(Record(Action.PLAN_MADE, plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
+            "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
+            "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
+            "conflict_rules": sorted({c.rule for c in plan.conflicts}),
+            # for the auditors' indicators (views/plan_indicators.py)
+            "steps": sum(len(a.steps) for a in plan.appointments),
+            "combined_appointments": sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
+    added = 0
+    for key, kind, detail in decisions:
+        if key in known:
+            continue
+        known.add(key)
+        session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
+        records.append(Record(PLAN_ACTION[kind], plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
+        added += 1
+    for e in plan.escalations:
+        if not e.get("new") or session.get(CarePlanEscalation, _escalation_key(plan.patient, e["key"])) is not None:
+            continue
+        session.add(CarePlanEscalation(key=_escalation_key(plan.patient, e["key"]), patient_id=plan.patient, rule=e["rule"],
+                                       severity=e["severity"], action=e["action"], steps=dumps(e["steps"]),
+                                       opened_on=plan.at))
+        records.append(Record(Action.PLAN_ESCALATED, plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
+                              payload={"at": plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
+    return Stored(changed, added)
+
+
+def _chunks(items: list, size: int = 500) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def patients_enrollments(store: Store, patients: list[str]) -> tuple[set[str], dict[str, list[str]]]:
+    """Of ``patients``: those the store knows, and the enrollments of each (ids in id order), read per chunk."""
+    def read() -> tuple[set[str], dict[str, list[str]]]:
+        known: set[str] = set()
+        enrollments: dict[str, list[str]] = {}
+        with Session(store.engine) as session:
+            for chunk in _chunks(patients):
+                known.update(session.execute(select(Patient.id).where(Patient.id.in_(chunk))).scalars())
+                for eid, patient in session.execute(select(Enrollment.id, Enrollment.patient_id)
+                                                    .where(Enrollment.patient_id.in_(chunk)).order_by(Enrollment.id)):
+                    enrollments.setdefault(patient, []).append(eid)
+        return known, enrollments
+    return retrying(read, what=store.where)
 
 
 def stored_plan(store: Store, patient: str, on: dt.date) -> dict | None:
@@ -130,14 +177,22 @@ def _escalation_key(patient: str, key: str) -> str:
 
 def plan_escalations(store: Store, patient: str) -> dict[str, dict]:
     """Every escalation opened on the patient's plans, open or resolved, by its conflict's key."""
-    def read() -> dict[str, dict]:
-        prefix = _escalation_key(patient, "")
+    return plan_escalations_many(store, [patient])[patient]
+
+
+def plan_escalations_many(store: Store, patients: list[str]) -> dict[str, dict[str, dict]]:
+    """``plan_escalations`` of each of ``patients``, read per chunk."""
+    def read() -> dict[str, dict[str, dict]]:
+        found: dict[str, dict[str, dict]] = {p: {} for p in patients}
         with Session(store.engine) as session:
-            rows = session.execute(select(CarePlanEscalation).where(CarePlanEscalation.patient_id == patient)).scalars()
-            return {r.key.removeprefix(prefix): {
-                "key": r.key.removeprefix(prefix), "rule": r.rule, "severity": r.severity, "action": r.action,
-                "steps": json.loads(r.steps), "opened_on": r.opened_on.isoformat(),
-                "resolved_on": r.resolved_on.isoformat() if r.resolved_on else None, "reason": r.reason} for r in rows}
+            for chunk in _chunks(patients):
+                for r in session.execute(select(CarePlanEscalation).where(CarePlanEscalation.patient_id.in_(chunk))).scalars():
+                    key = r.key.removeprefix(_escalation_key(r.patient_id, ""))
+                    found[r.patient_id][key] = {
+                        "key": key, "rule": r.rule, "severity": r.severity, "action": r.action,
+                        "steps": json.loads(r.steps), "opened_on": r.opened_on.isoformat(),
+                        "resolved_on": r.resolved_on.isoformat() if r.resolved_on else None, "reason": r.reason}
+        return found
     return retrying(read, what=store.where)
 
 
@@ -160,10 +215,18 @@ def resolve_escalations(store: Store, patient: str, rule: str, reason: str, on: 
 
 def goal_priorities(store: Store, patient: str) -> dict[tuple[str, str], int]:
     """The patient's own goal priorities: (pathway, goal) -> 1 high, 2 medium, 3 low."""
-    def read() -> dict[tuple[str, str], int]:
+    return goal_priorities_many(store, [patient])[patient]
+
+
+def goal_priorities_many(store: Store, patients: list[str]) -> dict[str, dict[tuple[str, str], int]]:
+    """``goal_priorities`` of each of ``patients``, read per chunk."""
+    def read() -> dict[str, dict[tuple[str, str], int]]:
+        found: dict[str, dict[tuple[str, str], int]] = {p: {} for p in patients}
         with Session(store.engine) as session:
-            rows = session.execute(select(GoalPriority).where(GoalPriority.patient_id == patient)).scalars()
-            return {(r.pathway, r.goal): r.priority for r in rows}
+            for chunk in _chunks(patients):
+                for r in session.execute(select(GoalPriority).where(GoalPriority.patient_id.in_(chunk))).scalars():
+                    found[r.patient_id][(r.pathway, r.goal)] = r.priority
+        return found
     return retrying(read, what=store.where)
 
 
