@@ -76,3 +76,25 @@ def test_an_enrollment_does_not_go_back_in_time():
         not_back_in_time(state, dt.date(2026, 1, 1))
     assert (raised.value.as_of, raised.value.at) == (dt.date(2026, 1, 5), dt.date(2026, 1, 1))
     assert str(raised.value) == "cannot advance e-1 back in time (2026-01-01 < 2026-01-05)"
+
+
+def test_every_problem_is_printed_before_the_command_ends(monkeypatch):
+    """`fail_all` prints each message (every problem at once); no command calls `fail` inside a
+    loop over problems, which would end at the first one."""
+    import ast
+
+    from pathways.cli import ui
+
+    monkeypatch.setattr(ui, "err", Console(stderr=True, record=True, width=200))
+    with pytest.raises(typer.Exit) as raised:
+        ui.fail_all(["error: a", "error: b", "error: nothing stored"])
+    assert raised.value.exit_code == 1
+    assert ui.err.export_text() == "error: a\nerror: b\nerror: nothing stored\n"
+    in_loops = []
+    for path in CLI.glob("*.py"):
+        for loop in (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.For)):
+            over = ast.unparse(loop.iter)
+            if "problem" in over or "issue" in over or "errors" in over:
+                in_loops += [f"{path.name}:{c.lineno}" for c in ast.walk(loop)
+                             if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "fail"]
+    assert in_loops == []

@@ -11,7 +11,7 @@ import typer
 
 from pathways.cli import ui
 from pathways.cli.common import _clock, _enrollment_or_fail, _one_patient_file, _parse_date, _patient_files, _reevaluate, _report_failed, _require, _stopped, _store_or_fail, _today, _until_stopped, _version_labels, _versions_or_fail
-from pathways.cli.ui import fail, fail_with_problems
+from pathways.cli.ui import fail, fail_all, fail_with_problems
 from pathways.errors import ProblemsFound
 
 
@@ -56,8 +56,7 @@ def enroll(
     except (DraftPathway, EnrolledInOtherVersion) as exc:
         fail(f"error: {exc}; {patient} not enrolled")
     except PatientFileError as exc:
-        for problem in exc.problems:
-            fail(f"error: {problem}")
+        fail_all([f"error: {problem}" for problem in exc.problems])
     verb = "enrolled" if enrolled.created else "already enrolled"
     start = f", from stage {from_stage}" if from_stage and enrolled.created else ""
     ui.out.print(f"{verb}: {enrolled.enrollment} (patient {enrolled.patient}, {pathway}{start}); "
@@ -166,8 +165,7 @@ def record(
     try:
         events = record_step(store, Runtimes(), enrollment, step, values, clock, today=_today())
     except (RecordError,) as exc:
-        for problem in exc.problems:
-            fail(f"error: {data}: {problem}")
+        fail_all([f"error: {data}: {problem}" for problem in exc.problems])
     except (UnknownEnrollment, VersionNotPublished) as exc:  # its version: from the trail
         fail(f"error: {exc}")
     recorded = [e for e in events if e.kind in ("done", "goal_agreed") and e.step == step]
@@ -199,8 +197,7 @@ def resolve(
     try:
         resolve_escalation(store, Runtimes(), enrollment, step, reason, clock)
     except RecordError as exc:
-        for problem in exc.problems:
-            fail(f"error: {problem}")
+        fail_all([f"error: {problem}" for problem in exc.problems])
     except (UnknownEnrollment, VersionNotPublished) as exc:
         fail(f"error: {exc}")
     ui.out.print(f"resolved {step} for {enrollment} on {clock.today()}", markup=False)
@@ -379,8 +376,7 @@ def facts_add(
         else:
             read = load_patient_file(path)
     except PatientFileError as exc:
-        for problem in exc.problems:
-            fail(f"error: {problem}")
+        fail_all([f"error: {problem}" for problem in exc.problems])
     store = _store_or_fail(clock)
     runtimes = Runtimes()
     source = f"file:{path.name}"
@@ -397,8 +393,7 @@ def facts_add(
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     except (FactsRefused, UnusableValues) as exc:
-        for problem in exc.problems:
-            fail(f"error: {problem}")
+        fail_all([f"error: {problem}" for problem in exc.problems])
     except (DraftPathway, EnrolledInOtherVersion) as exc:
         fail(f"error: {exc}; {patient} not enrolled")
     if not added:
@@ -549,8 +544,7 @@ def _migrating(action):
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     except MigrationRefused as exc:
-        for problem in exc.problems:
-            fail(f"error: {problem}")
+        fail_all([f"error: {problem}" for problem in exc.problems])
     except (VersionNotPublished, AccessDenied) as exc:
         fail(f"error: {exc}")
 

@@ -22,6 +22,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_all(messages: list[str], code: int = 1) -> NoReturn:
+    """End the command with every message, one per line (every problem at once, never the first
+    only), exit status ``code``."""
+    for message in messages[:-1]:
+        err.print(message, markup=False)
+    fail(messages[-1] if messages else "error: the input was refused", code)
+
+
 def print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         err.print(str(problem), markup=False)
