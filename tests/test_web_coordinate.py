@@ -253,6 +253,30 @@ def test_a_migration_preview_after_publishing_shows_the_change_and_apply_moves_t
     assert again.status_code == 409 and f"preview {digest[:12]} was applied already" in again.text
 
 
+def test_a_migration_preview_of_the_saved_draft_shows_the_change_before_publishing_and_keeps_nothing(site):
+    app, engine, file = site
+    client, csrf = coordinator(app)
+    text = file.read_text()
+    assert save(client, csrf, file, text.replace(*MACRO)).json()["saved"]  # edited, the version number not even bumped yet
+    editor = client.get("/pathways/diabetes/edit")
+    assert 'href="/pathways/diabetes/migrate?version=draft"' in editor.text
+    form = client.get("/pathways/diabetes/migrate?version=draft")
+    assert '<option value="draft" selected>' in form.text
+    (old,) = version_keys(engine)
+    shown = client.post("/pathways/diabetes/migrate", data={"csrf": csrf, "version": "draft", "at": TODAY.isoformat()})
+    assert shown.status_code == 200, shown.text
+    assert "1 enrollment(s): 0 unchanged, 1 changed, 0 blocked" in shown.text
+    assert "escalation verwijzing_nefroloog: closed -&gt; open" in shown.text and "macro_acr_men = 1.0 mg/mmol" in shown.text
+    assert 'id="preview-draft"' in shown.text and "/migrate/apply" not in shown.text  # nothing to apply before publishing
+    with engine.connect() as c:
+        assert c.exec_driver_sql("select count(*) from migration_preview").scalar() == 0  # not kept
+    assert version_keys(engine) == {old}
+    published_before = entries(engine, action="pathway.published")
+    broken = client.post("/pathways/diabetes/migrate", data={"csrf": csrf, "version": "draft", "at": "2026-13-01"})
+    assert broken.status_code == 422
+    assert entries(engine, action="pathway.published") == published_before  # a draft preview publishes nothing
+
+
 def test_a_stale_migration_preview_is_refused_with_the_reason_and_nothing_moves(site):
     app, engine, file = site
     client, csrf = coordinator(app)

@@ -552,7 +552,7 @@ def _migrating(action):
 @migrate_app.command("preview")
 def migrate_preview(
     pathway: Annotated[str, typer.Argument(help="Pathway id (e.g. diabetes)")],
-    to: Annotated[str, typer.Option("--to", help="The published version to move to (e.g. 1.3.0)")],
+    to: Annotated[str, typer.Option("--to", help="The published version to move to (e.g. 1.3.0), or draft: the files on disk before publishing (shown, not kept)")],
     at: Annotated[Optional[str], typer.Option("--at", help="Date YYYY-MM-DD to evaluate at (default: today)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the preview as an HTML page")] = None,
@@ -578,7 +578,11 @@ def migrate_preview(
     else:
         for line in summary_lines(result):
             ui.out.print(line, markup=False)
-        ui.out.print(f"apply it with: pathways migrate apply {result['preview']}", markup=False)
+        if result["draft"]:
+            ui.out.print(f"a preview of the draft on disk, not kept: publish it (`pathways publish {pathway}`), then preview and "
+                         f"apply its published version", markup=False)
+        else:
+            ui.out.print(f"apply it with: pathways migrate apply {result['preview']}", markup=False)
 
 
 @migrate_app.command("apply")

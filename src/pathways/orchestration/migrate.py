@@ -25,6 +25,7 @@ from pathways.store.db import StaleState, Store, _chunks
 from pathways.store.vocabulary import Action
 
 PERMISSION = "enrollment.migrate"
+DRAFT = "draft"  # ``to_version`` for the files on disk, before publishing
 
 
 class MigrationRefused(ValueError):
@@ -47,11 +48,12 @@ class Preview:
     changed: list[dict[str, Any]] = field(default_factory=list)
     blocked: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # on the target version, or a newer one
+    draft: bool = False  # a preview of the files on disk, not published: shown, not kept, cannot be applied
 
     def as_dict(self) -> dict[str, Any]:
         return {"preview": self.hash, "pathway": self.pathway, "from": self.from_keys, "to": self.to_key, "at": self.at.isoformat(),
                 "enrollments": self.enrollments, "unchanged": self.unchanged, "changed": self.changed, "blocked": self.blocked,
-                "not_considered": self.skipped}
+                "not_considered": self.skipped, "draft": self.draft}
 
 
 def version_tuple(version: str) -> tuple:
@@ -80,22 +82,34 @@ def target(store: Store, runtimes: Runtimes, pathway: str, version: str) -> Runt
 
 def preview(store: Store, runtimes: Runtimes, pathway: str, to_version: str, at: dt.date, batch: int = 500, keep: bool = True) -> Preview:
     """Compare every enrollment of ``pathway`` on an older version under its version and under
-    ``to_version`` at ``at``; keep the preview (``keep``) and return it. Nothing else is written."""
+    ``to_version`` at ``at``; keep the preview (``keep``) and return it. Nothing else is written.
+    ``to_version`` "draft": the pathway's files on disk before they are published (what publishing
+    them would mean for the running patients); such a preview is not kept: publish, then preview
+    the published version and apply that."""
     authorize(store, PERMISSION, f"preview a migration of {pathway}", pathway)
-    new = target(store, runtimes, pathway, to_version)
+    draft = to_version == DRAFT
+    if draft:  # the files on disk, before they are published: shown, never kept (it cannot be applied)
+        new, keep = runtimes.get(pathway), False
+        if store.is_published(new.evaluator.plan.version_key):
+            raise MigrationRefused([f"the files of {pathway} on disk are {new.evaluator.plan.version_key}, published already: "
+                                    f"preview the migration to {new.loaded.spec.version}"])
+    else:
+        new = target(store, runtimes, pathway, to_version)
     to_key = new.evaluator.plan.version_key
-    wanted = version_tuple(to_version)
+    wanted = version_tuple(new.loaded.spec.version)
     enrollments = previews.enrollments_of(store, pathway)
     if not enrollments:
         raise MigrationRefused([f"no enrollments in {pathway}: nothing to migrate"])
     olds = {key: key.split("@", 1)[1].split("#", 1)[0] for key in dict.fromkeys(k for _, k in enrollments)}
-    ahead = sorted(k for k, v in olds.items() if k == to_key or version_tuple(v) >= wanted)
+    # a draft may still carry the version number it was copied from: only its content must differ
+    ahead = sorted(k for k, v in olds.items() if k == to_key or (not draft and version_tuple(v) >= wanted))
     chosen = [(eid, key) for eid, key in enrollments if key not in ahead]
     if not chosen:
         runs = ", ".join(sorted({olds[k] for k in ahead}))
         raise MigrationRefused([f"{to_version} is not newer than the version the enrollments of {pathway} run ({runs}): "
                                 f"migrate to a newer published version (publish one with `pathways publish {pathway}`)"])
-    result = Preview("", pathway, sorted({k for _, k in chosen}), to_key, at, skipped=[e for e, k in enrollments if k in ahead])
+    result = Preview("", pathway, sorted({k for _, k in chosen}), to_key, at, skipped=[e for e, k in enrollments if k in ahead],
+                     draft=draft)
     digest = hashlib.sha256(f"{pathway}|{to_key}|{at.isoformat()}\n".encode())
     items: list[dict[str, Any]] = []
     for chunk in _chunks([eid for eid, _ in chosen], batch):
