@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from pathways.cli import audit, authoring, documents, evaluation, running
+from pathways.cli import audit, authoring, documents, evaluation, running, versions
 from pathways.cli import ui
 from pathways.cli.common import _stopped_cleanly, app
 
@@ -46,7 +46,7 @@ app.command()(authoring.diff)
 app.command()(evaluation.plan)
 app.add_typer(running.user_app, name="user")
 app.command()(running.web)
-app.add_typer(running.migrate_app, name="migrate")
+app.add_typer(versions.migrate_app, name="migrate")
 app.command()(authoring.schema)
 app.command()(authoring.new)
 app.command()(authoring.config)
