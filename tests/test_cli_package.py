@@ -17,7 +17,7 @@ CLI = ROOT / "src" / "pathways" / "cli"
 
 def test_entry_points_and_every_audience_registers_its_commands():
     import pathways.cli as cli
-    from pathways.cli import audit, authoring, documents, evaluation, running
+    from pathways.cli import audit, authoring, documents, evaluation, running, versions
 
     assert callable(cli.main) and isinstance(cli.app, typer.Typer)
     assert (CLI / "__main__.py").is_file()
@@ -30,7 +30,7 @@ def test_entry_points_and_every_audience_registers_its_commands():
         for name in names.split():
             assert getattr(module, name) in registered, name
     assert groups == {"facts": running.facts_app, "fhir": documents.fhir_app, "audit": audit.audit_app,
-                      "user": running.user_app, "migrate": running.migrate_app}
+                      "user": running.user_app, "migrate": versions.migrate_app}
 
 
 def test_one_error_and_exit_helper(monkeypatch):

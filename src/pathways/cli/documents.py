@@ -25,7 +25,8 @@ def render(
     """Write a care-plan document for an enrollment from the pathway's templates."""
     from pathways.definition.documents import DOCUMENTS
     from pathways.store.audit import document_rendered
-    from pathways.views.documents import FORMATS, DocumentError, build_context, render_markdown, to_html, to_pdf, write_atomically
+    from pathways.views.documents import FORMATS, DocumentError, write_atomically
+    from pathways.views.enrollment_documents import make_document
 
     if fmt not in FORMATS:
         fail(f"error: --format '{fmt}': use one of {', '.join(FORMATS)}", code=2)
@@ -49,15 +50,7 @@ def render(
         fail(f"error: unknown document '{document}' ({did_you_mean(document, known) or 'documents: ' + ', '.join(known)})")
     identity = store.identity(state.patient) if actor.may("identity.read") else None
     try:
-        context = build_context(runtime.loaded, runtime.evaluator, document, lang, clock.today(), state=state,
-                                patient_facts=store.patient_facts(state.patient), decisions=store.decisions(enrollment),
-                                recorded=store.recorded_inputs(enrollment), identity=identity, escalation_step=escalation)
-        markdown = render_markdown(runtime.loaded, document, lang, context)
-        if fmt == "md":
-            data = markdown.encode("utf-8")
-        else:
-            html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
-            data = html.encode("utf-8") if fmt == "html" else to_pdf(html)
+        data = make_document(store, runtime, state, document, fmt, lang, clock.today(), identity, escalation)
     except DocumentError as exc:
         fail(f"error: {exc}")
     target = None if to_stdout else (out_path or Path(f"{enrollment}-{document}.{fmt}"))

@@ -22,8 +22,19 @@ def documents_of(runtime) -> list[tuple[str, str]]:
 
 def render_document(store, runtime, state, document: str, fmt: str, lang: str, today: dt.date, identity=None,
                     escalation: str | None = None) -> bytes:
-    """The document's bytes in ``fmt`` (md, html or pdf); DocumentError with the reason when it
-    cannot be made (an unknown document, a referral letter without a referral, no Pango for PDF)."""
+    """The document's bytes in ``fmt`` (md, html or pdf), its disclosure audited (a hash, never
+    the text); DocumentError with the reason when it cannot be made."""
+    data = make_document(store, runtime, state, document, fmt, lang, today, identity, escalation)
+    store.record_audit([document_rendered(state, document, fmt, lang, data, identity is not None)])
+    return data
+
+
+def make_document(store, runtime, state, document: str, fmt: str, lang: str, today: dt.date, identity=None,
+                  escalation: str | None = None) -> bytes:
+    """The document's bytes in ``fmt`` (md, html or pdf), not yet audited (the caller records the
+    disclosure once it is made: `pathways render` after writing the file); DocumentError with the
+    reason when it cannot be made (an unknown document, a referral letter without a referral, no
+    Pango for PDF)."""
     if document not in {name for name, _ in documents_of(runtime)}:
         raise DocumentError(f"unknown document '{document}' (documents: {', '.join(n for n, _ in documents_of(runtime))})")
     if fmt not in MEDIA_TYPES:
@@ -34,9 +45,6 @@ def render_document(store, runtime, state, document: str, fmt: str, lang: str, t
                             recorded=store.recorded_inputs(enrollment), identity=identity, escalation_step=escalation)
     markdown = render_markdown(runtime.loaded, document, lang, context)
     if fmt == "md":
-        data = markdown.encode("utf-8")
-    else:
-        html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
-        data = html.encode("utf-8") if fmt == "html" else to_pdf(html)
-    store.record_audit([document_rendered(state, document, fmt, lang, data, identity is not None)])
-    return data
+        return markdown.encode("utf-8")
+    html = to_html(markdown, f"{context['document']['title']}: {context['pathway']['title']}", lang)
+    return html.encode("utf-8") if fmt == "html" else to_pdf(html)
