@@ -156,7 +156,13 @@ def test_advance_due_stopped_by_ctrl_c_half_way_reports_and_a_rerun_finishes_exa
     populate(clean_url, size)
     args = ["advance", "--due", "--at", AT.isoformat()]
 
-    stopped = Command(tmp_path, "stopped", args, environment(tmp_path, url, "stopped"))
+    # Batches of one: the run takes about 3 s after its first decision instead of 0.5 s, so the
+    # signal lands half way (with batches of ten a busy machine once finished all before it). All
+    # three runs alike: a changed setting is audited (config.changed), which the trails compare.
+    def one_by_one(name: str, at_url: str) -> dict[str, str]:
+        return {**environment(tmp_path, at_url, name), "PATHWAYS_BATCH_SIZE": "1"}
+
+    stopped = Command(tmp_path, "stopped", args, one_by_one("stopped", url))
     stopped.wait_for(lambda: count(url, "select count(*) from decision") > 0, "first batch written")
     took = stopped.interrupt(signal.SIGINT, group=True)  # Ctrl-C: the workers and the server see it too
     assert_stopped_cleanly(stopped, signal.SIGINT, took)
@@ -165,10 +171,10 @@ def test_advance_due_stopped_by_ctrl_c_half_way_reports_and_a_rerun_finishes_exa
     line = stopped.out.read_text().strip()
     assert line.startswith(f"diabetes: advanced {done} of {size} enrollment(s) on {AT} ({size - done} not yet: stopped): "), line
 
-    again = Command(tmp_path, "again", args, environment(tmp_path, url, "stopped"))
+    again = Command(tmp_path, "again", args, one_by_one("stopped", url))
     assert again.finish() == 0, again.err.read_text()[-3000:]
     assert f" {size - done} indicated" in again.out.read_text()  # new decisions for the rest only
-    clean = Command(tmp_path, "clean", args, environment(tmp_path, clean_url, "clean"))
+    clean = Command(tmp_path, "clean", args, one_by_one("clean", clean_url))
     assert clean.finish() == 0, clean.err.read_text()[-3000:]
     assert trail(url) == trail(clean_url)  # every decision and audit entry once, none missing
 

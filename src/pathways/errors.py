@@ -136,3 +136,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 class SettingError(ValueError):
     """An environment setting with a value the engine cannot use (named, with what it accepts)."""
+
+
+class PrefectUnavailable(RuntimeError):
+    """Prefect's server could not be reached (PREFECT_API_URL) or the embedded one did not start:
+    nothing was advanced (the message says where to look and what to do)."""

@@ -54,7 +54,7 @@ app.command()(authoring.config)
 
 def main() -> None:  # console script entry point
     from pathways import interrupt
-    from pathways.errors import SettingError
+    from pathways.errors import PrefectUnavailable, SettingError
     from pathways.store.db import StoreError
 
     code: int | str | None = 0
@@ -68,6 +68,9 @@ def main() -> None:  # console script entry point
         except SettingError as exc:  # a bad PATHWAYS_* value, from wherever it was first read
             ui.err.print(f"error: {exc}", markup=False)
             code = 2
+        except PrefectUnavailable as exc:  # Prefect's server not reached, or the embedded one not started
+            ui.err.print(f"error: {exc}", markup=False)
+            code = 1
         except StoreError as exc:  # the store unreachable or locked after its retries, wherever it was met
             ui.err.print(f"error: {exc}", markup=False)
             code = 1

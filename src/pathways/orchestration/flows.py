@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import os
+import re
 import threading
 from collections import Counter
 from concurrent.futures import Future
@@ -33,6 +34,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from pathways import interrupt
+from pathways.errors import PrefectUnavailable
 from pathways.clock import FixedClock
 from pathways.orchestration import prefect_edge, workers
 from pathways.orchestration.service import (
@@ -384,14 +386,30 @@ def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> d
 
 
 def _start_server() -> None:
-    """Start the embedded server (if it is the one used) here, before the run: a stop asked for
-    while it starts stops at once, nothing having been written yet."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
+    """Start the embedded server (if it is the one used) or reach the one at PREFECT_API_URL, here,
+    before the run: a stop asked for while it starts stops at once, nothing having been written
+    yet; a server that cannot be reached or does not start is ``PrefectUnavailable``."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        client.api_healthcheck()
+    api = os.environ.get("PREFECT_API_URL")
+    try:
+        with get_client(sync_client=True) as client:
+            failed = client.api_healthcheck()
+    except RuntimeError as exc:  # Prefect's client: not reached, or the embedded server did not start
+        failed = exc
+    if failed is None:
+        return
+    if api:
+        raise PrefectUnavailable(f"Prefect's server at PREFECT_API_URL={api} cannot be reached ({str(failed).splitlines()[0]}); "
+                                 "nothing was advanced. Start it (`prefect server start`), or unset PREFECT_API_URL to use "
+                                 "the embedded server, and run the command again") from None
+    log = prefect_edge.server_log()
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.exists() else []
+    cause = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)] or lines  # the exception, if one is named
+    raise PrefectUnavailable(f"the embedded Prefect server did not start; nothing was advanced. Its output is in {log}"
+                             + (f" ({cause[-1]})" if cause else "")
+                             + ". Check PREFECT_HOME and PREFECT_SERVER_DATABASE_CONNECTION_URL (`pathways config`), "
+                             "then run the command again") from None
 
 
 def _finishing(function, *args):

@@ -5,7 +5,8 @@ in one place, applied explicitly by the entry points (``configure()``), never at
   ``os.environ.setdefault``, so an explicit variable wins; most only on the embedded server, that
   is without ``PREFECT_API_URL``), Prefect's settings context refreshed to see them, the client's
   quick retries on the embedded server (``_quick_retries``), shared TLS contexts (``_SharedTLS``)
-  and the embedded server in a process group of its own (``_server_apart``). Idempotent; worker
+  and the embedded server in a process group of its own, its output in
+  ``PREFECT_HOME/embedded-server.log`` (``_server_apart``). Idempotent; worker
   processes inherit the environment it wrote.
 - ``embedded_run_settings()``: the flow-run heartbeat off for runs on the embedded server.
 - ``stop_embedded_server()``: Prefect's log and event workers drained, then the embedded server
@@ -220,7 +221,24 @@ class _ServerPopen(subprocess.Popen):
         if isinstance(args, list) and args[1:3] == ["-m", "uvicorn"] and not rest and "process_group" not in kwargs:
             args = [args[0], "-c", _SERVER_MAIN, *args[3:]]
             kwargs["process_group"] = 0
+            if "stdout" not in kwargs and "stderr" not in kwargs:
+                # Its output to a file, not to the terminal of the command that started it:
+                # stopped with events still queued (after Ctrl-C half way through a run), its
+                # task-run recorder logs the cancelled writes with tracebacks, which read as if
+                # the command had failed. The store holds the decisions; this is Prefect's view.
+                with open(server_log(), "ab") as log:
+                    super().__init__(args, *rest, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+                return
         super().__init__(args, *rest, **kwargs)
+
+
+def server_log():
+    """The file the embedded server writes its output to: ``embedded-server.log`` in PREFECT_HOME."""
+    from prefect.settings import get_current_settings
+
+    home = get_current_settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    return home / "embedded-server.log"
 
 
 class _ServerSubprocess:

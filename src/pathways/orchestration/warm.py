@@ -58,13 +58,7 @@ class WarmPrefect:
                 log.warning("Prefect is not used: %s", self.problem)
                 return
             try:
-                if self.embedded:
-                    flows._start_server()  # Prefect's temporary server, kept until ``stop``
-                else:
-                    from prefect.client.orchestration import get_client
-
-                    with get_client(sync_client=True) as client:
-                        client.api_healthcheck()
+                flows._start_server()  # Prefect's temporary server, kept until ``stop``; or the one at PREFECT_API_URL reached
                 self.started, self.problem = True, ""
             except Exception as exc:  # noqa: BLE001 - any failure to start leaves the advances pending
                 self.started, self.problem = False, _kind(exc)
