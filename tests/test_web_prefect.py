@@ -33,6 +33,8 @@ INTAKE = {"out.body_weight_kg": "82", "unit.body_weight_kg": "kg", "out.systolic
 LABORATORY = {"out.hba1c_mmol_mol": "60", "out.fasting_glucose_mmol_l": "8", "out.egfr_ml_min_1_73m2": "75", "out.creatinine_umol_l": "80",
               "out.potassium_mmol_l": "4.5", "out.acr_mg_mmol": "1"}
 
+ANAMNESIS = {"out.treatment_step": "leefstijl", "out.frail": "false", "out.complaint_free": "true"}
+
 
 def _record(client: TestClient, enrollment: str, step: str, values: dict[str, str]):
     path = f"/enrollments/{enrollment}/steps/{step}/record"
@@ -52,13 +54,17 @@ def test_a_recorded_step_is_advanced_through_the_warm_server_and_is_pending_when
     from sqlalchemy import create_engine
 
     app, enrollment, url = app
-    with TestClient(app) as client:  # the lifespan starts the embedded server
-        server = SubprocessASGIServer()
-        assert server.running and server.server_process.poll() is None
-        process = server.server_process
+    with TestClient(app) as client:  # the lifespan starts the embedded server, in the background
+        warm = app.state.prefect
+        starting = warm._starting.is_alive()
+        assert client.get("/login").status_code == 200  # pages are served while it starts (10-30 s)
+        assert starting and not warm.started
         log_in(client, "poh-anna")
 
-        page = _record(client, enrollment, "intake_poh", INTAKE)
+        page = _record(client, enrollment, "intake_poh", INTAKE)  # waits for the start
+        server = SubprocessASGIServer()
+        assert warm.started and server.running and server.server_process.poll() is None
+        process = server.server_process
         assert page.status_code == 200
         assert re.search(r'id="notice"[^>]*>Recorded intake_poh; the enrollment was advanced through Prefect\.', page.text)
         assert _flow_runs(enrollment) == [(f"diabetes-{TODAY.isoformat()}-n1", [enrollment])]  # one run of its pathway, ids only
@@ -71,6 +77,13 @@ def test_a_recorded_step_is_advanced_through_the_warm_server_and_is_pending_when
         assert "Recorded laboratorium_start; the advance through Prefect is pending" in page.text
         assert "the daily run will advance this enrollment" in page.text
         assert '<td class="status">done</td>' in re.search(r'<tr id="step-laboratorium_start".*?</tr>', page.text, re.S).group(0)
+        assert not warm.started  # noticed: the server is gone
+
+        warm.retry_after = 0  # (60 s by default) the next advance starts the embedded server again
+        page = _record(client, enrollment, "anamnese_poh", ANAMNESIS)
+        assert "Recorded anamnese_poh; the enrollment was advanced through Prefect." in page.text, page.text[-3000:]
+        server = SubprocessASGIServer()  # a new one
+        assert warm.started and server.running and server.server_process.poll() is None and server.server_process is not process
     # shut down: the lifespan stopped the server
     assert not server.running and server.server_process is None
     engine = create_engine(url)
@@ -78,7 +91,7 @@ def test_a_recorded_step_is_advanced_through_the_warm_server_and_is_pending_when
         recorded = [e["payload"]["step"] for e in entries(engine, action="input.recorded", enrollment=enrollment)]
     finally:
         engine.dispose()
-    assert recorded[-2:] == ["intake_poh", "laboratorium_start"]  # both stored, the second despite Prefect
+    assert recorded[-3:] == ["intake_poh", "laboratorium_start", "anamnese_poh"]  # all stored, the second despite Prefect
 
 
 def test_without_prefect_started_the_advance_is_pending_and_the_step_is_recorded(app):

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -30,12 +31,21 @@ class Advance:
 
 
 class WarmPrefect:
-    """Start once (``start``), advance many times (``advance``, from any thread), ``stop`` at the end."""
+    """Start once (``start``, or ``start_in_background`` so that the application serves pages while
+    the embedded server starts), advance many times (``advance``, from any thread), ``stop`` at the
+    end. A server that could not be started, or went away, is tried again by the next advance once
+    ``retry_after`` seconds have passed since the last try: the advances meanwhile are pending."""
 
-    def __init__(self) -> None:
+    START_WAIT = 120.0  # seconds an advance waits for a start in progress (the embedded server: 10-30 s)
+
+    def __init__(self, retry_after: float = 60.0) -> None:
         self._lock = threading.Lock()
         self.started = False
-        self.problem = ""  # why the server could not be started (the advances are then pending)
+        self.problem = ""  # why the server could not be started or reached (the advances are then pending)
+        self.retry_after = retry_after
+        self._store_url = ""
+        self._tried = 0.0  # time.monotonic() of the last failed start or advance
+        self._starting: threading.Thread | None = None
 
     @property
     def embedded(self) -> bool:
@@ -53,19 +63,28 @@ class WarmPrefect:
             prefect_edge.configure()  # this long-lived process's entry into Prefect
 
         with self._lock:
-            if store_url != database_url():  # the flow runs open the configured store, not the caller's
+            if store_url != database_url():  # the flow runs open the configured store, not the caller's (never retried)
                 self.problem = "the flow runs would advance the store of PATHWAYS_DATABASE_URL, another store"
                 log.warning("Prefect is not used: %s", self.problem)
                 return
+            self._store_url = store_url
             try:
                 flows._start_server()  # Prefect's temporary server, kept until ``stop``; or the one at PREFECT_API_URL reached
                 self.started, self.problem = True, ""
             except Exception as exc:  # noqa: BLE001 - any failure to start leaves the advances pending
-                self.started, self.problem = False, _kind(exc)
+                self.started, self.problem, self._tried = False, _kind(exc), time.monotonic()
                 log.warning("Prefect is not available (%s): recorded steps are advanced by the daily run", self.problem)
 
+    def start_in_background(self, store_url: str) -> None:
+        """``start`` in a thread of its own: the caller (the application's start-up) goes on at once."""
+        self._starting = threading.Thread(target=self.start, args=(store_url,), name="pathways-prefect-start", daemon=True)
+        self._starting.start()
+
     def stop(self) -> None:
-        """Stop the embedded server this process started (a server at PREFECT_API_URL stays)."""
+        """Stop the embedded server this process started (a server at PREFECT_API_URL stays); a
+        start in progress is waited for first."""
+        if self._starting is not None:
+            self._starting.join(self.START_WAIT)
         with self._lock:
             if self.started and self.embedded:
                 from pathways.orchestration import prefect_edge
@@ -75,6 +94,10 @@ class WarmPrefect:
 
     def advance(self, version_key: str, enrollment: str, at: dt.date) -> Advance:
         """Advance one enrollment through Prefect on ``at``; never raises for Prefect's sake."""
+        if self._starting is not None and self._starting.is_alive():
+            self._starting.join(self.START_WAIT)  # the first advances after start-up wait for the server
+        if not self.started and self._store_url and time.monotonic() - self._tried >= self.retry_after:
+            self._restart()
         if not self.started:
             return Advance(False, self.problem or "Prefect is not started")
         from pathways.orchestration.flows import NOT_ADVANCED, advance_with_prefect
@@ -83,10 +106,37 @@ class WarmPrefect:
             kinds = advance_with_prefect(version_key, [enrollment], at)
         except Exception as exc:  # noqa: BLE001 - the step is stored; the daily run advances it
             log.warning("advance of %s through Prefect failed (%s): the daily run will advance it", enrollment, _kind(exc))
+            self._check(exc)
             return Advance(False, _kind(exc))
         if kinds.get(NOT_ADVANCED):
             return Advance(False, "stopped")
         return Advance(True)
+
+    def _check(self, exc: BaseException) -> None:
+        """After a failed advance: is the server still there? If not, it is started again (or
+        reached) by a later advance, ``retry_after`` seconds on."""
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                gone = client.api_healthcheck()
+        except Exception as error:  # noqa: BLE001 - not reachable at all
+            gone = error
+        if gone is not None:
+            with self._lock:
+                self.started, self.problem, self._tried = False, _kind(exc), time.monotonic()
+            log.warning("Prefect went away (%s): it is tried again in %.0f s", _kind(gone), self.retry_after)
+
+    def _restart(self) -> None:
+        """Start again after a failed start or a server that went away: an embedded server that
+        died is stopped first (Prefect keeps its instance, which would not start again)."""
+        with self._lock:
+            self._tried = time.monotonic()
+            if self.embedded:
+                from pathways.orchestration import prefect_edge
+
+                prefect_edge.stop_embedded_server(timeout=2)  # (logs and events for a dead server: a short wait)
+        self.start(self._store_url)
 
 
 HOST_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")  # the web server's own: its access log stays on

@@ -68,10 +68,12 @@ def create_app(settings: WebSettings) -> FastAPI:
 @asynccontextmanager
 async def _prefect_kept_warm(app: FastAPI):
     """One Prefect for the life of the process: the embedded server (or PREFECT_API_URL's) started
-    before the first request, stopped at shut-down; each recorded step is advanced through it."""
+    in the background while the application already serves pages (the embedded server takes 10-30
+    s), stopped at shut-down; each recorded step is advanced through it (the first ones wait for
+    the start)."""
     settings: WebSettings = app.state.settings
     if settings.prefect:
-        await run_in_threadpool(app.state.prefect.start, settings.database_url)
+        app.state.prefect.start_in_background(settings.database_url)
     try:
         yield
     finally:
