@@ -166,12 +166,15 @@ def plan(
     day = _parse_date(at, "--at") or _today()
     store = _store_or_fail(_clock())
     runtimes = Runtimes(templates=False)
+    kept: list[str] = []  # what was recorded (each in its own transaction) before the plan was made
     try:
         window_days = bundling_window(window)
         if priority:
             record_priorities(store, runtimes, patient, priority, day)
+            kept.append("the priorities given were recorded")
         if resolve is not None:
             resolve_plan_escalation(store, patient, resolve, reason, day)
+            kept.append(f"the escalation of {resolve} was closed")
         made, _ = make_plan(store, runtimes, patient, day, window_days)
         parts = plan_parts(store, runtimes, patient) if document is not None or fhir is not None else []
         if document is not None:
@@ -181,7 +184,7 @@ def plan(
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     except (PlanError, VersionNotPublished) as exc:
-        fail(f"error: {exc}; no plan stored")
+        fail(f"error: {exc}; no plan stored" + (f" ({' and '.join(kept)})" if kept else ""))
     except (DocumentError, ExportError) as exc:
         fail(f"error: {exc}; nothing written")
     if document is not None:
