@@ -178,7 +178,7 @@ def plan(
         made, _ = make_plan(store, runtimes, patient, day, window_days)
         parts = plan_parts(store, runtimes, patient) if document is not None or fhir is not None else []
         if document is not None:
-            write_plan_document(store, made.to_json(), {loaded.spec.id: loaded for loaded, _ in parts}, document, lang)
+            write_plan_document(store, made.to_json(), parts, document, lang)
         if fhir is not None:
             count = write_plan_fhir(made.to_json(), parts, day, fhir)
     except ProblemsFound as exc:

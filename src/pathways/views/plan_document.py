@@ -98,20 +98,40 @@ def render_plan(plan: dict[str, Any], loaded: dict[str, LoadedPathway], lang: st
     return to_pdf(to_html(markdown, f"{TITLE[lang]}: {plan['patient']}", lang))
 
 
-def write_plan_document(store, plan: dict[str, Any], loaded: dict[str, LoadedPathway], out: Path, lang: str) -> None:
-    """Render the zorgplan to ``out`` (.md or .pdf, written whole or not at all) and audit that
-    it was rendered, and for whom (a hash of it, not the text)."""
+def make_plan_document(plan: dict[str, Any], parts: list, lang: str, fmt: str) -> bytes:
+    """The zorgplan as ``md`` or ``pdf`` bytes, not yet audited: the one function behind
+    `pathways plan --document` (``write_plan_document``) and the web application's download
+    (``plan_document``). ``parts``: the patient's enrollments with the pathway versions they run
+    (careplan.plan_parts), for the titles."""
+    return render_plan(plan, {loaded.spec.id: loaded for loaded, _ in parts}, lang, fmt)
+
+
+def plan_document(store, plan: dict[str, Any], parts: list, lang: str, fmt: str) -> bytes:
+    """The zorgplan's bytes to send (the web's download), its disclosure audited (a hash of it, not the text)."""
+    data = make_plan_document(plan, parts, lang, fmt)
+    store.record_audit([_rendered(plan, fmt, lang, data)])
+    return data
+
+
+def _rendered(plan: dict[str, Any], fmt: str, lang: str, data: bytes):
     import hashlib
 
     from pathways.store.audit import Record
 
+    return Record(Action.DOCUMENT_RENDERED, plan["patient"], subject=f"{plan['patient']}:zorgplan:{plan['at']}",
+                  payload={"document": "personal-zorgplan", "format": fmt, "lang": lang,
+                           "sha256": hashlib.sha256(data).hexdigest(), "identifying": False})
+
+
+def write_plan_document(store, plan: dict[str, Any], parts: list, out: Path, lang: str) -> None:
+    """Write the zorgplan (``make_plan_document``) to ``out`` (.md or .pdf, written whole or not at
+    all); the disclosure is audited once the file is written."""
     if not out.parent.is_dir():
         raise DocumentError(f"--document {out}: the folder {out.parent} does not exist")
-    data = render_plan(plan, loaded, lang, out.suffix.lstrip(".").lower())
+    fmt = out.suffix.lstrip(".").lower()
+    data = make_plan_document(plan, parts, lang, fmt)
     write_atomically(out, data)
-    store.record_audit([Record(Action.DOCUMENT_RENDERED, plan["patient"], subject=f"{plan['patient']}:zorgplan:{plan['at']}",
-                               payload={"document": "personal-zorgplan", "format": out.suffix.lstrip("."), "lang": lang,
-                                        "sha256": hashlib.sha256(data).hexdigest(), "identifying": False})])
+    store.record_audit([_rendered(plan, fmt, lang, data)])
 
 
 def write_plan_fhir(plan: dict[str, Any], parts: list, today: dt.date, out: Path) -> int:
