@@ -14,7 +14,10 @@ with the care network's bundling window (orchestration/network.py).
 
 ``record_priorities``: the patient's own goal priorities (`--priority PATHWAY.GOAL=N`), checked
 against the goals of their pathways and stored (store/plans.py). ``resolve_plan_escalation``:
-close the escalations a conflict opened on the plan (`--resolve RULE --reason TEXT`)."""
+close the escalations a conflict opened on the plan (`--resolve RULE --reason TEXT`).
+
+``plan_page``: the plan as `pathways plan` makes it (the care network's window), for the web
+application's plan page, its read audited as the other patient pages' are."""
 
 from __future__ import annotations
 
@@ -30,9 +33,11 @@ from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
 from pathways.orchestration.network import bundling_window
 from pathways.runtime.plan import DEFAULT_WINDOW_DAYS, Enrolled, PersonalPlan, PlanError, build_plan, check_window, gated_steps
+from pathways.store.audit import Record
 from pathways.store.db import Store
 from pathways.store.plans import (Stored, goal_priorities_many, in_several_pathways, patients_enrollments, plan_escalations,
                                   plan_escalations_many, resolve_escalations, set_priorities, store_plans, unplanned_patients)
+from pathways.store.vocabulary import Action
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -164,6 +169,18 @@ def replan(store: Store, runtimes: Runtimes, enrollments: list[str], at: dt.date
     return done
 
 
+def plan_page(store: Store, runtimes: Runtimes, patient: str, at: dt.date) -> PersonalPlan:
+    """The patient's plan at ``at`` as `pathways plan PATIENT` makes it (the care network's
+    bundling window; stored, its decisions audited once), and the page's read of it audited
+    (``patient_data.read``, as the enrollment page's). PlanError for an unknown patient or one in
+    no pathway; ProblemsFound for a bad network or interaction file."""
+    made, _ = make_plan(store, runtimes, patient, at, bundling_window(None))
+    store.record_audit([Record(Action.PATIENT_DATA_READ, patient, subject=f"{patient}:plan",
+                               payload={"page": "plan", "at": at.isoformat(),
+                                        "enrollments": [p["enrollment"] for p in made.to_json()["pathways"]]})])
+    return made
+
+
 def plan_parts(store: Store, runtimes: Runtimes, patient: str) -> list:
     """The patient's enrollments as stored, each with the pathway version it runs: the parts of
     the patient-level plan (FHIR export) and the titles of the zorgplan."""
@@ -172,10 +189,11 @@ def plan_parts(store: Store, runtimes: Runtimes, patient: str) -> list:
     return [(runtimes.get_version(states[e][0].version_key, store).loaded, states[e][0]) for e in ids]
 
 
-def record_priorities(store: Store, runtimes: Runtimes, patient: str, given: list[str], on: dt.date) -> int:
+def record_priorities(store: Store, runtimes: Runtimes, patient: str, given: list[str], on: dt.date, option: str = "--priority") -> int:
     """Store the patient's goal priorities from ``PATHWAY.GOAL=N`` or ``GOAL=N`` (N: 1 high,
     2 medium, 3 low; ``none`` forgets it), all or none; PlanError naming every bad one. The
-    goal must be one of the patient's pathways' (``GOAL`` alone: when only one pathway has it)."""
+    goal must be one of the patient's pathways' (``GOAL`` alone: when only one pathway has it).
+    ``option``: how the problems name where a value came from (the CLI's option, the web's form)."""
     authorize(store, "input.record", f"record the goal priorities of {patient}", patient)
     if not store.has_patient(patient):
         raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
@@ -191,17 +209,17 @@ def record_priorities(store: Store, runtimes: Runtimes, patient: str, given: lis
         pathway, dot, goal = name.strip().rpartition(".")
         value = value.strip().lower()
         if not sep or not goal:
-            problems.append(f"--priority '{item}': write PATHWAY.GOAL=N (N: 1 high, 2 medium, 3 low, or none)")
+            problems.append(f"{option} '{item}': write PATHWAY.GOAL=N (N: 1 high, 2 medium, 3 low, or none)")
             continue
         if value not in ("1", "2", "3", "none"):
-            problems.append(f"--priority '{item}': the priority must be 1 (high), 2 (medium), 3 (low) or none, not '{value}'")
+            problems.append(f"{option} '{item}': the priority must be 1 (high), 2 (medium), 3 (low) or none, not '{value}'")
             continue
         owners = goals.get(goal, [])
         if pathway and pathway not in owners or not owners:
-            problems.append(f"--priority '{item}': {patient} has no goal '{name.strip()}' in their pathways; known: {known}")
+            problems.append(f"{option} '{item}': {patient} has no goal '{name.strip()}' in their pathways; known: {known}")
             continue
         if not pathway and len(owners) > 1:
-            problems.append(f"--priority '{item}': goal '{goal}' is in {' and '.join(owners)}: write PATHWAY.{goal}={value}")
+            problems.append(f"{option} '{item}': goal '{goal}' is in {' and '.join(owners)}: write PATHWAY.{goal}={value}")
             continue
         found.append((pathway or owners[0], goal, None if value == "none" else int(value)))
     if problems:
@@ -209,17 +227,19 @@ def record_priorities(store: Store, runtimes: Runtimes, patient: str, given: lis
     return set_priorities(store, patient, found, on)
 
 
-def resolve_plan_escalation(store: Store, patient: str, rule: str, reason: str, on: dt.date) -> int:
+def resolve_plan_escalation(store: Store, patient: str, rule: str, reason: str, on: dt.date,
+                            options: tuple[str, str] = ("--resolve", "--reason")) -> int:
     """Close the escalations the conflicts of ``rule`` opened on the patient's plan, for a
-    documented reason; PlanError when none is open (naming those that are)."""
+    documented reason; PlanError when none is open (naming those that are). ``options``: how the
+    problems name the rule and the reason (the CLI's options, the web's form fields)."""
     authorize(store, "input.record", f"resolve the plan escalation {rule} of {patient}", patient)
     if not reason.strip():
-        raise PlanError(["--reason: say why the escalation is closed (kept in the audit trail)"])
+        raise PlanError([f"{options[1]}: say why the escalation is closed (kept in the audit trail)"])
     if not store.has_patient(patient):
         raise PlanError([f"unknown patient '{patient}': no facts or enrollments stored for this pseudonymous id"])
     closed = resolve_escalations(store, patient, rule, reason.strip(), on)
     if not closed:
         still = sorted({e["rule"] for e in plan_escalations(store, patient).values() if e["resolved_on"] is None})
-        raise PlanError([f"--resolve {rule}: no escalation of rule '{rule}' is open on the plan of {patient} "
+        raise PlanError([f"{options[0]} {rule}: no escalation of rule '{rule}' is open on the plan of {patient} "
                          f"(open: {', '.join(still) or 'none'})"])
     return len(closed)
