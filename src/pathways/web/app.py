@@ -54,10 +54,11 @@ def create_app(settings: WebSettings) -> FastAPI:
     def home() -> RedirectResponse:
         return RedirectResponse("/worklist", status_code=303)
 
-    from pathways.web.routes import audit, auth, care, coordinate, migrate
+    from pathways.web.routes import audit, auth, care, coordinate, migrate, plan
 
     app.include_router(auth.router)
     app.include_router(care.router)
+    app.include_router(plan.router)
     app.include_router(coordinate.router)
     app.include_router(migrate.router)
     app.include_router(audit.router)
