@@ -20,6 +20,7 @@ from pathways.access import Actor
 from pathways.clock import FixedClock
 from pathways.definition.documents import DOCUMENTS, LANGS
 from pathways.definition.loader import validate_paths
+from pathways.definition.places import Places
 from pathways.facts.load import PatientFile
 from pathways.facts.model import PatientFacts
 from pathways.orchestration.service import Runtimes, advance_one, enroll_patient, open_store, record_step
@@ -272,17 +273,18 @@ def test_template_problems_are_found_by_validate_with_their_place(tmp_path, monk
     network = tmp_path / "network"
     network.mkdir()
     (network / "zorgplan.nl.md.j2").write_text("# {{ document.title }}\n\n{% for g in goals %}\n- {{ g.smrt }}\n{% endfor %}\n", encoding="utf-8")
-    monkeypatch.setenv("PATHWAYS_TEMPLATES", str(network))
-    result = validate_paths([ROOT / "pathways"])
+    places = Places(templates=network)  # PATHWAYS_TEMPLATES, as the entry points pass it on
+    assert [p.code for p in validate_paths([ROOT / "pathways"]).problems] == ["PW051"]  # not given: the network's are not looked at
+    result = validate_paths([ROOT / "pathways"], places)
     problems = [p for p in result.problems if not p.is_warning]  # the COPD pathway's PW051 warning aside
     assert [p.code for p in problems] == ["PW045"] * 3
     assert all(p.location.line == 4 and "'dict object' has no attribute 'smrt'" in p.message and "did you mean 'smart'?" in p.hint for p in problems)
     # fixed, it is used instead of the shipped one
     (network / "zorgplan.nl.md.j2").write_text("# Ons zorgplan voor {{ patient.id }}\n", encoding="utf-8")
-    assert [p.code for p in validate_paths([ROOT / "pathways"]).problems] == ["PW051"]
+    assert [p.code for p in validate_paths([ROOT / "pathways"], places).problems] == ["PW051"]
     from pathways.definition.loader import load_pathway
 
-    loaded = load_pathway("copd")
+    loaded = load_pathway("copd", places=places)  # rendering uses the templates it was loaded with
     context = {"patient": {"id": "p-1"}}
     assert V.render_markdown(loaded, "zorgplan", "nl", context) == "# Ons zorgplan voor p-1\n"
 

@@ -3,6 +3,7 @@ of them, each at its line, in one run; a missing cause is reported once, not by 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -105,13 +106,13 @@ def _pathways_copy(tmp_path: Path, name: str = "diabetes") -> Path:
 
 
 def test_validate_takes_a_pathway_name_as_show_does(tmp_path, monkeypatch):
+    from pathways.definition.places import Places
     from pathways.rules.casefile import validate_with_cases
 
     root = _pathways_copy(tmp_path)
-    monkeypatch.setenv("PATHWAYS_PATH", str(root))
     monkeypatch.chdir(tmp_path)
     (root / "diabetes" / "cases.yaml").write_text("pathway: diabetes\ncases: [\n", encoding="utf-8")
-    result = validate_with_cases(["diabetes", "diabetis"])
+    result = validate_with_cases(["diabetes", "diabetis"], Places(path=(root,)))
     assert [str(p) for p in result.problems] == [
         "diabetis: PW007 no file, folder or pathway named 'diabetis' (did you mean 'diabetes'?)",
         "pathways/diabetes/cases.yaml:3:1: PW001 did not find expected node content while parsing a flow node (check the indentation and quoting around this place)",
@@ -177,6 +178,8 @@ facts:
 
 def test_a_shared_library_is_found_through_pathways_path_as_pathways_are(tmp_path, monkeypatch):
     from pathways.definition.loader import load_pathway
+    from pathways.definition.places import Places
+    from pathways.orchestration.settings import from_environment
 
     libraries = tmp_path / "network"
     (libraries / "_shared").mkdir(parents=True)
@@ -187,12 +190,12 @@ def test_a_shared_library_is_found_through_pathways_path_as_pathways_are(tmp_pat
     text = file.read_text(encoding="utf-8").replace("facts:\n", "uses: [regio]\nfacts:\n")
     file.write_text(text + "    outputs:\n      - fact: regional_weight_kg\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PATHWAYS_PATH", raising=False)
-    assert [p.code for p in validate_paths([file]).problems] == ["PW038"]
-    monkeypatch.setenv("PATHWAYS_PATH", str(libraries))
-    result = validate_paths([file])
+    assert [p.code for p in validate_paths([file]).problems] == ["PW038"]  # nothing configured: ./pathways and the shipped ones
+    places = from_environment({"PATHWAYS_PATH": os.pathsep.join(["", str(libraries)])}).places  # as the entry points pass it on
+    assert places == Places(path=(libraries,))
+    result = validate_paths([file], places)
     assert result.problems == [] and [d.model.id for d in result.libraries] == ["regio"]
-    assert [d.model.id for d in load_pathway(str(file)).libraries] == ["regio"]
+    assert [d.model.id for d in load_pathway(str(file), places=places).libraries] == ["regio"]
 
 
 # -- patient files: every problem in one round ----------------------------------------------

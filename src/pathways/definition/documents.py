@@ -18,7 +18,6 @@ validated, not when a letter is written for a patient.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -56,9 +55,10 @@ DISCIPLINE_NL = {"poh": "praktijkondersteuner (POH)", "patient": "u zelf", "mant
 
 # -- where templates are -------------------------------------------------------------------
 
-def template_dirs(pathway_file: Path, pathway_id: str) -> list[Path]:
+def template_dirs(pathway_file: Path, pathway_id: str, network: Path | None = None) -> list[Path]:
+    """The folders a pathway's templates are looked for in, first found wins; ``network``: a care
+    network's templates (the settings' PATHWAYS_TEMPLATES), used before the pathway's own."""
     dirs: list[Path] = []
-    network = os.environ.get("PATHWAYS_TEMPLATES")
     if network:
         dirs += [Path(network) / pathway_id, Path(network)]
     dirs += [pathway_file.parent / "documents", pathway_file.parent.parent / "_shared" / "documents"]
@@ -244,14 +244,16 @@ def sample_context(spec: PathwaySpec, facts: dict, document: str, lang: str) -> 
 
 # -- checks run by `pathways validate` -------------------------------------------------------
 
-def check_templates(pathway_file: Path, spec: PathwaySpec, facts: dict, step_locations: dict[str, Location]) -> list[Problem]:
+def check_templates(pathway_file: Path, spec: PathwaySpec, facts: dict, step_locations: dict[str, Location],
+                    network: Path | None = None) -> list[Problem]:
     """Every document a step names has a Dutch template; every template of the pathway parses
-    and renders with the sample context (strict: an undefined name is a problem)."""
+    and renders with the sample context (strict: an undefined name is a problem). ``network``:
+    a care network's templates folder, as ``template_dirs`` takes it."""
     from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
     problems: list[Problem] = []
     named = {s.document: s.id for s in spec.steps if s.document}
-    dirs = template_dirs(pathway_file, spec.id)
+    dirs = template_dirs(pathway_file, spec.id, network)
     if not named and not (pathway_file.parent / "documents").is_dir():
         return problems
     env = environment(dirs)

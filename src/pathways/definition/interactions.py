@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pathways.definition import expr as E
 from pathways.definition.loader import INTERACTIONS_FILE, SHARED_DIR, LoadedPathway, Validation, available_pathways, display_path as _display, schema_problems, validate_paths
 from pathways.definition.network import network_file, read_network
+from pathways.definition.places import Places
 from pathways.definition.model import EscalationAction, Evidence, Identifier, NonEmpty, Severity, Source, Strict, Text
 from pathways.definition.yamlsource import Source as YamlSource, read_yaml
 from pathways.errors import Location, Problem, did_you_mean, errors
@@ -169,18 +170,19 @@ def _check_names(doc: LoadedInteractions, base: tuple, rule: Interaction, scope:
     return problems
 
 
-def validate_with_interactions(paths: list[Path]) -> Validation:
+def validate_with_interactions(paths: list[Path], places: Places = Places()) -> Validation:
     """``validate_paths``, and the interaction library of every folder given, checked against the
     pathways of that folder (what `pathways validate` runs), and its care-network parameters
     (``_shared/network.yaml``)."""
-    result = validate_paths(paths)
-    add_interactions(result, paths)
+    result = validate_paths(paths, places)
+    add_interactions(result, paths, places)
     return result
 
 
-def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
+def add_interactions(result: Validation, paths: list[Path] | list[str], places: Places = Places()) -> None:
     """The interaction library of every folder in ``paths``, checked against the pathways of that
-    folder, added to ``result`` (its files, problems and rule count)."""
+    folder, added to ``result`` (its files, problems and rule count); ``places``: where the
+    pathways it names that are not in the folder are found."""
     for folder in map(Path, paths):
         if not folder.is_dir():
             continue
@@ -196,7 +198,7 @@ def add_interactions(result: Validation, paths: list[Path] | list[str]) -> None:
         if doc is not None:
             found = pathways_of(result, folder)
             broken = {f.parent.name for f in folder.glob("*/pathway.yaml")} - set(found)
-            result.problems.extend(check_interactions(doc, found, broken, set(available_pathways()) - set(found)))
+            result.problems.extend(check_interactions(doc, found, broken, set(available_pathways(places)) - set(found)))
             result.interaction_rules += len(doc.library.interactions)
     result.problems.sort(key=Problem.sort_key)
 

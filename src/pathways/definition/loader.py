@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pathways.definition.documents import check_templates
 from pathways.definition.checks import Document, check_library, check_pathway
 from pathways.definition.model import Library, PathwaySpec
+from pathways.definition.places import Places
 from pathways.definition.yamlsource import PathKey, Source, read_yaml
 from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, errors
 
@@ -273,8 +274,9 @@ class Validation:
 class _Libraries:
     """Shared libraries per _shared folder, each read and checked once."""
 
-    def __init__(self, result: Validation):
+    def __init__(self, result: Validation, places: Places):
         self.result = result
+        self.places = places
         self.by_folder: dict[Path, dict[str, Document]] = {}
         self.files_seen: set[Path] = set()
         self.ids: dict[tuple[Path, str], Document] = {}
@@ -283,7 +285,7 @@ class _Libraries:
         """The libraries a pathway can use: those of the _shared folder beside it (or above it),
         then, for ids still ``wanted``, of the _shared folder of each pathway root (PATHWAYS_PATH,
         ./pathways, the shipped pathways), searched as pathways are. The first of an id wins."""
-        near, roots = _library_folders(pathway_file)
+        near, roots = _library_folders(pathway_file, self.places)
         found: dict[str, Document] = dict(self._in(near)) if near is not None else {}
         for folder in roots:
             if all(w in found for w in wanted):
@@ -322,10 +324,10 @@ class _Libraries:
         return doc
 
 
-def _library_folders(pathway_file: Path) -> tuple[Path | None, list[Path]]:
+def _library_folders(pathway_file: Path, places: Places) -> tuple[Path | None, list[Path]]:
     """The _shared folder beside (or above) a pathway file, and those of the pathway roots."""
     near = next(((p / SHARED_DIR).resolve() for p in pathway_file.resolve().parents if (p / SHARED_DIR).is_dir()), None)
-    roots = [(root / SHARED_DIR).resolve() for root in pathway_roots() if (root / SHARED_DIR).is_dir()]
+    roots = [(root / SHARED_DIR).resolve() for root in pathway_roots(places) if (root / SHARED_DIR).is_dir()]
     return near, [folder for folder in dict.fromkeys(roots) if folder != near]
 
 
@@ -354,16 +356,17 @@ def _looks_like_a_name(argument: str | Path) -> bool:
     return not Path(text).exists() and "/" not in text and os.sep not in text and not text.endswith((".yaml", ".yml"))
 
 
-def validate_paths(paths: list[Path] | list[str]) -> Validation:
+def validate_paths(paths: list[Path] | list[str], places: Places = Places()) -> Validation:
     """Check every pathway, library and cases file named by ``paths`` (files, folders or pathway
     names, as `show` takes them); collect all problems. Cases files are listed in ``cases``: their
-    format belongs to the rules layer, which reads them."""
+    format belongs to the rules layer, which reads them. ``places``: where names, libraries and
+    a care network's templates are looked for (the settings' PATHWAYS_PATH, PATHWAYS_TEMPLATES)."""
     result = Validation()
-    libraries = _Libraries(result)
+    libraries = _Libraries(result, places)
     for argument in paths:
         path = Path(argument)
         if _looks_like_a_name(argument):
-            known = available_pathways()
+            known = available_pathways(places)
             if str(argument) not in known:
                 hint = did_you_mean(str(argument), known) or (f"known pathways: {', '.join(known)}" if known else "set PATHWAYS_PATH to the folder of your pathways")
                 result.problems.append(Problem(Location(str(argument)), "PW007", f"no file, folder or pathway named '{argument}'", hint))
@@ -412,7 +415,7 @@ def _validate_file(file: Path, result: Validation, libraries: _Libraries, templa
             facts.update(library.model.facts)
         facts.update(spec.facts)
         where = {s.id: doc.at(("steps", i, "document")) for i, s in enumerate(spec.steps)}
-        result.problems.extend(check_templates(file, spec, facts, where))
+        result.problems.extend(check_templates(file, spec, facts, where, libraries.places.templates))
     result.pathways.append(doc)
     return doc
 
@@ -425,6 +428,7 @@ class LoadedPathway:
 
     document: Document
     libraries: tuple[Document, ...]
+    places: Places = Places()  # where it was loaded with: its document templates are looked for there too
 
     @property
     def spec(self) -> PathwaySpec:
@@ -459,9 +463,9 @@ class LoadedPathway:
         return self._merged("rules")
 
 
-def pathway_roots() -> list[Path]:
-    """Folders searched for pathways by name: $PATHWAYS_PATH, ./pathways, the shipped ones."""
-    roots = [Path(p) for p in os.environ.get("PATHWAYS_PATH", "").split(os.pathsep) if p]
+def pathway_roots(places: Places = Places()) -> list[Path]:
+    """Folders searched for pathways by name: ``places.path`` (PATHWAYS_PATH), ./pathways, the shipped ones."""
+    roots = list(places.path)
     roots.append(Path.cwd() / "pathways")
     roots.append(Path(__file__).resolve().parents[3] / "pathways")
     unique: list[Path] = []
@@ -471,22 +475,22 @@ def pathway_roots() -> list[Path]:
     return unique
 
 
-def available_pathways() -> dict[str, Path]:
+def available_pathways(places: Places = Places()) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for root in pathway_roots():
+    for root in pathway_roots(places):
         for file in sorted(root.glob(f"*/{PATHWAY_FILE}")):
             found.setdefault(file.parent.name, file)
     return found
 
 
-def find_pathway(name: str) -> Path:
+def find_pathway(name: str, places: Places = Places()) -> Path:
     """A pathway file by name (folder name under a root) or by path; ProblemsFound if none."""
     candidate = Path(name)
     if candidate.is_file():
         return candidate
     if candidate.is_dir() and (candidate / PATHWAY_FILE).is_file():
         return candidate / PATHWAY_FILE
-    known = available_pathways()
+    known = available_pathways(places)
     if name in known:
         return known[name]
     hint = did_you_mean(name, known) or (f"known pathways: {', '.join(known)}" if known else "set PATHWAYS_PATH to the folder of your pathways")
@@ -506,18 +510,20 @@ AUTHORING_CHECKS = frozenset({
 })
 
 
-def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = frozenset()) -> LoadedPathway:
+def load_pathway(name: str, templates: bool = True, tolerated: frozenset[str] = frozenset(),
+                 places: Places = Places()) -> LoadedPathway:
     """Load a pathway by name or path and check it; ProblemsFound with every problem if any.
     ``templates=False`` leaves its document templates unchecked (for worker processes that only
     advance enrollments, after the flow that sent them loaded the pathway with every check).
-    ``tolerated``: problem codes that do not stop it loading (a published version's files)."""
-    file = find_pathway(name)
+    ``tolerated``: problem codes that do not stop it loading (a published version's files).
+    ``places``: where a name, the libraries and a care network's templates are looked for."""
+    file = find_pathway(name, places)
     result = Validation()
-    libraries = _Libraries(result)
+    libraries = _Libraries(result, places)
     doc = _validate_file(file, result, libraries, templates)
     if [p for p in errors(result.problems) if p.code not in tolerated]:  # warnings do not stop a pathway from loading
         raise ProblemsFound(result.problems)
     assert doc is not None and isinstance(doc.model, PathwaySpec)
     spec: PathwaySpec = doc.model
     available, _ = libraries.for_pathway(file, spec.uses)
-    return LoadedPathway(doc, tuple(available[u] for u in spec.uses))
+    return LoadedPathway(doc, tuple(available[u] for u in spec.uses), places)

@@ -12,6 +12,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pathways.definition.loader import CASES_FILE, Validation, display_path, schema_problems, validate_paths
+from pathways.definition.places import Places
 from pathways.definition.yamlsource import read_yaml
 from pathways.errors import Problem, ProblemsFound
 from pathways.facts.model import Indications
@@ -82,13 +83,13 @@ def load_cases(path: Path) -> CaseFile:
     return cases
 
 
-def validate_with_cases(paths: list[Path] | list[str]) -> Validation:
+def validate_with_cases(paths: list[Path] | list[str], places: Places = Places()) -> Validation:
     """What `pathways validate` checks: the pathway and library files named by ``paths`` and
     the cases files beside them and each folder's interaction library, every problem of every file in one run."""
     from pathways.definition.interactions import add_interactions
 
-    result = validate_paths(paths)
+    result = validate_paths(paths, places)
     for file in result.cases:
         result.problems.extend(read_cases(file, display_path(file))[1])
-    add_interactions(result, paths)  # sorts the problems
+    add_interactions(result, paths, places)  # sorts the problems
     return result

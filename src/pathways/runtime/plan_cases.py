@@ -27,6 +27,7 @@ from pathways.clock import FixedClock
 from pathways.definition import expr as E
 from pathways.definition.interactions import Interaction
 from pathways.definition.loader import PLAN_CASES_FILE, SHARED_DIR, LoadedPathway, schema_problems
+from pathways.definition.places import Places
 from pathways.definition.yamlsource import read_yaml
 from pathways.errors import ProblemsFound
 from pathways.rules.cases import ORDERING, CasePatient, _constant, case_patient_facts
@@ -193,9 +194,10 @@ def runtimes_for(loaded: dict[str, LoadedPathway]) -> dict[str, Runtime]:
     return {name: Runtime(p, PathwayEvaluator(p)) for name, p in loaded.items()}
 
 
-def check_plan_cases(file: Path) -> PlanCheckReport:
+def check_plan_cases(file: Path, places: Places = Places()) -> PlanCheckReport:
     """Run a plan-cases file with the pathways it names and the interaction library next to it
-    (ProblemsFound when the file, a pathway or the library does not read)."""
+    (ProblemsFound when the file, a pathway or the library does not read); ``places``: where
+    the pathways' shared libraries are also looked for (the settings' PATHWAYS_PATH)."""
     from pathways.definition.interactions import interactions_file, read_interactions
     from pathways.definition.loader import load_pathway
 
@@ -206,7 +208,7 @@ def check_plan_cases(file: Path) -> PlanCheckReport:
     for name in names:  # a pathway not in the folder: the cases naming it fail with "unknown pathway"
         candidate = folder / name / "pathway.yaml"
         if candidate.is_file():
-            loaded[name] = load_pathway(str(candidate), templates=False)
+            loaded[name] = load_pathway(str(candidate), templates=False, places=places)
     rules: tuple[Interaction, ...] = ()
     library = interactions_file(folder)
     if library is not None:
