@@ -18,6 +18,7 @@ import yaml
 
 from pathways.definition.documents import ACTION_TEXT, SEVERITY_TEXT, held
 from pathways.definition.model import DISCIPLINES
+from pathways.definition.places import Places
 from pathways.store.vocabulary import DECISION_KIND, Action
 
 REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
@@ -82,7 +83,8 @@ class PathwayVersion:
 class Catalog:
     """The pathway versions as published in the trail (their files' text, kept there)."""
 
-    def __init__(self, entries: Iterable[dict[str, Any]]):
+    def __init__(self, entries: Iterable[dict[str, Any]], places: Places = Places()):
+        self.places = places  # where a published version's libraries and templates are also looked for, as on disk
         self.versions: dict[str, PathwayVersion] = {}
         self._findings: dict[tuple[str, str], Any] = {}
         for entry in entries:
@@ -132,7 +134,7 @@ class Catalog:
                     (root / version.pathway / "documents" / info["file"]).write_text(info["text"], encoding="utf-8")
                 else:
                     (root / "_shared" / info["file"]).write_text(info["text"], encoding="utf-8")
-            return load_pathway(str(target), tolerated=AUTHORING_CHECKS)  # as published: later checks do not refuse it
+            return load_pathway(str(target), tolerated=AUTHORING_CHECKS, places=self.places)  # as published: later checks do not refuse it
 
 
 def _parse_version(entry: dict[str, Any]) -> PathwayVersion:

@@ -6,7 +6,6 @@ The page inlines mermaid.min.js from the npm package installed by the README's s
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -96,8 +95,9 @@ def _step_edges(step: Step, by_id: dict[str, Step]) -> list[str]:
     return edges
 
 
-def mermaid_js() -> str:
-    configured = os.environ.get("PATHWAYS_MERMAID_JS")
+def mermaid_js(configured: str | Path | None = None) -> str:
+    """The Mermaid renderer's script, to inline in a page: the vendored copy, or ``configured``
+    (the settings' PATHWAYS_MERMAID_JS, passed by the command that writes the page)."""
     path = Path(configured) if configured else VENDOR / "mermaid.min.js"
     if not path.is_file():
         raise DiagramError(
@@ -108,8 +108,9 @@ def mermaid_js() -> str:
     return script.replace("</script", "<\\/script")
 
 
-def write_html(loaded: LoadedPathway, text: str, out: Path) -> None:
-    """Write a self-contained page; the renderer is inlined, nothing is fetched when it opens."""
+def write_html(loaded: LoadedPathway, text: str, out: Path, renderer: str | Path | None = None) -> None:
+    """Write a self-contained page; the renderer is inlined, nothing is fetched when it opens
+    (``renderer``: another copy of mermaid.js, as ``mermaid_js`` takes it)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
@@ -122,7 +123,7 @@ def write_html(loaded: LoadedPathway, text: str, out: Path) -> None:
         spec=spec,
         source_file=loaded.file,
         diagram=text,
-        mermaid_js=mermaid_js(),
+        mermaid_js=mermaid_js(renderer),
         mermaid_version=MERMAID_VERSION,
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -170,11 +170,12 @@ def _decision_findings(written: Findings, decision) -> list[str]:
 def render_markdown(loaded: LoadedPathway, document: str, lang: str, context: dict[str, Any]) -> str:
     from jinja2 import TemplateNotFound
 
-    env = D.environment(D.template_dirs(Path(loaded.file), loaded.spec.id))
+    dirs = D.template_dirs(Path(loaded.file), loaded.spec.id, loaded.places.templates)  # as it was loaded: a network's templates first
+    env = D.environment(dirs)
     try:
         template = env.get_template(D.template_name(document, lang))
     except TemplateNotFound:
-        known = sorted({p.name.split(".")[0] for d in D.template_dirs(Path(loaded.file), loaded.spec.id) for p in d.glob("*.md.j2")})
+        known = sorted({p.name.split(".")[0] for d in dirs for p in d.glob("*.md.j2")})
         raise DocumentError(f"no template for document '{document}' in {lang} for {loaded.spec.id} (documents: {', '.join(known) or 'none'})") from None
     try:
         return template.render(context)

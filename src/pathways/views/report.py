@@ -75,7 +75,8 @@ def plots(ind: Indicators, image: str = "svg") -> dict[str, str]:
 
 
 def render(out: Path, *, title: str, subject: dict[str, Any], entries: list[dict[str, Any]], catalog: Catalog,
-           indicators: Indicators | None, verification: Any, generated: dt.datetime, version_keys: list[str]) -> None:
+           indicators: Indicators | None, verification: Any, generated: dt.datetime, version_keys: list[str],
+           renderer: str | Path | None = None) -> None:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     from pathways.views.diagram import MERMAID_VERSION, mermaid, mermaid_js
@@ -92,7 +93,7 @@ def render(out: Path, *, title: str, subject: dict[str, Any], entries: list[dict
         timeline_nl=timeline(entries, catalog, "nl"), timeline_en=timeline(entries, catalog, "en"),
         decisions=decisions, indicators=indicators.to_json() if indicators else None,
         plots=plots(indicators) if indicators else {}, verification=verification, diagrams=diagrams,
-        mermaid_js=mermaid_js() if diagrams else "", mermaid_version=MERMAID_VERSION,
+        mermaid_js=mermaid_js(renderer) if diagrams else "", mermaid_version=MERMAID_VERSION,
     )
     tmp = out.with_name(out.name + ".part")
     tmp.write_text(page, encoding="utf-8")
