@@ -69,8 +69,14 @@ class Actor:
 
 
 def actor_from_environment(environ: Mapping[str, str]) -> Actor:
-    """The acting user and role from PATHWAYS_TOKEN_FILE, PATHWAYS_ROLE or the default."""
-    token_file = environ.get("PATHWAYS_TOKEN_FILE")
+    """The acting user and role from PATHWAYS_TOKEN_FILE, PATHWAYS_ROLE or the default (of an
+    environment given as a mapping; the entry points use their settings' ``actor()``)."""
+    return actor_of(environ.get("PATHWAYS_TOKEN_FILE"), environ.get("PATHWAYS_ROLE"), environ.get("PATHWAYS_USER"))
+
+
+def actor_of(token_file: str | None, role: str | None, user: str | None) -> Actor:
+    """The acting user and role: from the token file if one is named, else ``role`` (and
+    ``user``, default the login name), else the login name as admin."""
     if token_file:
         path = Path(token_file)
         try:
@@ -93,8 +99,7 @@ def actor_from_environment(environ: Mapping[str, str]) -> Actor:
         if "role" not in values or "user" not in values:
             raise ConfigurationError(f"{path}: the token file needs both 'user: NAME' and 'role: ROLE'")
         return _checked(values["user"], values["role"], "token-file", str(path))
-    role = environ.get("PATHWAYS_ROLE")
-    user = environ.get("PATHWAYS_USER") or _login()
+    user = user or _login()
     if role:
         return _checked(user, role, "environment", "PATHWAYS_ROLE")
     return Actor(user=user if _NAME.fullmatch(user) else "local", role="admin", via="default")

@@ -28,6 +28,7 @@ from pathlib import Path
 from pathways.clock import FixedClock
 from pathways.definition.interactions import Interaction, interactions_file, read_interactions
 from pathways.definition.loader import pathway_roots
+from pathways.orchestration.settings import current
 from pathways.errors import ProblemsFound
 from pathways.orchestration.service import Runtimes, authorize
 from pathways.runtime.interactions import conflicts
@@ -43,7 +44,7 @@ from pathways.store.vocabulary import Action
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
     """The interaction library of ``folder``, else of the first pathway root that has one
     (PATHWAYS_PATH, ./pathways, the shipped pathways); none: no rules."""
-    folders = [folder] if folder is not None else pathway_roots()
+    folders = [folder] if folder is not None else pathway_roots(current().places)
     for root in folders:
         file = interactions_file(root)
         if file is None:

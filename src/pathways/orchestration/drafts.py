@@ -29,6 +29,7 @@ from pathways.definition.loader import (PATHWAY_FILE, SHARED_DIR, LoadedPathway,
 from pathways.definition.model import PathwaySpec
 from pathways.definition.yamlsource import MAX_BYTES, read_yaml
 from pathways.errors import Location, Problem, ProblemsFound, errors
+from pathways.orchestration.settings import current
 
 
 class UnknownPathway(LookupError):
@@ -37,7 +38,7 @@ class UnknownPathway(LookupError):
 
 def pathway_file(name: str) -> Path:
     """The pathway.yaml of the pathway ``name`` (a folder name on PATHWAYS_PATH; no paths)."""
-    known = available_pathways()
+    known = available_pathways(current().places)
     if name not in known:
         raise UnknownPathway(f"unknown pathway '{name}' (known: {', '.join(known) or 'none'})")
     return known[name]
@@ -63,7 +64,7 @@ def check_draft(name: str, text: str) -> DraftCheck:
     with tempfile.TemporaryDirectory(prefix="pathways-draft-") as scratch:
         draft = _scratch_copy(real, Path(scratch), text)
         result = Validation()
-        libraries = _Libraries(result)
+        libraries = _Libraries(result, current().places)
         doc = _validate_file(draft, result, libraries)
         shown = _display(draft)
         mine = [dataclasses.replace(p, location=dataclasses.replace(p.location, file=display)) for p in result.problems
@@ -72,7 +73,7 @@ def check_draft(name: str, text: str) -> DraftCheck:
         loaded = None
         if doc is not None and isinstance(doc.model, PathwaySpec) and not errors(result.problems):
             available, _ = libraries.for_pathway(draft)
-            loaded = LoadedPathway(doc, tuple(available[u] for u in doc.model.uses))
+            loaded = LoadedPathway(doc, tuple(available[u] for u in doc.model.uses), libraries.places)
     if loaded is not None:
         other += _interaction_problems(real, loaded)
     mine.sort(key=Problem.sort_key)
@@ -110,7 +111,7 @@ def _sibling(path: Path) -> LoadedPathway | None:
     if kept is not None and kept[0] == signature:
         return kept[1]
     try:
-        loaded = load_pathway(str(path), templates=False)
+        loaded = load_pathway(str(path), templates=False, places=current().places)
     except ProblemsFound:
         loaded = None
     _SIBLINGS[path.resolve()] = (signature, loaded)
@@ -204,7 +205,7 @@ def catalogue(store, runtimes) -> list[CatalogueEntry]:
     for entry in store.publications():
         published.setdefault(entry["pathway"], []).append(entry)
     listed = []
-    for name in available_pathways():
+    for name in available_pathways(current().places):
         try:
             loaded = runtimes.get(name)
         except ProblemsFound as exc:

@@ -538,9 +538,11 @@ def _replan(enrollments: list[str], at: dt.date) -> None:
 
 
 def _today() -> dt.date:
-    from pathways.clock import clock_from_environment
+    """Today as the settings say (PATHWAYS_TODAY in tests and demos): a flow run of a deployment
+    has no caller to give it a date."""
+    from pathways.orchestration.settings import current
 
-    return clock_from_environment(dict(os.environ)).today()
+    return current().clock().today()
 
 
 BATCH_DEPLOYMENT = "pathways-advance/batch"  # where next reviews are scheduled (orchestration/deploy.py makes it)

@@ -5,13 +5,13 @@ version they run."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from pathways.definition.loader import LoadedPathway, load_pathway
+from pathways.definition.places import Places
 from pathways.errors import ProblemsFound
-from pathways.orchestration.settings import database_url
+from pathways.orchestration.settings import current, database_url
 from pathways.orchestration.stores import authorize, migrate_once
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.runtime.core import Runtime
@@ -65,7 +65,7 @@ def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
     from pathways.definition.documents import template_dirs
 
     templates = {}
-    for folder in reversed(template_dirs(Path(loaded.file), loaded.spec.id)):  # the first found wins, as in rendering
+    for folder in reversed(template_dirs(Path(loaded.file), loaded.spec.id, loaded.places.templates)):  # the first found wins, as in rendering
         for path in sorted(folder.glob("*.md.j2")):
             text = path.read_text(encoding="utf-8")
             templates[path.name] = {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
@@ -84,7 +84,7 @@ class Runtimes:
     removed, same PATHWAYS_PATH and PATHWAYS_TEMPLATES); otherwise the pathway is loaded again.
     """
 
-    _kept: dict[tuple[str, bool], tuple[tuple, Runtime]] = {}  # per process
+    _kept: dict[tuple[str, bool, Places], tuple[tuple, Runtime]] = {}  # per process
 
     def __init__(self, templates: bool = True):
         self._by_name: dict[str, Runtime] = {}
@@ -124,15 +124,16 @@ class Runtimes:
         """The pathway as the files on disk say now (to enrol, publish, check); an enrollment
         runs its own version: ``get_version``."""
         if pathway not in self._by_name:
-            kept = Runtimes._kept.get((pathway, self.templates))
+            places = current().places  # PATHWAYS_PATH, PATHWAYS_TEMPLATES: part of what a kept runtime was loaded with
+            kept = Runtimes._kept.get((pathway, self.templates, places))
             if kept is not None and kept[0] == _signature(kept[1].loaded):
                 self._by_name[pathway] = kept[1]
             else:
-                loaded = load_pathway(pathway, templates=self.templates)
+                loaded = load_pathway(pathway, templates=self.templates, places=places)
                 # decisions come from durable-rules; the reference explains those that become events
                 # (`pathways evaluate` and the tests compare the two on every condition)
                 runtime = Runtime(loaded, PathwayEvaluator(loaded, cross_check=False))
-                Runtimes._kept[(pathway, self.templates)] = (_signature(loaded), runtime)
+                Runtimes._kept[(pathway, self.templates, places)] = (_signature(loaded), runtime)
                 self._by_name[pathway] = runtime
         return self._by_name[pathway]
 
@@ -156,11 +157,12 @@ def by_version(store: Store, enrollments: list[str]) -> dict[str, list[str]]:
 
 def _signature(loaded: LoadedPathway) -> tuple:
     """What a loaded pathway depends on: its files' sizes and modification times, the document
-    templates it can see, and the settings that choose them."""
+    templates it can see (the settings that choose them, ``loaded.places``, are part of the key
+    it is kept under)."""
     from pathways.definition.documents import template_dirs
 
     files = [Path(d.source.file) for d in (loaded.document, *loaded.libraries)]
-    for folder in template_dirs(Path(loaded.file), loaded.spec.id):
+    for folder in template_dirs(Path(loaded.file), loaded.spec.id, loaded.places.templates):
         files += sorted(folder.glob("*.md.j2"))
     stats = []
     for path in files:
@@ -169,4 +171,4 @@ def _signature(loaded: LoadedPathway) -> tuple:
             stats.append((str(path), info.st_size, info.st_mtime_ns))
         except OSError:
             stats.append((str(path), None, None))
-    return (os.environ.get("PATHWAYS_PATH"), os.environ.get("PATHWAYS_TEMPLATES"), tuple(stats))
+    return tuple(stats)

@@ -3,6 +3,10 @@
 checked at once (``from_environment``) before anything runs, every wrong value named with its
 variable and the fix. ``current()`` is the settings of this process's environment (read once per
 distinct environment); the batch worker processes are handed the caller's object (``use``).
+Only this module (and the entry points: pathways/cli, pathways/web/settings.py) reads ``PATHWAYS_*``
+from the environment; the layers below take the values as arguments (``places``, ``clock``,
+``actor``: what the definition layer, the clock and access control are given), and
+tests/test_settings.py fails when another module reads one.
 ``describe`` is what `pathways config` prints: each setting's value (secrets hidden) and where it
 came from (the environment, a file, or the default)."""
 
@@ -16,9 +20,11 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from pathways.access import ROLES
+from pathways.access import ROLES, Actor, actor_of
+from pathways.clock import Clock, FixedClock, SystemClock
+from pathways.definition.places import Places
 from pathways.errors import SettingError
-from pathways.store.db import DEFAULT_URL
+from pathways.store.defaults import DEFAULT_URL
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -38,6 +44,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "path": ("PATHWAYS_PATH", "folders searched for pathways and shared libraries"),
     "templates": ("PATHWAYS_TEMPLATES", "a care network's document templates"),
     "mermaid_js": ("PATHWAYS_MERMAID_JS", "another copy of mermaid.js for diagrams"),
+    "plan_window_days": ("PATHWAYS_PLAN_WINDOW_DAYS", "personal plans' bundling window in days (else _shared/network.yaml, else 14)"),
     "web_secret": ("PATHWAYS_WEB_SECRET", "the key that signs the web application's cookies"),
     "web_secret_file": ("PATHWAYS_WEB_SECRET_FILE", "the file holding that key"),
     "web_secure_cookies": ("PATHWAYS_WEB_SECURE_COOKIES", "cookies over HTTPS only (1) or not (0)"),
@@ -66,6 +73,9 @@ class Settings(BaseModel):
     path: str | None = None
     templates: str | None = None
     mermaid_js: str | None = None
+    # kept as written: orchestration/network.py checks it when a plan is made, so a wrong window
+    # is one plan's problem, reported with the others (`pathways plan`, the re-planning after an advance)
+    plan_window_days: str | None = None
     web_secret: SecretStr | None = None
     web_secret_file: str = ".pathways/web.key"
     web_secure_cookies: bool = False
@@ -76,6 +86,21 @@ class Settings(BaseModel):
     @property
     def worker_count(self) -> int:
         return self.workers if self.workers is not None else max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def places(self) -> Places:
+        """Where pathways, their libraries and a care network's templates are looked for
+        (PATHWAYS_PATH, PATHWAYS_TEMPLATES), as the definition layer takes them."""
+        return Places.of(self.path, self.templates)
+
+    def clock(self) -> Clock:
+        """A fixed clock on PATHWAYS_TODAY (tests, demos), else the system clock."""
+        return FixedClock.on(self.today) if self.today is not None else SystemClock()
+
+    def actor(self) -> Actor:
+        """The acting user and role (PATHWAYS_TOKEN_FILE, PATHWAYS_ROLE, PATHWAYS_USER); a
+        ConfigurationError when the token file does not read."""
+        return actor_of(self.token_file, self.role, self.user)
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from typing import Any
 
-from pathways.access import AccessDenied, Actor, actor_from_environment
+from pathways.access import AccessDenied, Actor
 from pathways.clock import Clock
 from pathways.orchestration.identity import identity_secret
 from pathways.orchestration.settings import (
@@ -36,7 +35,7 @@ def open_store(clock: Clock, url: str | None = None, actor: Actor | None = None,
     if migrated:
         _MIGRATED.add(url)
     engine = migrate_once(url)
-    store = Store(engine, clock.now, actor or actor_from_environment(os.environ), context)
+    store = Store(engine, clock.now, actor or settings_now.actor(), context)
     note_configuration(store, url, settings)
     return store
 

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from pathways.clock import Clock
 from pathways.definition.loader import available_pathways
+from pathways.orchestration.settings import current
 from pathways.errors import ProblemsFound
 from pathways.facts.jsonread import MAX_DOCUMENT_BYTES
 from pathways.facts.load import PatientFileError
@@ -66,4 +67,4 @@ def enroll_upload(store: Store, runtimes: Runtimes, pathway: str, filename: str,
 
 def pathway_choices() -> list[str]:
     """The pathways one may enrol in (on PATHWAYS_PATH; enrolling refuses a draft with its reason)."""
-    return sorted(available_pathways())
+    return sorted(available_pathways(current().places))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pathways.definition.loader import AUTHORING_CHECKS, PATHWAY_FILE, LoadedPathway, load_pathway
+from pathways.orchestration.settings import current
 from pathways.store.db import StoreError
 
 
@@ -45,7 +46,7 @@ def rebuild(version_key: str, files: dict[str, Any]) -> LoadedPathway:
             path = folder / pathway_id / "documents" / info["file"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    return load_pathway(str(folder / pathway_id / PATHWAY_FILE), templates=False, tolerated=AUTHORING_CHECKS)
+    return load_pathway(str(folder / pathway_id / PATHWAY_FILE), templates=False, tolerated=AUTHORING_CHECKS, places=current().places)
 
 
 
@@ -81,10 +82,10 @@ def pathway_side(side: str, engine=None) -> tuple[str, LoadedPathway]:
     when the store has not published that version. ``engine``: the store's (default: the
     configured one), opened only for a published version."""
     if Path(side).exists():
-        return side, load_pathway(side)
+        return side, load_pathway(side, places=current().places)
     name, _, version = side.partition("@")
     if version in ("", "draft"):
-        loaded = load_pathway(name)
+        loaded = load_pathway(name, places=current().places)
         return f"{loaded.spec.id}@draft", loaded
     from pathways.store import audit
 

@@ -140,7 +140,7 @@ def prepare(pathways: list[str], wait: bool = False) -> set[int]:
     if count <= 1:
         return set()
     pool = _executor(count)
-    key = (id(pool), os.environ.get("PATHWAYS_PATH"), os.getcwd())
+    key = (id(pool), configured.current().places, os.getcwd())
     wanted = sorted(p for p in set(pathways) if (key, p) not in _warmed)
     if not wanted:
         return set()

@@ -27,12 +27,12 @@ from pathways.runtime.core import EnrollmentState, Event
 from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_state, load_state
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
+from pathways.store.defaults import DEFAULT_URL  # (apart: the settings read it without SQLAlchemy)
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
 from pathways.store.vocabulary import DECISION_ACTION, Action
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_URL = "sqlite:///.pathways/pathways.db"
 
 
 class StoreError(RuntimeError):
