@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from pathways.cli import ui
-from pathways.cli.common import _clock, _parse_date, _require, _today
+from pathways.cli.common import _clock, _parse_date, _places, _require, _settings, _today
 from pathways.cli.ui import fail
 from pathways.store.vocabulary import Action
 
@@ -37,7 +37,7 @@ def _catalog(connection):
     from pathways.store.audit import Query, entries
     from pathways.views.audit import Catalog
 
-    return Catalog(entries(connection, Query(action=Action.PATHWAY_PUBLISHED)))
+    return Catalog(entries(connection, Query(action=Action.PATHWAY_PUBLISHED)), _places())
 
 
 def _period(text: str):
@@ -288,7 +288,7 @@ def audit_report(
     keys = sorted({e["version_key"] for e in selected if e.get("version_key")})
     try:
         render(html, title=title, subject=subject, entries=selected, catalog=catalog, indicators=ind,
-               verification=verification, generated=_clock().now(), version_keys=keys)
+               verification=verification, generated=_clock().now(), version_keys=keys, renderer=_settings().mermaid_js)
     except DiagramError as exc:
         fail(f"error: {exc}")
     ui.out.print(f"wrote {html} ({len(selected)} entries; chain {'intact' if verification.intact else 'BROKEN at ' + str(verification.broken_at)})", markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from pathways.cli import ui
-from pathways.cli.common import _clock, _require, _store_or_fail, _today
+from pathways.cli.common import _clock, _places, _require, _settings, _store_or_fail, _today
 from pathways.cli.ui import fail, fail_with_problems, print_problems
 from pathways.errors import ProblemsFound, errors
 
@@ -20,7 +20,7 @@ def validate(
     library (_shared/interactions.yaml); report every problem as file:line:col."""
     from pathways.rules.casefile import validate_with_cases
 
-    result = validate_with_cases(paths or ["pathways"])
+    result = validate_with_cases(paths or ["pathways"], _places())
     if errors(result.problems):
         fail_with_problems(result.problems)
     print_problems(result.problems)  # only warnings are left: shown, but the files are valid
@@ -40,7 +40,7 @@ def show(name: Annotated[str, typer.Argument(help="Pathway name (e.g. diabetes) 
     from pathways.views.show import render_show
 
     try:
-        loaded = load_pathway(name)
+        loaded = load_pathway(name, places=_places())
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     render_show(loaded, ui.out)
@@ -55,7 +55,7 @@ def diagram(
     from pathways.views.diagram import DiagramError, mermaid, write_html
 
     try:
-        loaded = load_pathway(name)
+        loaded = load_pathway(name, places=_places())
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     text = mermaid(loaded)
@@ -63,7 +63,7 @@ def diagram(
         ui.out.print(text, markup=False)
         return
     try:
-        write_html(loaded, text, html)
+        write_html(loaded, text, html, _settings().mermaid_js)
     except DiagramError as exc:
         fail(f"error: {exc}")
     ui.out.print(f"wrote {html}", markup=False)
@@ -79,12 +79,12 @@ def check(
     from pathways.rules.cases import load_cases, run_cases
 
     today = _today()
-    chosen = names or [n for n, f in available_pathways().items() if (f.parent / "cases.yaml").is_file()]
+    chosen = names or [n for n, f in available_pathways(_places()).items() if (f.parent / "cases.yaml").is_file()]
     failed = False
     for name in chosen:
         try:
-            loaded = load_pathway(name)
-            cases_file = find_pathway(name).parent / "cases.yaml"
+            loaded = load_pathway(name, places=_places())
+            cases_file = find_pathway(name, _places()).parent / "cases.yaml"
             if not cases_file.is_file():
                 ui.err.print(f"{cases_file}: no cases for {name}", markup=False)
                 failed = True
@@ -125,11 +125,11 @@ def _check_plans() -> bool:
     from pathways.definition.loader import pathway_roots
     from pathways.runtime.plan_cases import check_plan_cases, plan_cases_file
 
-    file = next((f for f in map(plan_cases_file, pathway_roots()) if f is not None), None)
+    file = next((f for f in map(plan_cases_file, pathway_roots(_places())) if f is not None), None)
     if file is None:
         return False
     try:
-        report = check_plan_cases(file)
+        report = check_plan_cases(file, _places())
     except ProblemsFound as exc:
         print_problems(exc.problems)
         return True

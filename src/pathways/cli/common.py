@@ -31,12 +31,22 @@ def _one_patient_file(facts: Optional[Path], fhir: Optional[Path]) -> Path:
     return facts or fhir
 
 
+def _settings():
+    """The settings (every PATHWAYS_* variable, read and checked once per process; a wrong one
+    is a SettingError that `main` reports): the command line is an entry point, it reads them
+    here and passes them, or values from them, to the library."""
+    from pathways.orchestration.settings import current
+
+    return current()
+
+
+def _places():
+    """Where pathways, libraries and templates are looked for (PATHWAYS_PATH, PATHWAYS_TEMPLATES)."""
+    return _settings().places
+
+
 def _today():
-    import os
-
-    from pathways.clock import clock_from_environment
-
-    return clock_from_environment(dict(os.environ)).today()
+    return _settings().clock().today()
 
 
 def _parse_date(text: str | None, what: str):
@@ -51,11 +61,7 @@ def _parse_date(text: str | None, what: str):
 
 
 def _clock():
-    import os
-
-    from pathways.clock import clock_from_environment
-
-    return clock_from_environment(dict(os.environ))
+    return _settings().clock()
 
 
 def _store_or_fail(clock):
@@ -139,12 +145,10 @@ def _reevaluate(store, groups: dict[str, list[str]], at) -> None:
 
 
 def _actor():
-    import os
-
-    from pathways.access import ConfigurationError, actor_from_environment
+    from pathways.access import ConfigurationError
 
     try:
-        return actor_from_environment(os.environ)
+        return _settings().actor()
     except ConfigurationError as exc:
         fail(f"error: {exc}", code=2)
 

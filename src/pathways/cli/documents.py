@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pathways.cli import ui
-from pathways.cli.common import _clock, _enrollment_or_fail, _require, _runtime_for, _store_or_fail
+from pathways.cli.common import _clock, _enrollment_or_fail, _places, _require, _runtime_for, _store_or_fail
 from pathways.cli.ui import fail, fail_with_problems
 from pathways.errors import ProblemsFound
 
@@ -80,11 +80,11 @@ def fhir_export(
     if out_file is not None and not out_file.parent.is_dir():
         fail(f"error: --out {out_file}: the folder {out_file.parent} does not exist")
     try:
-        if what in available_pathways() or Path(what).exists():
+        if what in available_pathways(_places()) or Path(what).exists():
             from pathways.definition.loader import load_pathway
 
             try:
-                resources = plan_definition(load_pathway(what))
+                resources = plan_definition(load_pathway(what, places=_places()))
             except ProblemsFound as exc:
                 fail_with_problems(exc.problems)
         else:
@@ -98,7 +98,7 @@ def fhir_export(
             except UnknownEnrollment:
                 from pathways.errors import did_you_mean
 
-                hint = did_you_mean(what, list(available_pathways()))
+                hint = did_you_mean(what, list(available_pathways(_places())))
                 fail(f"error: '{what}' is neither a pathway nor an enrollment{' (' + hint + ')' if hint else ''}")
             runtime = _runtime_for(state)
             resources = care_plan(runtime.loaded, state, clock.today())

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from pathways.cli import ui
-from pathways.cli.common import _clock, _one_patient_file, _parse_date, _patient_files, _report_failed, _require, _store_or_fail, _today, _until_stopped
+from pathways.cli.common import _clock, _one_patient_file, _places, _parse_date, _patient_files, _report_failed, _require, _store_or_fail, _today, _until_stopped
 from pathways.cli.ui import fail, fail_with_problems
 from pathways.errors import ProblemsFound, errors
 
@@ -34,7 +34,7 @@ def evaluate(
     if when > today:
         fail(f"error: --at {when} is in the future (today is {today})")
     try:
-        loaded = load_pathway(name)
+        loaded = load_pathway(name, places=_places())
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     path = facts or fhir
@@ -95,7 +95,7 @@ def simulate(
     first = _parse_date(start, "--start") or _clock().today()
     files = _patient_files(patients)
     try:
-        runtime = Runtime(load_pathway(name))
+        runtime = Runtime(load_pathway(name, places=_places()))
     except ProblemsFound as exc:
         fail_with_problems(exc.problems)
     failed = []

@@ -409,16 +409,13 @@ def serve(
     from this process; reviews become scheduled flow runs. Needs PREFECT_API_URL for a server.
     When it stops, deployments it found (made by `pathways deploy`) are left as they were."""
     _require("enrollment.write", "serve the deployments")
-    import os
-
     from pathways.orchestration.deploy import DeployError, check_cron, serve as serve_deployments
 
     try:
         check_cron(cron)
     except DeployError as exc:
         fail(f"error: {exc}", code=2)
-    os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
-    serve_deployments(cron)
+    serve_deployments(cron)  # its flow runs schedule next reviews (deploy.RUN_ENVIRONMENT)
 
 
 def deploy(

@@ -5,6 +5,7 @@ deployments from its own process and, when it stops, leaves those it found as it
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ SOURCE = Path(__file__).resolve().parents[3]  # the project folder (src/ layout)
 DAILY_DEPLOYMENT = "pathways-due/daily"
 DAILY_CRON = "0 6 * * *"  # every day at 06:00 UTC
 POOL_TYPE = "process"  # what `pathways worker` starts (`prefect worker start --type process`)
+# The settings of the deployments' flow runs beyond the machine's own: they schedule each
+# enrollment's next due date (flows.review_deployment). A flow run starts a new process that
+# reads its settings from its environment, so this is handed over as environment: on a work pool
+# through the deployment's job variables, in `pathways serve` through the serving process's own
+# (Prefect's runner starts each served run as a subprocess with that environment, and a served
+# deployment has no job variables: prefect/runner/_starter_engine.py).
+RUN_ENVIRONMENT = {"PATHWAYS_SCHEDULE_REVIEWS": "1"}
 
 
 class DeployError(Exception):
@@ -26,10 +34,10 @@ def register(pool: str, cron: str = DAILY_CRON) -> list[str]:
     entry = "src/pathways/orchestration/flows.py"
     names = []
     batch = advance_enrollments.from_source(source=str(SOURCE), entrypoint=f"{entry}:advance_enrollments")
-    batch.deploy(name="batch", work_pool_name=pool, job_variables={"env": {"PATHWAYS_SCHEDULE_REVIEWS": "1"}}, print_next_steps=False)
+    batch.deploy(name="batch", work_pool_name=pool, job_variables={"env": dict(RUN_ENVIRONMENT)}, print_next_steps=False)
     names.append(BATCH_DEPLOYMENT)
     daily = advance_due.from_source(source=str(SOURCE), entrypoint=f"{entry}:advance_due")
-    daily.deploy(name="daily", work_pool_name=pool, cron=cron, job_variables={"env": {"PATHWAYS_SCHEDULE_REVIEWS": "1"}}, print_next_steps=False)
+    daily.deploy(name="daily", work_pool_name=pool, cron=cron, job_variables={"env": dict(RUN_ENVIRONMENT)}, print_next_steps=False)
     names.append(DAILY_DEPLOYMENT)
     return names
 
@@ -100,9 +108,11 @@ def serve(cron: str = DAILY_CRON) -> None:
     served its workers before: their schedules would never fire again. So Prefect's pause is off
     here; a deployment this process created is paused when it stops (nobody serves it any more),
     and one it found is put back as it was found (paused or not, its work pool, job variables,
-    entrypoint and schedules), through Prefect's ``read_deployment_by_name`` and ``update_deployment``."""
+    entrypoint and schedules), through Prefect's ``read_deployment_by_name`` and ``update_deployment``.
+    The served runs get ``RUN_ENVIRONMENT`` as a work pool's do (through this process's environment)."""
     from prefect import serve as prefect_serve
 
+    os.environ.update(RUN_ENVIRONMENT)
     prefect_edge.configure()
     found = _read_deployments(SERVED)
     try:

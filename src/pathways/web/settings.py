@@ -17,8 +17,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pathways.clock import Clock, SystemClock, clock_from_environment
-from pathways.errors import SettingError
+from pathways.clock import Clock, SystemClock
+from pathways.definition.places import Places
 from pathways.facts.jsonread import MAX_DOCUMENT_BYTES
 
 
@@ -34,6 +34,7 @@ class WebSettings:
     page_size: int = 25
     max_upload_bytes: int = MAX_DOCUMENT_BYTES  # an uploaded patient file; a larger request is refused unread (413)
     prefect: bool = True  # advance through Prefect after recording (started with the app: its lifespan)
+    places: Places = Places()  # where published versions' libraries and templates are also looked for (PATHWAYS_PATH, PATHWAYS_TEMPLATES)
 
 
 def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
@@ -41,18 +42,17 @@ def from_environment(environ: dict[str, str] | None = None) -> WebSettings:
 
     environ = dict(os.environ if environ is None else environ)
     settings = current(environ)  # every PATHWAYS_* setting checked here, before the application starts
-    return WebSettings(database_url=settings.database_url, secret_key=_secret(environ),
-                       clock=clock_from_environment(environ), secure_cookies=settings.web_secure_cookies,
-                       prefect=settings.web_prefect)
+    return WebSettings(database_url=settings.database_url, secret_key=_secret(settings),
+                       clock=settings.clock(), secure_cookies=settings.web_secure_cookies,
+                       prefect=settings.web_prefect, places=settings.places)
 
 
-def _secret(environ: dict[str, str]) -> str:
-    value = environ.get("PATHWAYS_WEB_SECRET")
-    if value:
-        if len(value) < 32:
-            raise SettingError("PATHWAYS_WEB_SECRET: give at least 32 characters (e.g. the output of `openssl rand -hex 32`)")
-        return value
-    path = Path(environ.get("PATHWAYS_WEB_SECRET_FILE", ".pathways/web.key"))
+def _secret(settings) -> str:
+    """PATHWAYS_WEB_SECRET (at least 32 characters: checked with the other settings), else the
+    key in PATHWAYS_WEB_SECRET_FILE, created on first use."""
+    if settings.web_secret is not None:
+        return settings.web_secret.get_secret_value()
+    path = Path(settings.web_secret_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -58,7 +58,7 @@ def search(request: Request, id: str = "", store: Store = Depends(store_of)):
 @router.get("/enrollments/{enrollment}")
 def enrollment_timeline(request: Request, enrollment: str, store: Store = Depends(store_of)):
     found = auditing.enrollment_trail(store, enrollment)
-    rows = timeline(found, Catalog(auditing.published(store)), LANG)
+    rows = timeline(found, Catalog(auditing.published(store), request.app.state.settings.places), LANG)
     first = found[0]
     return render(request, "audit_timeline.html", enrollment=enrollment, patient=first["patient_id"], pathway=first["pathway"], rows=rows,
                   decision_actions=("step.", "escalation.", "goal.", "indication."))
@@ -70,7 +70,7 @@ def decision(request: Request, decision: str, store: Store = Depends(store_of)):
         key, decision_id, found = auditing.decision_trail(store, decision)
     except auditing.UnknownInTrail as exc:
         return _missing(request, exc)
-    detail = decision_detail(key, decision_id, found, Catalog(auditing.published(store)), LANG)
+    detail = decision_detail(key, decision_id, found, Catalog(auditing.published(store), request.app.state.settings.places), LANG)
     return render(request, "audit_decision.html", d=detail, e=detail.entry, p=detail.entry["payload"])
 
 
@@ -87,7 +87,7 @@ def _indicator_inputs(request: Request, store: Store, pathway: str, period: str,
     except auditing.UnknownInTrail as exc:
         return None, _missing(request, exc)
     today = request.app.state.settings.clock.today()
-    return indicators(found, Catalog(auditing.published(store)), pathway, chosen, today, int(grace)), None
+    return indicators(found, Catalog(auditing.published(store), request.app.state.settings.places), pathway, chosen, today, int(grace)), None
 
 
 @router.get("/indicators")
