@@ -83,3 +83,100 @@ def test_config_names_a_wrong_setting_and_exits_2(tmp_path):
     done = run_cli("config", cwd=tmp_path, env={"PATHWAYS_BATCH_SIZE": "0"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: PATHWAYS_BATCH_SIZE: 0 enrollments per batch would advance nobody")
+
+
+# -- read once, at the entry points ---------------------------------------------------------
+
+# The modules that may touch the process's environment, and why. Everywhere else the settings
+# arrive as an argument (the Settings object or values from it: ``places``, ``clock()``,
+# ``actor()``) or through ``settings.current()`` (the object read once per environment and
+# handed to the worker processes).
+MAY_READ_THE_ENVIRONMENT = {
+    "pathways/orchestration/settings.py": "the one reader: every PATHWAYS_* variable, read and checked at once into Settings",
+    "pathways/web/settings.py": "the web application factory's entry: the settings of the environment it is started in",
+    "pathways/orchestration/prefect_edge.py": "applies Prefect's own settings to the process's environment (PREFECT_*), "
+                                              "applied by the entry points, and reads pathways' through settings.current",
+    "pathways/orchestration/workers.py": "hands the caller's whole environment to the worker processes, "
+                                         "which take the caller's Settings object with it and read nothing",
+}
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def environment_reads(source: str) -> list[str]:
+    """Where a module reads a PATHWAYS_* variable from the process's environment (``os.environ``
+    by key, ``.get``, ``.setdefault``, ``.pop``, ``in``; ``os.getenv``; the key written out or
+    a module-level name for it) or hands the whole environment on (``dict(os.environ)``,
+    ``f(os.environ)``), as 'line: what'."""
+    import ast
+
+    tree = ast.parse(source)
+    names = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+             for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value.value, str)}
+    from_os = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "os"
+               for alias in node.names}
+
+    def is_environ(node) -> bool:
+        return ((isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name) and node.value.id == "os")
+                or (isinstance(node, ast.Name) and node.id == "environ" and "environ" in from_os))
+
+    def is_getenv(node) -> bool:
+        return ((isinstance(node, ast.Attribute) and node.attr == "getenv" and isinstance(node.value, ast.Name) and node.value.id == "os")
+                or (isinstance(node, ast.Name) and node.id == "getenv" and "getenv" in from_os))
+
+    def pathways_key(node) -> str | None:
+        value = node.value if isinstance(node, ast.Constant) else names.get(node.id) if isinstance(node, ast.Name) else None
+        return value if isinstance(value, str) and value.startswith("PATHWAYS_") else None
+
+    found, keyed = [], set()
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and node.args and (
+                is_getenv(node.func) or (isinstance(node.func, ast.Attribute) and is_environ(node.func.value)
+                                         and node.func.attr in ("get", "setdefault", "pop"))):
+            key = pathways_key(node.args[0])
+        elif isinstance(node, ast.Subscript) and is_environ(node.value):
+            key = pathways_key(node.slice)
+        elif isinstance(node, ast.Compare) and any(is_environ(c) for c in node.comparators):
+            key = pathways_key(node.left)
+        if key:
+            found.append(f"{node.lineno}: {'writes' if isinstance(getattr(node, 'ctx', None), ast.Store) else 'reads'} {key}")
+        for child in ast.iter_child_nodes(node):  # os.environ as a method's object or a key's container is not handed on
+            if is_environ(child) and (isinstance(node, (ast.Attribute, ast.Subscript)) or
+                                      (isinstance(node, ast.Compare) and child in node.comparators)):
+                keyed.add(id(child))
+    found += [f"{node.lineno}: hands on the whole environment" for node in ast.walk(tree) if is_environ(node) and id(node) not in keyed]
+    return sorted(set(found), key=lambda line: int(line.split(":")[0]))
+
+
+def test_the_scan_finds_every_way_of_reading_a_setting_from_the_environment():
+    source = '''import os
+from os import environ
+ENV = "PATHWAYS_PLAN_WINDOW_DAYS"
+a = os.environ.get("PATHWAYS_PATH", "")
+b = os.getenv("PATHWAYS_TEMPLATES")
+c = os.environ[ENV]
+d = "PATHWAYS_TODAY" in os.environ
+e = environ.get("PATHWAYS_ROLE")
+f = clock_from_environment(dict(os.environ))
+os.environ["PATHWAYS_SCHEDULE_REVIEWS"] = "1"
+g = os.environ.get("PREFECT_API_URL") or os.environ.get("USER")
+def h(environ_given): return environ_given.get("PATHWAYS_TODAY")
+'''
+    assert environment_reads(source) == ["4: reads PATHWAYS_PATH", "5: reads PATHWAYS_TEMPLATES", "6: reads PATHWAYS_PLAN_WINDOW_DAYS",
+                                         "7: reads PATHWAYS_TODAY", "8: reads PATHWAYS_ROLE", "9: hands on the whole environment",
+                                         "10: writes PATHWAYS_SCHEDULE_REVIEWS"]
+
+
+def test_only_the_entry_points_read_settings_from_the_environment():
+    found: dict[str, list[str]] = {}
+    for folder, _, files in os.walk(os.path.join(SRC, "pathways")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as handle:
+                    reads = environment_reads(handle.read())
+                if reads:
+                    found[os.path.relpath(path, SRC).replace(os.sep, "/")] = reads
+    outside = {module: reads for module, reads in found.items() if module not in MAY_READ_THE_ENVIRONMENT}
+    assert outside == {}, "pass the settings (orchestration/settings.py: current(), or a value from it) instead"
+    assert sorted(found) == sorted(MAY_READ_THE_ENVIRONMENT), "an allowance no module needs any more: remove it"
