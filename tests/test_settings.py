@@ -67,7 +67,7 @@ def test_config_prints_each_setting_with_its_source_and_hides_secrets(tmp_path):
     key.write_text("0123456789abcdef0123456789abcdef")
     done = run_cli("config", cwd=tmp_path, env={"PATHWAYS_DATABASE_URL": "postgresql://pathways:geheim@db/pathways",
                                                 "PATHWAYS_BATCH_SIZE": "100", "PATHWAYS_IDENTITY_SECRET_FILE": str(key),
-                                                "PATHWAYS_WEB_SECRET": "s" * 40})
+                                                "PATHWAYS_WEB_SECRET": "s" * 40, "PATHWAYS_PLAN_WINDOW_DAYS": "21"})
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()}
     assert len(rows) >= 17 and all(name.startswith(("PATHWAYS_", "PREFECT_")) for name in rows)
@@ -75,6 +75,8 @@ def test_config_prints_each_setting_with_its_source_and_hides_secrets(tmp_path):
     assert rows["PATHWAYS_DATABASE_URL"].split()[1:] == ["postgresql://pathways:***@db/pathways", "environment", "(PATHWAYS_DATABASE_URL)"]
     assert rows["PATHWAYS_BATCH_SIZE"].split()[1:] == ["100", "environment", "(PATHWAYS_BATCH_SIZE)"]
     assert rows["PATHWAYS_BSN_STORAGE"].split()[1:] == ["hmac", "default"]
+    assert rows["PATHWAYS_PLAN_WINDOW_DAYS"].split()[1:] == ["21", "environment", "(PATHWAYS_PLAN_WINDOW_DAYS)"]
+    assert rows["PATHWAYS_PATH"].split()[1:] == ["(unset)", "default"]
     assert rows["PATHWAYS_IDENTITY_SECRET"].endswith(f"file {key}") and "(set, hidden)" in rows["PATHWAYS_IDENTITY_SECRET"]
     assert "(set, hidden)" in rows["PATHWAYS_WEB_SECRET"]
 
@@ -180,3 +182,35 @@ def test_only_the_entry_points_read_settings_from_the_environment():
     outside = {module: reads for module, reads in found.items() if module not in MAY_READ_THE_ENVIRONMENT}
     assert outside == {}, "pass the settings (orchestration/settings.py: current(), or a value from it) instead"
     assert sorted(found) == sorted(MAY_READ_THE_ENVIRONMENT), "an allowance no module needs any more: remove it"
+
+
+def test_the_settings_give_the_layers_below_their_values(tmp_path):
+    from pathways.clock import SystemClock
+    from pathways.definition.places import Places
+
+    read = configured.from_environment({"PATHWAYS_TODAY": "2026-01-05", "PATHWAYS_ROLE": "auditor", "PATHWAYS_USER": "jan",
+                                        "PATHWAYS_PATH": os.pathsep.join([str(tmp_path / "a"), "", str(tmp_path / "b")]),
+                                        "PATHWAYS_TEMPLATES": str(tmp_path / "t")})
+    assert read.places == Places(path=(tmp_path / "a", tmp_path / "b"), templates=tmp_path / "t")
+    assert read.clock().now().isoformat() == "2026-01-05T12:00:00+00:00"
+    assert (read.actor().user, read.actor().role, read.actor().via) == ("jan", "auditor", "environment")
+    assert isinstance(configured.from_environment({}).clock(), SystemClock) and configured.from_environment({}).places == Places()
+
+
+def test_pathways_serve_hands_its_runs_the_setting_that_schedules_reviews(monkeypatch):
+    """Prefect's runner starts each served flow run as a subprocess with the serving process's
+    environment (served deployments have no job variables): serve puts RUN_ENVIRONMENT there,
+    as register puts it in the work-pool deployments' job variables."""
+    import prefect
+
+    from pathways.orchestration import deploy
+
+    monkeypatch.setenv("PATHWAYS_SCHEDULE_REVIEWS", "0")  # (put back after the test, whatever serve sets)
+    seen = {}
+    monkeypatch.setattr(deploy.prefect_edge, "configure", lambda: None)
+    monkeypatch.setattr(deploy, "_read_deployments", lambda names: {})
+    monkeypatch.setattr(deploy, "leave_as_found", lambda found: None)
+    monkeypatch.setattr(prefect, "serve", lambda *deployments, **options: seen.update(os.environ))
+    deploy.serve()
+    assert deploy.RUN_ENVIRONMENT == {"PATHWAYS_SCHEDULE_REVIEWS": "1"}
+    assert seen["PATHWAYS_SCHEDULE_REVIEWS"] == "1" and configured.current(seen).schedule_reviews == "1"

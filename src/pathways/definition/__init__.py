@@ -6,8 +6,9 @@ left between two branches, ``goals``: goals no step measures again), document te
 their checks (``documents``), cross-pathway interaction rules (``interactions``), finding and
 loading files by name or path (``loader``), writing a definition back (``dump``), what changed
 between two versions (``diff``), values written as text in YAML (``textvalue``), values as
-clinicians write them in a letter (``wording``) and the skeleton ``pathways new`` writes
-(``skeleton``). The layers inside are an import-linter
+clinicians write them in a letter (``wording``), the skeleton ``pathways new`` writes
+(``skeleton``) and where pathways and templates are looked for (``places``: given, never read from
+the environment). The layers inside are an import-linter
 contract (pyproject.toml).
 Must not touch: Prefect, durable-rules, the database, the network, or wall-clock time.
 """
