@@ -3,10 +3,12 @@
 checked at once (``from_environment``) before anything runs, every wrong value named with its
 variable and the fix. ``current()`` is the settings of this process's environment (read once per
 distinct environment); the batch worker processes are handed the caller's object (``use``).
-Only this module (and the entry points: pathways/cli, pathways/web/settings.py) reads ``PATHWAYS_*``
-from the environment; the layers below take the values as arguments (``places``, ``clock``,
-``actor``: what the definition layer, the clock and access control are given), and
-tests/test_settings.py fails when another module reads one.
+Only this module reads ``PATHWAYS_*`` from the environment: the entry points (the command line,
+the web application's settings, the flows, the worker processes) take this object and pass it,
+or values from it, on; the layers below take the values as arguments (``places``, ``clock()``,
+``actor()``: what the definition layer, the clock and access control are given).
+tests/test_settings.py fails when another module reads one (it lists who may touch the
+environment, and why).
 ``describe`` is what `pathways config` prints: each setting's value (secrets hidden) and where it
 came from (the environment, a file, or the default)."""
 
