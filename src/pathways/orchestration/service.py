@@ -92,15 +92,10 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
                    from_stage: str | None = None) -> Enrolled:
     """Store a read patient file's facts (identity apart) and enrol the patient. A patient
     already enrolled gets what is new of the file's facts (nothing is stored twice)."""
-    from sqlmodel import Session
-
-    from pathways.store.models import Enrollment
-
     runtime = runtimes.get(pathway)
     facts = patient.facts if patient_id is None else patient.facts.model_copy(update={"patient": patient_id})
     eid = enrollment_id(runtime.loaded, facts.patient)
-    with Session(store.engine) as session:
-        exists = session.get(Enrollment, eid) is not None
+    exists = store.has_enrollment(eid)
     other = [e for e, p, _ in store.enrollments_of(facts.patient) if p == runtime.spec.id and e != eid] if not exists else []
     if other:  # one enrollment per patient and pathway: a migrated one keeps its id on its new version
         state, _ = store.load(other[0])

@@ -28,6 +28,7 @@ from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
+from pathways.store.trail import Trail
 from pathways.store.vocabulary import DECISION_ACTION, Action
 
 T = TypeVar("T")
@@ -128,6 +129,26 @@ def shown(url: str | URL) -> str:
     return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
+def is_database_url(url: str) -> bool:
+    """Whether SQLAlchemy can parse ``url`` (the settings check it before anything runs)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        return False
+    return True
+
+
+def without_password(url: str) -> str:
+    """``url`` as SQLAlchemy renders it with its password hidden: what ``config.changed`` records
+    (the text is compared with the last one recorded: keep it as it is)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database",
              sleep: Callable[[float], Any] | None = None) -> T:
     """Retry on a locked or unreachable database with exponential backoff, then a clear error.
@@ -177,6 +198,11 @@ class Store:
     def audit(self, session: Session, records: list[Record]) -> int:
         return audit.append(session.connection(), records, self.actor, self.now(), self.context)
 
+    @property
+    def trail(self) -> Trail:
+        """The audit trail's reads on this store (each opens its own connection)."""
+        return Trail(self.engine)
+
     def record_audit(self, records: list[Record]) -> None:
         """Audit something that changes nothing else (an access denial, a configuration change)."""
         def write() -> None:
@@ -196,6 +222,12 @@ class Store:
         def read() -> bool:
             with Session(self.engine) as session:
                 return session.get(Patient, patient) is not None
+        return retrying(read, what=self.where, sleep=self.sleep)
+
+    def has_enrollment(self, enrollment: str) -> bool:
+        def read() -> bool:
+            with Session(self.engine) as session:
+                return session.get(Enrollment, enrollment) is not None
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_record(self, patient: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
@@ -660,3 +692,9 @@ def open_readonly(url: str) -> Engine:
         raise StoreError(f"{where} has no audit trail: not a pathways store, or one that predates the audit trail "
                          f"(a writing command such as `pathways advance --due` migrates it)")
     return engine
+
+
+def open_trail(url: str) -> Trail:
+    """The audit trail of the store at ``url``, read-only (``open_readonly``): what the audit
+    commands read, without a connection of their own."""
+    return Trail(open_readonly(url))
