@@ -12,7 +12,7 @@ import typer
 from pathways.cli import ui
 from pathways.cli.common import _clock, _parse_date, _require, _today
 from pathways.cli.ui import fail
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
@@ -265,7 +265,7 @@ def audit_report(
     else:
         history = trail.entries(Query(pathway=pathway))
         selected = [e for e in history if e["action"] != Action.PATHWAY_PUBLISHED and
-                    chosen.start <= dt.date.fromisoformat((e["payload"].get("decided_on") or e["at"])[:10]) <= chosen.end]
+                    chosen.start <= dt.date.fromisoformat((e["payload"].get(Key.DECIDED_ON) or e["at"])[:10]) <= chosen.end]
         ind = indicators(history, catalog, pathway, chosen, _today(), grace)
         subject = {"pathway": pathway, "period": f"{chosen.label} ({chosen.start} .. {chosen.end})", "enrollments": len({e['enrollment_id'] for e in selected if e['enrollment_id']})}
         title = f"Audit: {pathway} {chosen.label}"

@@ -13,7 +13,7 @@ from typing import Any
 from pathways.orchestration.service import authorize
 from pathways.store.audit import Query, Record, Verification
 from pathways.store.db import Store, UnknownEnrollment
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 AUDIT = "audit.read"
 
@@ -29,7 +29,7 @@ def check(store: Store, what: str, subject: str) -> None:
 
 def _read(store: Store, page: str, subject: str, enrollments: list[str], patient: str | None = None, **extra: Any) -> None:
     store.record_audit([Record(Action.PATIENT_DATA_READ, patient, enrollments[0] if len(enrollments) == 1 else None, subject=subject,
-                               payload={"page": page, "enrollments": sorted(set(enrollments)), **extra})])
+                               payload={Key.PAGE: page, Key.ENROLLMENTS: sorted(set(enrollments)), **extra})])
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathways.runtime.core import Runtime
 from pathways.store.audit import Record
 from pathways.store.db import Store, retrying
 from pathways.store.trail import Trail
+from pathways.store.vocabulary import Key
 
 def ensure_published(store: Store, runtime: Runtime) -> None:
     """A pathway version runs only once it is published in this store (its files are kept in
@@ -72,7 +73,7 @@ def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
             templates[path.name] = {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
                                     "kind": "template", "from": str(folder)}
     files.update({f"template:{name}": info for name, info in sorted(templates.items())})
-    return store.publish(loaded.spec.id, loaded.spec.version, version_key, {"files": files})
+    return store.publish(loaded.spec.id, loaded.spec.version, version_key, {Key.FILES: files})
 
 
 class Runtimes:
@@ -140,7 +141,7 @@ class Runtimes:
 
 def _published_files(trail: Trail, version_key: str) -> dict[str, Any] | None:
     payload = trail.published_payload(version_key)
-    return None if payload is None else payload.get("files", {})
+    return None if payload is None else payload.get(Key.FILES, {})
 
 
 def by_version(store: Store, enrollments: list[str]) -> dict[str, list[str]]:

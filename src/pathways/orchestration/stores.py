@@ -17,7 +17,7 @@ from pathways.orchestration.settings import (
     batch_size, bsn_storage, check_database_url, current, database_url, schedule_reviews_setting)
 from pathways.store.audit import Record
 from pathways.store.db import Store, make_engine, migrate, retrying, without_password
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 _MIGRATED: set[str] = set()
@@ -77,9 +77,9 @@ def note_configuration(store: Store, url: str, settings: dict[str, Any] | None =
         return
 
     last = retrying(lambda: store.trail.last_payload(Action.CONFIG_CHANGED), what=store.where)
-    if last is None or last.get("settings") != settings:
-        changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
-        store.record_audit([Record(Action.CONFIG_CHANGED, subject="configuration", payload={"settings": settings, "changed": changed})])
+    if last is None or last.get(Key.SETTINGS) != settings:
+        changed = sorted(k for k in settings if last is None or last.get(Key.SETTINGS, {}).get(k) != settings[k])
+        store.record_audit([Record(Action.CONFIG_CHANGED, subject="configuration", payload={Key.SETTINGS: settings, Key.CHANGED: changed})])
     _CONFIGURED.add(key)
 
 
@@ -88,5 +88,5 @@ def authorize(store: Store, permission: str, what: str, subject: str | None = No
     if store.actor.may(permission):
         return
     store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what,
-                               payload={"permission": permission, "attempted": what, "via": store.actor.via})])
+                               payload={Key.PERMISSION: permission, Key.ATTEMPTED: what, Key.VIA: store.actor.via})])
     raise AccessDenied(store.actor, permission, what)

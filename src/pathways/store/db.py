@@ -29,7 +29,7 @@ from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
 from pathways.store.trail import Trail
-from pathways.store.vocabulary import DECISION_ACTION, Action
+from pathways.store.vocabulary import DECISION_ACTION, Action, Key
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -258,16 +258,17 @@ class Store:
         if session.get(Patient, facts.patient) is None:
             session.add(Patient(id=facts.patient, created_at=self.now()))
             session.flush()
-            records.append(Record(Action.PATIENT_CREATED, patient=facts.patient, payload={"source": source}))
+            records.append(Record(Action.PATIENT_CREATED, patient=facts.patient, payload={Key.SOURCE: source}))
         if identity:
             kept = session.get(PatientIdentity, facts.patient)
             if kept is None or any(getattr(kept, k) != v for k, v in identity.items()):
                 session.merge(PatientIdentity(patient_id=facts.patient, **identity))
                 records.append(Record(Action.IDENTITY_STORED, patient=facts.patient,
-                                      payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
+                                      payload={Key.FIELDS: sorted(k for k, v in identity.items() if v is not None)}))
         added, known, counts = self._append(session, facts.patient, facts, source)
         if added or records:  # a file that brought nothing new changed nothing: not audited
-            records.append(Record(Action.FACTS_ADDED, patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
+            records.append(Record(Action.FACTS_ADDED, patient=facts.patient,
+                                  payload={Key.SOURCE: source, Key.COUNTS: counts, "added": added, "already_known": known}))
         if records:
             self.audit(session, records)
         return added, known
@@ -338,7 +339,7 @@ class Store:
         def read() -> dict[str, Any] | None:
             with self.engine.connect() as connection:
                 payload = audit.published_payload(connection, version_key)
-            return None if payload is None else payload.get("files", {})
+            return None if payload is None else payload.get(Key.FILES, {})
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_versions(self, pathway: str) -> list[tuple[str, str]]:
@@ -536,8 +537,8 @@ class Store:
                     "reasons": audit.dumps(list(e.reasons)),
                     "detail": audit.dumps(e.detail),
                 }
-                payload = {"kind": e.kind, "step": e.step, "due_on": e.on.isoformat(), "decided_on": e.decided.isoformat(),
-                           "reasons": list(e.reasons), **e.detail}
+                payload = {Key.KIND: e.kind, Key.STEP: e.step, Key.DUE_ON: e.on.isoformat(), Key.DECIDED_ON: e.decided.isoformat(),
+                           Key.REASONS: list(e.reasons), **e.detail}
                 records.append(Record(DECISION_ACTION.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
                                       state.version, state.version_key, e.key, payload))
         now = self.now()
