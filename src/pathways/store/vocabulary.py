@@ -132,7 +132,7 @@ class Key:
     SHA256 = "sha256"  # a hash of what was disclosed, never the text
     IDENTIFYING = "identifying"  # whether it named the patient
     # plan.* (store/plans.py), read by views/plan_indicators.py
-    AT = "at"  # the plan's date
+    AT = "at"  # the plan's date (and the plan page's patient_data.read)
     PATHWAYS = "pathways"
     APPOINTMENTS = "appointments"
     STEPS = "steps"
