@@ -12,7 +12,7 @@ import typer
 from pathways.cli import ui
 from pathways.cli.common import _clock, _parse_date, _places, _require, _settings, _today
 from pathways.cli.ui import fail
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 audit_app = typer.Typer(help="Read and verify the audit trail (auditors and admins).", no_args_is_help=True)
@@ -22,22 +22,23 @@ DEFAULT_LOG_FIELDS = ("seq", "at", "actor", "role", "action", "enrollment_id", "
 
 
 def _reader(permission_what: str):
-    """A read-only connection to the store, for auditors: nothing is created or written."""
+    """The store's audit trail, read-only, for auditors: nothing is created or written (the
+    store opens and closes the connections)."""
     from pathways.orchestration.service import database_url
-    from pathways.store.db import StoreError, open_readonly
+    from pathways.store.db import StoreError, open_trail
 
     _require("audit.read", permission_what)
     try:
-        return open_readonly(database_url())
+        return open_trail(database_url())
     except StoreError as exc:
         fail(f"error: {exc}")
 
 
-def _catalog(connection):
-    from pathways.store.audit import Query, entries
+def _catalog(trail):
+    from pathways.store.audit import Query
     from pathways.views.audit import Catalog
 
-    return Catalog(entries(connection, Query(action=Action.PATHWAY_PUBLISHED)), _places())
+    return Catalog(trail.entries(Query(action=Action.PATHWAY_PUBLISHED)), _places())
 
 
 def _period(text: str):
@@ -49,10 +50,8 @@ def _period(text: str):
         fail(f"error: --period: {exc}")
 
 
-def _known_pathway(connection, name: str) -> None:
-    from pathways.store.audit import pathway_names
-
-    known = pathway_names(connection)
+def _known_pathway(trail, name: str) -> None:
+    known = trail.pathway_names()
     if name not in known:
         from pathways.errors import did_you_mean
 
@@ -60,10 +59,8 @@ def _known_pathway(connection, name: str) -> None:
         fail(f"error: no pathway '{name}' in the audit trail ({hint})")
 
 
-def _known_enrollment(connection, enrollment: str) -> None:
-    from pathways.store.audit import has_enrollment
-
-    if not has_enrollment(connection, enrollment):
+def _known_enrollment(trail, enrollment: str) -> None:
+    if not trail.has_enrollment(enrollment):
         from pathways.orchestration.service import database_url
         from pathways.store.db import shown
 
@@ -78,17 +75,13 @@ def audit_verify(
     """Recompute the hash chain; name the first broken entry. Exit 0 intact, 1 broken."""
     import json
 
-    from pathways.store.audit import verify
-
     parsed = None
     if anchor is not None:
         seq, sep, digest = anchor.partition(":")
         if not (sep and seq.isdigit() and len(digest) == 64):
             fail(f"error: --anchor '{anchor}' is not SEQ:HASH (a sequence number and a 64-character SHA-256)")
         parsed = (int(seq), digest.lower())
-    engine = _reader("verify the audit trail")
-    with engine.connect() as connection:
-        result = verify(connection, parsed)
+    result = _reader("verify the audit trail").verify(parsed)
     if as_json:
         ui.out.print(json.dumps({"intact": result.intact, "entries": result.entries, "head_seq": result.head_seq, "head_hash": result.head_hash,
                               "broken_at": result.broken_at, "reason": result.reason or None}), markup=False)
@@ -116,7 +109,7 @@ def audit_log(
     """The audit entries, filtered; as a table, JSON or CSV."""
     import json
 
-    from pathways.store.audit import Query, entries
+    from pathways.store.audit import Query
     from pathways.views.audit import LOG_FIELDS, write_csv
 
     if as_json and as_csv:
@@ -130,9 +123,7 @@ def audit_log(
         fail(f"error: --fields: unknown field {', '.join(repr(u) for u in unknown) or '(none given)'}"
                   f"{' (' + hint + ')' if hint else ''}; fields: {', '.join(LOG_FIELDS)}")
     query = Query(patient, enrollment, pathway, _parse_date(since, "--since"), _parse_date(until, "--until"), actor, action)
-    engine = _reader("read the audit log")
-    with engine.connect() as connection:
-        rows = [{f: e[f] for f in chosen} for e in entries(connection, query)]
+    rows = [{f: e[f] for f in chosen} for e in _reader("read the audit log").entries(query)]
     if as_json:
         ui.out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
     elif as_csv:
@@ -159,16 +150,14 @@ def audit_timeline(
     """An enrollment's history as a readable story (Dutch by default, --lang en)."""
     import json
 
-    from pathways.store.audit import Query, entries
+    from pathways.store.audit import Query
     from pathways.views.audit import timeline
 
     if lang not in ("nl", "en"):
         fail(f"error: --lang '{lang}': use nl or en", code=2)
-    engine = _reader(f"read the timeline of {enrollment}")
-    with engine.connect() as connection:
-        _known_enrollment(connection, enrollment)
-        catalog = _catalog(connection)
-        rows = timeline(entries(connection, Query(enrollment=enrollment)), catalog, lang)
+    trail = _reader(f"read the timeline of {enrollment}")
+    _known_enrollment(trail, enrollment)
+    rows = timeline(trail.entries(Query(enrollment=enrollment)), _catalog(trail), lang)
     if as_json:
         ui.out.print(json.dumps([{"date": d.isoformat(), "text": t, "seq": e["seq"], "actor": e["actor"], "role": e["role"]} for d, t, e in rows],
                              ensure_ascii=False, indent=1), markup=False)
@@ -180,13 +169,11 @@ def audit_timeline(
 @audit_app.command("show")
 def audit_show(decision: Annotated[str, typer.Argument(help="Decision key (e.g. ENROLLMENT:STEP:DATE:gated) or decision id")]) -> None:
     """One decision: outcome, explanation, facts used, rules and versions, Prefect run ids."""
-    from pathways.store.audit import find_decision
     from pathways.views.decision import decision_detail
 
-    engine = _reader(f"read decision {decision}")
-    with engine.connect() as connection:
-        key, decision_id, found = find_decision(connection, decision)
-        detail = decision_detail(key, decision_id, found, _catalog(connection), lang=None) if found else None
+    trail = _reader(f"read decision {decision}")
+    key, decision_id, found = trail.find_decision(decision)
+    detail = decision_detail(key, decision_id, found, _catalog(trail), lang=None) if found else None
     if detail is None:
         fail(f"error: unknown decision '{decision}' (see `pathways audit log --action step.` for keys)")
     ui.out.print("\n".join(detail.lines()), markup=False)
@@ -202,18 +189,16 @@ def audit_indicators(
     """Quality indicators of a pathway over a period, computed from the audit trail."""
     import json
 
-    from pathways.store.audit import Query, entries
+    from pathways.store.audit import Query
     from pathways.views.audit import indicators
     from pathways.views.plan_indicators import plan_indicators
 
     chosen = _period(period)
-    engine = _reader(f"read indicators of {pathway}")
-    with engine.connect() as connection:
-        _known_pathway(connection, pathway)
-        catalog = _catalog(connection)
-        trail = list(entries(connection, Query(pathway=pathway)))
-        result = indicators(trail, catalog, pathway, chosen, _today(), grace)
-        plans = plan_indicators(entries(connection, Query(action="plan.")), {e["patient_id"] for e in trail if e["patient_id"]}, chosen)
+    trail = _reader(f"read indicators of {pathway}")
+    _known_pathway(trail, pathway)
+    history = trail.entries(Query(pathway=pathway))
+    result = indicators(history, _catalog(trail), pathway, chosen, _today(), grace)
+    plans = plan_indicators(trail.entries(Query(action="plan.")), {e["patient_id"] for e in history if e["patient_id"]}, chosen)
     data = {**result.to_json(), "personal_plans": plans}
     if as_json:
         ui.out.print(json.dumps(data, ensure_ascii=False, indent=1), markup=False)
@@ -250,7 +235,7 @@ def audit_report(
     grace: Annotated[int, typer.Option("--grace", min=0, max=365)] = 14,
 ) -> None:
     """One self-contained HTML report: timeline, explanations, diagram, indicators, verification."""
-    from pathways.store.audit import Query, entries, verify
+    from pathways.store.audit import Query
     from pathways.views.audit import Period, indicators
     from pathways.views.diagram import DiagramError
     from pathways.views.report import render
@@ -260,31 +245,30 @@ def audit_report(
     if not html.parent.is_dir():
         fail(f"error: --html {html}: the folder {html.parent} does not exist")
     chosen = _period(period) if period else None
-    engine = _reader("write an audit report")
-    with engine.connect() as connection:
-        if enrollment:
-            _known_enrollment(connection, enrollment)
-        else:
-            _known_pathway(connection, pathway)
-        catalog = _catalog(connection)
-        verification = verify(connection)
-        if enrollment:
-            selected = list(entries(connection, Query(enrollment=enrollment)))
-            name = selected[0]["pathway"]
-            history = list(entries(connection, Query(pathway=name)))
-            days = [e for e in selected if e["action"] != Action.PATHWAY_PUBLISHED]
-            first = min(dt.date.fromisoformat(e["at"][:10]) for e in days)
-            span = Period(first, max(_today(), first), f"{first}..{max(_today(), first)}")
-            ind = indicators([e for e in history if e.get("enrollment_id") == enrollment], catalog, name, span, _today(), grace)
-            subject = {"enrollment": enrollment, "patient (pseudonym)": selected[0]["patient_id"], "pathway": name}
-            title = f"Audit: {enrollment}"
-        else:
-            history = list(entries(connection, Query(pathway=pathway)))
-            selected = [e for e in history if e["action"] != Action.PATHWAY_PUBLISHED and
-                        chosen.start <= dt.date.fromisoformat((e["payload"].get("decided_on") or e["at"])[:10]) <= chosen.end]
-            ind = indicators(history, catalog, pathway, chosen, _today(), grace)
-            subject = {"pathway": pathway, "period": f"{chosen.label} ({chosen.start} .. {chosen.end})", "enrollments": len({e['enrollment_id'] for e in selected if e['enrollment_id']})}
-            title = f"Audit: {pathway} {chosen.label}"
+    trail = _reader("write an audit report")
+    if enrollment:
+        _known_enrollment(trail, enrollment)
+    else:
+        _known_pathway(trail, pathway)
+    catalog = _catalog(trail)
+    verification = trail.verify()
+    if enrollment:
+        selected = trail.entries(Query(enrollment=enrollment))
+        name = selected[0]["pathway"]
+        history = trail.entries(Query(pathway=name))
+        days = [e for e in selected if e["action"] != Action.PATHWAY_PUBLISHED]
+        first = min(dt.date.fromisoformat(e["at"][:10]) for e in days)
+        span = Period(first, max(_today(), first), f"{first}..{max(_today(), first)}")
+        ind = indicators([e for e in history if e.get("enrollment_id") == enrollment], catalog, name, span, _today(), grace)
+        subject = {"enrollment": enrollment, "patient (pseudonym)": selected[0]["patient_id"], "pathway": name}
+        title = f"Audit: {enrollment}"
+    else:
+        history = trail.entries(Query(pathway=pathway))
+        selected = [e for e in history if e["action"] != Action.PATHWAY_PUBLISHED and
+                    chosen.start <= dt.date.fromisoformat((e["payload"].get(Key.DECIDED_ON) or e["at"])[:10]) <= chosen.end]
+        ind = indicators(history, catalog, pathway, chosen, _today(), grace)
+        subject = {"pathway": pathway, "period": f"{chosen.label} ({chosen.start} .. {chosen.end})", "enrollments": len({e['enrollment_id'] for e in selected if e['enrollment_id']})}
+        title = f"Audit: {pathway} {chosen.label}"
     keys = sorted({e["version_key"] for e in selected if e.get("version_key")})
     try:
         render(html, title=title, subject=subject, entries=selected, catalog=catalog, indicators=ind,
@@ -304,15 +288,13 @@ def audit_export(
     until: Annotated[Optional[str], typer.Option("--until")] = None,
 ) -> None:
     """Export the trail as FHIR R4 AuditEvent (every entry) and Provenance (every decision)."""
-    from pathways.store.audit import Query, entries
+    from pathways.store.audit import Query
     from pathways.views.fhir_audit import ExportError, resources, write
 
     if not fhir.parent.is_dir():
         fail(f"error: --fhir {fhir}: the folder {fhir.parent} does not exist")
     query = Query(enrollment=enrollment, pathway=pathway, since=_parse_date(since, "--since"), until=_parse_date(until, "--until"))
-    engine = _reader("export the audit trail")
-    with engine.connect() as connection:
-        selected = list(entries(connection, query))
+    selected = _reader("export the audit trail").entries(query)
     try:
         items = resources(selected)
         write(fhir, items, ndjson)

@@ -13,7 +13,7 @@ import typer
 from pathways.cli import ui
 from pathways.cli.ui import fail, fail_with_problems
 from pathways.errors import ProblemsFound
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 app = typer.Typer(
@@ -167,7 +167,8 @@ def _require(permission: str, what: str, subject: str | None = None):
 
     try:
         store = open_store(_clock(), actor=actor)
-        store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what, payload={"permission": permission, "attempted": what, "via": actor.via})])
+        store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what,
+                                   payload={Key.PERMISSION: permission, Key.ATTEMPTED: what, Key.VIA: actor.via})])
     except StoreError as exc:
         ui.err.print(f"warning: the denial could not be audited: {exc}", markup=False)
     fail(f"error: access denied: {AccessDenied(actor, permission, what)}")

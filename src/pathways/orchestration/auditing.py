@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pathways.orchestration.service import authorize
-from pathways.store import audit
 from pathways.store.audit import Query, Record, Verification
 from pathways.store.db import Store, UnknownEnrollment
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 AUDIT = "audit.read"
 
@@ -30,7 +29,7 @@ def check(store: Store, what: str, subject: str) -> None:
 
 def _read(store: Store, page: str, subject: str, enrollments: list[str], patient: str | None = None, **extra: Any) -> None:
     store.record_audit([Record(Action.PATIENT_DATA_READ, patient, enrollments[0] if len(enrollments) == 1 else None, subject=subject,
-                               payload={"page": page, "enrollments": sorted(set(enrollments)), **extra})])
+                               payload={Key.PAGE: page, Key.ENROLLMENTS: sorted(set(enrollments)), **extra})])
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,9 @@ class Found:
 def find(store: Store, ident: str) -> Found:
     """An enrollment id or a pseudonymous patient id; UnknownInTrail when the trail has neither."""
     authorize(store, AUDIT, "search the audit trail", "audit search")
-    with store.engine.connect() as connection:
-        if audit.has_enrollment(connection, ident):
-            return Found(ident, None, [])
-        enrollments = audit.enrollments_of(connection, ident)
+    if store.trail.has_enrollment(ident):
+        return Found(ident, None, [])
+    enrollments = store.trail.enrollments_of(ident)
     if not enrollments:
         raise UnknownInTrail(f"no enrollment or pseudonymous patient '{ident}' in the audit trail: give an enrollment id "
                              "(e.g. diabetes-88e861457669) or a patient's pseudonymous id, as the timeline and the worklist show them")
@@ -56,15 +54,13 @@ def find(store: Store, ident: str) -> Found:
 
 def published(store: Store) -> list[dict[str, Any]]:
     """The ``pathway.published`` entries (with the files of each version): ``views.audit.Catalog``."""
-    with store.engine.connect() as connection:
-        return list(audit.entries(connection, Query(action=Action.PATHWAY_PUBLISHED)))
+    return store.trail.entries(Query(action=Action.PATHWAY_PUBLISHED))
 
 
 def enrollment_trail(store: Store, enrollment: str) -> list[dict[str, Any]]:
     """An enrollment's entries (its timeline); UnknownEnrollment without any."""
     authorize(store, AUDIT, f"read the timeline of {enrollment}", enrollment)
-    with store.engine.connect() as connection:
-        found = list(audit.entries(connection, Query(enrollment=enrollment)))
+    found = store.trail.entries(Query(enrollment=enrollment))
     if not found:
         raise UnknownEnrollment(f"unknown enrollment '{enrollment}': the audit trail has no entry for it")
     _read(store, "audit timeline", enrollment, [enrollment], found[0]["patient_id"])
@@ -74,8 +70,7 @@ def enrollment_trail(store: Store, enrollment: str) -> list[dict[str, Any]]:
 def decision_trail(store: Store, decision: str) -> tuple[str, int | None, list[dict[str, Any]]]:
     """A decision's key, id and entries (by key or id); UnknownInTrail without any."""
     authorize(store, AUDIT, f"read decision {decision}", decision)
-    with store.engine.connect() as connection:
-        key, decision_id, found = audit.find_decision(connection, decision)
+    key, decision_id, found = store.trail.find_decision(decision)
     if not found:
         raise UnknownInTrail(f"unknown decision '{decision}': open it from an enrollment's timeline or the audit log (action step.)")
     _read(store, "audit decision", key, [found[0]["enrollment_id"]], found[0]["patient_id"])
@@ -84,8 +79,7 @@ def decision_trail(store: Store, decision: str) -> tuple[str, int | None, list[d
 
 def pathways(store: Store) -> list[str]:
     authorize(store, AUDIT, "read quality indicators", "indicators")
-    with store.engine.connect() as connection:
-        return audit.pathway_names(connection)
+    return store.trail.pathway_names()
 
 
 def pathway_trail(store: Store, pathway: str) -> list[dict[str, Any]]:
@@ -97,8 +91,7 @@ def pathway_trail(store: Store, pathway: str) -> list[dict[str, Any]]:
 
         hint = did_you_mean(pathway, known) or ("known: " + ", ".join(known) if known else "the trail names no pathway yet")
         raise UnknownInTrail(f"no pathway '{pathway}' in the audit trail ({hint})")
-    with store.engine.connect() as connection:
-        return list(audit.entries(connection, Query(pathway=pathway)))
+    return store.trail.entries(Query(pathway=pathway))
 
 
 def shown(store: Store, page: str, subject: str, enrollments: list[str], **extra: Any) -> None:
@@ -109,15 +102,13 @@ def shown(store: Store, page: str, subject: str, enrollments: list[str], **extra
 
 def verification(store: Store, anchor: tuple[int, str] | None = None) -> Verification:
     authorize(store, AUDIT, "verify the audit trail", "audit verify")
-    with store.engine.connect() as connection:
-        return audit.verify(connection, anchor)
+    return store.trail.verify(anchor)
 
 
 def log(store: Store, query: Query, page: str = "audit log", limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
     """The entries matching ``query`` (the first ``limit``, and how many there are); the read is audited."""
     authorize(store, AUDIT, "read the audit log", page)
-    with store.engine.connect() as connection:
-        rows = list(audit.entries(connection, query))
+    rows = store.trail.entries(query)
     shown_rows = rows if limit is None else rows[:limit]
     filters = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in vars(query).items() if v is not None}
     _read(store, page, page, [r["enrollment_id"] for r in shown_rows if r["enrollment_id"]], filters=filters, entries=len(shown_rows))

@@ -18,7 +18,7 @@ from pathways.runtime.core import Event
 from pathways.store import worklist as queries
 from pathways.store.audit import Record
 from pathways.store.db import Store
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 LANG = "en"
 
@@ -64,7 +64,7 @@ def worklist(store: Store, runtimes: Runtimes, today: dt.date, *, discipline: st
                               spec.discipline if spec else "", row.due_on, row.due_on < today))
     if items:  # which patients' due steps were shown, to whom
         store.record_audit([Record(Action.PATIENT_DATA_READ, subject="worklist",
-                                   payload={"page": "worklist", "enrollments": sorted({i.enrollment for i in items}),
+                                   payload={Key.PAGE: "worklist", Key.ENROLLMENTS: sorted({i.enrollment for i in items}),
                                             "filters": {"discipline": discipline, "pathway": pathway,
                                                         "since": since and since.isoformat(), "until": until and until.isoformat(), "page": page}})])
     return Worklist(items, found.total, page, max(1, -(-found.total // size)), pathways, disciplines)
@@ -122,7 +122,7 @@ def enrollment_view(store: Store, runtimes: Runtimes, enrollment: str, page: str
                     "since": e.since, "severity": e.severity, "action": e.action, "reasons": e.reasons}
                    for step, e in state.escalations.items()]
     store.record_audit([Record(Action.PATIENT_DATA_READ, state.patient, enrollment, state.pathway, state.version, state.version_key,
-                               enrollment, {"page": page})])
+                               enrollment, {Key.PAGE: page})])
     return EnrollmentView(enrollment, state.patient, state.pathway, text_in(runtime.spec.title, LANG), state.version,
                           state.enrolled_on, state.as_of, version, steps, goals, escalations)
 

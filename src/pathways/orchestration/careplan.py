@@ -38,7 +38,7 @@ from pathways.store.audit import Record
 from pathways.store.db import Store
 from pathways.store.plans import (Stored, goal_priorities_many, in_several_pathways, patients_enrollments, plan_escalations,
                                   plan_escalations_many, resolve_escalations, set_priorities, store_plans, unplanned_patients)
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 def interaction_rules(folder: Path | None = None) -> tuple[Interaction, ...]:
@@ -177,8 +177,8 @@ def plan_page(store: Store, runtimes: Runtimes, patient: str, at: dt.date) -> Pe
     no pathway; ProblemsFound for a bad network or interaction file."""
     made, _ = make_plan(store, runtimes, patient, at, bundling_window(None))
     store.record_audit([Record(Action.PATIENT_DATA_READ, patient, subject=f"{patient}:plan",
-                               payload={"page": "plan", "at": at.isoformat(),
-                                        "enrollments": [p["enrollment"] for p in made.to_json()["pathways"]]})])
+                               payload={Key.PAGE: "plan", Key.AT: at.isoformat(),
+                                        Key.ENROLLMENTS: [p["enrollment"] for p in made.to_json()["pathways"]]})])
     return made
 
 

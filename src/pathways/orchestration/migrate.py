@@ -22,7 +22,7 @@ from pathways.runtime.migrate import EnrollmentPreview, compare, map_state
 from pathways.runtime.stateformat import load_state
 from pathways.store import previews
 from pathways.store.db import StaleState, Store, _chunks
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 PERMISSION = "enrollment.migrate"
 DRAFT = "draft"  # ``to_version`` for the files on disk, before publishing
@@ -209,7 +209,7 @@ def apply(store: Store, runtimes: Runtimes, digest: str) -> Moved:
             result.lost.append(item.enrollment_id)
             continue
         mapped = map_state(state, new).state
-        payload = {"from": state.version_key, "to": header.to_key, "preview": header.hash, "changes": json.loads(item.changes)}
+        payload = {Key.FROM: state.version_key, Key.TO: header.to_key, Key.PREVIEW: header.hash, "changes": json.loads(item.changes)}
         try:
             previews.move(store, header.hash, state, version, mapped, Action.ENROLLMENT_MIGRATED, payload, keep_old=True)
         except StaleState:
@@ -258,7 +258,7 @@ def revert(store: Store, digest: str) -> Moved:
     for item in moved:
         state, version = now[item.enrollment_id]
         old = load_state(item.old_state)
-        payload = {"from": state.version_key, "to": old.version_key, "preview": header.hash}
+        payload = {Key.FROM: state.version_key, Key.TO: old.version_key, Key.PREVIEW: header.hash}
         try:
             previews.move(store, header.hash, state, version, old, Action.ENROLLMENT_MIGRATION_REVERTED, payload, keep_old=False)
         except StaleState:

@@ -17,6 +17,8 @@ from pathways.rules.evaluate import PathwayEvaluator
 from pathways.runtime.core import Runtime
 from pathways.store.audit import Record
 from pathways.store.db import Store, retrying
+from pathways.store.trail import Trail
+from pathways.store.vocabulary import Key
 
 def ensure_published(store: Store, runtime: Runtime) -> None:
     """A pathway version runs only once it is published in this store (its files are kept in
@@ -71,7 +73,7 @@ def publish(store: Store, loaded: LoadedPathway, version_key: str) -> bool:
             templates[path.name] = {"file": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text,
                                     "kind": "template", "from": str(folder)}
     files.update({f"template:{name}": info for name, info in sorted(templates.items())})
-    return store.publish(loaded.spec.id, loaded.spec.version, version_key, {"files": files})
+    return store.publish(loaded.spec.id, loaded.spec.version, version_key, {Key.FILES: files})
 
 
 class Runtimes:
@@ -101,8 +103,8 @@ class Runtimes:
             return kept
         from pathways.orchestration import versions
 
-        engine = store.engine if store is not None else migrate_once(database_url())
-        files = retrying(lambda: _published_files(engine, version_key), what="the store")
+        trail = store.trail if store is not None else Trail(migrate_once(database_url()))
+        files = retrying(lambda: _published_files(trail, version_key), what="the store")
         pathway = version_key.split("@", 1)[0]
         if files is None:
             try:
@@ -138,12 +140,9 @@ class Runtimes:
         return self._by_name[pathway]
 
 
-def _published_files(engine, version_key: str) -> dict[str, Any] | None:
-    from pathways.store import audit
-
-    with engine.connect() as connection:
-        payload = audit.published_payload(connection, version_key)
-    return None if payload is None else payload.get("files", {})
+def _published_files(trail: Trail, version_key: str) -> dict[str, Any] | None:
+    payload = trail.published_payload(version_key)
+    return None if payload is None else payload.get(Key.FILES, {})
 
 
 def by_version(store: Store, enrollments: list[str]) -> dict[str, list[str]]:

@@ -30,7 +30,7 @@ from pathways.orchestration.settings import (  # noqa: F401
     batch_size, bsn_storage, check_database_url, database_url, schedule_reviews_setting, worker_count)
 from pathways.orchestration.stores import (  # noqa: F401
     _CONFIGURED, _MIGRATED, authorize, configuration, migrate_once, note_configuration, open_store)
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 def enrollment_id(pathway: LoadedPathway, patient: str) -> str:
@@ -92,15 +92,10 @@ def enroll_patient(store: Store, runtimes: Runtimes, pathway: str, patient, sour
                    from_stage: str | None = None) -> Enrolled:
     """Store a read patient file's facts (identity apart) and enrol the patient. A patient
     already enrolled gets what is new of the file's facts (nothing is stored twice)."""
-    from sqlmodel import Session
-
-    from pathways.store.models import Enrollment
-
     runtime = runtimes.get(pathway)
     facts = patient.facts if patient_id is None else patient.facts.model_copy(update={"patient": patient_id})
     eid = enrollment_id(runtime.loaded, facts.patient)
-    with Session(store.engine) as session:
-        exists = session.get(Enrollment, eid) is not None
+    exists = store.has_enrollment(eid)
     other = [e for e, p, _ in store.enrollments_of(facts.patient) if p == runtime.spec.id and e != eid] if not exists else []
     if other:  # one enrollment per patient and pathway: a migrated one keeps its id on its new version
         state, _ = store.load(other[0])
@@ -243,7 +238,7 @@ def record_step(store: Store, runtimes: Runtimes, enrollment: str, step: str, da
         facts = facts.model_copy(update={"observations": (*facts.observations, *observations)})
     new, advanced, _ = runtime.advance(new, facts, FixedClock.on(max(at, state.as_of)))
     recorded = Record(Action.INPUT_RECORDED, state.patient, enrollment, state.pathway, state.version, state.version_key,
-                      f"{enrollment}:{step}", {"step": step, "values": data, "on": at.isoformat(), **(note or {})})
+                      f"{enrollment}:{step}", {Key.STEP: step, Key.VALUES: data, Key.ON: at.isoformat(), **(note or {})})
     store.apply(new, version, events + advanced, observations, source=f"record:{enrollment}:{step}", recorded=recorded)
     return events + advanced
 
@@ -275,11 +270,11 @@ def sign_off(store: Store, runtimes: Runtimes, enrollment: str, step: str, signe
     state, _ = store.load(enrollment)
     if step not in state.escalations:
         raise StepNotOpen([f"'{step}' is not an open escalation of {enrollment} (open: {', '.join(sorted(state.escalations)) or 'none'})"])
-    note = {"signed_off_by": signed_off_by, "outcome": outcome, "via": via}
+    note = {Key.SIGNED_OFF_BY: signed_off_by, "outcome": outcome, Key.VIA: via}
     if outcome == "akkoord":
         return record_step(store, runtimes, enrollment, step, {}, clock, note=note)
     store.record_audit([Record(Action.SIGNOFF_DECLINED, state.patient, enrollment, state.pathway, state.version, state.version_key,
-                               f"{enrollment}:{step}", {"step": step, **note})])
+                               f"{enrollment}:{step}", {Key.STEP: step, **note})])
     return []
 
 

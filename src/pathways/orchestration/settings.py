@@ -268,14 +268,11 @@ def database_url() -> str:
 
 def check_database_url(url: str) -> None:
     """A URL that SQLAlchemy cannot parse is a SettingError before anything runs."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from pathways.store.db import is_database_url
 
-    try:
-        make_url(url)
-    except ArgumentError:
+    if not is_database_url(url):
         raise SettingError(f"PATHWAYS_DATABASE_URL: '{url.split('@', 1)[-1]}' is not a database URL; "
-                           "write sqlite:///path/to/pathways.db or postgresql://user@host/database") from None
+                           "write sqlite:///path/to/pathways.db or postgresql://user@host/database")
 
 
 def batch_size() -> int:

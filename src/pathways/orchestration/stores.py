@@ -15,8 +15,8 @@ from pathways.orchestration.identity import identity_secret
 from pathways.orchestration.settings import (
     batch_size, bsn_storage, check_database_url, current, database_url, schedule_reviews_setting)
 from pathways.store.audit import Record
-from pathways.store.db import Store, make_engine, migrate, retrying
-from pathways.store.vocabulary import Action
+from pathways.store.db import Store, make_engine, migrate, retrying, without_password
+from pathways.store.vocabulary import Action, Key
 
 
 _MIGRATED: set[str] = set()
@@ -57,11 +57,9 @@ _MIGRATING = threading.Lock()
 
 def configuration(url: str) -> dict[str, Any]:
     """The settings that change what the engine does or keeps (secrets as fingerprints only)."""
-    from sqlalchemy.engine import make_url
-
     secret = identity_secret(create=False)
     return {
-        "database": make_url(url).render_as_string(hide_password=True),
+        "database": without_password(url),
         "bsn_storage": bsn_storage(),
         "identity_secret": hashlib.sha256(secret).hexdigest()[:12] if secret else None,
         "batch_size": str(batch_size()),  # as recorded before it was checked
@@ -72,21 +70,15 @@ def configuration(url: str) -> dict[str, Any]:
 
 
 def note_configuration(store: Store, url: str, settings: dict[str, Any] | None = None) -> None:
-    from pathways.store import audit
-
     settings = settings or configuration(url)
     key = (url, json.dumps(settings, sort_keys=True))
     if key in _CONFIGURED:
         return
 
-    def read() -> dict[str, Any] | None:
-        with store.engine.connect() as connection:
-            return audit.last_payload(connection, Action.CONFIG_CHANGED)
-
-    last = retrying(read, what=store.where)
-    if last is None or last.get("settings") != settings:
-        changed = sorted(k for k in settings if last is None or last.get("settings", {}).get(k) != settings[k])
-        store.record_audit([Record(Action.CONFIG_CHANGED, subject="configuration", payload={"settings": settings, "changed": changed})])
+    last = retrying(lambda: store.trail.last_payload(Action.CONFIG_CHANGED), what=store.where)
+    if last is None or last.get(Key.SETTINGS) != settings:
+        changed = sorted(k for k in settings if last is None or last.get(Key.SETTINGS, {}).get(k) != settings[k])
+        store.record_audit([Record(Action.CONFIG_CHANGED, subject="configuration", payload={Key.SETTINGS: settings, Key.CHANGED: changed})])
     _CONFIGURED.add(key)
 
 
@@ -95,5 +87,5 @@ def authorize(store: Store, permission: str, what: str, subject: str | None = No
     if store.actor.may(permission):
         return
     store.record_audit([Record(Action.ACCESS_DENIED, subject=subject or what,
-                               payload={"permission": permission, "attempted": what, "via": store.actor.via})])
+                               payload={Key.PERMISSION: permission, Key.ATTEMPTED: what, Key.VIA: store.actor.via})])
     raise AccessDenied(store.actor, permission, what)

@@ -15,6 +15,7 @@ from typing import Any
 from pathways.definition.loader import AUTHORING_CHECKS, PATHWAY_FILE, LoadedPathway, load_pathway
 from pathways.orchestration.settings import current
 from pathways.store.db import StoreError
+from pathways.store.trail import Trail
 
 
 class VersionNotPublished(StoreError):
@@ -74,29 +75,26 @@ class UnknownVersion(VersionNotPublished):
     """A ``NAME@VERSION`` that this store has not published."""
 
 
-def pathway_side(side: str, engine=None) -> tuple[str, LoadedPathway]:
+def pathway_side(side: str, trail: Trail | None = None) -> tuple[str, LoadedPathway]:
     """One side of `pathways diff`, with its label: ``NAME@VERSION`` (a version published in this
     store, rebuilt from its trail; the label is its version key), ``NAME@draft`` or ``NAME`` (the
     files on disk, found as `pathways show` finds them) or a path to a pathway.yaml or its folder.
     ProblemsFound when the files do not validate; UnknownVersion (naming the published ones)
-    when the store has not published that version. ``engine``: the store's (default: the
-    configured one), opened only for a published version."""
+    when the store has not published that version. ``trail``: the store's (default: the
+    configured one's), read only for a published version."""
     if Path(side).exists():
         return side, load_pathway(side, places=current().places)
     name, _, version = side.partition("@")
     if version in ("", "draft"):
         loaded = load_pathway(name, places=current().places)
         return f"{loaded.spec.id}@draft", loaded
-    from pathways.store import audit
-
-    if engine is None:
+    if trail is None:
         from pathways.orchestration.service import database_url, migrate_once
 
-        engine = migrate_once(database_url())
-    with engine.connect() as connection:
-        published = audit.published_versions(connection, name)
-        keys = [key for v, key in published if v == version or key == side]
-        payload = audit.published_payload(connection, keys[-1]) if keys else None
+        trail = Trail(migrate_once(database_url()))
+    published = trail.published_versions(name)
+    keys = [key for v, key in published if v == version or key == side]
+    payload = trail.published_payload(keys[-1]) if keys else None
     if payload is None:
         versions = ", ".join(dict.fromkeys(v for v, _ in published))
         listed = f"published: {versions}" if versions else f"no version of {name} is published here"

@@ -129,7 +129,7 @@ def entries_for(records: Iterable[Record], actor: Any, now: dt.datetime, context
     for record in records:
         payload = dict(record.payload)
         if context:
-            payload.setdefault("context", context)
+            payload.setdefault(Key.CONTEXT, context)
         entries.append({
             "at": at, "actor": actor.user, "role": actor.role, "action": record.action,
             "patient_id": record.patient, "enrollment_id": record.enrollment, "pathway": record.pathway,

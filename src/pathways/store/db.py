@@ -29,7 +29,8 @@ from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
 from pathways.store.defaults import DEFAULT_URL  # (apart: the settings read it without SQLAlchemy)
 from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
-from pathways.store.vocabulary import DECISION_ACTION, Action
+from pathways.store.trail import Trail
+from pathways.store.vocabulary import DECISION_ACTION, Action, Key
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -128,6 +129,26 @@ def shown(url: str | URL) -> str:
     return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
 
 
+def is_database_url(url: str) -> bool:
+    """Whether SQLAlchemy can parse ``url`` (the settings check it before anything runs)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        return False
+    return True
+
+
+def without_password(url: str) -> str:
+    """``url`` as SQLAlchemy renders it with its password hidden: what ``config.changed`` records
+    (the text is compared with the last one recorded: keep it as it is)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database",
              sleep: Callable[[float], Any] | None = None) -> T:
     """Retry on a locked or unreachable database with exponential backoff, then a clear error.
@@ -177,6 +198,11 @@ class Store:
     def audit(self, session: Session, records: list[Record]) -> int:
         return audit.append(session.connection(), records, self.actor, self.now(), self.context)
 
+    @property
+    def trail(self) -> Trail:
+        """The audit trail's reads on this store (each opens its own connection)."""
+        return Trail(self.engine)
+
     def record_audit(self, records: list[Record]) -> None:
         """Audit something that changes nothing else (an access denial, a configuration change)."""
         def write() -> None:
@@ -196,6 +222,12 @@ class Store:
         def read() -> bool:
             with Session(self.engine) as session:
                 return session.get(Patient, patient) is not None
+        return retrying(read, what=self.where, sleep=self.sleep)
+
+    def has_enrollment(self, enrollment: str) -> bool:
+        def read() -> bool:
+            with Session(self.engine) as session:
+                return session.get(Enrollment, enrollment) is not None
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_record(self, patient: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
@@ -226,16 +258,17 @@ class Store:
         if session.get(Patient, facts.patient) is None:
             session.add(Patient(id=facts.patient, created_at=self.now()))
             session.flush()
-            records.append(Record(Action.PATIENT_CREATED, patient=facts.patient, payload={"source": source}))
+            records.append(Record(Action.PATIENT_CREATED, patient=facts.patient, payload={Key.SOURCE: source}))
         if identity:
             kept = session.get(PatientIdentity, facts.patient)
             if kept is None or any(getattr(kept, k) != v for k, v in identity.items()):
                 session.merge(PatientIdentity(patient_id=facts.patient, **identity))
                 records.append(Record(Action.IDENTITY_STORED, patient=facts.patient,
-                                      payload={"fields": sorted(k for k, v in identity.items() if v is not None)}))
+                                      payload={Key.FIELDS: sorted(k for k, v in identity.items() if v is not None)}))
         added, known, counts = self._append(session, facts.patient, facts, source)
         if added or records:  # a file that brought nothing new changed nothing: not audited
-            records.append(Record(Action.FACTS_ADDED, patient=facts.patient, payload={"source": source, "counts": counts, "added": added, "already_known": known}))
+            records.append(Record(Action.FACTS_ADDED, patient=facts.patient,
+                                  payload={Key.SOURCE: source, Key.COUNTS: counts, "added": added, "already_known": known}))
         if records:
             self.audit(session, records)
         return added, known
@@ -306,7 +339,7 @@ class Store:
         def read() -> dict[str, Any] | None:
             with self.engine.connect() as connection:
                 payload = audit.published_payload(connection, version_key)
-            return None if payload is None else payload.get("files", {})
+            return None if payload is None else payload.get(Key.FILES, {})
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def published_versions(self, pathway: str) -> list[tuple[str, str]]:
@@ -504,8 +537,8 @@ class Store:
                     "reasons": audit.dumps(list(e.reasons)),
                     "detail": audit.dumps(e.detail),
                 }
-                payload = {"kind": e.kind, "step": e.step, "due_on": e.on.isoformat(), "decided_on": e.decided.isoformat(),
-                           "reasons": list(e.reasons), **e.detail}
+                payload = {Key.KIND: e.kind, Key.STEP: e.step, Key.DUE_ON: e.on.isoformat(), Key.DECIDED_ON: e.decided.isoformat(),
+                           Key.REASONS: list(e.reasons), **e.detail}
                 records.append(Record(DECISION_ACTION.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
                                       state.version, state.version_key, e.key, payload))
         now = self.now()
@@ -660,3 +693,9 @@ def open_readonly(url: str) -> Engine:
         raise StoreError(f"{where} has no audit trail: not a pathways store, or one that predates the audit trail "
                          f"(a writing command such as `pathways advance --due` migrates it)")
     return engine
+
+
+def open_trail(url: str) -> Trail:
+    """The audit trail of the store at ``url``, read-only (``open_readonly``): what the audit
+    commands read, without a connection of their own."""
+    return Trail(open_readonly(url))

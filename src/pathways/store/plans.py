@@ -23,7 +23,7 @@ from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
 from pathways.store.db import Store, retrying
 from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority, Patient
-from pathways.store.vocabulary import PLAN_ACTION, Action
+from pathways.store.vocabulary import PLAN_ACTION, Action, Key
 
 
 @dataclass
@@ -89,19 +89,19 @@ def _write_plan(store: Store, session: Session, plan: PersonalPlan, digest: str,
         session.add(kept)
     if changed:
         records.append(Record(Action.PLAN_MADE, plan.patient, subject=f"{plan.patient}:{plan.at}", payload={
-            "at": plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
-            "pathways": list(plan.pathways), "appointments": len(plan.appointments), "conflicts": len(plan.conflicts),
-            "conflict_rules": sorted({c.rule for c in plan.conflicts}),
+            Key.AT: plan.at.isoformat(), "digest": digest, "window_days": plan.window_days,
+            Key.PATHWAYS: list(plan.pathways), Key.APPOINTMENTS: len(plan.appointments), "conflicts": len(plan.conflicts),
+            Key.CONFLICT_RULES: sorted({c.rule for c in plan.conflicts}),
             # for the auditors' indicators (views/plan_indicators.py)
-            "steps": sum(len(a.steps) for a in plan.appointments),
-            "combined_appointments": sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
+            Key.STEPS: sum(len(a.steps) for a in plan.appointments),
+            Key.COMBINED_APPOINTMENTS: sum(len({s.pathway for s in a.steps}) > 1 for a in plan.appointments)}))
     added = 0
     for key, kind, detail in decisions:
         if key in known:
             continue
         known.add(key)
         session.add(CarePlanDecision(key=key, patient_id=plan.patient, kind=kind, plan_on=plan.at, detail=dumps(detail)))
-        records.append(Record(PLAN_ACTION[kind], plan.patient, subject=key[:300], payload={"at": plan.at.isoformat(), **detail}))
+        records.append(Record(PLAN_ACTION[kind], plan.patient, subject=key[:300], payload={Key.AT: plan.at.isoformat(), **detail}))
         added += 1
     for e in plan.escalations:
         if not e.get("new") or session.get(CarePlanEscalation, _escalation_key(plan.patient, e["key"])) is not None:
@@ -110,7 +110,7 @@ def _write_plan(store: Store, session: Session, plan: PersonalPlan, digest: str,
                                        severity=e["severity"], action=e["action"], steps=dumps(e["steps"]),
                                        opened_on=plan.at))
         records.append(Record(Action.PLAN_ESCALATED, plan.patient, subject=_escalation_key(plan.patient, e["key"])[:300],
-                              payload={"at": plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
+                              payload={Key.AT: plan.at.isoformat(), **{k: v for k, v in e.items() if k != "new"}}))
     return Stored(changed, added)
 
 
@@ -208,7 +208,7 @@ def resolve_escalations(store: Store, patient: str, rule: str, reason: str, on: 
                 session.add(row)
             if rows:
                 store.audit(session, [Record(Action.PLAN_RESOLVED, patient, subject=row.key, payload={
-                    "at": on.isoformat(), "rule": rule, "reason": reason, "opened_on": row.opened_on.isoformat()}) for row in rows])
+                    Key.AT: on.isoformat(), Key.RULE: rule, "reason": reason, "opened_on": row.opened_on.isoformat()}) for row in rows])
             return [row.key for row in rows]
     return retrying(write, what=store.where)
 
@@ -246,7 +246,7 @@ def set_priorities(store: Store, patient: str, priorities: list[tuple[str, str, 
                 else:
                     session.merge(GoalPriority(patient_id=patient, pathway=pathway, goal=goal, priority=priority, set_on=on))
                 records.append(Record(Action.PLAN_PRIORITY, patient, subject=f"{patient}:{pathway}.{goal}", payload={
-                    "at": on.isoformat(), "pathway": pathway, "goal": goal, "priority": priority,
+                    Key.AT: on.isoformat(), "pathway": pathway, Key.GOAL: goal, "priority": priority,
                     "was": kept.priority if kept else None}))
                 changed += 1
             if records:

@@ -19,7 +19,7 @@ import yaml
 from pathways.definition.documents import ACTION_TEXT, SEVERITY_TEXT, held
 from pathways.definition.model import DISCIPLINES
 from pathways.definition.places import Places
-from pathways.store.vocabulary import DECISION_KIND, Action
+from pathways.store.vocabulary import DECISION_KIND, Action, Key
 
 REFERRAL_ACTIONS = ("verwijzing_specialist", "consultatie_specialist", "opschaling_specialist")
 
@@ -138,7 +138,7 @@ class Catalog:
 
 
 def _parse_version(entry: dict[str, Any]) -> PathwayVersion:
-    files = entry["payload"].get("files", {})
+    files = entry["payload"].get(Key.FILES, {})
     steps: dict[str, dict] = {}
     facts: dict[str, dict] = {}
     title = {"nl": entry["pathway"], "en": entry["pathway"]}
@@ -253,19 +253,19 @@ def discipline_label(discipline: str | None, lang: str) -> str:
 def entry_date(entry: dict[str, Any]) -> dt.date:
     """The date a decision was made, else the day the entry was written."""
     payload = entry["payload"]
-    day = payload.get("decided_on") or payload.get("on")
+    day = payload.get(Key.DECIDED_ON) or payload.get(Key.ON)
     return dt.date.fromisoformat(day) if day else dt.date.fromisoformat(entry["at"][:10])
 
 
 def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
     words = WORDS[lang]
     payload, action = entry["payload"], entry["action"]
-    step_id = payload.get("step")
+    step_id = payload.get(Key.STEP)
     step = catalog.step(entry["version_key"], step_id)
     title_field = step.get("title") or {}
     title = (title_field.get(lang) or title_field.get("nl")) if isinstance(title_field, dict) else (title_field or None)
     reasons = findings(entry, catalog, lang)
-    severity, shown_action = payload.get("severity"), payload.get("action")
+    severity, shown_action = payload.get(Key.SEVERITY), payload.get(Key.ACTION)
     values = {
         "title": title or step_id or "", "discipline": discipline_label(step.get("discipline"), lang),
         "reasons": "; ".join(reasons) or words["none"],
@@ -279,31 +279,31 @@ def describe(entry: dict[str, Any], catalog: Catalog, lang: str = "nl") -> str:
         values["title"] = version.title.get(lang, version.title.get("nl")) if version else entry["pathway"]
         return words["enrolled"].format(**values)
     if action == Action.FACTS_ADDED:
-        return words["facts"].format(source=payload.get("source"), counts=words["counts"].format(**payload.get("counts", {})))
+        return words["facts"].format(source=payload.get(Key.SOURCE), counts=words["counts"].format(**payload.get(Key.COUNTS, {})))
     if action == Action.FACTS_DEDUPLICATED:
-        return words["deduplicated"].format(total=payload.get("total", 0))
+        return words["deduplicated"].format(total=payload.get(Key.TOTAL, 0))
     if action == Action.IDENTITY_STORED:
-        return words["identity"].format(fields=", ".join(payload.get("fields", [])))
+        return words["identity"].format(fields=", ".join(payload.get(Key.FIELDS, [])))
     if action == Action.PATIENT_CREATED:
         return words["patient"]
     if action == Action.INPUT_RECORDED:
-        shown = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(payload.get("values", {}).items())) or words["none"]
-        signed = words["signed"].format(by=payload["signed_off_by"]) if payload.get("signed_off_by") else ""
+        shown = ", ".join(f"{k} = {_value(v)}" for k, v in sorted(payload.get(Key.VALUES, {}).items())) or words["none"]
+        signed = words["signed"].format(by=payload[Key.SIGNED_OFF_BY]) if payload.get(Key.SIGNED_OFF_BY) else ""
         return words["recorded"].format(**{**values, "values": shown}) + signed
     if action == Action.SIGNOFF_DECLINED:
-        return words["declined"].format(title=values["title"], by=payload.get("signed_off_by"))
+        return words["declined"].format(title=values["title"], by=payload.get(Key.SIGNED_OFF_BY))
     if action == Action.PATHWAY_PUBLISHED:
         return words["published"].format(**values)
     if action in (Action.ENROLLMENT_MIGRATED, Action.ENROLLMENT_MIGRATION_REVERTED):
         word = "migrated" if action == Action.ENROLLMENT_MIGRATED else "reverted"
-        return words[word].format(old=payload.get("from"), new=payload.get("to"), preview=str(payload.get("preview"))[:12])
+        return words[word].format(old=payload.get(Key.FROM), new=payload.get(Key.TO), preview=str(payload.get(Key.PREVIEW))[:12])
     if action == Action.DOCUMENT_RENDERED:
-        return words["rendered"].format(document=payload.get("document"), format=payload.get("format"), lang=payload.get("lang"),
-                                        identifying=words["identifying"] if payload.get("identifying") else "")
+        return words["rendered"].format(document=payload.get(Key.DOCUMENT), format=payload.get(Key.FORMAT), lang=payload.get(Key.LANG),
+                                        identifying=words["identifying"] if payload.get(Key.IDENTIFYING) else "")
     if action == Action.CONFIG_CHANGED:
-        return words["config"].format(changed=", ".join(payload.get("changed", [])))
+        return words["config"].format(changed=", ".join(payload.get(Key.CHANGED, [])))
     if action == Action.ACCESS_DENIED:
-        return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get("attempted"))
+        return words["denied"].format(actor=entry["actor"], role=entry["role"], attempted=payload.get(Key.ATTEMPTED))
     return words["other"].format(action=action)
 
 
@@ -311,12 +311,12 @@ def findings(entry: dict[str, Any], catalog: Catalog, lang: str) -> list[str]:
     """What a decision rested on, in clinical sentences (only the branch of a rule that applied);
     the raw explanation lines where the version is not in the trail. `audit show` keeps the raw lines."""
     payload, action = entry["payload"], entry["action"]
-    reasons = payload.get("reasons") or []
+    reasons = payload.get(Key.REASONS) or []
     if action not in (Action.ESCALATION_OPENED, Action.INDICATION_INDICATED, Action.STEP_GATED):
         return reasons
     writer = catalog.findings(entry.get("version_key"), lang)
-    conditions = [c["id"] for c in payload.get("conditions") or []]
-    facts = payload.get("facts") or {}
+    conditions = [c["id"] for c in payload.get(Key.CONDITIONS) or []]
+    facts = payload.get(Key.FACTS) or {}
     found: list[str] = []
     if writer is not None and conditions:
         if action == Action.STEP_GATED:
@@ -415,21 +415,22 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     for e in entries:
         p = e["payload"]
         if e["action"] == Action.STEP_DONE:
-            done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
-            done_run[e["subject"].rsplit(":", 1)[0]] = dt.date.fromisoformat(p["decided_on"])
+            done[(e["enrollment_id"], p[Key.STEP])].append(dt.date.fromisoformat(p[Key.DECIDED_ON]))
+            done_run[e["subject"].rsplit(":", 1)[0]] = dt.date.fromisoformat(p[Key.DECIDED_ON])
         elif e["action"] == Action.ESCALATION_RESOLVED:  # closed for a documented reason: acted on too
-            done[(e["enrollment_id"], p["step"])].append(dt.date.fromisoformat(p["decided_on"]))
+            done[(e["enrollment_id"], p[Key.STEP])].append(dt.date.fromisoformat(p[Key.DECIDED_ON]))
         elif e["action"] == Action.INPUT_RECORDED:
-            recorded[(e["enrollment_id"], p["step"])].append({"on": dt.date.fromisoformat(p["on"]), "values": p.get("values", {}), "key": e["version_key"]})
+            recorded[(e["enrollment_id"], p[Key.STEP])].append({"on": dt.date.fromisoformat(p[Key.ON]), "values": p.get(Key.VALUES, {}),
+                                                                 "key": e["version_key"]})
 
     # reviews on time
     on_time = late = pending = 0
     late_list = []
     for e in entries:
         p = e["payload"]
-        if e["action"] != Action.STEP_DUE or p.get("stage") != "reviews":
+        if e["action"] != Action.STEP_DUE or p.get(Key.STAGE) != "reviews":
             continue
-        due = dt.date.fromisoformat(p["due_on"])
+        due = dt.date.fromisoformat(p[Key.DUE_ON])
         if due not in period:
             continue
         run = e["subject"].rsplit(":", 1)[0]
@@ -444,9 +445,9 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         else:
             late += 1
             outcome = "late_or_missed"
-            late_list.append({"enrollment": e["enrollment_id"], "step": p["step"], "due_on": p["due_on"],
+            late_list.append({"enrollment": e["enrollment_id"], "step": p[Key.STEP], "due_on": p[Key.DUE_ON],
                               "done_on": finished.isoformat() if finished else None})
-        result.behind[f"reviews.{outcome}"].append({"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["due_on"]})
+        result.behind[f"reviews.{outcome}"].append({"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p[Key.DUE_ON]})
     result.reviews = {"due": on_time + late + pending, "on_time": on_time, "late_or_missed": late, "pending": pending,
                       "percent_on_time": _pct(on_time, on_time + late), "late": late_list[:50]}
 
@@ -456,18 +457,18 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
         p = e["payload"]
         if e["action"] != Action.ESCALATION_OPENED:
             continue
-        opened = dt.date.fromisoformat(p["decided_on"])
+        opened = dt.date.fromisoformat(p[Key.DECIDED_ON])
         if opened not in period:
             continue
-        acted = [d for d in done.get((e["enrollment_id"], p["step"]), []) if d >= opened]
-        item = {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p["decided_on"]}
+        acted = [d for d in done.get((e["enrollment_id"], p[Key.STEP]), []) if d >= opened]
+        item = {"enrollment": e["enrollment_id"], "decision": e["subject"], "on": p[Key.DECIDED_ON]}
         if acted:
             days.append((min(acted) - opened).days)
         else:
             open_count += 1
         result.behind["escalations.acted" if acted else "escalations.open"].append(item)
-        if p.get("action") in REFERRAL_ACTIONS:
-            records = [r for r in recorded.get((e["enrollment_id"], p["step"]), []) if r["on"] >= opened]
+        if p.get(Key.ACTION) in REFERRAL_ACTIONS:
+            records = [r for r in recorded.get((e["enrollment_id"], p[Key.STEP]), []) if r["on"] >= opened]
             contact = next((r for r in records if r["values"].get("specialist_contact_date")), None)
             result.behind["referrals.with_contact" if contact else "referrals.without_contact"].append(item)
             if contact is None:
@@ -484,7 +485,7 @@ def indicators(entries: list[dict[str, Any]], catalog: Catalog, pathway: str, pe
     met = missed = unmeasured = 0
     for e in entries:
         if e["action"] in (Action.GOAL_MET, Action.GOAL_MISSED, Action.GOAL_NOT_MEASURED):
-            deadline = dt.date.fromisoformat(e["payload"].get("deadline") or e["payload"]["due_on"])
+            deadline = dt.date.fromisoformat(e["payload"].get(Key.DEADLINE) or e["payload"][Key.DUE_ON])
             if deadline in period:
                 met += e["action"] == Action.GOAL_MET
                 result.behind[f"goals.{e['action'].split('.', 1)[1]}"].append(

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pathways.store.vocabulary import Key
 from pathways.views.audit import Catalog, PathwayVersion, findings as _findings
 
 @dataclass(frozen=True)
@@ -56,18 +57,18 @@ class DecisionDetail:
         e, p = self.entry, self.entry["payload"]
         lines = [
             f"decision {e['subject']}" + (f" (id {self.id})" if self.id else ""),
-            f"  outcome: {e['action']} {p.get('step') or ''}".rstrip(),
+            f"  outcome: {e['action']} {p.get(Key.STEP) or ''}".rstrip(),
             f"  enrollment: {e['enrollment_id']} (patient {e['patient_id']})",
-            f"  due on: {p.get('due_on')}; decided on: {p.get('decided_on')}",
+            f"  due on: {p.get(Key.DUE_ON)}; decided on: {p.get(Key.DECIDED_ON)}",
             f"  pathway: {e['pathway']} {e['pathway_version']} ({e['version_key']})",
         ]
-        lines += ["  reasons:"] + [f"    {r}" for r in p.get("reasons") or ["-"]]
-        for c in p.get("conditions") or []:
+        lines += ["  reasons:"] + [f"    {r}" for r in p.get(Key.REASONS) or ["-"]]
+        for c in p.get(Key.CONDITIONS) or []:
             lines.append(f"  condition {c['id']}: {c['when']}")
-        if p.get("rules"):
-            lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p["rules"].items()))
-        if p.get("facts"):
-            lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p["facts"].items()))
+        if p.get(Key.RULES):
+            lines.append("  rules (defined in): " + ", ".join(f"{r} ({w})" for r, w in p[Key.RULES].items()))
+        if p.get(Key.FACTS):
+            lines.append("  facts used: " + ", ".join(f"{k} = {v}" for k, v in p[Key.FACTS].items()))
         for k, v in self.details.items():
             lines.append(f"  {k}: {v}")
         lines.append(f"  Prefect flow run: {self.flow_run}; task run: {self.task_run}")
@@ -87,11 +88,11 @@ def decision_detail(key: str, decision_id: int | None, found: list[dict[str, Any
     e = found[0]
     p = e["payload"]
     version = catalog.get(e.get("version_key"))
-    conditions = list(p.get("conditions") or [])
+    conditions = list(p.get(Key.CONDITIONS) or [])
     named = {word for c in conditions for word in _IDENTIFIER.findall(str(c.get("when", "")))}
-    named |= {word for r in p.get("reasons") or [] for word in _IDENTIFIER.findall(r)}
+    named |= {word for r in p.get(Key.REASONS) or [] for word in _IDENTIFIER.findall(r)}
     rules = {}  # rule -> the file that defined it (and the version the decision names, where it gives one)
-    for name, where in (p.get("rules") or {}).items():
+    for name, where in (p.get(Key.RULES) or {}).items():
         file = version.defined_in.get(f"rule:{name}") if version else None
         rules[name] = f"{file} ({where})" if file and where else (file or str(where))
     if version is not None:
@@ -99,21 +100,21 @@ def decision_detail(key: str, decision_id: int | None, found: list[dict[str, Any
             if name in version.rules and name not in rules:
                 rules[name] = version.defined_in.get(f"rule:{name}", "?")
     facts = []
-    for name, value in (p.get("facts") or {}).items():
+    for name, value in (p.get(Key.FACTS) or {}).items():
         shown, observed = str(value), None
-        for reason in p.get("reasons") or []:
+        for reason in p.get(Key.REASONS) or []:
             if m := re.search(rf"\b{re.escape(name)} = ([^,;)]+?)(?:, observed (\d{{4}}-\d{{2}}-\d{{2}}))?[;)]", reason):
                 shown, observed = m[1], m[2]
                 if observed:
                     break
         facts.append(FactRead(name, value, shown, observed))
-    context = p.get("context") or {}
+    context = p.get(Key.CONTEXT) or {}
     return DecisionDetail(
-        key=key, id=decision_id, entry=e, outcome=e["action"], step=p.get("step"), reasons=list(p.get("reasons") or []),
+        key=key, id=decision_id, entry=e, outcome=e["action"], step=p.get(Key.STEP), reasons=list(p.get(Key.REASONS) or []),
         findings=_findings(e, catalog, lang) if lang else [], conditions=conditions, rules=sorted(rules.items()),
         files=sorted((info["file"], info["kind"]) for info in version.files.values()) if version else [],
         facts=facts, details={k: p[k] for k in ("financing", "severity", "action", "notify", "goal", "target", "deadline") if p.get(k) is not None},
-        citations=_citations(version, p.get("step"), e["action"], sorted(named), rules) if version else [],
+        citations=_citations(version, p.get(Key.STEP), e["action"], sorted(named), rules) if version else [],
         flow_run=str(context.get("prefect_flow_run", "-")), task_run=str(context.get("prefect_task_run", "-")))
 
 

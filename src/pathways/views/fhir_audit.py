@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Iterable
-from pathways.store.vocabulary import DECISION_PREFIXES, Action
+from pathways.store.vocabulary import DECISION_PREFIXES, Action, Key
 
 SYSTEM = "urn:pathways"
 DECISION_ACTIONS = DECISION_PREFIXES
@@ -45,7 +45,7 @@ def audit_event(entry: dict[str, Any]) -> dict[str, Any]:
         "action": "E" if action.startswith(DECISION_ACTIONS) else ("R" if denied else "C"),
         "recorded": entry["at"],
         "outcome": "4" if denied else "0",
-        "outcomeDesc": entry["payload"].get("attempted") if denied else None,
+        "outcomeDesc": entry["payload"].get(Key.ATTEMPTED) if denied else None,
         "agent": [{
             "who": _identifier("user", entry["actor"]),
             "role": [{"text": entry["role"]}],
@@ -59,16 +59,16 @@ def audit_event(entry: dict[str, Any]) -> dict[str, Any]:
 
 def provenance(entry: dict[str, Any]) -> dict[str, Any]:
     payload = entry["payload"]
-    facts = [{"role": "source", "what": {"display": f"{name} = {value}"}} for name, value in sorted((payload.get("facts") or {}).items())]
-    rules = [{"role": "derivation", "what": {"display": f"rule {name} ({where})"}} for name, where in sorted((payload.get("rules") or {}).items())]
+    facts = [{"role": "source", "what": {"display": f"{name} = {value}"}} for name, value in sorted((payload.get(Key.FACTS) or {}).items())]
+    rules = [{"role": "derivation", "what": {"display": f"rule {name} ({where})"}} for name, where in sorted((payload.get(Key.RULES) or {}).items())]
     return {
         "resourceType": "Provenance",
         "id": f"pathways-decision-{entry['seq']}",
-        "target": [{**_identifier("decision", entry["subject"]), "display": f"{entry['action']} {payload.get('step') or ''}".strip()}],
+        "target": [{**_identifier("decision", entry["subject"]), "display": f"{entry['action']} {payload.get(Key.STEP) or ''}".strip()}],
         "recorded": entry["at"],
-        "occurredDateTime": payload.get("decided_on"),
+        "occurredDateTime": payload.get(Key.DECIDED_ON),
         "policy": [f"{SYSTEM}:pathway:{entry['version_key']}"] if entry.get("version_key") else None,
-        "reason": [{"text": reason} for reason in (payload.get("reasons") or [])[:20]] or None,
+        "reason": [{"text": reason} for reason in (payload.get(Key.REASONS) or [])[:20]] or None,
         "activity": {"coding": [{"system": f"{SYSTEM}:audit-action", "code": entry["action"]}]},
         "agent": [{
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler"}]},

@@ -16,7 +16,7 @@ from typing import Any
 
 from pathways.definition import documents as D
 from pathways.definition.loader import LoadedPathway
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 from pathways.views.documents import DocumentError, to_html, to_pdf, write_atomically
 
 LANGS = ("nl", "en")
@@ -119,8 +119,8 @@ def _rendered(plan: dict[str, Any], fmt: str, lang: str, data: bytes):
     from pathways.store.audit import Record
 
     return Record(Action.DOCUMENT_RENDERED, plan["patient"], subject=f"{plan['patient']}:zorgplan:{plan['at']}",
-                  payload={"document": "personal-zorgplan", "format": fmt, "lang": lang,
-                           "sha256": hashlib.sha256(data).hexdigest(), "identifying": False})
+                  payload={Key.DOCUMENT: "personal-zorgplan", Key.FORMAT: fmt, Key.LANG: lang,
+                           Key.SHA256: hashlib.sha256(data).hexdigest(), Key.IDENTIFYING: False})
 
 
 def write_plan_document(store, plan: dict[str, Any], parts: list, out: Path, lang: str) -> None:

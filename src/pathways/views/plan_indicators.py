@@ -18,7 +18,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any, Iterable
 
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 
 def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], period) -> dict[str, Any]:
@@ -29,18 +29,18 @@ def plan_indicators(plan_entries: Iterable[dict[str, Any]], patients: set[str], 
     resolved: dict[tuple[str, str], dict] = {}  # (patient, rule) -> the latest `plan.resolved` of its escalation
     for e in plan_entries:
         patient, p = e["patient_id"], e["payload"]
-        if patient not in patients or dt.date.fromisoformat(p["at"]) not in period:
+        if patient not in patients or dt.date.fromisoformat(p[Key.AT]) not in period:
             continue
-        if e["action"] == Action.PLAN_MADE and (patient not in latest or p["at"] >= latest[patient]["at"]):
+        if e["action"] == Action.PLAN_MADE and (patient not in latest or p[Key.AT] >= latest[patient]["at"]):
             latest[patient] = p
         elif e["action"] == Action.PLAN_CONFLICT:
             conflicts.append((patient, p))
         elif e["action"] == Action.PLAN_RESOLVED:
-            resolved[(patient, p["rule"])] = p
-    multimorbid = [p for p in latest.values() if len({x["pathway"] for x in p["pathways"]}) > 1]
-    combined = [p for p in multimorbid if p.get("combined_appointments", 0) > 0]
-    steps = sum(p.get("steps", 0) for p in latest.values())
-    saved = sum(p.get("steps", 0) - p["appointments"] for p in latest.values() if "steps" in p)
+            resolved[(patient, p[Key.RULE])] = p
+    multimorbid = [p for p in latest.values() if len({x["pathway"] for x in p[Key.PATHWAYS]}) > 1]
+    combined = [p for p in multimorbid if p.get(Key.COMBINED_APPOINTMENTS, 0) > 0]
+    steps = sum(p.get(Key.STEPS, 0) for p in latest.values())
+    saved = sum(p.get(Key.STEPS, 0) - p[Key.APPOINTMENTS] for p in latest.values() if "steps" in p)
     ended: Counter = Counter()
     records = []
     for patient, c in conflicts:

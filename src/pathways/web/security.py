@@ -25,7 +25,7 @@ from pathways.access import Actor
 from pathways.clock import Clock
 from pathways.store.audit import Record
 from pathways.store.db import Store
-from pathways.store.vocabulary import Action
+from pathways.store.vocabulary import Action, Key
 
 ANONYMOUS = Actor(user="anonymous", role="none", via="web")
 
@@ -89,7 +89,8 @@ async def check_csrf(request: Request) -> None:
     if not isinstance(sent, str) or not kept or not hmac.compare_digest(sent, kept):
         store = request.app.state.store_for(ANONYMOUS)
         store.record_audit([Record(Action.ACCESS_DENIED, subject=request.url.path,
-                                   payload={"permission": "csrf", "attempted": f"POST {request.url.path} without a valid CSRF token", "via": "web"})])
+                                   payload={Key.PERMISSION: "csrf", Key.ATTEMPTED: f"POST {request.url.path} without a valid CSRF token",
+                                            Key.VIA: "web"})])
         raise CsrfRefused()
 
 
@@ -147,4 +148,4 @@ class LoginLimiter:
 
 
 def audit_denial(store: Store, permission: str, what: str, subject: str) -> None:
-    store.record_audit([Record(Action.ACCESS_DENIED, subject=subject, payload={"permission": permission, "attempted": what, "via": "web"})])
+    store.record_audit([Record(Action.ACCESS_DENIED, subject=subject, payload={Key.PERMISSION: permission, Key.ATTEMPTED: what, Key.VIA: "web"})])
