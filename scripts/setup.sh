@@ -34,61 +34,79 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The diagram page inlines Mermaid's renderer so it opens offline: take the published
-# bundle from the npm registry once (npm checks its integrity), keep it with the package.
+# The browser scripts the pages use, served by pathways itself (no CDN, works offline), taken
+# from the npm registry once: npm checks each package's integrity (a pinned version against the
+# registry's, `npm ci` against the lockfile). They are fetched again only when a file is missing
+# or its stamp (the version, or the lockfile's hash) changed; otherwise npm is not needed.
 vendor=src/pathways/views/vendor
-if [ ! -f "$vendor/mermaid.min.js" ] || [ "$(cat "$vendor/VERSION" 2>/dev/null)" != "$MERMAID_VERSION" ]; then
+root=$PWD
+
+# vendor_fetch WHAT PURPOSE STAMP_FILE STAMP "FROM=TO ..." COMMAND [ARG...]
+#   Unless each TO is in $vendor and $vendor/STAMP_FILE holds STAMP: runs COMMAND ARG... FROM...
+#   in a new temporary folder (it fetches from the npm registry and leaves each FROM there),
+#   copies each FROM to $vendor/TO, then writes STAMP (last: an interrupted fetch is done again).
+#   WHAT and PURPOSE (what it is needed for) name it in the messages. COMMAND runs in an `if`,
+#   where `set -e` does not stop it: it chains its steps with &&.
+vendor_fetch() {
+  local what=$1 purpose=$2 stamp_file=$3 stamp=$4 pair complete=yes tmp
+  local -a pairs froms=()
+  read -r -a pairs <<<"$5"
+  shift 5
+  for pair in "${pairs[@]}"; do
+    froms+=("${pair%%=*}")
+    [ -f "$vendor/${pair#*=}" ] || complete=no
+  done
+  if [ "$complete" = yes ] && [ "$(cat "$vendor/$stamp_file" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
   if ! command -v npm >/dev/null 2>&1; then
-    echo "setup: npm is needed once to fetch the Mermaid renderer (apt-get install npm), or set PATHWAYS_MERMAID_JS to a mermaid.min.js" >&2
+    echo "setup: npm is needed once to fetch $what for $purpose: install it (apt-get install npm) and run again" >&2
     exit 1
   fi
-  echo "setup: fetching mermaid $MERMAID_VERSION from the npm registry"
+  echo "setup: fetching $what from the npm registry"
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "mermaid@$MERMAID_VERSION" >/dev/null 2>&1 && tar xzf "mermaid-$MERMAID_VERSION.tgz" package/dist/mermaid.min.js package/LICENSE)
-  mkdir -p "$vendor"
-  cp "$tmp/package/dist/mermaid.min.js" "$vendor/mermaid.min.js"
-  cp "$tmp/package/LICENSE" "$vendor/LICENSE"
-  echo "$MERMAID_VERSION" > "$vendor/VERSION"
-  rm -rf "$tmp"
-fi
-
-# The web application (pathways web) serves htmx itself, from the same folder: no CDN, works offline.
-if [ ! -f "$vendor/htmx.min.js" ] || [ "$(cat "$vendor/HTMX_VERSION" 2>/dev/null)" != "$HTMX_VERSION" ]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "setup: npm is needed once to fetch htmx for the web application (apt-get install npm)" >&2
+  if ! (cd "$tmp" && "$@" "${froms[@]}") >"$tmp/npm.log" 2>&1; then
+    echo "setup: fetching $what from the npm registry failed; check the network (or npm's proxy settings) and run again. npm said:" >&2
+    grep -v '^npm error  *at ' "$tmp/npm.log" | tail -n 15 | sed 's/^/  /' >&2  # (not node's stack)
+    rm -rf "$tmp"
     exit 1
   fi
-  echo "setup: fetching htmx $HTMX_VERSION from the npm registry"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "htmx.org@$HTMX_VERSION" >/dev/null 2>&1 && tar xzf "htmx.org-$HTMX_VERSION.tgz" package/dist/htmx.min.js package/LICENSE)
   mkdir -p "$vendor"
-  cp "$tmp/package/dist/htmx.min.js" "$vendor/htmx.min.js"
-  cp "$tmp/package/LICENSE" "$vendor/HTMX_LICENSE"
-  echo "$HTMX_VERSION" > "$vendor/HTMX_VERSION"
+  for pair in "${pairs[@]}"; do
+    cp "$tmp/${pair%%=*}" "$vendor/${pair#*=}"
+  done
+  echo "$stamp" > "$vendor/$stamp_file"
   rm -rf "$tmp"
-fi
+}
 
-# The coordinator's editor (pathways web) uses CodeMirror 6, taken from the npm registry with the
-# versions locked in scripts/codemirror/package-lock.json (npm ci checks each package's integrity)
-# and bundled once with esbuild into one file served by the app.
+# npm_pack NAME VERSION FILE...: the published package NAME@VERSION (NAME unscoped: the tarball is
+# NAME-VERSION.tgz); FILE... taken out of it.
+npm_pack() {
+  local name=$1 version=$2
+  shift 2
+  npm pack --no-fund "$name@$version" && tar xzf "$name-$version.tgz" "$@"
+}
+
+# bundle_codemirror: CodeMirror 6 with the versions locked in scripts/codemirror/package-lock.json
+# (npm ci), bundled with esbuild into codemirror.min.js.
+bundle_codemirror() {
+  cp "$root"/scripts/codemirror/{package.json,package-lock.json,entry.js} . \
+    && npm ci --no-audit --no-fund \
+    && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none \
+         --outfile=codemirror.min.js --log-level=warning
+}
+
+# The diagram page inlines Mermaid's renderer, so that it opens offline.
+vendor_fetch "mermaid $MERMAID_VERSION" "the diagrams" VERSION "$MERMAID_VERSION" \
+  "package/dist/mermaid.min.js=mermaid.min.js package/LICENSE=LICENSE" npm_pack mermaid "$MERMAID_VERSION"
+# The web application (pathways web) serves htmx.
+vendor_fetch "htmx $HTMX_VERSION" "the web application" HTMX_VERSION "$HTMX_VERSION" \
+  "package/dist/htmx.min.js=htmx.min.js package/LICENSE=HTMX_LICENSE" npm_pack htmx.org "$HTMX_VERSION"
+# The coordinator's editor (pathways web): rebuilt when the lockfile or the entry changes.
 codemirror_stamp=$(cat scripts/codemirror/package-lock.json scripts/codemirror/entry.js | sha256sum | cut -d' ' -f1)
-if [ ! -f "$vendor/codemirror.min.js" ] || [ "$(cat "$vendor/CODEMIRROR_VERSION" 2>/dev/null)" != "$codemirror_stamp" ]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "setup: npm is needed once to fetch CodeMirror for the pathway editor (apt-get install npm)" >&2
-    exit 1
-  fi
-  echo "setup: fetching CodeMirror 6 from the npm registry (scripts/codemirror/package-lock.json) and bundling it with esbuild"
-  tmp=$(mktemp -d)
-  cp scripts/codemirror/package.json scripts/codemirror/package-lock.json scripts/codemirror/entry.js "$tmp/"
-  (cd "$tmp" && npm ci --silent --no-audit --no-fund >/dev/null \
-     && npx --no-install esbuild entry.js --bundle --minify --format=iife --global-name=CM --legal-comments=none \
-          --outfile=codemirror.min.js --log-level=warning)
-  mkdir -p "$vendor"
-  cp "$tmp/codemirror.min.js" "$vendor/codemirror.min.js"
-  cp "$tmp/node_modules/codemirror/LICENSE" "$vendor/CODEMIRROR_LICENSE"
-  echo "$codemirror_stamp" > "$vendor/CODEMIRROR_VERSION"
-  rm -rf "$tmp"
-fi
+vendor_fetch "CodeMirror 6 (scripts/codemirror/package-lock.json; bundled with esbuild)" "the pathway editor" \
+  CODEMIRROR_VERSION "$codemirror_stamp" \
+  "codemirror.min.js=codemirror.min.js node_modules/codemirror/LICENSE=CODEMIRROR_LICENSE" bundle_codemirror
 
 # PDF documents are made by WeasyPrint, which needs Pango (and fonts) from the system.
 if ! .venv/bin/python -c 'import weasyprint' >/dev/null 2>&1; then

@@ -58,8 +58,12 @@ def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None
 
 # -- the `slow` marker: tests that start Prefect (a command in a new process) or a browser -----
 # `pytest -m "not slow"` is the quick loop. Marked in the test files (`@pytest.mark.slow`), and
-# here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect.
-SLOW_FIXTURES = frozenset({"trail"})  # tests/test_audit_cli.py: a cohort run with `pathways run`
+# here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect or
+# starts a process once for several tests (only the first of them would start it).
+SLOW_FIXTURES = frozenset({
+    "trail",  # tests/test_audit_cli.py: a cohort run with `pathways run`
+    "browser", "web",  # below: Chromium through Playwright, `pathways web`
+})
 _STARTED: list[str] = []  # what the test in hand started that makes it slow
 
 
@@ -100,7 +104,7 @@ def _required_tool(names: tuple[str, ...], what: str) -> str:
     return found
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def chromium() -> str:
     return _required_tool(("chromium", "chromium-browser"), "chromium")
 
@@ -121,6 +125,69 @@ def dump_dom(chromium: str, page: Path, profile: Path, wait_ms: int = 30000) -> 
          f"--virtual-time-budget={wait_ms}", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
+
+
+# -- the browser tests: one Chromium for the session, one `pathways web` per test module -------
+@pytest.fixture(scope="session")
+def browser(chromium):
+    """Debian's Chromium driven by Playwright (``executable_path``: nothing downloaded, never
+    `playwright install`), headless; one for the session, closed at its end (before the check
+    for processes left running). Each test gets a context of its own: ``page``."""
+    from playwright.sync_api import sync_playwright
+
+    _STARTED.append("Chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """The errors ``page``'s console shows, as they come (a Content-Security-Policy violation is one)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, console_errors):
+    """A new page in a new browser context (no cookies of another test), its console errors
+    collected in ``console_errors``; closed after the test."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def web_site():
+    """What the module's ``web`` serves (web_setup.Site: which store, which day is today, a copy of
+    the pathways or not). A test module that needs another overrides this fixture."""
+    from web_setup import Site
+
+    return Site()
+
+
+@pytest.fixture(scope="session")
+def web_prefect_home(tmp_path_factory) -> Path:
+    """The PREFECT_HOME of the ``web`` servers (one at a time): their embedded Prefect server's
+    database, made once for the session, not the user's."""
+    return tmp_path_factory.mktemp("prefect")
+
+
+@pytest.fixture(scope="module")
+def web(web_site, web_prefect_home, tmp_path_factory):
+    """The real `pathways web` for this module's tests (web_setup.serve; web_setup.Served): they
+    share its store, in the order they run. Stopped after the module's last test."""
+    from web_setup import serve
+
+    _STARTED.append("`pathways web` in a new process")
+    with serve(web_site, tmp_path_factory.mktemp("web"), web_prefect_home) as served:
+        yield served
 
 
 def _pg_database():

@@ -1,11 +1,26 @@
 """A store for the web tests: demo-dm-01 enrolled in diabetes on 2026-11-02, the huisarts's
 intake recorded that day, advanced on 2026-11-16 (the POH's intake and the baseline laboratory
-tests are due), and one account per role (password: ROLE-password-1)."""
+tests are due), and one account per role (password: ROLE-password-1).
+
+For the browser tests: ``serve`` runs the real `pathways web` over such a store (what it serves:
+a ``Site``), and ``log_in`` logs a page in. The fixtures that use them (``browser``, ``page``,
+``web``, ``web_site``) are in conftest.py."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
 
 from pathways.access import Actor
 from pathways.clock import FixedClock
@@ -83,3 +98,90 @@ def seed_multimorbid(url: str, folder: Path) -> list[str]:
     runtimes = Runtimes()
     return [enroll_file(store, runtimes, pathway, file, clock, "mm-01", "reviews").enrollment
             for pathway in ("diabetes", "copd", "heartfailure")]
+
+
+# -- `pathways web` for the browser tests ---------------------------------------------------------
+VENDOR = ROOT / "src" / "pathways" / "views" / "vendor"
+VENDOR_BUNDLES = ("htmx.min.js", "mermaid.min.js", "codemirror.min.js")  # served by the app itself
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a test module's `pathways web` serves: the store ``seed`` makes (it returns the
+    enrollment), the day the server takes for today, and with ``own_pathways`` a copy of the
+    repository's pathways (PATHWAYS_PATH) that the tests may change, instead of the originals."""
+
+    seed: Callable[[str], str] = seed
+    today: dt.date = TODAY
+    own_pathways: bool = False
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `pathways web`: its address, the seeded enrollment, the file its output goes to
+    (the server's log) and its own copy of the pathways (``Site.own_pathways``; else None: it
+    reads the shipped ones)."""
+
+    url: str
+    enrollment: str
+    log: Path
+    pathways: Path | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(site: Site, folder: Path, prefect_home: Path) -> Iterator[Served]:
+    """The real `pathways web` on a free port over a new store in ``folder`` (and there its log),
+    its embedded Prefect server kept in ``prefect_home``, not the user's; stopped on leaving.
+    Fails, with the server's output, when it does not start, and when the browser scripts the
+    app serves are missing (scripts/setup.sh fetches them)."""
+    missing = [bundle for bundle in VENDOR_BUNDLES if not (VENDOR / bundle).is_file()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing in {VENDOR}: run scripts/setup.sh (it fetches and bundles them)")
+    pathways = folder / "network" if site.own_pathways else None
+    if pathways:
+        shutil.copytree(ROOT / "pathways", pathways)
+    url = f"sqlite:///{folder / 'store.db'}"
+    enrollment = site.seed(url)
+    port = free_port()
+    env = {**os.environ, "PATHWAYS_DATABASE_URL": url, "PATHWAYS_TODAY": site.today.isoformat(),
+           "PATHWAYS_WEB_SECRET": "w" * 40, "PATHWAYS_IDENTITY_SECRET": "s" * 32,
+           "PYTHONPATH": str(ROOT / "src"), "DO_NOT_TRACK": "1", "PREFECT_HOME": str(prefect_home),
+           **({"PATHWAYS_PATH": str(pathways)} if pathways else {})}
+    log_file = folder / "web.log"
+    log = log_file.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "pathways.cli", "web", "--port", str(port)], cwd=folder, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until it accepts connections (a bound on waiting, not a timed assertion)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail(f"pathways web did not start:\n{log_file.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield Served(f"http://127.0.0.1:{port}", enrollment, log_file, pathways)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def log_in(page, user: str) -> None:
+    """On the log-in page (where a page that needs an account sends the browser): log in as
+    ``user`` with its password."""
+    page.fill("#name", user)
+    page.fill("#password", password(user))
+    page.click("button[type=submit]")
