@@ -222,6 +222,7 @@ def test_run_cohort_stopped_by_sigterm_while_enrolling_reports_and_a_rerun_finis
     assert trail(url) == trail(clean_url)
 
 
+@pytest.mark.slow  # a real `pathways simulate` process
 def test_simulate_stopped_by_ctrl_c_prints_the_patients_done_and_stores_nothing(tmp_path):
     size = 24
     patients = cohort(tmp_path / "cohort", size)
