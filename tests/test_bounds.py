@@ -59,6 +59,25 @@ def test_durations_and_alternatives_written_as_separate_conditions():
     assert [(g.subject, g.bound) for g in alternatives_gaps(whens, PARAMETERS)] == [("days_since(d)", "10y")]
 
 
+@pytest.mark.parametrize(
+    "text, numbers_and_parameters, with_durations",
+    [
+        ("18", 18.0, 18.0),
+        ("-boundary", -65.0, -65.0),
+        ("-(refer_old)", -30.0, -30.0),
+        ("2w", None, 14.0),  # a duration is a bound of the boundary checks, not a case's threshold
+        ("-3d", None, -3.0),
+        ("flag", None, None),  # a boolean parameter is no number
+        ("unknown", None, None),
+        ("age + 1", None, None),
+    ],
+)
+def test_one_evaluator_of_constants_for_bounds_and_cases(text, numbers_and_parameters, with_durations):
+    node = E.parse(text)
+    assert E.constant_value(node, PARAMETERS) == numbers_and_parameters
+    assert E.constant_value(node, PARAMETERS, durations=True) == with_durations
+
+
 def test_a_pathway_with_only_warnings_loads_and_runs():
     loaded = load_pathway(str(FIXTURES / "broken" / "goal_deadlines"))
     assert loaded.spec.id == "mini"

@@ -117,27 +117,10 @@ def _intervals(branch: E.Node, parameters: Mapping[str, object]) -> dict[str, tu
 
 def _normalise(node: E.Compare, parameters: Mapping[str, object]) -> tuple[E.Node, str, float, E.Node] | None:
     """(subject, op, value, bound) with the subject on the left; None unless one side is constant."""
-    right = _value(node.right, parameters)
-    left = _value(node.left, parameters)
+    right = E.constant_value(node.right, parameters, durations=True)
+    left = E.constant_value(node.left, parameters, durations=True)
     if right is not None and left is None:
         return node.left, node.op, right, node.right
     if left is not None and right is None:
         return node.right, _FLIP[node.op], left, node.left
-    return None
-
-
-def _value(node: E.Node, parameters: Mapping[str, object]) -> float | None:
-    """The number a constant side stands for: a literal, a numeric parameter, minus one, or a
-    duration in (approximate) days."""
-    if isinstance(node, E.Num):
-        return float(node.value)
-    if isinstance(node, E.Dur):
-        return node.value.approx_days
-    if isinstance(node, E.Neg):
-        inner = _value(node.operand, parameters)
-        return None if inner is None else -inner
-    if isinstance(node, E.Name) and node.name in parameters:
-        value = parameters[node.name]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
     return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Mapping, Union
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -376,6 +376,26 @@ def children(node: Node) -> tuple[Node, ...]:
 
 def names(node: Node) -> list[Name]:
     return [n for n in walk(node) if isinstance(n, Name)]
+
+
+def constant_value(node: Node, parameters: Mapping[str, object], durations: bool = False) -> float | None:
+    """The number a constant side of a comparison stands for: a literal, a numeric parameter (by
+    its value) or minus one of those; with ``durations`` also a duration, in (approximate) days.
+    None for anything else. The one evaluator of constants for the boundary checks
+    (definition/bounds.py, with durations) and the assurance cases' thresholds (rules/cases.py,
+    runtime/plan_cases.py: numbers and parameters only)."""
+    if isinstance(node, Num):
+        return float(node.value)
+    if durations and isinstance(node, Dur):
+        return node.value.approx_days
+    if isinstance(node, Neg):
+        inner = constant_value(node.operand, parameters, durations)
+        return None if inner is None else -inner
+    if isinstance(node, Name) and node.name in parameters:
+        value = parameters[node.name]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 @dataclass(frozen=True)

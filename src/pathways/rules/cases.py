@@ -148,23 +148,10 @@ def boundaries_of(evaluator: PathwayEvaluator) -> dict[str, Boundary]:
             if not isinstance(node, E.Compare) or node.op not in ORDERING:
                 continue
             for subject, bound in ((node.left, node.right), (node.right, node.left)):
-                value = _constant(bound, plan.parameters)
+                value = E.constant_value(bound, plan.parameters)
                 if value is not None and atom_of(subject) is not None and not (isinstance(subject, E.Name) and subject.name in plan.parameters):
                     found.setdefault(E.unparse(node), Boundary(where, E.unparse(subject), E.unparse(bound), value))
     return found
-
-
-def _constant(node: E.Node, parameters: dict) -> float | None:
-    if isinstance(node, E.Num):
-        return float(node.value)
-    if isinstance(node, E.Neg):
-        inner = _constant(node.operand, parameters)
-        return None if inner is None else -inner
-    if isinstance(node, E.Name) and node.name in parameters:
-        value = parameters[node.name]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
 
 
 def run_cases(loaded: LoadedPathway, cases: CaseFile, today: dt.date) -> CheckReport:

@@ -30,7 +30,7 @@ from pathways.definition.loader import PLAN_CASES_FILE, SHARED_DIR, LoadedPathwa
 from pathways.definition.places import Places
 from pathways.definition.yamlsource import read_yaml
 from pathways.errors import ProblemsFound
-from pathways.rules.cases import ORDERING, CasePatient, _constant, case_patient_facts
+from pathways.rules.cases import ORDERING, CasePatient, case_patient_facts
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.rules.reference import AT_THRESHOLD
 from pathways.runtime.core import Runtime, enroll
@@ -174,7 +174,7 @@ def run_plan_cases(runtimes: dict[str, Runtime], rules: tuple[Interaction, ...],
             if not isinstance(node, E.Compare):
                 continue
             text = E.unparse(node)
-            bounds = [(s, _constant(b, parameters)) for s, b in ((node.left, node.right), (node.right, node.left))]
+            bounds = [(s, E.constant_value(b, parameters)) for s, b in ((node.left, node.right), (node.right, node.left))]
             bounded = [(s, v) for s, v in bounds if v is not None and not (isinstance(s, E.Name) and s.name in parameters)]
             if not bounded:
                 continue
