@@ -59,7 +59,7 @@ from pathways.rules.evaluate import message_for  # noqa: E402
 from pathways.facts.derive import Reader  # noqa: E402
 from pathways.runtime.core import enroll  # noqa: E402
 from pathways.store import bulk  # noqa: E402
-from pathways.store.db import state_json  # noqa: E402
+from pathways.store.rows import state_json  # noqa: E402
 from pathways.store.models import Decision, Enrollment, Fact, Patient  # noqa: E402
 from rules import AT, synthetic  # noqa: E402
 

@@ -47,7 +47,7 @@ from pathways.clock import FixedClock  # noqa: E402
 from pathways.orchestration import migrate  # noqa: E402
 from pathways.orchestration.service import Runtimes, enrollment_id, ensure_published, open_store, publish  # noqa: E402
 from pathways.runtime.core import enroll  # noqa: E402
-from pathways.store.db import state_json  # noqa: E402
+from pathways.store.rows import state_json  # noqa: E402
 from pathways.store.models import Enrollment, Patient  # noqa: E402
 from rules import AT, synthetic  # noqa: E402
 

@@ -45,7 +45,7 @@ from pathways.facts.model import PatientFacts  # noqa: E402
 from pathways.orchestration.careplan import interaction_rules, make_plans  # noqa: E402
 from pathways.orchestration.service import Runtimes, enrollment_id, ensure_published, open_store  # noqa: E402
 from pathways.runtime.core import enroll  # noqa: E402
-from pathways.store.db import state_json  # noqa: E402
+from pathways.store.rows import state_json  # noqa: E402
 from pathways.store.models import Enrollment, Patient  # noqa: E402
 from rules import AT, synthetic  # noqa: E402
 

@@ -53,7 +53,7 @@ from pathways.orchestration.accounts import add_user  # noqa: E402
 from pathways.orchestration.service import Runtimes, enrollment_id, ensure_published, open_store  # noqa: E402
 from pathways.runtime.core import enroll  # noqa: E402
 from pathways.store import worklist as queries  # noqa: E402
-from pathways.store.db import state_json  # noqa: E402
+from pathways.store.rows import state_json  # noqa: E402
 from pathways.store.models import Enrollment, Patient  # noqa: E402
 from pathways.web import WebSettings, create_app  # noqa: E402
 from rules import AT, synthetic  # noqa: E402

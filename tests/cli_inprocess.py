@@ -114,7 +114,7 @@ def _engines_disposed() -> Iterator[None]:
     the WAL checkpointed), as the end of its process would do."""
     import sqlalchemy
 
-    import pathways.store.db as db
+    import pathways.store.connect as connect
 
     created = []
     original = sqlalchemy.create_engine
@@ -125,12 +125,12 @@ def _engines_disposed() -> Iterator[None]:
         return engine
 
     sqlalchemy.create_engine = create_engine
-    db.create_engine = create_engine
+    connect.create_engine = create_engine
     try:
         yield
     finally:
         sqlalchemy.create_engine = original
-        db.create_engine = original
+        connect.create_engine = original
         for engine in created:
             engine.dispose()
 

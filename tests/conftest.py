@@ -194,7 +194,7 @@ def _pg_database():
     """A fresh PostgreSQL database on SERVER: (url, drop)."""
     import uuid
 
-    from pathways.store.db import normalise_url
+    from pathways.store.connect import normalise_url
 
     admin = sa.create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
     name = f"pathways_test_{uuid.uuid4().hex[:12]}"
@@ -212,7 +212,7 @@ def _pg_database():
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     """A store database: a SQLite file, and a fresh PostgreSQL database when SERVER is set."""
-    from pathways.store.db import make_engine
+    from pathways.store.connect import make_engine
 
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")

@@ -21,7 +21,8 @@ from pathways.facts.model import Condition, Demographics, Observation, PatientFa
 from pathways.runtime.core import Runtime, enroll
 from pathways.store import audit
 from pathways.store.audit import Query, entries, verify
-from pathways.store.db import StaleState, Store, migrate
+from pathways.store.connect import migrate
+from pathways.store.db import StaleState, Store
 
 START = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
 NURSE = Actor("poh-jansen", "scheduler", "environment")

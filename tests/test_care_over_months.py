@@ -25,7 +25,8 @@ from pathways.orchestration.newfacts import FactsRefused, add_facts
 from pathways.orchestration.service import Runtimes, advance_one, enroll_patient, record_step, resolve_escalation
 from pathways.runtime.core import RecordError, Runtime, enroll
 from pathways.store import audit
-from pathways.store.db import Store, make_engine, migrate
+from pathways.store.connect import make_engine, migrate
+from pathways.store.db import Store
 
 MM = FIXTURES / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure; one exacerbation (2026-08-12)
 DAY = dt.date(2026, 12, 3)
@@ -99,7 +100,7 @@ def test_the_fact_migration_removes_duplicates_on_either_database(engine):
     from alembic import command
     from alembic.config import Config
 
-    from pathways.store.db import MIGRATIONS
+    from pathways.store.connect import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -103,7 +103,7 @@ def test_the_settings_named_in_performance_exist():
 def test_the_settings_and_pragmas_performance_quotes_are_in_the_code():
     flows = "".join((ROOT / "src" / "pathways" / "orchestration" / name).read_text(encoding="utf-8")
                     for name in ("flows.py", "prefect_edge.py"))  # the flows and the edge that configures Prefect for them
-    db = (ROOT / "src" / "pathways" / "store" / "db.py").read_text(encoding="utf-8")
+    db = (ROOT / "src" / "pathways" / "store" / "connect.py").read_text(encoding="utf-8")  # the engine and its pragmas
     bench = (ROOT / "bench" / "cohort.py").read_text(encoding="utf-8")
     settings = set(re.findall(r"`(PREFECT_[A-Z_]+)", PERFORMANCE))
     assert len(settings) >= 8

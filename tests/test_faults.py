@@ -18,7 +18,8 @@ from pathways.definition.loader import load_pathway
 from pathways.facts.model import Condition, Demographics, Observation, PatientFacts
 from pathways.orchestration.service import enrollment_id
 from pathways.runtime.core import enroll
-from pathways.store.db import Store, make_engine, migrate
+from pathways.store.connect import make_engine, migrate
+from pathways.store.db import Store
 
 pytestmark = pytest.mark.slow  # a cohort advanced through Prefect, killed and run again
 

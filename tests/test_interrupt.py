@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from conftest import ROOT
 from pathways import interrupt
 from pathways.facts.model import Condition, Demographics, Observation, PatientFacts
-from pathways.store.db import make_engine
+from pathways.store.connect import make_engine
 from test_faults import AT, populate
 
 def test_a_signal_stops_at_once_outside_finishing_and_only_asks_inside():

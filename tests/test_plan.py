@@ -257,7 +257,8 @@ def test_a_patient_in_no_pathway_gets_a_clear_message_and_nothing_is_stored(engi
     from pathways.access import Actor
     from pathways.orchestration.careplan import make_plan
     from pathways.orchestration.service import Runtimes
-    from pathways.store.db import Store, migrate
+    from pathways.store.connect import migrate
+    from pathways.store.db import Store
 
     migrate(engine)
     store = Store(engine, FixedClock.on(DAY).now, Actor(user="poh-anna", role="admin", via="test"))

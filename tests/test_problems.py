@@ -236,7 +236,8 @@ def test_a_patient_file_reports_every_problem_at_once_with_the_expected_form(tmp
 def _store(tmp_path):
     import datetime as dt
 
-    from pathways.store.db import Store, make_engine, migrate
+    from pathways.store.connect import make_engine, migrate
+    from pathways.store.db import Store
 
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     migrate(engine)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from conftest import ROOT, SERVER, _pg_database
 from pathways.definition.loader import load_pathway
-from pathways.store.db import make_engine
+from pathways.store.connect import make_engine
 from test_faults import populate
 
 pytestmark = pytest.mark.slow  # a real Prefect server and a worker
@@ -39,7 +39,8 @@ def through_goal_setting(store_url: str, at=None, only: list[str] | None = None)
 
     from pathways.clock import FixedClock
     from pathways.orchestration.service import Runtimes, advance_one
-    from pathways.store.db import Store, make_engine
+    from pathways.store.connect import make_engine
+    from pathways.store.db import Store
 
     at = at or AT
     clock = FixedClock(dt.datetime(at.year, at.month, at.day, 12, tzinfo=dt.timezone.utc))

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import ROOT
-from pathways.store.db import make_engine
+from pathways.store.connect import make_engine
 from test_faults import populate
 from test_scale_out import free_port, stop, through_goal_setting, wait_for
 

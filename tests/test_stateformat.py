@@ -18,7 +18,8 @@ from pathways.orchestration.service import Runtimes, advance_one
 from pathways.runtime import stateformat
 from pathways.runtime.core import ClosedEscalation, EnrollmentState, GoalProgress, OpenEscalation, StepProgress
 from pathways.runtime.stateformat import FORMAT, StateFormatError, dump_state, load_state
-from pathways.store.db import Store, make_engine, migrate
+from pathways.store.connect import make_engine, migrate
+from pathways.store.db import Store
 
 D = dt.date
 

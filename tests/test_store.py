@@ -15,7 +15,8 @@ from pathways.clock import FixedClock
 from pathways.definition.loader import load_pathway
 from pathways.facts.model import Condition, Demographics, Observation, PatientFacts
 from pathways.runtime.core import Runtime, enroll
-from pathways.store.db import StaleState, Store, StoreUnavailable, make_engine, migrate, retrying
+from pathways.store.connect import make_engine, migrate, retrying
+from pathways.store.db import StaleState, Store, StoreUnavailable
 
 SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")
 START = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
@@ -138,11 +139,11 @@ def test_commands_on_an_unreachable_database_retry_then_name_it_without_its_pass
     reader) is retried with backoff, then one clear line and exit 1: no traceback, no password."""
     import types
 
-    import pathways.store.db as db
+    import pathways.store.connect as connect
     from conftest import IN_A_NEW_PROCESS, run_cli
 
     waits: list[float] = []  # the waits of the commands run in this process (the store's time.sleep)
-    monkeypatch.setattr(db, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(connect, "time", types.SimpleNamespace(sleep=waits.append))
     url = "postgresql://postgres:s3cret@127.0.0.1:1/none"
     env = {"PATHWAYS_DATABASE_URL": url, "PREFECT_HOME": str(tmp_path / "prefect"), "PATHWAYS_ROLE": "", "PATHWAYS_TOKEN_FILE": ""}
     for args, what in ((("status", "enr-x"), "the database"), (("advance", "--due"), "the database"), (("audit", "log"), "the store")):
@@ -185,7 +186,7 @@ def test_bulk_writes_store_what_sqlalchemy_would_store(tmp_path):
     import sqlite3
 
     from pathways.store import bulk
-    from pathways.store.db import _ADVANCE, _statements
+    from pathways.store.rows import ADVANCE, statements
     from pathways.store.models import Enrollment, Goal
 
     stamp = dt.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
@@ -206,15 +207,15 @@ def test_bulk_writes_store_what_sqlalchemy_would_store(tmp_path):
             connection.execute(sa.insert(sa.table("patient", sa.column("id"), sa.column("created_at"))).values(id="p", created_at="2026-01-01"))
             if way == "sqlalchemy":
                 connection.execute(sa.insert(Enrollment.__table__), enrollments)
-                connection.execute(_statements("sqlite")["goal"], goals)
-                changed = connection.execute(_ADVANCE, advances).rowcount
-                connection.execute(_statements("sqlite")["goal"], goals)  # the upsert again
+                connection.execute(statements("sqlite")["goal"], goals)
+                changed = connection.execute(ADVANCE, advances).rowcount
+                connection.execute(statements("sqlite")["goal"], goals)  # the upsert again
                 removed = connection.execute(forget, [{"b_id": "e0"}, {"b_id": "e1"}, {"b_id": "nobody"}]).rowcount
             else:
                 bulk.executemany(connection, sa.insert(Enrollment.__table__), enrollments)
-                bulk.executemany(connection, _statements("sqlite")["goal"], goals)
-                changed = bulk.executemany(connection, _ADVANCE, advances)
-                bulk.executemany(connection, _statements("sqlite")["goal"], goals)
+                bulk.executemany(connection, statements("sqlite")["goal"], goals)
+                changed = bulk.executemany(connection, ADVANCE, advances)
+                bulk.executemany(connection, statements("sqlite")["goal"], goals)
                 removed = bulk.executemany(connection, forget, [{"b_id": "e0"}, {"b_id": "e1"}, {"b_id": "nobody"}])  # one parameter
         assert changed == 4  # e3 was read at another version: not changed, and counted as such
         assert removed == 2

@@ -1,7 +1,7 @@
 """The store is the one edge to the database (issue 26 item 5): nobody outside ``pathways.store``
 opens a connection or session (a scan of the sources; import-linter keeps the database
 libraries out of orchestration, the CLI, the web and the views), and what they read instead,
-``Store.trail`` and ``db.open_trail``, answers as ``audit``'s queries do on a connection."""
+``Store.trail`` and ``connect.open_trail``, answers as ``audit``'s queries do on a connection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from test_audit import advance, all_entries, setup
 
 from pathways.store import audit
 from pathways.store.audit import Query
-from pathways.store.db import is_database_url, open_trail, without_password
+from pathways.store.connect import is_database_url, open_trail, without_password
 from pathways.store.vocabulary import Action
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pathways"

@@ -21,7 +21,7 @@ LITERALS_ALLOWED = {"store/migrations"}
 
 # the calls whose action is computed, and where its values come from
 COMPUTED = {
-    ("store/db.py", "DECISION_ACTION.get(e.kind, f'decision.{e.kind}')"),
+    ("store/rows.py", "DECISION_ACTION.get(e.kind, f'decision.{e.kind}')"),
     ("store/plans.py", "PLAN_ACTION[kind]"),
     ("store/previews.py", "action"),  # from orchestration/migrate.py: Action.ENROLLMENT_MIGRATED / _REVERTED
 }

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from pathways.clock import FixedClock
 from pathways.store import audit
-from pathways.store.db import make_engine
+from pathways.store.connect import make_engine
 from pathways.web import WebSettings, create_app
 from test_web import csrf_of, log_in
 from web_setup import ADMIN, AUDIT_TODAY, seed_audit

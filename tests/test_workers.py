@@ -20,7 +20,7 @@ from pathways.errors import SettingError
 from pathways.orchestration import workers
 from pathways.orchestration.service import Runtimes
 from pathways.store import audit
-from pathways.store.db import make_engine
+from pathways.store.connect import make_engine
 from test_faults import AT, populate
 
 

@@ -25,7 +25,8 @@ def _reader(permission_what: str):
     """The store's audit trail, read-only, for auditors: nothing is created or written (the
     store opens and closes the connections)."""
     from pathways.orchestration.service import database_url
-    from pathways.store.db import StoreError, open_trail
+    from pathways.store.connect import open_trail
+    from pathways.store.db import StoreError
 
     _require("audit.read", permission_what)
     try:
@@ -62,7 +63,7 @@ def _known_pathway(trail, name: str) -> None:
 def _known_enrollment(trail, enrollment: str) -> None:
     if not trail.has_enrollment(enrollment):
         from pathways.orchestration.service import database_url
-        from pathways.store.db import shown
+        from pathways.store.connect import shown
 
         fail(f"error: unknown enrollment '{enrollment}': the audit trail in {shown(database_url())} has no entry for it")
 

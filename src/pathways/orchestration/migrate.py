@@ -21,7 +21,8 @@ from pathways.runtime.core import EnrollmentState, Runtime
 from pathways.runtime.migrate import EnrollmentPreview, compare, map_state
 from pathways.runtime.stateformat import load_state
 from pathways.store import previews
-from pathways.store.db import StaleState, Store, _chunks
+from pathways.store.db import StaleState, Store
+from pathways.store.rows import chunks
 from pathways.store.vocabulary import Action, Key
 
 PERMISSION = "enrollment.migrate"
@@ -112,7 +113,7 @@ def preview(store: Store, runtimes: Runtimes, pathway: str, to_version: str, at:
                      draft=draft)
     digest = hashlib.sha256(f"{pathway}|{to_key}|{at.isoformat()}\n".encode())
     items: list[dict[str, Any]] = []
-    for chunk in _chunks([eid for eid, _ in chosen], batch):
+    for chunk in chunks([eid for eid, _ in chosen], batch):
         for read, compared in _compare_batch(store, runtimes, new, chunk, at):
             digest.update(read.line().encode())
             items.append({"preview_hash": None, "enrollment_id": read.enrollment, "from_key": read.from_key,

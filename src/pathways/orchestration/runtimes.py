@@ -16,7 +16,8 @@ from pathways.orchestration.stores import authorize, migrate_once
 from pathways.rules.evaluate import PathwayEvaluator
 from pathways.runtime.core import Runtime
 from pathways.store.audit import Record
-from pathways.store.db import Store, retrying
+from pathways.store.connect import retrying
+from pathways.store.db import Store
 from pathways.store.trail import Trail
 from pathways.store.vocabulary import Key
 

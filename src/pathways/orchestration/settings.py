@@ -268,7 +268,7 @@ def database_url() -> str:
 
 def check_database_url(url: str) -> None:
     """A URL that SQLAlchemy cannot parse is a SettingError before anything runs."""
-    from pathways.store.db import is_database_url
+    from pathways.store.connect import is_database_url
 
     if not is_database_url(url):
         raise SettingError(f"PATHWAYS_DATABASE_URL: '{url.split('@', 1)[-1]}' is not a database URL; "

@@ -15,7 +15,8 @@ from pathways.orchestration.identity import identity_secret
 from pathways.orchestration.settings import (
     batch_size, bsn_storage, check_database_url, current, database_url, schedule_reviews_setting)
 from pathways.store.audit import Record
-from pathways.store.db import Store, make_engine, migrate, retrying, without_password
+from pathways.store.connect import make_engine, migrate, retrying, without_password
+from pathways.store.db import Store
 from pathways.store.vocabulary import Action, Key
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from pathways.store.audit import Record
-from pathways.store.db import Store, retrying
+from pathways.store.connect import retrying
+from pathways.store.db import Store
 from pathways.store.models import UserAccount
 from pathways.store.vocabulary import Action
 

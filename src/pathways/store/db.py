@@ -1,177 +1,39 @@
-"""Store access: SQLite by default, any SQLAlchemy URL via PATHWAYS_DATABASE_URL (PostgreSQL
-through psycopg 3). The schema is versioned with Alembic; ``migrate`` brings a database to the
-current schema. Each advance is written in one transaction; idempotency keys are enforced by
-unique constraints, and a stale state version makes the write fail (someone else advanced).
+"""The store: every read and write of patients, facts, enrollments, published pathway versions,
+step runs and decisions, each write audited in its own transaction. Each advance is written in
+one transaction; idempotency keys are enforced by unique constraints, and a stale state version
+makes the write fail (someone else advanced). Opening the database (engine, migrations,
+retries) is ``store.connect``; the rows written are built by ``store.rows``; the errors are
+``store.errors``, re-exported here where most callers import them with the ``Store``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator
 
-from sqlalchemy import bindparam, create_engine, event, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from pathways.access import SERVICE, Actor
 from pathways.facts.model import Observation, PatientFacts
 from pathways.runtime.core import EnrollmentState, Event
-from pathways.runtime.stateformat import CURRENT_PREFIX, StateFormatError, dump_state, load_state
+from pathways.runtime.stateformat import CURRENT_PREFIX
 from pathways.store import audit, bulk, factrows
 from pathways.store.audit import Record
-from pathways.store.defaults import DEFAULT_URL  # (apart: the settings read it without SQLAlchemy)
-from pathways.store.models import Decision, Enrollment, Fact, Goal, Patient, PatientIdentity, StepRun
+from pathways.store.connect import retrying, shown
+from pathways.store.errors import StaleState, StoreError, StoreUnavailable, UnknownEnrollment, UnreadableState, VersionTaken
+from pathways.store.models import Decision, Enrollment, Fact, Patient, PatientIdentity
+from pathways.store.rows import (
+    ADVANCE, Prepared, chunks, facts_from_rows, goal_rows, loaded_state, next_due, prepare_events, state_json, statements, write_events)
 from pathways.store.trail import Trail
-from pathways.store.vocabulary import DECISION_ACTION, Action, Key
+from pathways.store.vocabulary import Action, Key
 
-T = TypeVar("T")
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class StoreUnavailable(StoreError):
-    pass
-
-
-class StaleState(StoreError):
-    """The enrollment was advanced by someone else since it was read."""
-
-
-class UnknownEnrollment(StoreError):
-    pass
-
-
-class UnreadableState(StoreError):
-    """A stored enrollment state this code cannot read (e.g. written by a newer pathways)."""
-
-
-class VersionTaken(StoreError):
-    """Publishing a version number that is published already with other content."""
-
-
-def normalise_url(url: str) -> str:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        folder = Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"the store's folder {folder} (PATHWAYS_DATABASE_URL) cannot be created: {exc.strerror}; "
-                             "set PATHWAYS_DATABASE_URL to a place you can write") from None
-    engine = _create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _pragmas(connection, _):  # wait for a lock instead of failing at once; keep foreign keys
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA busy_timeout = 5000")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.close()
-    return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the database to the current schema, in one transaction. A database that cannot be
-    reached (or stays locked) is retried with backoff, then a StoreUnavailable naming it."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-
-    def upgrade() -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-
-    retrying(upgrade, what=f"the database {shown(engine.url)} (PATHWAYS_DATABASE_URL)")
-
-
-def _create_engine(url: str, **options) -> Engine:
-    """SQLAlchemy's engine; a URL it cannot use is a StoreError that says what to write."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        return create_engine(url, **options)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise StoreError(
-            f"PATHWAYS_DATABASE_URL: '{shown(url)}' is not a database URL this can use ({str(exc).splitlines()[0]}); "
-            "write sqlite:///path/to/pathways.db or postgresql://user@host/database"
-        ) from None
-
-
-def shown(url: str | URL) -> str:
-    """A database URL (text or SQLAlchemy's) as it may be shown: without its password."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        text = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return str(url).split("@", 1)[-1]
-    return text.replace("postgresql+psycopg://", "postgresql://", 1)  # as it is set (normalise_url adds the driver)
-
-
-def is_database_url(url: str) -> bool:
-    """Whether SQLAlchemy can parse ``url`` (the settings check it before anything runs)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(url)
-    except ArgumentError:
-        return False
-    return True
-
-
-def without_password(url: str) -> str:
-    """``url`` as SQLAlchemy renders it with its password hidden: what ``config.changed`` records
-    (the text is compared with the last one recorded: keep it as it is)."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def retrying(action: Callable[[], T], attempts: int = 5, first_wait: float = 0.2, what: str = "the database",
-             sleep: Callable[[float], Any] | None = None) -> T:
-    """Retry on a locked or unreachable database with exponential backoff, then a clear error.
-    ``sleep`` waits between attempts (default ``time.sleep``; tests pass one that only records)."""
-    sleep = sleep or time.sleep
-    wait = first_wait
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except OperationalError as exc:
-            if attempt == attempts:
-                raise StoreUnavailable(f"{what} is unavailable after {attempts} attempts: {_reason(exc)}") from None
-            sleep(wait)
-            wait *= 2
-    raise AssertionError("unreachable")
-
-
-def _reason(exc) -> str:
-    """The database's own first line of an error, without SQLAlchemy's wrapping."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-
-
-# the audit action of each kind of decision event
+__all__ = ["IntegrityError", "Store", "StoreError", "StoreUnavailable", "StaleState", "UnknownEnrollment", "UnreadableState", "VersionTaken"]
 
 
 class Store:
@@ -285,7 +147,7 @@ class Store:
                 self._create_enrollment(session, state)
                 if prepared is not None:
                     session.flush()  # the enrollment's row before its step runs (Core statements)
-                    self._write_events(session, prepared)
+                    write_events(session.connection(), prepared)
                 return added
         return retrying(write, what=self.where, sleep=self.sleep)
 
@@ -305,7 +167,7 @@ class Store:
         """Everything known about a patient, rebuilt from the append-only fact rows."""
         def read(s: Session) -> PatientFacts:
             rows = s.execute(select(Fact).where(Fact.patient_id == patient).order_by(Fact.id)).scalars().all()
-            return _facts_from_rows(patient, rows)
+            return facts_from_rows(patient, rows)
         if session is not None:
             return read(session)
         with Session(self.engine) as s:
@@ -388,17 +250,17 @@ class Store:
                 row = session.get(Enrollment, enrollment)
                 if row is None:
                     raise UnknownEnrollment(self._unknown(session, f"'{enrollment}'"))
-                return _loaded(enrollment, row.state), row.state_version
+                return loaded_state(enrollment, row.state), row.state_version
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def load_many(self, enrollments: list[str]) -> dict[str, tuple[EnrollmentState, int]]:
         def read() -> dict[str, tuple[EnrollmentState, int]]:
             found: dict[str, tuple[EnrollmentState, int]] = {}
             with Session(self.engine) as session:
-                for chunk in _chunks(enrollments):
+                for chunk in chunks(enrollments):
                     rows = session.execute(select(Enrollment.id, Enrollment.state, Enrollment.state_version).where(Enrollment.id.in_(chunk)))
                     for eid, state, version in rows:
-                        found[eid] = (_loaded(eid, state), version)
+                        found[eid] = (loaded_state(eid, state), version)
             missing = [e for e in enrollments if e not in found]
             if missing:
                 with Session(self.engine) as session:
@@ -412,23 +274,23 @@ class Store:
         Only the states that start otherwise than the current format are read in full."""
         def read() -> None:
             with Session(self.engine) as session:
-                for chunk in _chunks(enrollments):
+                for chunk in chunks(enrollments):
                     rows = session.execute(select(Enrollment.id, Enrollment.state).where(
                         Enrollment.id.in_(chunk), Enrollment.state.startswith('{"format":', autoescape=True),
                         ~Enrollment.state.startswith(CURRENT_PREFIX, autoescape=True)).order_by(Enrollment.id))
                     for eid, state in rows:
-                        _loaded(eid, state)
+                        loaded_state(eid, state)
         retrying(read, what=self.where, sleep=self.sleep)
 
     def patient_facts_many(self, patients: list[str]) -> dict[str, PatientFacts]:
         def read() -> dict[str, PatientFacts]:
             rows_by_patient: dict[str, list] = {p: [] for p in patients}
             with Session(self.engine) as session:
-                for chunk in _chunks(patients):  # plain tuples, not ORM objects: this is the hot path of a cohort
+                for chunk in chunks(patients):  # plain tuples, not ORM objects: this is the hot path of a cohort
                     statement = select(Fact.patient_id, Fact.kind, Fact.payload).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)
                     for patient, kind, payload in session.execute(statement):
                         rows_by_patient[patient].append((kind, payload))
-            return {p: _facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
+            return {p: factrows.facts_from_pairs(p, pairs) for p, pairs in rows_by_patient.items()}
         return retrying(read, what=self.where, sleep=self.sleep)
 
     def apply_many(self, writes: list[tuple[EnrollmentState, int, list[Event]]]) -> None:
@@ -437,24 +299,24 @@ class Store:
         begins: the store's write lock is held only to write them."""
         now = self.now()
         params = [{"b_id": s.enrollment, "b_version": v, "b_state": state_json(s), "b_next": v + 1,
-                   "b_as_of": s.as_of, "b_next_due": _next_due(s), "b_updated": now} for s, v, _ in writes]
+                   "b_as_of": s.as_of, "b_next_due": next_due(s), "b_updated": now} for s, v, _ in writes]
         prepared = self._prepare_events([(s, events) for s, _, events in writes])
-        goals = _goal_rows([s for s, _, _ in writes])
+        goals = goal_rows([s for s, _, _ in writes])
 
         def write() -> None:
             with self.transaction() as session:
                 connection = session.connection()
-                changed = bulk.executemany(connection, _ADVANCE, params)
+                changed = bulk.executemany(connection, ADVANCE, params)
                 if changed not in (len(params), -1):
                     raise StaleState(f"{len(params) - changed} of {len(params)} enrollments changed since they were read")
                 if changed == -1:  # the driver does not say: check the versions
-                    for chunk in _chunks(params):
+                    for chunk in chunks(params):
                         ids = [p["b_id"] for p in chunk]
                         versions = dict(session.execute(select(Enrollment.id, Enrollment.state_version).where(Enrollment.id.in_(ids))).all())
                         if any(versions[p["b_id"]] != p["b_next"] for p in chunk):
                             raise StaleState("enrollments changed since they were read")
-                self._write_events(session, prepared)
-                bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
+                write_events(session.connection(), prepared)
+                bulk.executemany(connection, statements(connection.dialect.name)["goal"], goals)
         retrying(write, what=self.where, sleep=self.sleep)
 
     def due_by_version(self, on: dt.date) -> dict[str, list[str]]:
@@ -495,7 +357,7 @@ class Store:
         ``fail_after`` lets tests crash the transaction half way.
         """
         prepared = self._prepare_events([(state, events)], [recorded] if recorded else None)
-        goals = _goal_rows([state])
+        goals = goal_rows([state])
 
         def write() -> int:
             with self.transaction() as session:
@@ -503,60 +365,23 @@ class Store:
                     update(Enrollment)
                     .where(Enrollment.id == state.enrollment, Enrollment.state_version == read_version)
                     .values(state=state_json(state), state_version=read_version + 1, as_of=state.as_of,
-                            next_due=_next_due(state), updated_at=self.now())
+                            next_due=next_due(state), updated_at=self.now())
                 )
                 if done.rowcount != 1:
                     raise StaleState(f"enrollment '{state.enrollment}' changed since it was read (version {read_version})")
                 if observations:
                     self._append(session, state.patient, PatientFacts(patient=state.patient, observations=tuple(observations)), source)
-                self._write_events(session, prepared)
+                write_events(session.connection(), prepared)
                 if fail_after is not None:
                     fail_after(session)
                 connection = session.connection()
-                bulk.executemany(connection, _statements(connection.dialect.name)["goal"], goals)
+                bulk.executemany(connection, statements(connection.dialect.name)["goal"], goals)
                 return read_version + 1
         return retrying(write, what=self.where, sleep=self.sleep)
 
-    def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> _Prepared:
-        """The rows of the events' step runs and decisions, and the audit entry of each decision
-        (``extra`` records first), built before the transaction; which decisions are new is
-        known only inside it."""
-        runs: dict[str, dict] = {}
-        decisions: dict[str, dict] = {}
-        records: list[Record] = []
-        for state, events in batches:
-            for e in events:
-                if e.step is not None and e.kind in ("due", "gated", "done", "done_before", "skipped"):
-                    runs[e.run_key] = {"run_key": e.run_key, "enrollment_id": state.enrollment, "step": e.step,
-                                       "due_on": e.on, "status": e.kind, "updated_on": e.decided}
-                if e.key in decisions:
-                    continue
-                decisions[e.key] = {
-                    "key": e.key, "run_key": e.run_key, "enrollment_id": state.enrollment, "kind": e.kind, "step": e.step,
-                    "due_on": e.on, "decided_on": e.decided, "pathway_version": state.version, "version_key": state.version_key,
-                    "reasons": audit.dumps(list(e.reasons)),
-                    "detail": audit.dumps(e.detail),
-                }
-                payload = {Key.KIND: e.kind, Key.STEP: e.step, Key.DUE_ON: e.on.isoformat(), Key.DECIDED_ON: e.decided.isoformat(),
-                           Key.REASONS: list(e.reasons), **e.detail}
-                records.append(Record(DECISION_ACTION.get(e.kind, f"decision.{e.kind}"), state.patient, state.enrollment, state.pathway,
-                                      state.version, state.version_key, e.key, payload))
-        now = self.now()
-        entries = audit.entries_for(records, self.actor, now, self.context)
-        return _Prepared(list(runs.values()), decisions, dict(zip(decisions, entries)), audit.entries_for(extra or [], self.actor, now, self.context))
-
-    def _write_events(self, session: Session, prepared: _Prepared) -> None:
-        """Step runs upserted by run_key and decisions inserted by key, in bulk; repeats add nothing.
-        Each new decision is audited (after the ``extra`` records) in the same transaction."""
-        connection = session.connection()  # Core statements on the tables: no ORM bulk machinery on the hot path
-        statements = _statements(connection.dialect.name)
-        bulk.executemany(connection, statements["step_run"], prepared.runs)
-        existing: set[str] = set()
-        for chunk in _chunks(list(prepared.decisions), 500):
-            existing.update(connection.execute(select(Decision.key).where(Decision.key.in_(chunk))).scalars())
-        new = [key for key in prepared.decisions if key not in existing]
-        bulk.executemany(connection, statements["decision"], [prepared.decisions[key] for key in new])
-        audit.chain(connection, prepared.extra + [prepared.entries[key] for key in new])
+    def _prepare_events(self, batches: list[tuple[EnrollmentState, list[Event]]], extra: list[Record] | None = None) -> Prepared:
+        """The rows of the events (store/rows.py), built before the transaction, audited as this store's actor."""
+        return prepare_events(batches, extra, self.actor, self.now, self.context)
 
     def recorded_inputs(self, enrollment: str) -> list[tuple[dt.date, str, dict[str, Any]]]:
         """What people recorded for the enrollment's steps: (date, step, {fact: value})."""
@@ -592,110 +417,3 @@ class Store:
             with Session(self.engine) as session:
                 return list(session.execute(select(Decision).where(Decision.enrollment_id == enrollment).order_by(Decision.id)).scalars().all())
         return retrying(read, what=self.where, sleep=self.sleep)
-
-
-def _facts_from_rows(patient: str, rows) -> PatientFacts:
-    """Rebuild a patient's facts from their rows (with ``kind`` and ``payload``), in order."""
-    return _facts_from_pairs(patient, [(row.kind, row.payload) for row in rows])
-
-
-_facts_from_pairs = factrows.facts_from_pairs
-
-
-@dataclass
-class _Prepared:
-    """An advance's rows, built before its transaction (Store._prepare_events)."""
-
-    runs: list[dict[str, Any]]  # step runs
-    decisions: dict[str, dict[str, Any]]  # decision key -> its row
-    entries: dict[str, dict[str, Any]]  # decision key -> its audit entry, not yet chained
-    extra: list[dict[str, Any]]  # audit entries written before the decisions' (a recorded input)
-
-
-_ADVANCE = (  # an advance's new state, only if the state is still the one that was read
-    update(Enrollment.__table__)
-    .where(Enrollment.__table__.c.id == bindparam("b_id"), Enrollment.__table__.c.state_version == bindparam("b_version"))
-    .values(state=bindparam("b_state"), state_version=bindparam("b_next"), as_of=bindparam("b_as_of"),
-            next_due=bindparam("b_next_due"), updated_at=bindparam("b_updated"))
-)
-GOAL_FIELDS = ("fact", "target", "agreed_on", "deadline", "baseline", "latest", "status")
-
-
-@lru_cache(maxsize=None)
-def _statements(dialect: str) -> dict[str, Any]:
-    """The upserts of a write, built once per dialect (store/bulk.py compiles each once)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    runs = insert(StepRun.__table__)
-    runs = runs.on_conflict_do_update(index_elements=["run_key"], set_={"status": runs.excluded.status, "updated_on": runs.excluded.updated_on})
-    goals = insert(Goal.__table__)
-    goals = goals.on_conflict_do_update(index_elements=["enrollment_id", "goal"], set_={name: getattr(goals.excluded, name) for name in GOAL_FIELDS})
-    return {"step_run": runs, "decision": insert(Decision.__table__).on_conflict_do_nothing(index_elements=["key"]), "goal": goals}
-
-
-def _goal_rows(states: list[EnrollmentState]) -> list[dict[str, Any]]:
-    """Goal progress rows (one per enrollment and goal), upserted."""
-    return [{"enrollment_id": state.enrollment, "goal": goal_id, **goal.model_dump(include=set(GOAL_FIELDS))}
-            for state in states for goal_id, goal in state.goals.items()]
-
-
-def state_json(state: EnrollmentState) -> str:
-    """An enrollment's state as stored (runtime/stateformat.py: the format, every field)."""
-    return dump_state(state)
-
-
-def _loaded(enrollment: str, text: str) -> EnrollmentState:
-    try:
-        return load_state(text)
-    except StateFormatError as e:
-        raise UnreadableState(f"enrollment '{enrollment}': {e}") from None
-
-
-def _chunks(items: list, size: int = 500) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _next_due(state: EnrollmentState) -> dt.date | None:
-    dates = [p.due_on for p in state.steps.values() if p.due_on is not None and p.status in ("waiting", "due", "gated")]
-    return min(dates) if dates else None
-
-
-__all__ = ["IntegrityError", "Store", "StoreError", "StoreUnavailable", "StaleState", "UnknownEnrollment", "make_engine", "migrate", "retrying"]
-
-
-def open_readonly(url: str) -> Engine:
-    """An engine that can only read an existing store (audit commands): nothing is created,
-    migrated or written. A missing, empty, corrupted or foreign database is a clear StoreError."""
-    from sqlalchemy import inspect
-    from sqlalchemy.exc import DatabaseError
-
-    url = normalise_url(url)
-    where = shown(url)
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-        where = str(path)
-        if not path.is_file():
-            raise StoreError(f"no pathways store at {path} (PATHWAYS_DATABASE_URL); nothing was created")
-        if path.stat().st_size == 0:
-            raise StoreError(f"{path} is empty: not a pathways store")
-        engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
-    else:
-        engine = _create_engine(url, pool_pre_ping=True)
-
-    def tables_of() -> set[str]:
-        with engine.connect() as connection:
-            return set(inspect(connection).get_table_names())
-
-    try:
-        tables = retrying(tables_of, what=f"the store {where} (PATHWAYS_DATABASE_URL)")
-    except DatabaseError as exc:
-        raise StoreError(f"{where} is not a readable database ({_reason(exc)}): the file may be corrupted; nothing was written") from None
-    if "audit_entry" not in tables:
-        raise StoreError(f"{where} has no audit trail: not a pathways store, or one that predates the audit trail "
-                         f"(a writing command such as `pathways advance --due` migrates it)")
-    return engine
-
-
-def open_trail(url: str) -> Trail:
-    """The audit trail of the store at ``url``, read-only (``open_readonly``): what the audit
-    commands read, without a connection of their own."""
-    return Trail(open_readonly(url))

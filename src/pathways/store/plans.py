@@ -21,7 +21,8 @@ from sqlmodel import Session
 
 from pathways.runtime.plan import PersonalPlan
 from pathways.store.audit import Record, dumps
-from pathways.store.db import Store, retrying
+from pathways.store.connect import retrying
+from pathways.store.db import Store
 from pathways.store.models import CarePlan, CarePlanDecision, CarePlanEscalation, Enrollment, GoalPriority, Patient
 from pathways.store.vocabulary import PLAN_ACTION, Action, Key
 

@@ -20,7 +20,9 @@ from sqlmodel import Session
 
 from pathways.runtime.core import EnrollmentState
 from pathways.store.audit import Record
-from pathways.store.db import StaleState, Store, _chunks, _next_due, retrying, state_json
+from pathways.store.connect import retrying
+from pathways.store.db import StaleState, Store
+from pathways.store.rows import chunks, next_due, state_json
 from pathways.store.models import Enrollment, Fact, MigrationItem, MigrationPreview
 
 
@@ -54,7 +56,7 @@ def fact_digests(store: Store, patients: list[str]) -> dict[str, str]:
     def read() -> dict[str, str]:
         digests = {p: hashlib.sha256() for p in patients}
         with Session(store.engine) as session:
-            for chunk in _chunks(patients):
+            for chunk in chunks(patients):
                 for patient, print_ in session.execute(select(Fact.patient_id, Fact.fingerprint).where(Fact.patient_id.in_(chunk)).order_by(Fact.id)):
                     digests[patient].update(print_.encode() + b"\n")
         return {p: d.hexdigest() for p, d in digests.items()}
@@ -66,7 +68,7 @@ def current_reads(store: Store, enrollments: list[str]) -> dict[str, Read]:
     def read() -> dict[str, tuple]:
         found = {}
         with Session(store.engine) as session:
-            for chunk in _chunks(enrollments):
+            for chunk in chunks(enrollments):
                 rows = session.execute(select(Enrollment.id, Enrollment.patient_id, Enrollment.version_key, Enrollment.state_version,
                                               Enrollment.as_of).where(Enrollment.id.in_(chunk)))
                 found.update({row[0]: tuple(row) for row in rows})
@@ -85,7 +87,7 @@ def save(store: Store, digest: str, pathway: str, to_key: str, at: dt.date, summ
             session.add(MigrationPreview(hash=digest, pathway=pathway, to_key=to_key, at=at, status="previewed",
                                          created_at=store.now().isoformat(), summary=json.dumps(summary, sort_keys=True)))
             session.flush()
-            for chunk in _chunks(items):
+            for chunk in chunks(items):
                 session.execute(MigrationItem.__table__.insert(), chunk)
     retrying(write, what=store.where)
 
@@ -123,7 +125,7 @@ preview showed) instead of waiting for its next due date."""
             done = session.execute(
                 update(Enrollment).where(Enrollment.id == old.enrollment, Enrollment.state_version == read_version)
                 .values(state=state_json(new), state_version=read_version + 1, version=new.version, version_key=new.version_key,
-                        as_of=new.as_of, next_due=new.as_of if keep_old else _next_due(new), updated_at=store.now()))
+                        as_of=new.as_of, next_due=new.as_of if keep_old else next_due(new), updated_at=store.now()))
             if done.rowcount != 1:
                 raise StaleState(f"enrollment '{old.enrollment}' changed since it was read (version {read_version})")
             if keep_old:

@@ -3,7 +3,7 @@
 the chain's verification), each opening and closing its own connection. Nobody outside
 ``pathways.store`` opens a connection or session on the store's database (issue 26 item 5;
 tests/test_store_edge.py): orchestration reads through ``Store.trail``, the audit commands
-through ``db.open_trail`` (read-only).
+through ``connect.open_trail`` (read-only).
 
 Each method reads with one connection: two calls may see two states of a trail that grows
 meanwhile, as two statements did before on SQLite's autocommit reads and PostgreSQL's READ

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
-from pathways.store.db import Store, retrying
+from pathways.store.connect import retrying
+from pathways.store.db import Store
 from pathways.store.models import Enrollment, StepRun
 
 
