@@ -1,7 +1,8 @@
 """The pathway definition language: frozen models, rule expressions, loader and checks.
 
 Owns: reading YAML with positions (``yamlsource``), the schema (``model``), the expression
-parser (``expr``, ``durations``), static checks (``typecheck``, ``checks``, ``bounds``: values
+parser (``expr``, ``durations``), static checks (``typecheck``; ``checks``, of the steps, over ``definitions``, of what a pathway
+or library defines, collected by ``reporting``; ``bounds``: values
 left between two branches, ``goals``: goals no step measures again), document templates and
 their checks (``documents``), cross-pathway interaction rules (``interactions``), finding and
 loading files by name or path (``loader``), writing a definition back (``dump``), what changed

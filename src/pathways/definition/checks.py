@@ -1,337 +1,37 @@
-"""Checks beyond the schema: references, cycles, reachability, stage order, types and units,
-timings and citations. Pure functions over loaded documents; they return every problem found.
+"""Checks beyond the schema, the entry points: a shared library's (``check_library``) and a
+pathway's (``check_pathway``): its steps' references, cycles and reachability, stage order,
+timings, goals and financing routes, on top of what it defines (definition/definitions.py:
+symbols, types and units, citations) and reported through definition/reporting.py. Pure
+functions over loaded documents; they return every problem found.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Union
+from typing import Iterable
 
 from pathways.definition import expr as E
-from pathways.definition.bounds import Gap, alternatives_gaps, point_gaps
+from pathways.definition.bounds import alternatives_gaps
+from pathways.definition.definitions import (
+    Symbols, check_condition, check_definitions, check_evidence, checker_factory, collect_symbols, cycles, report_gap, threshold_text)
 from pathways.definition.goals import unmeasured_goals
-from pathways.definition.model import (
-    STAGES,
-    Evidence,
-    Library,
-    PathwaySpec,
-    Step,
-)
-from pathways.definition.typecheck import Checker, Symbol, T, derived_type, fact_type, parameter_type, thresholds, unsatisfiable
-from pathways.definition.yamlsource import PathKey, Source
-from pathways.errors import Location, Problem, did_you_mean
+from pathways.definition.model import STAGES, Library, PathwaySpec, Step
+from pathways.definition.reporting import Context, Document
+from pathways.definition.typecheck import Checker, thresholds
+from pathways.definition.yamlsource import PathKey
+from pathways.errors import Problem, did_you_mean
 
-NON_CLINICAL_SOURCES = {"indication"}
 FINANCING_NEEDS_RULE = {"zvw_wijkverpleging", "wlz", "wmo", "pgb"}
-
-
-@dataclass(frozen=True)
-class Document:
-    """A validated model with the YAML it came from, so problems can name a place."""
-
-    source: Source
-    model: Union[PathwaySpec, Library]
-    step_paths: tuple[PathKey, ...] = ()  # YAML path of each model step (entries may have been dropped)
-    broken: frozenset[str] = frozenset()  # names and ids whose entries failed the schema
-    failed: frozenset[str] = frozenset()  # top-level keys that failed it (left at their default or None)
-
-    def at(self, path: PathKey, key: bool = False) -> Location:
-        return self.source.at(path, key)
-
-
-_UNDEFINED = re.compile(r"^unknown name '([^']+)'$|unknown fact '([^']+)'$")
-_SHOWN_NAMES = 8
-
-
-@dataclass
-class _Context:
-    problems: list[Problem] = field(default_factory=list)
-    undefined: dict[Problem, str] = field(default_factory=dict)  # "unknown name/fact" problem -> the name
-
-    def add(self, location: Location, code: str, message: str, hint: str = "") -> None:
-        problem = Problem(location, code, message, hint)
-        self.problems.append(problem)
-        match = _UNDEFINED.search(message) if code in ("PW021", "PW040") else None
-        if match:
-            self.undefined[problem] = match.group(1) or match.group(2)
-
-    def summarise_undefined(self, missing_libraries: list[Problem], financing_known: bool = True, defined_there: frozenset[str] = frozenset()) -> None:
-        """Report each cause of undefined names once. With a shared library missing, names that
-        are close to no known name may be defined there: they are listed in the library's problem
-        (with the financing routes left without a rule, when no library used maps any route).
-        Every other undefined name is reported at its first use, with the lines of the others."""
-        by_name: dict[str, list[Problem]] = {}
-        for problem, name in sorted(self.undefined.items(), key=lambda item: item[0].sort_key()):
-            by_name.setdefault(name, []).append(problem)
-        if missing_libraries:
-            unknown = {name: uses for name, uses in by_name.items() if name in defined_there or not uses[0].hint.startswith("did you mean")}
-            routes = [] if financing_known else sorted((p for p in self.problems if p.code == "PW043"), key=Problem.sort_key)
-            folded = {p for uses in unknown.values() for p in uses} | set(routes)
-            if folded:
-                self._fold_into(missing_libraries[0], unknown, routes)
-            self.problems = [p for p in self.problems if p not in folded]
-            by_name = {name: uses for name, uses in by_name.items() if name not in unknown}
-        repeated = {p for uses in by_name.values() if len(uses) > 1 for p in uses}
-        self.problems = [p for p in self.problems if p not in repeated]
-        for uses in by_name.values():
-            if len(uses) > 1:
-                head = uses[0]
-                self.problems.append(Problem(head.location, head.code, f"{head.message}, used {len(uses)} times (also {_lines(uses[1:])})", head.hint))
-
-    def reporter(self, doc: Document, path: PathKey):
-        def report(span: E.Span, code: str, message: str, hint: str) -> None:
-            self.add(doc.source.in_scalar(path, span.start), code, message, hint)
-
-        return report
-
-    def _fold_into(self, cause: Problem, unknown: dict[str, list[Problem]], routes: list[Problem]) -> None:
-        summary = []
-        it = "them" if cause.message.startswith("the shared libraries") else "it"
-        if unknown:
-            count = sum(len(uses) for uses in unknown.values())
-            parts = [f"{name} ({_lines(uses)})" for name, uses in list(unknown.items())[:_SHOWN_NAMES]]
-            if len(unknown) > _SHOWN_NAMES:
-                parts.append(f"and {len(unknown) - _SHOWN_NAMES} more")
-            names = "the name" if len(unknown) == 1 else f"the {len(unknown)} names"
-            summary.append(f"{names} used here and defined nowhere else may come from {it} ({_plural(count, 'use')}): {', '.join(parts)}")
-        if routes:
-            summary.append(f"{_plural(len(routes), 'step')} use{'s' if len(routes) == 1 else ''} a financing route whose rule may come from {it} ({_lines(routes)})")
-        text = "; ".join(summary)
-        hint = f"{cause.hint} {text[:1].upper()}{text[1:]}" if cause.hint.endswith("?") else "; ".join(filter(None, [cause.hint, text]))
-        self.problems = [p for p in self.problems if p is not cause]
-        self.problems.append(Problem(cause.location, cause.code, cause.message, hint))
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _lines(problems: list[Problem]) -> str:
-    lines = list(dict.fromkeys(p.location.line for p in problems if p.location.line))
-    shown = ", ".join(str(n) for n in lines[:_SHOWN_NAMES]) + (f" and {len(lines) - _SHOWN_NAMES} more" if len(lines) > _SHOWN_NAMES else "")
-    return f"line{'s' if len(lines) > 1 else ''} {shown}" if lines else "no line"
-
-
-# -- symbols ------------------------------------------------------------------------------
-
-@dataclass
-class Symbols:
-    table: dict[str, Symbol] = field(default_factory=dict)
-    facts: dict = field(default_factory=dict)
-    origin: dict[str, tuple[Document, PathKey]] = field(default_factory=dict)
-    broken: set[str] = field(default_factory=set)
-    parameters: dict[str, object] = field(default_factory=dict)  # parameter -> value, for bound checks
-
-
-def collect_symbols(docs: Iterable[Document], ctx: _Context) -> Symbols:
-    """Every fact, derived fact, parameter and rule of these documents, duplicates reported."""
-    symbols = Symbols()
-    for doc in docs:
-        model = doc.model
-        symbols.broken |= set(doc.broken)
-        sections = (("facts", model.facts), ("derived", model.derived), ("parameters", model.parameters), ("rules", model.rules))
-        for section, entries in sections:
-            for name in entries:
-                path = (section, name)
-                if name in symbols.origin:
-                    other_doc, other_path = symbols.origin[name]
-                    where = other_doc.at(other_path, key=True)
-                    ctx.add(doc.at(path, key=True), "PW030", f"'{name}' is defined twice", f"also under {other_path[0]} at {where}; rename one")
-                    continue
-                symbols.origin[name] = (doc, path)
-                if section == "facts":
-                    symbols.facts[name] = entries[name]
-    for name, (doc, path) in symbols.origin.items():
-        section = path[0]
-        entry = getattr(doc.model, section)[name]
-        if section == "facts":
-            symbols.table[name] = Symbol("fact", fact_type(entry), entry.source not in NON_CLINICAL_SOURCES)
-        elif section == "parameters":
-            symbols.table[name] = Symbol("parameter", parameter_type(entry), False)
-            symbols.parameters[name] = entry.value
-        elif section == "rules":
-            symbols.table[name] = Symbol("rule", T("boolean"), False)
-    for name, (doc, path) in symbols.origin.items():
-        if path[0] != "derived":
-            continue
-        derived = doc.model.derived[name]
-        base = symbols.facts.get(derived.of)
-        if base is None:
-            if derived.of not in symbols.broken:
-                hint = did_you_mean(derived.of, symbols.facts) or "derived facts are computed from facts declared under facts"
-                ctx.add(doc.at(path + ("of",)), "PW040", f"derived fact '{name}' is computed from unknown fact '{derived.of}'", hint)
-            symbols.table[name] = Symbol("derived", T("unknown"), True)
-            continue
-        base_type = fact_type(base)
-        if derived.function in ("change", "pct_change", "min", "max") and base_type.kind != "number":
-            ctx.add(doc.at(path + ("function",)), "PW024", f"{derived.function} needs a numeric fact; '{derived.of}' is {base_type.describe()}", "use count or value_ago")
-        if derived.function == "age" and base_type.kind != "date":
-            ctx.add(doc.at(path + ("function",)), "PW024", f"age is computed from a date fact; '{derived.of}' is {base_type.describe()}", "name the birth date fact")
-        if derived.window is not None and derived.window.amount <= 0:
-            ctx.add(doc.at(path + ("window",)), "PW035", f"a window of {derived.window} is empty", "use a window longer than 0")
-        symbols.table[name] = Symbol("derived", derived_type(derived, base_type), base.source not in NON_CLINICAL_SOURCES)
-    return symbols
-
-
-# -- expressions --------------------------------------------------------------------------
-
-def _check_condition(
-    ctx: _Context, checker_for, doc: Document, path: PathKey, expression: E.Expr, what: str, cited: bool, symbols: Symbols
-) -> bool:
-    """Type-check a condition; report uncited thresholds. Returns False when it can never be true."""
-    checker: Checker = checker_for(doc, path)
-    checker.condition(expression.ast, what)
-    if not cited:
-        for literal in thresholds(expression.ast, symbols.table)[:1]:
-            ctx.add(
-                doc.source.in_scalar(path, literal.span.start),
-                "PW036",
-                f"threshold {_literal(literal)} in {what} has no evidence citation",
-                "add evidence: {source: ..., section: ..., confidence: P|S|M}, or use a cited parameter",
-            )
-    if unsatisfiable(expression.ast):
-        ctx.add(doc.source.in_scalar(path, 0), "PW041", f"{what} can never be true", "check the bounds: they exclude each other")
-        return False
-    for gap in point_gaps(expression.ast, symbols.parameters):
-        _report_gap(ctx, doc.source.in_scalar(path, gap.later.span.start), gap, f"{what} leaves", "in no branch")
-    return True
-
-
-def _report_gap(ctx: _Context, where: Location, gap: Gap, what: str, where_not: str) -> None:
-    below, above = E.unparse(gap.below), E.unparse(gap.above)
-    named = gap.bound.lstrip("-")[:1].isalpha()  # a parameter: show its value too
-    bound = f"{gap.bound} ({gap.value:g})" if named else gap.bound
-    ctx.add(
-        where,
-        "PW050",
-        f"{what} {gap.subject} = {bound} {where_not}: one tests {below}, another {above}",
-        "use <= or >= on one side, the side the source puts the boundary on, and cite it",
-    )
-
-
-def _check_goal_alternatives(ctx: _Context, doc: Document, path: PathKey, step: Step, symbols: Symbols) -> None:
-    """Goals of one step on the same fact, each for some patients (``when``), are alternatives
-    of one decision (which target applies): a value none of them takes leaves a patient without one."""
-    by_fact: dict[str, list[int]] = {}
-    for j, goal in enumerate(step.goals):
-        if goal.when is not None:
-            by_fact.setdefault(goal.fact, []).append(j)
-    for fact, indexes in by_fact.items():
-        if len(indexes) < 2:
-            continue
-        whens = [step.goals[j].when.ast for j in indexes]
-        for gap in alternatives_gaps(whens, symbols.parameters):
-            j = next(j for j, tree in zip(indexes, whens) if any(n is gap.later for n in E.walk(tree)))
-            where = doc.source.in_scalar(path + ("goals", j, "when"), gap.later.span.start)
-            _report_gap(ctx, where, gap, f"the goals on {fact} of step '{step.id}' leave", "to no goal")
-
-
-def _literal(node: E.Num) -> str:
-    value = node.value
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{text} {node.unit}" if node.unit else text
-
-
-def _checker_factory(ctx: _Context, symbols: Symbols):
-    def checker_for(doc: Document, path: PathKey) -> Checker:
-        return Checker(symbols.table, symbols.facts, ctx.reporter(doc, path), symbols.broken)
-
-    return checker_for
-
-
-def _check_evidence(ctx: _Context, doc: Document, path: PathKey, evidence: Evidence | None) -> None:
-    if evidence is None:
-        return
-    declared = [s.id for s in doc.model.sources]
-    if evidence.source not in declared and evidence.source not in doc.broken and "sources" not in doc.failed:
-        kind = "pathway" if isinstance(doc.model, PathwaySpec) else "library"
-        hint = did_you_mean(evidence.source, declared) or f"declare it under sources of this {kind}"
-        ctx.add(doc.at(path + ("source",)), "PW037", f"unknown source '{evidence.source}'", hint)
-
-
-def _check_definitions(ctx: _Context, doc: Document, symbols: Symbols, checker_for) -> None:
-    """Sources, parameters and named rules of one document."""
-    model = doc.model
-    seen: dict[str, int] = {}
-    for i, source in enumerate(model.sources):
-        if source.id in seen:
-            ctx.add(doc.at(("sources", i, "id")), "PW030", f"source '{source.id}' is declared twice", f"first at {doc.at(('sources', seen[source.id], 'id'))}")
-        seen.setdefault(source.id, i)
-    for name, fact in model.facts.items():
-        for j, conversion in enumerate(fact.convert_from):
-            _check_evidence(ctx, doc, ("facts", name, "convert_from", j, "evidence"), conversion.evidence)
-    for name, parameter in model.parameters.items():
-        _check_evidence(ctx, doc, ("parameters", name, "evidence"), parameter.evidence)
-        for j, alternative in enumerate(parameter.alternatives):
-            _check_evidence(ctx, doc, ("parameters", name, "alternatives", j, "evidence"), alternative.evidence)
-            if type(alternative.value) is not type(parameter.value) and not (
-                isinstance(alternative.value, (int, float)) and isinstance(parameter.value, (int, float))
-                and not isinstance(alternative.value, bool) and not isinstance(parameter.value, bool)
-            ):
-                ctx.add(doc.at(("parameters", name, "alternatives", j, "value")), "PW024", f"alternative value of '{name}' is not of the same kind as its value", "give a value of the same kind")
-    parameters = sorted(n for n, symbol in symbols.table.items() if symbol.kind == "parameter")
-    for name, parameter in model.parameters.items():  # a label's {placeholders} are filled in letters: no typo may reach one
-        for phrase in (parameter.label.nl, parameter.label.en) if parameter.label is not None else ():
-            for placeholder in dict.fromkeys(re.findall(r"\{([^{}]*)\}", phrase or "")):
-                if placeholder != "value" and placeholder not in parameters:
-                    ctx.add(doc.at(("parameters", name, "label")), "PW021", f"the label of parameter '{name}' names unknown parameter '{{{placeholder}}}'",
-                            did_you_mean(placeholder, ["value", *parameters]) or "write {value} for its own value, or {name} of another parameter")
-    for name, rule in model.rules.items():
-        path = ("rules", name)
-        _check_evidence(ctx, doc, path + ("evidence",), rule.evidence)
-        _check_condition(ctx, checker_for, doc, path + ("when",), rule.when, f"rule '{name}'", rule.evidence is not None, symbols)
-        if rule.effective_from and rule.effective_until and rule.effective_until <= rule.effective_from:
-            ctx.add(doc.at(path + ("effective_until",)), "PW035", f"rule '{name}' ends ({rule.effective_until}) before it starts ({rule.effective_from})", "effective_until must come after effective_from")
-    _check_rule_cycles(ctx, doc, symbols)
-
-
-def _check_rule_cycles(ctx: _Context, doc: Document, symbols: Symbols) -> None:
-    rules = doc.model.rules
-    graph = {name: [n.name for n in E.names(rule.when.ast) if symbols.table.get(n.name, None) and symbols.table[n.name].kind == "rule"] for name, rule in rules.items()}
-    for cycle in _cycles(graph):
-        if cycle[0] in rules:
-            ctx.add(doc.at(("rules", cycle[0]), key=True), "PW042", f"rules refer to each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "break the cycle")
-
-
-def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """Each elementary cycle once, reported from its alphabetically first member."""
-    found: list[list[str]] = []
-    seen: set[frozenset[str]] = set()
-    state: dict[str, int] = {}
-
-    def visit(node: str, stack: list[str]) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if nxt not in graph:
-                continue
-            if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):]
-                key = frozenset(cycle)
-                if key not in seen:
-                    seen.add(key)
-                    start = cycle.index(min(cycle))
-                    found.append(cycle[start:] + cycle[:start])
-            elif state.get(nxt) is None:
-                visit(nxt, stack)
-        stack.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if state.get(node) is None:
-            visit(node, [])
-    return found
 
 
 # -- libraries ----------------------------------------------------------------------------
 
 def check_library(doc: Document) -> list[Problem]:
-    ctx = _Context()
+    ctx = Context()
     library: Library = doc.model  # type: ignore[assignment]
     symbols = collect_symbols([doc], ctx)
-    checker_for = _checker_factory(ctx, symbols)
-    _check_definitions(ctx, doc, symbols, checker_for)
+    checker_for = checker_factory(ctx, symbols)
+    check_definitions(ctx, doc, symbols, checker_for)
     if library.effective_until and library.effective_from and library.effective_until <= library.effective_from:
         ctx.add(doc.at(("effective_until",)), "PW035", f"the library ends ({library.effective_until}) before it starts ({library.effective_from})", "effective_until must come after effective_from")
     for route, rule in library.financing.items():
@@ -343,7 +43,7 @@ def check_library(doc: Document) -> list[Problem]:
         if deadline.id in seen:
             ctx.add(doc.at(path + ("id",)), "PW030", f"deadline '{deadline.id}' is declared twice", "rename one")
         seen.add(deadline.id)
-        _check_evidence(ctx, doc, path + ("evidence",), deadline.evidence)
+        check_evidence(ctx, doc, path + ("evidence",), deadline.evidence)
         fact = symbols.facts.get(deadline.after)
         if fact is None:
             ctx.add(doc.at(path + ("after",)), "PW040", f"deadline '{deadline.id}' counts from unknown fact '{deadline.after}'", did_you_mean(deadline.after, symbols.facts) or "declare the date fact under facts")
@@ -359,7 +59,7 @@ def check_library(doc: Document) -> list[Problem]:
 
 def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries: Iterable[str] = ()) -> list[Problem]:
     """Every problem of one pathway; ``libraries`` are the loaded shared libraries by id."""
-    ctx = _Context()
+    ctx = Context()
     spec: PathwaySpec = doc.model  # type: ignore[assignment]
     used: list[Document] = []
     missing: list[Problem] = []
@@ -376,8 +76,8 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
             ctx.add(doc.at(("uses", i)), "PW038", f"unknown shared library '{name}'", hint)
             missing.append(ctx.problems[-1])
     symbols = collect_symbols([doc, *used], ctx)
-    checker_for = _checker_factory(ctx, symbols)
-    _check_definitions(ctx, doc, symbols, checker_for)
+    checker_for = checker_factory(ctx, symbols)
+    check_definitions(ctx, doc, symbols, checker_for)
 
     if spec.indication is not None:  # None: it failed the schema, reported already
         _check_indication(ctx, checker_for, doc, spec, symbols)
@@ -399,7 +99,7 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
 
     graph = {s.id: [r for r in s.requires if r in steps] + ([s.timing.after] if s.timing and s.timing.after in steps else []) for s in spec.steps}
     in_cycle: set[str] = set()
-    for cycle in _cycles(graph):
+    for cycle in cycles(graph):
         in_cycle |= set(cycle)
         ctx.add(doc.at(step_path(cycle[0]) + ("requires",)), "PW032", f"steps require each other in a cycle: {' -> '.join(cycle + [cycle[0]])}", "remove one of the requirements")
     _report_unreachable(ctx, doc, spec, graph, blocked, in_cycle, step_path)
@@ -414,14 +114,14 @@ def check_pathway(doc: Document, libraries: dict[str, Document], known_libraries
     return ctx.problems
 
 
-def _check_indication(ctx: _Context, checker_for, doc: Document, spec: PathwaySpec, symbols: Symbols) -> None:
-    _check_evidence(ctx, doc, ("indication", "evidence"), spec.indication.evidence)
-    _check_condition(ctx, checker_for, doc, ("indication", "when"), spec.indication.when, "the indication", True, symbols)
+def _check_indication(ctx: Context, checker_for, doc: Document, spec: PathwaySpec, symbols: Symbols) -> None:
+    check_evidence(ctx, doc, ("indication", "evidence"), spec.indication.evidence)
+    check_condition(ctx, checker_for, doc, ("indication", "when"), spec.indication.when, "the indication", True, symbols)
     if spec.indication.exclude is not None:
-        _check_condition(ctx, checker_for, doc, ("indication", "exclude"), spec.indication.exclude, "the exclusion", True, symbols)
+        check_condition(ctx, checker_for, doc, ("indication", "exclude"), spec.indication.exclude, "the exclusion", True, symbols)
 
 
-def _check_step_ids(ctx: _Context, doc: Document, spec: PathwaySpec) -> None:
+def _check_step_ids(ctx: Context, doc: Document, spec: PathwaySpec) -> None:
     first: dict[str, int] = {}
     goal_first: dict[str, PathKey] = {}
     for i, step in enumerate(spec.steps):
@@ -440,21 +140,21 @@ def _check_step(ctx, doc, path, step: Step, steps, broken_steps, symbols: Symbol
     """Check one step; return why it can never become due ('' when it can)."""
     why = ""
     cited = step.evidence is not None
-    _check_evidence(ctx, doc, path + ("evidence",), step.evidence)
+    check_evidence(ctx, doc, path + ("evidence",), step.evidence)
     for j, required in enumerate(step.requires):
         if required not in steps and required not in broken_steps:
             ctx.add(doc.at(path + ("requires", j)), "PW031", f"step '{step.id}' requires unknown step '{required}'", did_you_mean(required, steps) or "name a step id of this pathway")
         if required == step.id:
             ctx.add(doc.at(path + ("requires", j)), "PW032", f"step '{step.id}' requires itself", "remove it from requires")
     if step.gate is not None:
-        if not _check_condition(ctx, checker_for, doc, path + ("gate",), step.gate, f"the gate of '{step.id}'", cited, symbols):
+        if not check_condition(ctx, checker_for, doc, path + ("gate",), step.gate, f"the gate of '{step.id}'", cited, symbols):
             why = "its gate can never be true"
     if step.stage == "escalation" and step.escalation is None:
         ctx.add(doc.at(path + ("stage",)), "PW039", f"escalation step '{step.id}' has no escalation", "add escalation: {trigger, severity, action, notify}")
     if step.escalation is not None:
         if step.stage != "escalation":
             ctx.add(doc.at(path + ("escalation",), key=True), "PW039", f"step '{step.id}' of stage '{step.stage}' has an escalation", "move it to stage: escalation")
-        if not _check_condition(ctx, checker_for, doc, path + ("escalation", "trigger"), step.escalation.trigger, f"the trigger of '{step.id}'", cited, symbols):
+        if not check_condition(ctx, checker_for, doc, path + ("escalation", "trigger"), step.escalation.trigger, f"the trigger of '{step.id}'", cited, symbols):
             why = "its trigger can never be true"
         reopen = step.escalation.reopen_after
         if reopen is not None and reopen.amount <= 0:
@@ -475,8 +175,25 @@ def _check_step(ctx, doc, path, step: Step, steps, broken_steps, symbols: Symbol
     return why
 
 
+def _check_goal_alternatives(ctx: Context, doc: Document, path: PathKey, step: Step, symbols: Symbols) -> None:
+    """Goals of one step on the same fact, each for some patients (``when``), are alternatives
+    of one decision (which target applies): a value none of them takes leaves a patient without one."""
+    by_fact: dict[str, list[int]] = {}
+    for j, goal in enumerate(step.goals):
+        if goal.when is not None:
+            by_fact.setdefault(goal.fact, []).append(j)
+    for fact, indexes in by_fact.items():
+        if len(indexes) < 2:
+            continue
+        whens = [step.goals[j].when.ast for j in indexes]
+        for gap in alternatives_gaps(whens, symbols.parameters):
+            j = next(j for j, tree in zip(indexes, whens) if any(n is gap.later for n in E.walk(tree)))
+            where = doc.source.in_scalar(path + ("goals", j, "when"), gap.later.span.start)
+            report_gap(ctx, where, gap, f"the goals on {fact} of step '{step.id}' leave", "to no goal")
+
+
 def _check_goal(ctx, doc, path, goal, step_cited: bool, symbols: Symbols, checker_for) -> None:
-    _check_evidence(ctx, doc, path + ("evidence",), goal.evidence)
+    check_evidence(ctx, doc, path + ("evidence",), goal.evidence)
     fact = symbols.facts.get(goal.fact)
     if fact is None:
         if goal.fact not in symbols.broken:
@@ -484,7 +201,7 @@ def _check_goal(ctx, doc, path, goal, step_cited: bool, symbols: Symbols, checke
     elif fact.type not in ("quantity", "count"):
         ctx.add(doc.at(path + ("fact",)), "PW024", f"goal '{goal.id}' measures '{goal.fact}', which is not measurable ({fact.type})", "a SMART goal measures a quantity or count")
     if goal.when is not None:
-        _check_condition(ctx, checker_for, doc, path + ("when",), goal.when, f"the condition of goal '{goal.id}'", goal.evidence is not None or step_cited, symbols)
+        check_condition(ctx, checker_for, doc, path + ("when",), goal.when, f"the condition of goal '{goal.id}'", goal.evidence is not None or step_cited, symbols)
     if goal.deadline.amount <= 0:
         ctx.add(doc.at(path + ("deadline",)), "PW035", f"goal '{goal.id}' is due {goal.deadline} after it is agreed", "give a deadline after 0, e.g. 12w")
     prefix = f"{goal.fact} "
@@ -502,20 +219,20 @@ def _check_goal(ctx, doc, path, goal, step_cited: bool, symbols: Symbols, checke
     Checker(symbols.table, symbols.facts, shifted, symbols.broken).condition(target.ast, f"goal '{goal.id}'")
     if goal.evidence is None and not step_cited:
         for literal in thresholds(target.ast, symbols.table)[:1]:
-            shifted(literal.span, "PW036", f"target {_literal(literal)} of goal '{goal.id}' has no evidence citation", "add evidence to the goal or its step, or use a cited parameter")
+            shifted(literal.span, "PW036", f"target {threshold_text(literal)} of goal '{goal.id}' has no evidence citation", "add evidence to the goal or its step, or use a cited parameter")
 
 
 class _Shifted:
     """Report positions of a goal target, which was parsed with the fact name in front."""
 
-    def __init__(self, ctx: _Context, doc: Document, path: PathKey, shift: int):
+    def __init__(self, ctx: Context, doc: Document, path: PathKey, shift: int):
         self.ctx, self.doc, self.path, self.shift = ctx, doc, path, shift
 
     def __call__(self, span: E.Span, code: str, message: str, hint: str) -> None:
         self.ctx.add(self.doc.source.in_scalar(self.path, max(span.start - self.shift, 0)), code, message, hint)
 
 
-def _check_timing(ctx: _Context, doc: Document, path: PathKey, step: Step, steps: dict[str, Step]) -> str:
+def _check_timing(ctx: Context, doc: Document, path: PathKey, step: Step, steps: dict[str, Step]) -> str:
     timing = step.timing
     tpath = path + ("timing",)
     if timing is None:
@@ -553,7 +270,7 @@ def _check_timing(ctx: _Context, doc: Document, path: PathKey, step: Step, steps
     return why
 
 
-def _check_stage_order(ctx: _Context, doc: Document, spec: PathwaySpec, steps: dict[str, Step], step_path) -> None:
+def _check_stage_order(ctx: Context, doc: Document, spec: PathwaySpec, steps: dict[str, Step], step_path) -> None:
     rank = {stage: i for i, stage in enumerate(STAGES)}
     highest: Step | None = None
     for step in spec.steps:

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pathways.definition.documents import check_templates
-from pathways.definition.checks import Document, check_library, check_pathway
+from pathways.definition.checks import check_library, check_pathway
 from pathways.definition.model import Library, PathwaySpec
 from pathways.definition.places import Places
+from pathways.definition.reporting import Document
 from pathways.definition.yamlsource import PathKey, Source, read_yaml
 from pathways.errors import Location, Problem, ProblemsFound, did_you_mean, errors
 
