@@ -138,7 +138,7 @@ def main() -> None:
     print(f"set-up: {total} enrollments stored in {time.perf_counter() - start:.1f} s ({WORK})")
 
     from pathways.orchestration import prefect_edge
-    from pathways.orchestration.flows import advance_pathways_with_prefect, advance_with_prefect
+    from pathways.orchestration.advancing import advance_pathways_with_prefect, advance_with_prefect
 
     prefect_edge.configure()
 

@@ -305,7 +305,7 @@ def test_step_runs_carry_the_tags_their_flow_run_is_started_in(tmp_path):
     env = environment(tmp_path)
     _, _, enrollment = enroll_patient(tmp_path, env)
     script = ("import datetime as dt\nfrom prefect import tags\n"
-              "from pathways.orchestration.flows import advance_with_prefect\n"
+              "from pathways.orchestration.advancing import advance_with_prefect\n"
               "with tags('netwerk-noord'):\n"
               f"    advance_with_prefect('heartfailure', [{enrollment!r}], dt.date(2026, 1, 5))\n")
     done = subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
@@ -326,7 +326,7 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from pathways.orchestration import flows
+    from pathways.orchestration import turns
 
     log: list[tuple[str, str, float]] = []
     lock = threading.Lock()
@@ -341,7 +341,7 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
         note(name, "create")
         time.sleep(0.05)
         note(name, "created")
-        flows._created()  # what the escalation subflow's body does first
+        turns.created()  # what the escalation subflow's body does first
 
     def fake_run(name: str, fail: bool = False) -> str:
         assert submitter.get() == "the caller's settings"
@@ -350,18 +350,18 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
         if fail:
             raise RuntimeError("creation failed")
         note(name, "created")
-        flows._created()  # what a pathway run's body does first
+        turns.created()  # what a pathway run's body does first
         note(name, "batches")
         # as an escalation opens its subflow from the run's body, in a thread with the run's context
-        opener = threading.Thread(target=contextvars.copy_context().run, args=(flows._TOGETHER.get().run, fake_subflow, f"{name}-sub"))
+        opener = threading.Thread(target=contextvars.copy_context().run, args=(turns.TOGETHER.get().run, fake_subflow, f"{name}-sub"))
         opener.start()
         time.sleep(0.3)  # the batches
         opener.join()
         return name
 
-    together = flows._Together()
+    together = turns.Together()
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_turn(together, fake_run, name)) for name in ("a", "b", "c")]
+        futures = [pool.submit(turns.in_turn(together, fake_run, name)) for name in ("a", "b", "c")]
     assert sorted(f.result() for f in futures) == ["a", "b", "c"]
     creations = sorted((t, event) for _, event, t in log if event in ("create", "created"))
     assert [event for _, event in creations] == ["create", "created"] * 6  # three runs, three subflows: never two creations at once
@@ -370,13 +370,13 @@ def test_side_by_side_runs_are_created_in_turn_and_begin_once_created():
     assert first_batches < last_created  # the first run did not wait for the others' creation
 
     log.clear()
-    together = flows._Together()
+    together = turns.Together()
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(flows._in_turn(together, fake_run, name, name == "a")) for name in ("a", "b", "c")]
+        futures = [pool.submit(turns.in_turn(together, fake_run, name, name == "a")) for name in ("a", "b", "c")]
     outcomes = sorted(repr(f.exception()) if f.exception() else f.result() for f in futures)
     assert outcomes == ["RuntimeError('creation failed')", "b", "c"]
     assert not together.creating.locked()
-    assert flows._TOGETHER.get() is None  # the caller's context is left as it was
+    assert turns.TOGETHER.get() is None  # the caller's context is left as it was
 
 
 def test_the_embedded_servers_busy_answer_is_retried_at_once(monkeypatch):

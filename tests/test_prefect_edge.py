@@ -85,14 +85,15 @@ def test_every_private_api_the_edge_touches_is_listed():
 
 
 def test_importing_the_flows_configures_nothing_the_entry_point_does(tmp_path):
-    """Importing orchestration/flows.py writes no Prefect setting and patches nothing;
+    """Importing orchestration/flows.py (and the modules that start and follow its runs) writes
+    no Prefect setting and patches nothing;
     ``configure()`` does, once, and Prefect (imported before) sees what it wrote. A setting the
     user gave wins."""
     script = (
         "import os\n"
         "import prefect.client.base as base, prefect.client.orchestration as client, prefect.server.api.server as server\n"
         "from prefect.settings import get_current_settings\n"
-        "import pathways.orchestration.flows\n"
+        "import pathways.orchestration.flows, pathways.orchestration.advancing, pathways.orchestration.followup\n"
         "from pathways.orchestration import prefect_edge\n"
         "before = (os.environ.get('PREFECT_CLIENT_MAX_RETRIES'), get_current_settings().client.max_retries,\n"
         "          base.clamped_poisson_interval.__module__, type(client.ssl).__name__, type(server.subprocess).__name__)\n"

@@ -202,7 +202,7 @@ def test_review_scheduling_is_decided_in_one_place(monkeypatch):
     import prefect.client.orchestration as orchestration
 
     from pathways.errors import SettingError
-    from pathways.orchestration import flows
+    from pathways.orchestration import followup
 
     def no_client(*args, **kwargs):
         raise AssertionError("asked Prefect")
@@ -210,17 +210,17 @@ def test_review_scheduling_is_decided_in_one_place(monkeypatch):
     monkeypatch.setattr(orchestration, "get_client", no_client)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.delenv("PATHWAYS_SCHEDULE_REVIEWS", raising=False)
-    assert flows.review_deployment() is None
-    assert flows._schedule_reviews(["diabetes-0"]) == 0
+    assert followup.review_deployment() is None
+    assert followup.schedule_reviews(["diabetes-0"]) == 0
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     monkeypatch.setenv("PATHWAYS_SCHEDULE_REVIEWS", "0")
-    assert flows.review_deployment() is None
+    assert followup.review_deployment() is None
     monkeypatch.setenv("PATHWAYS_SCHEDULE_REVIEWS", "yes")
     with pytest.raises(SettingError, match="PATHWAYS_SCHEDULE_REVIEWS: 'yes' is not 1"):
-        flows.review_deployment()
+        followup.review_deployment()
     monkeypatch.setenv("PATHWAYS_SCHEDULE_REVIEWS", "")
     with pytest.raises(AssertionError, match="asked Prefect"):  # a server: whether the deployment exists is asked
-        flows.review_deployment()
+        followup.review_deployment()
 
 
 def test_serve_leaves_the_deployments_it_found_as_they_were(server):

@@ -122,7 +122,7 @@ def _report_failed(failed: list[tuple[str, str]]) -> None:
 def _reevaluate(store, groups: dict[str, list[str]], at) -> None:
     """Advance a patient's enrollments (each on ``at``, or the day it stands on when later) in
     Prefect flow runs, and say what changed."""
-    from pathways.orchestration.flows import advance_pathways_with_prefect
+    from pathways.orchestration.advancing import advance_pathways_with_prefect
 
     ids = [e for members in groups.values() for e in members]
     before = {eid: state for eid, (state, _) in store.load_many(ids).items()}

@@ -97,7 +97,7 @@ def advance(
         ui.out.print(f"nothing due on {clock.today()}", markup=False)
         return
     _versions_or_fail(store, groups)
-    from pathways.orchestration.flows import NOT_ADVANCED, advance_pathways_with_prefect
+    from pathways.orchestration.advancing import NOT_ADVANCED, advance_pathways_with_prefect
 
     labels = _version_labels(groups)
     for key, kinds in advance_pathways_with_prefect(groups, clock.today()).items():  # pathway versions side by side
@@ -305,7 +305,7 @@ def run(
     if advancing:
         from collections import Counter
 
-        from pathways.orchestration.flows import NOT_ADVANCED, advance_pathways_with_prefect
+        from pathways.orchestration.advancing import NOT_ADVANCED, advance_pathways_with_prefect
         from pathways.orchestration.service import by_version
 
         groups = by_version(store, advancing)  # patients enrolled before keep the version they were enrolled in

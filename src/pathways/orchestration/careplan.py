@@ -9,7 +9,7 @@ batch-wise (reads per batch, each version's rules in bulk, one write transaction
 
 ``replan``: after an advance (one enrollment, or the daily due run over every pathway), the plan
 of every patient touched is made again for that day, once per patient whatever the number of
-their pathways advanced (orchestration/flows.py calls it when the pathway flow runs are done),
+their pathways advanced (orchestration/followup.py's ``replan_for``, called when the pathway flow runs are done),
 with the care network's bundling window (orchestration/network.py).
 
 ``record_priorities``: the patient's own goal priorities (`--priority PATHWAY.GOAL=N`), checked

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from pathways.orchestration import prefect_edge
-from pathways.orchestration.flows import BATCH_DEPLOYMENT, advance_due, advance_enrollments
+from pathways.orchestration.flows import advance_due, advance_enrollments
+from pathways.orchestration.followup import BATCH_DEPLOYMENT
 
 SOURCE = Path(__file__).resolve().parents[3]  # the project folder (src/ layout)
 DAILY_DEPLOYMENT = "pathways-due/daily"
 DAILY_CRON = "0 6 * * *"  # every day at 06:00 UTC
 POOL_TYPE = "process"  # what `pathways worker` starts (`prefect worker start --type process`)
 # The settings of the deployments' flow runs beyond the machine's own: they schedule each
-# enrollment's next due date (flows.review_deployment). A flow run starts a new process that
+# enrollment's next due date (followup.review_deployment). A flow run starts a new process that
 # reads its settings from its environment, so this is handed over as environment: on a work pool
 # through the deployment's job variables, in `pathways serve` through the serving process's own
 # (Prefect's runner starts each served run as a subprocess with that environment, and a served

@@ -11,15 +11,17 @@ lists the run's escalations once its last batch is in. Parameters, names, logs a
 pseudonymous enrollment ids and step ids only; clinical values stay in the store.
 Stopped on request (Ctrl-C, SIGTERM: pathways.interrupt), a run lets its batches in flight
 finish, starts no more, ends as usual and counts what it left (``NOT_ADVANCED``).
+
+Every flow is here: the pathway flow and its escalation subflow, the flows the deployments
+point at (``advance_enrollments``, ``advance_due``) and the sign-off (``signoff``). Commands
+start them through orchestration/advancing.py; runs side by side take turns through
+orchestration/turns.py; what follows an advance (next reviews, plans) is
+orchestration/followup.py.
 """
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
-import os
-import re
-import threading
 from collections import Counter
 from concurrent.futures import Future
 from functools import lru_cache
@@ -34,15 +36,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from pathways import interrupt
-from pathways.errors import PrefectUnavailable
 from pathways.clock import FixedClock
 from pathways.orchestration import prefect_edge, workers
-from pathways.orchestration.service import (
-    Runtimes, batch_size, by_version, open_store, schedule_reviews_setting, sign_off)
-
-
-def _clock(at: str) -> FixedClock:
-    return FixedClock.on(dt.date.fromisoformat(at))
+from pathways.orchestration.followup import day_clock, replan_for, schedule_reviews, today
+from pathways.orchestration.service import Runtimes, batch_size, by_version, open_store, sign_off
+from pathways.orchestration.turns import TOGETHER, Together, beside, created
 
 
 class BatchSummary:
@@ -137,7 +135,7 @@ def escalation_flow(pathway: str):
         """Opened by the pathway's flow run when its first batch escalates; once its last batch is
         in, counts that run's escalations per step and lists them (the first ESCALATIONS_LISTED;
         parameters: the run's id only, no enrollment ids)."""
-        _created()
+        created()
         at, escalated = _OPENED[pathway_run].result()
         create_markdown_artifact(
             key=f"escalations-{pathway}".replace("_", "-"),
@@ -187,10 +185,10 @@ class _Escalations:
         self.escalated += escalated
         if escalated and self.subflow is None:
             _OPENED[self.run_id] = Future()
-            self.subflow = _beside(self._run, name=f"escalations-{self.pathway}")
+            self.subflow = beside(self._run, name=f"escalations-{self.pathway}")
 
     def _run(self) -> None:
-        together = _TOGETHER.get()
+        together = TOGETHER.get()
         if together is None:
             escalation_flow(self.pathway)(self.run_id)
         else:  # not while another run is being created
@@ -235,7 +233,7 @@ def pathway_flow(version_key: str):
         parallel = len(enrollments) > batch_size() and workers.worker_count() > 1
         batches = workers.batches(enrollments, batch_size(), parallel)
         escalations = _Escalations(spec.id, at)
-        _created()
+        created()
         try:
             if parallel:  # batches run side by side in worker processes
                 futures = [advance_batch.submit(Batch(batch), at, True, i == 0) for i, batch in enumerate(batches)]
@@ -253,7 +251,7 @@ def pathway_flow(version_key: str):
                 kinds.update(summary["kinds"])
                 escalations.add(summary["escalated"])
             escalations.hand_over()
-            summarised = _beside(_decisions_artifact, spec.id, spec.version, len(enrollments), at, dict(kinds), left)
+            summarised = beside(_decisions_artifact, spec.id, spec.version, len(enrollments), at, dict(kinds), left)
             _report_steps(step_tasks, counts, gated)
         except BaseException as exc:
             escalations.close(exc)
@@ -284,188 +282,12 @@ def _decisions_artifact(pathway: str, version: str, size: int, at: str, kinds: d
     )
 
 
-def _beside(function, *args, name: str = "run-artifact") -> Future:
-    """``function(*args)`` in a thread of its own, in a copy of this thread's context (the flow
-    run's, so that what it creates belongs to the run): a run's escalation subflow while its
-    batches run, its decisions artifact while it reports its steps (0.1-0.2 s off the end of
-    every run here). Its result or error comes through the future."""
-    future: Future = Future()
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            future.set_result(context.run(function, *args))
-        except BaseException as exc:  # raised in the run when it asks for the result
-            future.set_exception(exc)
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    return future
-
-
-class _Together:
-    """Pathway runs started side by side, and their escalation subflows, are created one after
-    the other; each run begins its batches as soon as it exists. On the embedded server (SQLite)
-    a flow run created while another is being created is often answered "database is locked".
-    (Before the client's quick retries, ``_quick_retries``, each such answer cost 2 s, and the
-    runs waited for each other's creation before they began: 0.1-0.2 s of idle workers.)"""
-
-    def __init__(self):
-        self.creating = threading.Lock()
-
-    def run(self, call, *args):
-        """``call`` (which starts a flow run) once no other run is being created; the run's body
-        lets the next one be created (``_created``)."""
-        turn = {"lock": self.creating, "holding": True}
-        self.creating.acquire()
-        token = _TURN.set(turn)
-        try:
-            return call(*args)
-        finally:
-            _TURN.reset(token)
-            if turn["holding"]:  # the run failed before it began: the others go on without it
-                turn["holding"] = False
-                self.creating.release()
-
-
-_TOGETHER: contextvars.ContextVar[_Together | None] = contextvars.ContextVar("pathways_together", default=None)
-_TURN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("pathways_turn", default=None)
-
-
-def _created() -> None:
-    """First thing in a flow run's body: this run exists, the next one may be created."""
-    turn = _TURN.get()
-    if turn is not None and turn["holding"]:
-        turn["holding"] = False
-        turn["lock"].release()
-
-
-def _start_workers(groups: dict[str, list[str]]) -> None:
+def start_workers(groups: dict[str, list[str]]) -> None:
     """Start the batch workers (without waiting) for the pathways with more than one batch: they
     start and load while the flow runs are created."""
     parallel = [pathway for pathway, members in groups.items() if len(members) > batch_size()]
     if parallel:
         workers.prepare(parallel)
-
-
-def _in_turn(together: _Together, function, *args):
-    """For a pool thread: ``function(*args)`` in a copy of this (the submitting thread's) context,
-    with ``together`` set, in turn with the others."""
-    context = contextvars.copy_context()
-
-    def inside():
-        _TOGETHER.set(together)
-        return together.run(function, *args)
-
-    return lambda: context.run(inside)
-
-
-def advance_with_prefect(pathway: str, enrollments: list[str], at: dt.date) -> dict[str, int]:
-    """Advance enrollments of one pathway in a Prefect flow run (embedded server by default), then
-    schedule their next due dates when ``review_deployment`` says so. ``pathway``: the version key
-    the enrollments run (given a pathway's name, each is advanced on the version it runs). Stopped
-    on request (pathways.interrupt), its result counts the enrollments it left (``NOT_ADVANCED``)."""
-    prefect_edge.configure()
-    if "@" not in pathway:
-        totals: Counter = Counter()
-        for counts in advance_pathways_with_prefect(by_version(open_store(_clock(at.isoformat())), enrollments), at).values():
-            totals.update(counts)
-        return dict(totals)
-    if interrupt.requested():  # stopped before it began: start nothing
-        return {NOT_ADVANCED: len(enrollments)}
-    try:
-        _start_workers({pathway: enrollments})
-        with prefect_edge.embedded_run_settings():  # (also the server's start-up time limit, read from the environment again)
-            _start_server()
-            kinds = _finishing(pathway_flow(pathway), pathway, enrollments, at.isoformat(), len(enrollments))
-    except interrupt.Interrupted:  # while the server started: no run was created
-        return {NOT_ADVANCED: len(enrollments)}
-    if not kinds.get(NOT_ADVANCED):
-        _schedule_reviews(enrollments)
-        _replan(enrollments, at)
-    return kinds
-
-
-def _start_server() -> None:
-    """Start the embedded server (if it is the one used) or reach the one at PREFECT_API_URL, here,
-    before the run: a stop asked for while it starts stops at once, nothing having been written
-    yet; a server that cannot be reached or does not start is ``PrefectUnavailable``."""
-    from prefect.client.orchestration import get_client
-
-    api = os.environ.get("PREFECT_API_URL")
-    try:
-        with get_client(sync_client=True) as client:
-            failed = client.api_healthcheck()
-    except RuntimeError as exc:  # Prefect's client: not reached, or the embedded server did not start
-        failed = exc
-    if failed is None:
-        return
-    if api:
-        raise PrefectUnavailable(f"Prefect's server at PREFECT_API_URL={api} cannot be reached ({str(failed).splitlines()[0]}); "
-                                 "nothing was advanced. Start it (`prefect server start`), or unset PREFECT_API_URL to use "
-                                 "the embedded server, and run the command again") from None
-    log = prefect_edge.server_log()
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.exists() else []
-    cause = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)] or lines  # the exception, if one is named
-    raise PrefectUnavailable(f"the embedded Prefect server did not start; nothing was advanced. Its output is in {log}"
-                             + (f" ({cause[-1]})" if cause else "")
-                             + ". Check PREFECT_HOME and PREFECT_SERVER_DATABASE_CONNECTION_URL (`pathways config`), "
-                             "then run the command again") from None
-
-
-def _finishing(function, *args):
-    """``function(*args)`` (which runs flows) so that a signal stops it cleanly
-    (pathways.interrupt): batches in flight finish, no new one begins, the run ends and reports
-    what it did. It runs in a thread of its own while this (the main) thread waits: in the main
-    thread Prefect's flow engine puts its own SIGTERM handler in place of ours, which marks the
-    run crashed and ends the process by the signal, leaving the batch workers and the embedded
-    server running."""
-    with interrupt.finishing():
-        return _beside(function, *args, name="pathways-run").result()
-
-
-def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> dict[str, dict[str, int]]:
-    """Advance the enrollments of several pathways: one flow run per pathway, side by side
-    (threads), so that one pathway's batches keep the workers busy while Prefect creates and
-    records another's runs; then schedules their next due dates when ``review_deployment`` says so.
-    Returns each pathway's decision counts (with ``NOT_ADVANCED`` when stopped on request); if a
-    pathway's run fails, the others still finish (and are scheduled) and then its error is raised."""
-    prefect_edge.configure()
-    groups = {pathway: members for pathway, members in sorted(groups.items()) if members}
-    if len(groups) <= 1:
-        return {pathway: advance_with_prefect(pathway, members, at) for pathway, members in groups.items()}
-    if interrupt.requested():
-        return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
-    _start_workers(groups)
-    from concurrent.futures import ThreadPoolExecutor
-
-    for pathway in groups:
-        pathway_flow(pathway)  # load each pathway once, before the threads
-    together = _Together()
-    run = lambda pathway, members: pathway_flow(pathway)(pathway, members, at.isoformat(), len(members))  # noqa: E731
-
-    def side_by_side() -> dict[str, Future]:
-        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="pathway-flow") as pool:
-            return {pathway: pool.submit(_in_turn(together, run, pathway, members)) for pathway, members in groups.items()}
-
-    with prefect_edge.embedded_run_settings():  # the settings once, here (40 ms of CPU each time), in every thread's copy of this context
-        try:
-            _start_server()  # here, once, not from several threads
-        except interrupt.Interrupted:  # stopped while the server started: no run was created
-            return {pathway: {NOT_ADVANCED: len(members)} for pathway, members in groups.items()}
-        futures = _finishing(side_by_side)
-    results: dict[str, dict[str, int]] = {}
-    errors: list[BaseException] = []
-    for pathway, future in futures.items():
-        try:
-            results[pathway] = future.result()
-        except Exception as exc:
-            errors.append(exc)
-    advanced = [e for pathway in results if not results[pathway].get(NOT_ADVANCED) for e in groups[pathway]]
-    _schedule_reviews(advanced)
-    _replan(advanced, at)  # once per patient, after all their pathways' runs
-    if errors:
-        raise errors[0]
-    return results
 
 
 # -- module-level flows that deployments point at -------------------------------------------
@@ -474,13 +296,13 @@ def advance_pathways_with_prefect(groups: dict[str, list[str]], at: dt.date) -> 
 def advance_enrollments(pathway: str, enrollments: list[str], at: str | None = None) -> dict[str, int]:
     """Advance these enrollments of one pathway (a batch, or one patient's scheduled review)."""
     prefect_edge.configure()  # a deployment's run: this is its entry point
-    day = at or _today().isoformat()
+    day = at or today().isoformat()
     kinds: Counter = Counter()
     # ``pathway`` names the pathway; each enrollment runs the version it was enrolled in
-    for key, members in by_version(open_store(_clock(day)), enrollments).items():
+    for key, members in by_version(open_store(day_clock(day)), enrollments).items():
         kinds.update(pathway_flow(key)(key, members, day, len(members)))
-    _schedule_reviews(enrollments)
-    _replan(enrollments, dt.date.fromisoformat(day))
+    schedule_reviews(enrollments)
+    replan_for(enrollments, dt.date.fromisoformat(day))
     return dict(kinds)
 
 
@@ -489,12 +311,12 @@ def _advance_pathway(pathway: str, enrollments: list[str], at: str) -> dict[str,
     """Runs one pathway's flow as a subflow of the daily run (a task, so that pathways run side by
     side), then schedules its enrollments' next due dates."""
     run = pathway_flow(pathway)
-    together = _TOGETHER.get()
+    together = TOGETHER.get()
     if together is None:
         kinds = run(pathway, enrollments, at, len(enrollments))
     else:
         kinds = together.run(run, pathway, enrollments, at, len(enrollments))
-    _schedule_reviews(enrollments)
+    schedule_reviews(enrollments)
     return kinds
 
 
@@ -504,116 +326,22 @@ def advance_due(at: str | None = None) -> dict[str, int]:
     pathway, side by side: one pathway's batches keep the workers busy while Prefect records
     another's step tasks."""
     prefect_edge.configure()  # a deployment's run: this is its entry point
-    day = dt.date.fromisoformat(at) if at else _today()
-    store = open_store(_clock(day.isoformat()))
+    day = dt.date.fromisoformat(at) if at else today()
+    store = open_store(day_clock(day.isoformat()))
     groups = store.due_by_version(day)
     for pathway in groups:
         pathway_flow(pathway)  # load each pathway here, once: loading in the task threads would take turns
-    _start_workers(groups)
-    together = _TOGETHER.set(_Together() if len(groups) > 1 else None)  # the task threads take a copy of this context
+    start_workers(groups)
+    together = TOGETHER.set(Together() if len(groups) > 1 else None)  # the task threads take a copy of this context
     try:
         futures = [_advance_pathway.submit(pathway, members, day.isoformat()) for pathway, members in groups.items()]
     finally:
-        _TOGETHER.reset(together)
+        TOGETHER.reset(together)
     totals: Counter = Counter()
     for future in futures:
         totals.update(future.result())
-    _replan([e for members in groups.values() for e in members], day)  # once per patient, after every pathway
+    replan_for([e for members in groups.values() for e in members], day)  # once per patient, after every pathway
     return dict(totals)
-
-
-def _replan(enrollments: list[str], at: dt.date) -> None:
-    """The stored plan of every patient these enrollments belong to, made again for the day
-    (orchestration/careplan.py): the appointments follow what the advance decided. The log
-    says how many, never who."""
-    if interrupt.requested():  # stopped: the next run for the day makes the plans left
-        return
-    from pathways.orchestration.careplan import replan
-
-    done = replan(open_store(_clock(at.isoformat())), Runtimes(templates=False), enrollments, at)
-    _logger().info(f"personal plans made again for {done.patients} patient(s) on {at}: {done.changed} changed, "
-                   f"{done.decisions_added} new bundling or conflict decision(s)")
-    if done.problems:
-        _logger().warning(f"{len(done.problems)} personal plan(s) not made: `pathways plan PATIENT` says why")
-
-
-def _today() -> dt.date:
-    """Today as the settings say (PATHWAYS_TODAY in tests and demos): a flow run of a deployment
-    has no caller to give it a date."""
-    from pathways.orchestration.settings import current
-
-    return current().clock().today()
-
-
-BATCH_DEPLOYMENT = "pathways-advance/batch"  # where next reviews are scheduled (orchestration/deploy.py makes it)
-
-
-def review_deployment():
-    """The one decision whether an advance schedules each enrollment's next due date, for every
-    command and flow that advances: the ``pathways-advance/batch`` deployment to schedule it on,
-    or None. PATHWAYS_SCHEDULE_REVIEWS=0 says no; otherwise yes on a Prefect server
-    (PREFECT_API_URL) where that deployment exists, and with PATHWAYS_SCHEDULE_REVIEWS=1 (set by
-    `pathways serve` and in the deployments) wherever it exists. On the embedded server (the
-    default) no: it lives as long as the command, nobody would run the scheduled runs.
-    (Prefect API: ``read_deployment_by_name``, its ObjectNotFound when there is none.)"""
-    setting = schedule_reviews_setting()
-    if setting == "0" or (setting == "" and not os.environ.get("PREFECT_API_URL")):
-        return None
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(BATCH_DEPLOYMENT)
-        except ObjectNotFound:
-            if setting == "1":
-                _logger().warning(f"PATHWAYS_SCHEDULE_REVIEWS=1 but there is no deployment {BATCH_DEPLOYMENT}: "
-                                  "next reviews not scheduled (`pathways deploy` or `pathways serve` makes it)")
-            return None
-
-
-def _logger():
-    """The run's logger inside a flow run, else this module's."""
-    import logging
-
-    try:
-        return get_run_logger()
-    except Exception:  # outside a run (a command): Prefect's MissingContextError
-        return logging.getLogger("pathways")
-
-
-def _schedule_reviews(enrollments: list[str]) -> int:
-    """When ``review_deployment`` says so, each enrollment's next due date (a review in 12 weeks,
-    an intake in 2) becomes a scheduled flow run of the batch deployment, at 06:00 UTC that day:
-    no process waits for weeks. Parameters carry the pseudonymous enrollment id only; the
-    idempotency key keeps one run per enrollment and date (Prefect's server answers a second
-    create with the first run). Returns how many were scheduled (or found scheduled)."""
-    if not enrollments:
-        return 0
-    deployment = review_deployment()
-    if deployment is None:
-        return 0
-    from prefect.client.orchestration import get_client
-    from prefect.states import Scheduled
-
-    store = open_store(_clock(_today().isoformat()))
-    scheduled = 0
-    # One client and one deployment lookup for all of them (``run_deployment`` would read the
-    # deployment again, and inside a flow run add a task run, for every enrollment).
-    with get_client(sync_client=True) as client:
-        for enrollment, (state, _) in store.load_many(enrollments).items():
-            dates = [p.due_on for p in state.steps.values() if p.status == "waiting" and p.due_on and p.due_on > state.as_of]
-            if dates:
-                when = min(dates)
-                client.create_flow_run_from_deployment(
-                    deployment.id,
-                    parameters={"pathway": state.pathway, "enrollments": [enrollment], "at": when.isoformat()},
-                    state=Scheduled(scheduled_time=dt.datetime(when.year, when.month, when.day, 6, tzinfo=dt.timezone.utc)),
-                    name=f"next-{enrollment}-{when.isoformat()}",
-                    idempotency_key=f"next:{enrollment}:{when.isoformat()}",
-                )
-                scheduled += 1
-    return scheduled
 
 
 # -- short sign-offs inside a flow run -------------------------------------------------------
@@ -635,7 +363,7 @@ def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int 
     from prefect.runtime import flow_run
 
     prefect_edge.configure()  # a deployment's run: this is its entry point
-    clock = FixedClock.on(_today())
+    clock = FixedClock.on(today())
     store = open_store(clock, context={"prefect_flow_run": str(flow_run.id)})
     state, _ = store.load(enrollment)
     if step not in state.escalations:
@@ -643,7 +371,7 @@ def signoff(enrollment: str, step: str, timeout: int = 3600, poll_interval: int 
     get_run_logger().info(f"waiting for the sign-off of {step} for {enrollment}: in Prefect's UI, or "
                           f"`pathways resume {flow_run.id} --by STAFF_ID --outcome akkoord`")
     answer = pause_flow_run(wait_for_input=SignOff, timeout=timeout, poll_interval=poll_interval)
-    clock = FixedClock.on(_today())
+    clock = FixedClock.on(today())
     store.now = clock.now
     sign_off(store, Runtimes(), enrollment, step, answer.signed_off_by, answer.outcome, clock, via="pause_flow_run")
     return answer.outcome

@@ -287,7 +287,7 @@ def worker_count() -> int:
 
 def schedule_reviews_setting() -> str:
     """PATHWAYS_SCHEDULE_REVIEWS: 1 (schedule next due dates as flow runs), 0 (do not), or unset
-    ("": on a Prefect server that has the batch deployment; flows.review_deployment decides)."""
+    ("": on a Prefect server that has the batch deployment; followup.review_deployment decides)."""
     return current().schedule_reviews
 
 

@@ -1,7 +1,7 @@
 """Prefect for a long-lived process (the web application): one embedded Prefect server started
 once and kept warm until the process stops (or the server at PREFECT_API_URL, when it is set),
 and the advance of one enrollment through it after a step was recorded, as a flow run of its
-pathway version (``flows.advance_with_prefect``, the same run as ``pathways advance ENROLLMENT``).
+pathway version (``advancing.advance_with_prefect``, the same run as ``pathways advance ENROLLMENT``).
 
 A failed advance is not an error for the caller: the recorded step stays recorded (it was
 committed before) and the daily run (``pathways run``) advances the enrollment; ``Advance``
@@ -58,7 +58,7 @@ class WarmPrefect:
         from pathways.orchestration.service import database_url
 
         with _keeping_loggers(HOST_LOGGERS):  # importing Prefect configures logging for the whole process
-            from pathways.orchestration import flows, prefect_edge
+            from pathways.orchestration import advancing, prefect_edge
 
             prefect_edge.configure()  # this long-lived process's entry into Prefect
 
@@ -69,7 +69,7 @@ class WarmPrefect:
                 return
             self._store_url = store_url
             try:
-                flows._start_server()  # Prefect's temporary server, kept until ``stop``; or the one at PREFECT_API_URL reached
+                advancing.start_server()  # Prefect's temporary server, kept until ``stop``; or the one at PREFECT_API_URL reached
                 self.started, self.problem = True, ""
             except Exception as exc:  # noqa: BLE001 - any failure to start leaves the advances pending
                 self.started, self.problem, self._tried = False, _kind(exc), time.monotonic()
@@ -100,7 +100,7 @@ class WarmPrefect:
             self._restart()
         if not self.started:
             return Advance(False, self.problem or "Prefect is not started")
-        from pathways.orchestration.flows import NOT_ADVANCED, advance_with_prefect
+        from pathways.orchestration.advancing import NOT_ADVANCED, advance_with_prefect
 
         try:
             kinds = advance_with_prefect(version_key, [enrollment], at)
