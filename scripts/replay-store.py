@@ -8,7 +8,7 @@ two patients each in COPD and heart failure (tests/fixtures/stores/replay-patien
 (tests/fixtures/multimorbid/mm-01.json) in all three (known for years: diabetes from the goals
 stage on, the others from the reviews), enrolled on ENROLLED, advanced on ADVANCES with new facts,
 some steps recorded (goals agreed) and an escalation resolved. Then the
-replay (what tests/test_replay.py repeats on a copy): `advance --due` on each date of REPLAY, and
+replay (what tests/e2e/test_replay.py repeats on a copy): `advance --due` on each date of REPLAY, and
 the decisions each one adds are the expectation. Only run this when the change of expectation has
 a documented reason (tests/fixtures/stores/README.md).
 """

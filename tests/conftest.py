@@ -16,6 +16,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = ROOT.parent / "shared"
 SERVER = os.environ.get("PATHWAYS_TEST_DATABASE_URL")  # a PostgreSQL server; CI always sets it
 
+# The test files sit in tests/unit (the quick loop) and tests/e2e (those that start Prefect, a
+# server, a browser, or a real `pathways` process they watch). A test file may import helpers from
+# another one in either folder (`from test_faults import populate`), and the shared helpers
+# (web_setup.py, cli_inprocess.py) sit here beside this file: all three folders are importable
+# whichever files run. (A test file's name is unique across both folders: pytest imports it by
+# that name.)
+for _folder in (Path(__file__).resolve().parent / "unit", Path(__file__).resolve().parent / "e2e"):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
 
 # The commands that run in a new interpreter, as the console script does: those that start
 # Prefect (its embedded server, flow runs, a worker) or serve (`web`), where the process
@@ -61,7 +71,7 @@ def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None
 # here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect or
 # starts a process once for several tests (only the first of them would start it).
 SLOW_FIXTURES = frozenset({
-    "trail",  # tests/test_audit_cli.py: a cohort run with `pathways run`
+    "trail",  # tests/e2e/test_audit_cli.py: a cohort run with `pathways run`
     "browser", "web",  # below: Chromium through Playwright, `pathways web`
 })
 _STARTED: list[str] = []  # what the test in hand started that makes it slow
@@ -69,6 +79,11 @@ _STARTED: list[str] = []  # what the test in hand started that makes it slow
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    stray = sorted({item.path.name for item in items if item.path.parent == here})
+    if stray:  # (a test file added before the move, merged since)
+        raise pytest.UsageError(f"{', '.join(stray)}: a test file belongs in tests/unit (the quick loop) or tests/e2e "
+                                "(it starts Prefect, a server, a browser or a `pathways` process it watches): git mv it there")
     for item in items:
         if item.get_closest_marker("browser") or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -82,7 +82,7 @@ MM_TODAY = dt.date(2026, 12, 10)  # the plan page's date: the referral and the k
 
 
 def seed_multimorbid(url: str, folder: Path) -> list[str]:
-    """``seed`` and then mm-01 (as tests/test_plan_documents.py) enrolled on 2026-12-03 from the
+    """``seed`` and then mm-01 (as tests/unit/test_plan_documents.py) enrolled on 2026-12-03 from the
     review stage in diabetes, COPD and heart failure, with an eGFR of 25 while on metformin (the
     conflict metformine_bij_egfr_onder_stopgrens, which escalates). Returns mm-01's enrollments."""
     import json

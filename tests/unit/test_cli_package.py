@@ -11,7 +11,7 @@ import pytest
 import typer
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "src" / "pathways" / "cli"
 
 

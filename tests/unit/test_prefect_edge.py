@@ -16,7 +16,7 @@ import pytest
 
 from pathways.orchestration import prefect_edge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve(dotted: str):

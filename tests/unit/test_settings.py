@@ -101,7 +101,7 @@ MAY_READ_THE_ENVIRONMENT = {
     "pathways/orchestration/workers.py": "hands the caller's whole environment to the worker processes, "
                                          "which take the caller's Settings object with it and read nothing",
 }
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 
 
 def environment_reads(source: str) -> list[str]:

@@ -15,7 +15,7 @@ from pathways.store.audit import Query
 from pathways.store.connect import is_database_url, open_trail, without_password
 from pathways.store.vocabulary import Action
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "pathways"
+SRC = Path(__file__).resolve().parents[2] / "src" / "pathways"
 
 # calls that open a connection, a transaction or a session on a database (or make an engine)
 OPENING = {"connect", "begin", "raw_connection", "Session", "sessionmaker", "create_engine", "create_async_engine"}

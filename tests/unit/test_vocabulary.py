@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pathways.store.vocabulary import ACTIONS, DECISION_ACTION, DECISION_KIND, KEYS, PLAN_ACTION, Action, Key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "pathways"
 
 # where an action is still spelt as a literal: the schema migrations are history (a migration

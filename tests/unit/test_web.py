@@ -25,7 +25,7 @@ def site(engine):
     url = engine.url.render_as_string(hide_password=False)
     enrollment = seed(url)
     clock = FixedClock.on(TODAY)
-    settings = WebSettings(database_url=url, secret_key="k" * 40, clock=clock, page_size=25, prefect=False)  # no Prefect here: tests/test_web_prefect.py
+    settings = WebSettings(database_url=url, secret_key="k" * 40, clock=clock, page_size=25, prefect=False)  # no Prefect here: tests/e2e/test_web_prefect.py
     return create_app(settings), enrollment, clock, engine
 
 

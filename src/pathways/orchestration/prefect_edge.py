@@ -15,7 +15,7 @@ in one place, applied explicitly by the entry points (``configure()``), never at
   task engine sends (``_report_steps`` in orchestration/flows.py calls it).
 
 Every private Prefect API used here is listed in ``PRIVATE_APIS`` (with the parameters relied on);
-tests/test_prefect_edge.py imports each and checks them. When a Prefect upgrade changes one, that
+tests/unit/test_prefect_edge.py imports each and checks them. When a Prefect upgrade changes one, that
 test fails with "Prefect changed X: see docs/prefect-upgrade.md".
 """
 

@@ -7,7 +7,7 @@ Only this module reads ``PATHWAYS_*`` from the environment: the entry points (th
 the web application's settings, the flows, the worker processes) take this object and pass it,
 or values from it, on; the layers below take the values as arguments (``places``, ``clock()``,
 ``actor()``: what the definition layer, the clock and access control are given).
-tests/test_settings.py fails when another module reads one (it lists who may touch the
+tests/unit/test_settings.py fails when another module reads one (it lists who may touch the
 environment, and why).
 ``describe`` is what `pathways config` prints: each setting's value (secrets hidden) and where it
 came from (the environment, a file, or the default)."""

@@ -116,7 +116,7 @@ def reference(shipped: Path) -> str:
         "# The pathway, library and cases formats",
         "",
         "Generated from the pydantic models by `python -m pathways.rules.formats` (do not edit by hand;",
-        "`tests/test_problems.py` checks that it is current). Examples come from the shipped files",
+        "`tests/unit/test_problems.py` checks that it is current). Examples come from the shipped files",
         "(`pathways/diabetes/pathway.yaml`, `pathways/_shared/financing.yaml`, `pathways/diabetes/cases.yaml`).",
         "For editors: `pathways schema pathway` (or `library`, `cases`) prints the JSON Schema; with the",
         "YAML language server, put `# yaml-language-server: $schema=pathway.schema.json` on a file's first line.",

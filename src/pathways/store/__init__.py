@@ -11,6 +11,6 @@ own), and the audit vocabulary (``vocabulary``: every action name and shared pay
 defined once). Nobody outside this package opens a connection or session on the database:
 orchestration reads the trail through ``Store.trail``, the audit commands through
 ``connect.open_trail`` (read-only); import-linter contracts keep the database libraries out of the
-CLI, the web, the views and orchestration, and tests/test_store_edge.py fails on a new
+CLI, the web, the views and orchestration, and tests/unit/test_store_edge.py fails on a new
 ``.connect(``/``Session(`` elsewhere.
 """

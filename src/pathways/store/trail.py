@@ -2,7 +2,7 @@
 (entries for a query, an enrollment or patient, a decision, the pathways named, publications,
 the chain's verification), each opening and closing its own connection. Nobody outside
 ``pathways.store`` opens a connection or session on the store's database (issue 26 item 5;
-tests/test_store_edge.py): orchestration reads through ``Store.trail``, the audit commands
+tests/unit/test_store_edge.py): orchestration reads through ``Store.trail``, the audit commands
 through ``connect.open_trail`` (read-only).
 
 Each method reads with one connection: two calls may see two states of a trail that grows

@@ -1,7 +1,7 @@
 """The audit trail's vocabulary, defined once: every action an entry can name (``Action``), the
 stored decision each runtime event becomes (``DECISION_ACTION``, and back: ``DECISION_KIND``),
 the kinds of personal-plan decisions (``PLAN_ACTION``) and the payload keys more than one module
-writes or reads (``Key``). docs/audit.md describes each action; tests/test_vocabulary.py checks
+writes or reads (``Key``). docs/audit.md describes each action; tests/unit/test_vocabulary.py checks
 that every action written anywhere in the sources is one of these and documented there, and
 that every payload key read is one of the keys and written somewhere.
 
@@ -77,7 +77,7 @@ class Key:
     """Payload keys written in one module and read in another (the views, the audit commands,
     the FHIR export, orchestration). The runtime and the planner below the store write a
     decision's detail and a plan's decisions with the same words spelt out (they may not import
-    the store): those keys are named here for their readers. tests/test_vocabulary.py checks
+    the store): those keys are named here for their readers. tests/unit/test_vocabulary.py checks
     that every key read from a payload is one of these and is written somewhere, and that no
     module above the runtime spells one out again where it writes or reads a payload."""
 
