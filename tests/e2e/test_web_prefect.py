@@ -101,3 +101,24 @@ def test_without_prefect_started_the_advance_is_pending_and_the_step_is_recorded
     page = _record(client, enrollment, "intake_poh", INTAKE)
     assert "Recorded intake_poh; the advance through Prefect is pending" in page.text
     assert '<td class="status">done</td>' in re.search(r'<tr id="step-intake_poh".*?</tr>', page.text, re.S).group(0)
+
+
+def test_stopped_while_the_embedded_server_starts_the_application_ends_at_once_and_leaves_no_server(app):
+    """Ctrl-C in the first seconds of `pathways web`: the server being started is stopped, not
+    waited for (10-30 s)."""
+    import time
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    app, _, _ = app
+    with TestClient(app) as client:
+        assert client.get("/login").status_code == 200
+        warm = app.state.prefect
+        assert warm._starting.is_alive()
+        time.sleep(1)  # (the server's process is being started)
+        begun = time.monotonic()
+    took = time.monotonic() - begun  # the lifespan's end: stop()
+    assert not warm._starting.is_alive() and not warm.started
+    assert warm.problem, "the start ran to its end: the stop waited for it"  # (cut short: ~0.1 s; waited for: 7 s here)
+    assert took < 10, f"the stop took {took:.1f} s"
+    assert all(server.server_process is None for server in SubprocessASGIServer._instances.values())

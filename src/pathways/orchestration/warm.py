@@ -46,6 +46,7 @@ class WarmPrefect:
         self._store_url = ""
         self._tried = 0.0  # time.monotonic() of the last failed start or advance
         self._starting: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def embedded(self) -> bool:
@@ -55,13 +56,10 @@ class WarmPrefect:
         """Start the embedded server (or check the one at PREFECT_API_URL) and keep it warm, for
         the store at ``store_url``; a failure is kept in ``problem`` and logged, not raised:
         recording still works."""
+        from pathways.orchestration import advancing
         from pathways.orchestration.service import database_url
 
-        with _keeping_loggers(HOST_LOGGERS):  # importing Prefect configures logging for the whole process
-            from pathways.orchestration import advancing, prefect_edge
-
-            prefect_edge.configure()  # this long-lived process's entry into Prefect
-
+        self.prepare()
         with self._lock:
             if store_url != database_url():  # the flow runs open the configured store, not the caller's (never retried)
                 self.problem = "the flow runs would advance the store of PATHWAYS_DATABASE_URL, another store"
@@ -73,10 +71,24 @@ class WarmPrefect:
                 self.started, self.problem = True, ""
             except Exception as exc:  # noqa: BLE001 - any failure to start leaves the advances pending
                 self.started, self.problem, self._tried = False, _kind(exc), time.monotonic()
-                log.warning("Prefect is not available (%s): recorded steps are advanced by the daily run", self.problem)
+                if not self._stopping:  # (stopped while it started: nothing to report)
+                    log.warning("Prefect is not available (%s): recorded steps are advanced by the daily run", self.problem)
+
+    @staticmethod
+    def prepare() -> None:
+        """Import Prefect and apply the edge (once; 2-4 s). Importing Prefect configures logging for
+        the whole process: the host's loggers are kept as they were, which is only safe before the
+        host serves (a request logged meanwhile would be lost), so ``start_in_background`` does
+        this part first, in the caller's thread."""
+        with _keeping_loggers(HOST_LOGGERS):
+            from pathways.orchestration import advancing, prefect_edge  # noqa: F401 - advancing: Prefect imported here
+
+            prefect_edge.configure()  # this long-lived process's entry into Prefect
 
     def start_in_background(self, store_url: str) -> None:
-        """``start`` in a thread of its own: the caller (the application's start-up) goes on at once."""
+        """``start`` in a thread of its own after ``prepare`` here: the caller (the application's
+        start-up) goes on while the server starts (the embedded one: 10-30 s)."""
+        self.prepare()
         self._starting = threading.Thread(target=self.start, args=(store_url,), name="pathways-prefect-start", daemon=True)
         self._starting.start()
 
@@ -84,6 +96,11 @@ class WarmPrefect:
         """Stop the embedded server this process started (a server at PREFECT_API_URL stays); a
         start in progress is waited for first."""
         if self._starting is not None:
+            self._stopping = True
+            if self._starting.is_alive() and self.embedded:  # stopped while it starts (Ctrl-C in the first seconds):
+                from pathways.orchestration import prefect_edge  # its server stopped now, so the start ends at once
+
+                prefect_edge.stop_embedded_server(timeout=1)
             self._starting.join(self.START_WAIT)
         with self._lock:
             if self.started and self.embedded:

@@ -74,7 +74,7 @@ async def _prefect_kept_warm(app: FastAPI):
     the start)."""
     settings: WebSettings = app.state.settings
     if settings.prefect:
-        app.state.prefect.start_in_background(settings.database_url)
+        await run_in_threadpool(app.state.prefect.start_in_background, settings.database_url)  # (Prefect imported first)
     try:
         yield
     finally:
