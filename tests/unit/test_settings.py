@@ -5,6 +5,7 @@ worker processes as read, and shown by `pathways config` with where each came fr
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 from conftest import run_cli
@@ -211,6 +212,8 @@ def test_pathways_serve_hands_its_runs_the_setting_that_schedules_reviews(monkey
     monkeypatch.setattr(deploy, "_read_deployments", lambda names: {})
     monkeypatch.setattr(deploy, "leave_as_found", lambda found: None)
     monkeypatch.setattr(prefect, "serve", lambda *deployments, **options: seen.update(os.environ))
+    for flow_name in ("advance_due", "advance_enrollments"):  # (no deployment made: to_deployment wants Prefect's loop)
+        monkeypatch.setattr(deploy, flow_name, types.SimpleNamespace(to_deployment=lambda **options: options))
     deploy.serve()
     assert deploy.RUN_ENVIRONMENT == {"PATHWAYS_SCHEDULE_REVIEWS": "1"}
     assert seen["PATHWAYS_SCHEDULE_REVIEWS"] == "1" and configured.current(seen).schedule_reviews == "1"

@@ -55,7 +55,7 @@ def plots(ind: Indicators, image: str = "svg") -> dict[str, str]:
     if days or referral:
         fig, ax = plt.subplots(figsize=(5, 2.2))
         series = [s for s in ((days, "escalation -> action"), (referral, "referral -> specialist")) if s[0]]
-        ax.boxplot([s[0] for s in series], vert=False)
+        ax.boxplot([s[0] for s in series], orientation="horizontal")
         ax.set_yticks(range(1, len(series) + 1), [s[1] for s in series])
         ax.set_xlabel("days")
         found["days"] = write(fig)
