@@ -73,8 +73,6 @@ def check(
     names: Annotated[Optional[list[str]], typer.Argument(help="Pathway names (default: every pathway with a cases.yaml)")] = None,
 ) -> None:
     """Run each pathway's assurance cases (cases.yaml) and report threshold coverage."""
-    from rich.table import Table
-
     from pathways.definition.loader import available_pathways, find_pathway, load_pathway
     from pathways.rules.cases import load_cases, run_cases
 
@@ -94,23 +92,7 @@ def check(
             print_problems(exc.problems)
             failed = True
             continue
-        report = run_cases(loaded, cases, today)
-        table = Table(title=f"{name}: {len(report.results)} cases", title_justify="left", expand=True)
-        table.add_column("case", no_wrap=True)
-        table.add_column("result", no_wrap=True)
-        table.add_column("details", ratio=1, overflow="fold")
-        for result in report.results:
-            ok = not result.failures
-            table.add_row(result.case.id, "[green]pass[/green]" if ok else "[red]FAIL[/red]", result.case.description.replace("[", "\\["))
-        ui.out.print(table)
-        for result in report.failed:
-            for failure in result.failures:
-                ui.out.print(f"FAIL {loaded.spec.id}/{result.case.id}: {failure}", markup=False)
-        for line in report.uncovered:
-            ui.out.print(f"uncovered threshold: {line}", markup=False)
-        passed = len(report.results) - len(report.failed)
-        ui.out.print(f"{name}: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered", markup=False)
-        failed = failed or bool(report.failed) or bool(report.uncovered)
+        failed = _print_cases(run_cases(loaded, cases, today), name, loaded.spec.id) or failed
     if not names:
         failed = _check_plans() or failed
     if failed:
@@ -120,8 +102,6 @@ def check(
 def _check_plans() -> bool:
     """The combined-plan cases (`_shared/plan-cases.yaml` of the first pathway folder that has
     one), reported like a pathway's cases; True when something failed."""
-    from rich.table import Table
-
     from pathways.definition.loader import pathway_roots
     from pathways.runtime.plan_cases import check_plan_cases, plan_cases_file
 
@@ -133,7 +113,15 @@ def _check_plans() -> bool:
     except ProblemsFound as exc:
         print_problems(exc.problems)
         return True
-    table = Table(title=f"combined plans: {len(report.results)} cases", title_justify="left", expand=True)
+    return _print_cases(report, "combined plans", "plans")
+
+
+def _print_cases(report, title: str, prefix: str) -> bool:
+    """A case report (a pathway's or the combined plans'): the table, each failure as
+    ``FAIL PREFIX/CASE: ...``, the uncovered threshold sides, the counts; True when something failed."""
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {len(report.results)} cases", title_justify="left", expand=True)
     table.add_column("case", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("details", ratio=1, overflow="fold")
@@ -143,12 +131,12 @@ def _check_plans() -> bool:
     ui.out.print(table)
     for result in report.failed:
         for failure in result.failures:
-            ui.out.print(f"FAIL plans/{result.case.id}: {failure}", markup=False)
+            ui.out.print(f"FAIL {prefix}/{result.case.id}: {failure}", markup=False)
     for line in report.uncovered:
         ui.out.print(f"uncovered threshold: {line}", markup=False)
     passed = len(report.results) - len(report.failed)
-    ui.out.print(f"combined plans: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered",
-              markup=False)
+    ui.out.print(f"{title}: {passed} passed, {len(report.failed)} failed; {len(report.uncovered)} threshold sides not covered",
+                 markup=False)
     return bool(report.failed) or bool(report.uncovered)
 
 
