@@ -66,6 +66,20 @@ def run_cli_process(*args: str, cwd: Path | None = None, env: dict | None = None
     )
 
 
+def mm01_on_metformin(folder: Path) -> tuple[Path, dict]:
+    """The multimorbid patient mm-01 (diabetes, COPD, heart failure; tests/fixtures/multimorbid)
+    with an eGFR of 25 and metformin on 2026-11-25 (the metformin stop conflict), written to
+    ``folder/mm-01.json``: the file and its content."""
+    import json
+
+    patient = json.loads((FIXTURES / "multimorbid" / "mm-01.json").read_text(encoding="utf-8"))
+    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
+                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
+    file = folder / "mm-01.json"
+    file.write_text(json.dumps(patient), encoding="utf-8")
+    return file, patient
+
+
 # -- the `slow` marker: tests that start Prefect (a command in a new process) or a browser -----
 # `pytest -m "not slow"` is the quick loop. Marked in the test files (`@pytest.mark.slow`), and
 # here: tests marked `browser`, and tests using a fixture that runs a cohort through Prefect or

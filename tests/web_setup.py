@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from conftest import mm01_on_metformin
 from pathways.access import Actor
 from pathways.clock import FixedClock
 from pathways.facts.load import load_patient_file
@@ -76,7 +77,6 @@ def seed_audit(url: str) -> str:
     return enrollment
 
 
-MULTIMORBID = ROOT / "tests" / "fixtures" / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure
 MM_ENROLLED = dt.date(2026, 12, 3)
 MM_TODAY = dt.date(2026, 12, 10)  # the plan page's date: the referral and the kidney consultation are one huisarts visit
 
@@ -85,14 +85,8 @@ def seed_multimorbid(url: str, folder: Path) -> list[str]:
     """``seed`` and then mm-01 (as tests/unit/test_plan_documents.py) enrolled on 2026-12-03 from the
     review stage in diabetes, COPD and heart failure, with an eGFR of 25 while on metformin (the
     conflict metformine_bij_egfr_onder_stopgrens, which escalates). Returns mm-01's enrollments."""
-    import json
-
     seed(url)
-    patient = json.loads(MULTIMORBID.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = folder / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, _ = mm01_on_metformin(folder)
     clock = FixedClock.on(MM_ENROLLED)
     store = open_store(clock, url, actor=Actor(user="setup", role="admin", via="test"))
     runtimes = Runtimes()

@@ -7,20 +7,14 @@ import json
 
 import pytest
 
-from conftest import run_cli
-
-from test_plan_documents import MM
+from conftest import mm01_on_metformin, run_cli
 
 
 @pytest.mark.slow
 def test_audit_indicators_show_combined_reviews_visits_saved_and_how_conflicts_ended(tmp_path):
     env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "PREFECT_HOME": str(tmp_path / "prefect"), "DO_NOT_TRACK": "1",
            "PATHWAYS_TODAY": "2026-12-03", "PATHWAYS_ROLE": "admin"}
-    patient = json.loads(MM.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = tmp_path / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, patient = mm01_on_metformin(tmp_path)
     single = {**patient, "patient": "dm-01"}
     (tmp_path / "dm-01.json").write_text(json.dumps(single), encoding="utf-8")
     for who, pathway, facts in (("mm-01", "diabetes", file), ("mm-01", "heartfailure", file), ("dm-01", "diabetes", tmp_path / "dm-01.json")):

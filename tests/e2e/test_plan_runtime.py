@@ -10,9 +10,7 @@ import sqlite3
 
 import pytest
 
-from conftest import FIXTURES, run_cli
-
-MM = FIXTURES / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure
+from conftest import mm01_on_metformin, run_cli
 
 
 def environment(tmp_path) -> dict[str, str]:
@@ -29,11 +27,7 @@ def query(tmp_path, sql: str) -> list[tuple]:
 @pytest.mark.slow
 def test_a_second_pathway_builds_on_stored_facts_and_advancing_re_plans_each_patient_once(tmp_path):
     env = environment(tmp_path)
-    patient = json.loads(MM.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = tmp_path / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, patient = mm01_on_metformin(tmp_path)
     first = run_cli("enroll", "mm-01", "--pathway", "diabetes", "--facts", str(file), env=env)
     assert first.returncode == 0, first.stderr
     facts = query(tmp_path, "select count(*) from fact where patient_id = 'mm-01'")

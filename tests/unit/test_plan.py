@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import FIXTURES, ROOT, mm01_on_metformin, run_cli
 from pathways.clock import FixedClock
 from pathways.definition.interactions import read_interactions, validate_with_interactions
 from pathways.definition.loader import load_pathway
 from pathways.facts.load import load_patient_file
 from pathways.facts.model import Observation
 from pathways.rules.evaluate import PathwayEvaluator
-from pathways.runtime.core import Runtime, StepProgress, enroll
+from pathways.runtime.core import StepProgress, enroll
 from pathways.runtime.interactions import conflicts
 from pathways.runtime.plan import Enrolled, PlanError, build_plan
 
@@ -195,11 +195,7 @@ def plan_entries(tmp_path) -> list[tuple[str, str]]:
 
 def test_pathways_plan_bundles_mm01s_three_pathways_shows_the_metformin_conflict_and_audits_each_decision_once(tmp_path):
     env = environment(tmp_path)
-    patient = json.loads(MM.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = tmp_path / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, patient = mm01_on_metformin(tmp_path)
     enrollments = {}
     for pathway in PATHWAYS:
         done = run_cli("enroll", "mm-01", "--pathway", pathway, "--facts", str(file), env=env)

@@ -10,9 +10,7 @@ import sqlite3
 
 import pytest
 
-from conftest import FIXTURES, run_cli
-
-MM = FIXTURES / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure
+from conftest import mm01_on_metformin, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +18,7 @@ def enrolled(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plan-documents")
     env = {"PATHWAYS_DATABASE_URL": f"sqlite:///{tmp / 'store.db'}", "PREFECT_HOME": str(tmp / "prefect"), "DO_NOT_TRACK": "1",
            "PATHWAYS_TODAY": "2026-12-03", "PATHWAYS_ROLE": "admin"}
-    patient = json.loads(MM.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = tmp / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, _ = mm01_on_metformin(tmp)
     for pathway in ("diabetes", "copd", "heartfailure"):
         done = run_cli("enroll", "mm-01", "--pathway", pathway, "--facts", str(file), "--from", "reviews", env=env)
         assert done.returncode == 0, done.stderr

@@ -12,11 +12,9 @@ import sqlite3
 
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
+from conftest import ROOT, mm01_on_metformin, run_cli
 from pathways.orchestration.network import bundling_window
 from pathways.runtime.plan import PlanError
-
-MM = FIXTURES / "multimorbid" / "mm-01.json"  # diabetes, COPD and heart failure
 
 
 def environment(tmp_path) -> dict[str, str]:
@@ -35,11 +33,7 @@ def mm01(tmp_path):
     """mm-01 in diabetes and heart failure, with an eGFR of 25 while on metformin (the metformin
     stop conflict, which escalates)."""
     env = environment(tmp_path)
-    patient = json.loads(MM.read_text(encoding="utf-8"))
-    patient["observations"] += [{"fact": "egfr_ml_min_1_73m2", "value": 25, "unit": "mL/min/{1.73_m2}", "at": "2026-11-25"},
-                                {"fact": "treatment_step", "value": "metformine", "at": "2026-11-25"}]
-    file = tmp_path / "mm-01.json"
-    file.write_text(json.dumps(patient), encoding="utf-8")
+    file, _ = mm01_on_metformin(tmp_path)
     for pathway in ("diabetes", "heartfailure"):
         done = run_cli("enroll", "mm-01", "--pathway", pathway, "--facts", str(file), env=env)
         assert done.returncode == 0, done.stderr
