@@ -62,6 +62,7 @@ def test_every_response_carries_the_security_headers(site):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"
     assert "<script>" not in client.get("/login").text  # no inline script for the CSP to allow
+    assert client.get("/favicon.ico").status_code == 204  # (no 404 in the browser's console on each first page)
 
 
 def test_log_in_sets_a_signed_httponly_lax_cookie_and_log_out_ends_the_session(site):

@@ -50,6 +50,10 @@ def create_app(settings: WebSettings) -> FastAPI:
             return Response("htmx is not installed (run scripts/setup.sh)", status_code=404, media_type="text/plain")
         return FileResponse(path, media_type="text/javascript")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:  # browsers ask for it on every first page: no icon, and no 404 in their console
+        return Response(status_code=204)
+
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/worklist", status_code=303)
